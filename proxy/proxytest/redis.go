@@ -1,0 +1,254 @@
+package proxytest
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// StartTimeout bounds how long StartRedis, Restart and StartNutcracker wait
+// for a server to answer.
+const StartTimeout = 10 * time.Second
+
+// Redis is a redis-server started by StartRedis. Its TCP listener is always
+// on, at Addr.
+type Redis struct {
+	Addr     string // "127.0.0.1:port"
+	Port     int
+	Unix     string // unix socket path; "" without RedisUnixSocket
+	Dir      string // its --dir, under t.TempDir(); the log is redis.log there
+	Password string // its requirepass; "" for none
+
+	bin   string
+	extra []string
+	mu    sync.Mutex // guards proc
+	proc  *process
+}
+
+// A RedisOption configures StartRedis.
+type RedisOption func(*redisOptions)
+
+type redisOptions struct {
+	password string
+	unix     *string
+	args     []string
+}
+
+// RedisPassword sets requirepass. Client then authenticates.
+func RedisPassword(password string) RedisOption {
+	return func(o *redisOptions) { o.password = password }
+}
+
+// RedisUnixSocket adds a unix socket listener at path, or, if path is "", at
+// a path short enough for sun_path (t.TempDir() often is not).
+func RedisUnixSocket(path string) RedisOption {
+	return func(o *redisOptions) { o.unix = &path }
+}
+
+// RedisArgs appends arguments to redis-server's command line, after those
+// StartRedis sets, so they override them: RedisArgs("--maxmemory", "1mb").
+func RedisArgs(args ...string) RedisOption {
+	return func(o *redisOptions) { o.args = append(o.args, args...) }
+}
+
+// StartRedis starts a redis-server on a free loopback port with no
+// persistence, waits until it answers PING, and kills it in t's cleanup.
+func StartRedis(t testing.TB, opts ...RedisOption) *Redis {
+	t.Helper()
+	var o redisOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	r := &Redis{
+		Dir:      t.TempDir(),
+		Password: o.password,
+		bin:      lookBinary(t, "redis-server", "apt-get install redis-server"),
+		extra:    o.args,
+	}
+	if o.unix != nil {
+		r.Unix = *o.unix
+		if r.Unix == "" {
+			r.Unix = shortSocketPath(t, "redis.sock")
+		}
+		if len(r.Unix) >= 104 {
+			t.Fatalf("proxytest: unix socket path %q is too long for sun_path", r.Unix)
+		}
+	}
+	t.Cleanup(r.Kill)
+	for attempt := 1; ; attempt++ {
+		r.Port = FreePort(t)
+		r.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(r.Port))
+		logStart := len(r.Log())
+		err := r.start()
+		if err == nil {
+			return r
+		}
+		// Another process may take the port between FreePort and bind.
+		if attempt < 3 && strings.Contains(r.Log()[logStart:], "Address already in use") {
+			continue
+		}
+		t.Fatalf("proxytest: redis-server on %s: %v\nredis.log:\n%s", r.Addr, err, r.Log())
+	}
+}
+
+// shortSocketPath returns a path for a unix socket in a new directory under
+// os.TempDir(), removed in t's cleanup.
+func shortSocketPath(t testing.TB, name string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "pt")
+	if err != nil {
+		t.Fatalf("proxytest: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return filepath.Join(dir, name)
+}
+
+func (r *Redis) start() error {
+	args := []string{
+		"--port", strconv.Itoa(r.Port),
+		"--bind", "127.0.0.1",
+		"--save", "",
+		"--appendonly", "no",
+		"--dir", r.Dir,
+		"--protected-mode", "no",
+		"--daemonize", "no",
+		"--logfile", "",
+	}
+	if r.Password != "" {
+		args = append(args, "--requirepass", r.Password)
+	}
+	if r.Unix != "" {
+		args = append(args, "--unixsocket", r.Unix, "--unixsocketperm", "700")
+	}
+	args = append(args, r.extra...)
+	log, err := os.OpenFile(r.logPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer log.Close() // the child has its own descriptor
+	cmd := exec.Command(r.bin, args...)
+	cmd.Dir = r.Dir
+	cmd.Stdout, cmd.Stderr = log, log
+	p, err := startProcess(cmd)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.proc = p
+	r.mu.Unlock()
+	return waitUntil(p, func() bool { return pingable(r.Addr) })
+}
+
+// waitUntil polls ready until it reports true, p exits, or StartTimeout
+// passes.
+func waitUntil(p *process, ready func() bool) error {
+	deadline := time.Now().Add(StartTimeout)
+	for {
+		if p.exited() {
+			return fmt.Errorf("exited: %v", p.cmd.ProcessState)
+		}
+		if ready() {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not ready after %v", StartTimeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// pingable reports whether a redis-server answers PING at addr: +PONG, or
+// -NOAUTH when it has a password.
+func pingable(addr string) bool {
+	nc, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	c := NewConn(nc)
+	defer c.Close()
+	c.Timeout = time.Second
+	rep, err := c.Do("PING")
+	if err != nil {
+		return false
+	}
+	return rep.Type == '+' || bytes.HasPrefix(rep.Str, []byte("NOAUTH"))
+}
+
+func (r *Redis) logPath() string { return filepath.Join(r.Dir, "redis.log") }
+
+// Log returns what redis-server has logged so far, across restarts.
+func (r *Redis) Log() string {
+	b, _ := os.ReadFile(r.logPath())
+	return string(b)
+}
+
+func (r *Redis) process() *process {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.proc
+}
+
+// Client connects to the server within t, authenticating if it has a
+// Password, and closes the connection in t's cleanup. It takes t so that it
+// can be called from subtests of the test that started the server.
+func (r *Redis) Client(t testing.TB) *Conn {
+	t.Helper()
+	c := Dial(t, r.Addr)
+	if r.Password != "" {
+		rep, err := c.Do("AUTH", r.Password)
+		if err != nil || rep.Type != '+' {
+			t.Fatalf("proxytest: AUTH on %s: %v %v", r.Addr, rep, err)
+		}
+	}
+	return c
+}
+
+// Stop shuts the server down with SIGTERM, as an operator would, and waits
+// for it to exit (SIGKILL after 5 s). It does nothing if it is not running.
+func (r *Redis) Stop() {
+	if p := r.process(); p != nil {
+		p.stop(5 * time.Second)
+	}
+}
+
+// Kill kills the server with SIGKILL and waits for it to exit.
+func (r *Redis) Kill() {
+	if p := r.process(); p != nil {
+		p.kill()
+	}
+}
+
+// Pause stops the server with SIGSTOP: connections stay open and nothing is
+// answered until Resume.
+func (r *Redis) Pause() {
+	if p := r.process(); p != nil {
+		p.signal(syscall.SIGSTOP)
+	}
+}
+
+// Resume continues a paused server with SIGCONT.
+func (r *Redis) Resume() {
+	if p := r.process(); p != nil {
+		p.signal(syscall.SIGCONT)
+	}
+}
+
+// Restart stops the server if it runs and starts it again on the same port
+// and dir, with no data (nothing is saved). It fails t, with the log, if the
+// server does not come back.
+func (r *Redis) Restart(t testing.TB) {
+	t.Helper()
+	r.Stop()
+	if err := r.start(); err != nil {
+		t.Fatalf("proxytest: restart redis-server on %s: %v\nredis.log:\n%s", r.Addr, err, r.Log())
+	}
+}
