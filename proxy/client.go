@@ -1,0 +1,326 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/shardproxy/shardproxy/hashring"
+)
+
+const (
+	// maxBatch bounds the commands one client has in flight, so a client
+	// that pipelines a million commands is served in slices.
+	maxBatch = 512
+	// readBufferSize is a client's read buffer; it grows for a larger
+	// request and shrinks back once the request is done.
+	readBufferSize = 16 << 10
+	// maxKeptBuffer is the largest buffer kept for reuse after a request.
+	maxKeptBuffer = 64 << 10
+	// maxRequestLen bounds one request; together with MaxBulkLen it bounds
+	// what a single client can make the proxy hold.
+	maxRequestLen = MaxBulkLen + 16<<20
+)
+
+var errRequestTooLarge = protocolError("request is too large")
+
+// client is one client connection. Its goroutine reads a batch of complete
+// commands, routes them, submits each touched server's share at once, waits
+// for the replies and writes them back in request order with one write.
+type client struct {
+	srv  *Server
+	pool *pool
+	conn net.Conn
+	id   int64
+
+	rbuf         []byte
+	rstart, rend int
+	parser       requestParser
+	cmd          parsedCommand
+	out          []byte
+
+	ring   *hashring.Ring // loaded once per batch
+	calls  []call
+	slots  []*replySlot // reusable slots; the first nslots are in use
+	nslots int
+	frags  []*fragment
+	nfrags int
+	stages []stage
+	batch  batch
+	keys   []int
+
+	authed   bool
+	name     []byte
+	tx       txState
+	quit     bool
+	stopping atomic.Bool
+}
+
+// call is one command of a batch and where its reply will be.
+type call struct {
+	slot *replySlot // the reply, for every command that is not split
+	frag *fragment  // the parts, for a split command
+}
+
+// stage collects a batch's requests for one server.
+type stage struct {
+	srv   *server
+	conn  *backendConn
+	buf   []byte
+	slots []*replySlot
+}
+
+func newClient(s *Server, p *pool, conn net.Conn) *client {
+	c := &client{srv: s, pool: p, conn: conn, id: s.ids.Add(1)}
+	c.batch.done = make(chan struct{}, 1)
+	c.authed = p.cfg.RedisAuth == ""
+	return c
+}
+
+// stopWhenIdle asks the client to close after the batch it is serving.
+func (c *client) stopWhenIdle() {
+	c.stopping.Store(true)
+	c.conn.SetReadDeadline(time.Now())
+}
+
+func (c *client) serve() {
+	defer c.srv.removeClient(c)
+	defer c.close()
+	c.rbuf = make([]byte, readBufferSize)
+	for {
+		var perr error
+		for len(c.calls) < maxBatch && !c.quit {
+			n, err := c.parser.next(c.rbuf[c.rstart:c.rend], &c.cmd)
+			if err != nil {
+				perr = err
+				break
+			}
+			if n == 0 {
+				break
+			}
+			c.rstart += n
+			if len(c.cmd.args) > 0 {
+				c.dispatch(&c.cmd)
+			}
+		}
+		full := len(c.calls) >= maxBatch
+		if len(c.calls) > 0 {
+			if err := c.finishBatch(); err != nil {
+				c.pool.stats.clientErr.Add(1)
+				return
+			}
+		}
+		if perr != nil {
+			c.conn.Write(appendErr(c.out[:0], "ERR "+perr.Error()))
+			c.pool.stats.clientErr.Add(1)
+			return
+		}
+		if c.quit {
+			return
+		}
+		if full {
+			continue // more complete commands may be waiting in the buffer
+		}
+		if c.stopping.Load() {
+			return
+		}
+		if err := c.fill(); err != nil {
+			var ne net.Error
+			switch {
+			case errors.Is(err, io.EOF):
+				c.pool.stats.clientEOF.Add(1)
+			case c.stopping.Load() && errors.As(err, &ne) && ne.Timeout():
+			case errors.Is(err, errRequestTooLarge):
+				c.conn.Write(appendErr(c.out[:0], "ERR "+err.Error()))
+				c.pool.stats.clientErr.Add(1)
+			default:
+				c.pool.stats.clientErr.Add(1)
+			}
+			return
+		}
+	}
+}
+
+// fill reads more bytes, first making room: it moves an unfinished command
+// to the front of the buffer, or grows the buffer for a large one.
+func (c *client) fill() error {
+	if c.rstart == c.rend {
+		c.rstart, c.rend = 0, 0
+		if len(c.rbuf) > maxKeptBuffer {
+			c.rbuf = make([]byte, readBufferSize)
+		}
+	}
+	if c.rend == len(c.rbuf) {
+		if c.rstart > 0 {
+			c.rend = copy(c.rbuf, c.rbuf[c.rstart:c.rend])
+			c.rstart = 0
+		} else {
+			if len(c.rbuf) >= maxRequestLen {
+				return errRequestTooLarge
+			}
+			nb := make([]byte, min(2*len(c.rbuf), maxRequestLen))
+			copy(nb, c.rbuf[:c.rend])
+			c.rbuf = nb
+		}
+	}
+	n, err := c.conn.Read(c.rbuf[c.rend:])
+	c.rend += n
+	if n > 0 {
+		return nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return err
+}
+
+func (c *client) close() {
+	c.tx.reset(c)
+	c.conn.Close()
+}
+
+// newSlot returns a reusable reply slot for this batch.
+func (c *client) newSlot() *replySlot {
+	if c.nslots == len(c.slots) {
+		c.slots = append(c.slots, &replySlot{batch: &c.batch})
+	}
+	s := c.slots[c.nslots]
+	c.nslots++
+	s.buf = s.buf[:0]
+	return s
+}
+
+// reply records a reply the proxy produced itself.
+func (c *client) reply(b []byte) {
+	s := c.newSlot()
+	s.buf = append(s.buf, b...)
+	c.calls = append(c.calls, call{slot: s})
+}
+
+// replyError records an error reply; msg starts with the error code.
+func (c *client) replyError(msg string) {
+	s := c.newSlot()
+	s.buf = appendErr(s.buf, msg)
+	c.calls = append(c.calls, call{slot: s})
+	c.pool.stats.forwardError.Add(1)
+}
+
+// stageFor returns the batch's stage for srv, making one if needed.
+func (c *client) stageFor(srv *server) *stage {
+	for i := range c.stages {
+		if c.stages[i].srv == srv {
+			return &c.stages[i]
+		}
+	}
+	if len(c.stages) < cap(c.stages) {
+		c.stages = c.stages[:len(c.stages)+1]
+	} else {
+		c.stages = append(c.stages, stage{})
+	}
+	st := &c.stages[len(c.stages)-1]
+	st.srv, st.conn = srv, srv.pick()
+	st.buf, st.slots = st.buf[:0], st.slots[:0]
+	return st
+}
+
+// forward stages cmd for srv and returns the slot its reply will fill.
+func (c *client) forward(srv *server, cmd *parsedCommand) *replySlot {
+	st := c.stageFor(srv)
+	if cmd.inline {
+		st.buf = appendCommand(st.buf, cmd.args...)
+	} else {
+		st.buf = append(st.buf, cmd.raw...)
+	}
+	s := c.newSlot()
+	st.slots = append(st.slots, s)
+	return s
+}
+
+// submit hands every stage to its server connection.
+func (c *client) submit() {
+	if len(c.stages) == 0 {
+		return
+	}
+	n := int32(0)
+	for i := range c.stages {
+		n += int32(len(c.stages[i].slots))
+	}
+	c.batch.pending.Store(n + 1)
+	now := time.Now()
+	for i := range c.stages {
+		st := &c.stages[i]
+		for _, s := range st.slots {
+			s.sent = now
+		}
+		st.srv.stats.requests.Add(int64(len(st.slots)))
+		st.srv.stats.requestBytes.Add(int64(len(st.buf)))
+		st.conn.submit(st.buf, st.slots)
+	}
+	if c.batch.pending.Add(-1) != 0 {
+		<-c.batch.done
+	}
+	for i := range c.stages {
+		st := &c.stages[i]
+		clear(st.slots)
+		if cap(st.buf) > maxKeptBuffer {
+			st.buf = nil
+		}
+		st.srv, st.conn = nil, nil
+	}
+	c.stages = c.stages[:0]
+}
+
+// finishBatch submits what was staged, waits for every reply and writes
+// them to the client in request order.
+func (c *client) finishBatch() error {
+	c.submit()
+	out := c.out[:0]
+	for i := range c.calls {
+		cl := &c.calls[i]
+		if cl.frag != nil {
+			out = cl.frag.merge(out)
+			continue
+		}
+		out = append(out, cl.slot.buf...)
+	}
+	for i := 0; i < c.nslots; i++ {
+		if cap(c.slots[i].buf) > maxKeptBuffer {
+			c.slots[i].buf = nil
+		}
+	}
+	clear(c.calls)
+	c.calls = c.calls[:0]
+	c.nslots = 0
+	c.nfrags = 0
+	c.ring = nil
+	_, err := c.conn.Write(out)
+	if cap(out) > maxKeptBuffer {
+		out = nil
+	}
+	c.out = out[:0]
+	return err
+}
+
+func isError(reply []byte) bool { return len(reply) > 0 && reply[0] == '-' }
+
+// appendErr appends an error reply; msg starts with its code ("ERR ...").
+func appendErr(dst []byte, msg string) []byte {
+	dst = append(dst, '-')
+	for i := 0; i < len(msg); i++ {
+		if b := msg[i]; b == '\r' || b == '\n' {
+			dst = append(dst, ' ')
+		} else {
+			dst = append(dst, b)
+		}
+	}
+	return append(dst, '\r', '\n')
+}
+
+// isTimeout reports whether err is a deadline expiry.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded)
+}

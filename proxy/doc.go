@@ -1,0 +1,40 @@
+// Package proxy serves nutcracker's Redis pools: it reads nutcracker.yml
+// (Config), listens on every pool's address, routes each request to the
+// server that hashring says owns its key, and reports nutcracker's stats.
+//
+// A request travels top to bottom through these files:
+//
+//	server.go    accept, one goroutine per client connection
+//	client.go    read a batch of complete commands, reply in order
+//	resp.go      parse requests (bounded, resumable), find reply ends
+//	command.go   the command table: arity, key positions, kind
+//	route.go     answer, refuse, or pick the server by the key
+//	fragment.go  split MGET/DEL/UNLINK/EXISTS/TOUCH/MSET per server, merge
+//	local.go     PING, ECHO, QUIT, SELECT, AUTH, HELLO, CLIENT, INFO
+//	tx.go        MULTI/EXEC/WATCH on a connection pinned to one server
+//	backend.go   shared server connections: write queue, reply reader
+//	pool.go      servers, ring, ejection
+//	stats.go, statsport.go, metrics.go   counters, stats JSON, /metrics
+//
+// The hot path has no goroutine, channel send or lock per request. A client
+// parses every complete command in its buffer, stages each server's share
+// (the client's raw bytes when no rewrite is needed), hands each share to
+// the server connection in one call, waits once for the whole batch and
+// writes all replies with one write. A server connection is shared by all
+// clients of the pool: whoever finds no write in progress writes everything
+// queued, so under load many clients' requests leave in one syscall, and
+// one reader goroutine per connection matches replies to requests in order,
+// copying each reply as a raw byte range into the waiting slot.
+//
+// Limits: a bulk string may be at most MaxBulkLen (512 MB, Redis' default
+// proto-max-bulk-len), a request at most MaxArgs arguments, an inline
+// request at most MaxInlineLen bytes. Declared lengths are checked before
+// anything is allocated; buffers grow only with bytes that arrived. A
+// malformed request gets Redis' "-ERR Protocol error: ..." reply after the
+// replies to the commands before it, and that connection closes; every
+// other client goes on.
+//
+// Reply encoding uses github.com/tidwall/redcon's append functions. Requests
+// are parsed by our own parser rather than redcon's reader, which panics on
+// a negative bulk length and allocates per command.
+package proxy

@@ -1,0 +1,178 @@
+package proxy
+
+import (
+	"strconv"
+
+	"github.com/tidwall/redcon"
+)
+
+// fragment is a multi-key command split per server: one sub-request per
+// server in ascending server order, each with that server's keys in the
+// client's order, and what is needed to merge the replies as one Redis
+// server would have answered.
+type fragment struct {
+	kind   mergeKind
+	nkeys  int
+	subs   []*replySlot
+	subSrv []int   // server index of each sub-request
+	keySub []int32 // MGET: the sub-request of each key, in client order
+	counts []int   // keys per sub-request, while building
+	elems  []int   // MGET: element end offsets of every sub reply, while merging
+	cursor []int   // MGET: next element of each sub reply, while merging
+	starts []int   // MGET: first element offset of each sub reply
+}
+
+func (c *client) newFragment(kind mergeKind) *fragment {
+	if c.nfrags == len(c.frags) {
+		c.frags = append(c.frags, &fragment{})
+	}
+	f := c.frags[c.nfrags]
+	c.nfrags++
+	f.kind, f.nkeys = kind, 0
+	f.subs, f.subSrv, f.keySub, f.counts = f.subs[:0], f.subSrv[:0], f.keySub[:0], f.counts[:0]
+	return f
+}
+
+// split routes MGET, DEL, UNLINK, EXISTS, TOUCH and MSET. When every key is
+// on one server the command goes there unchanged; otherwise each server gets
+// the same command with its own keys.
+func (c *client) split(def *command, cmd *parsedCommand) {
+	args := cmd.args
+	step := def.step
+	if step == 2 && (len(args)-1)%2 != 0 {
+		c.replyError(wrongArity(def.name))
+		return
+	}
+	f := c.newFragment(def.merge)
+	for i := 1; i < len(args); i += step {
+		idx := c.ring.Lookup(args[i])
+		if idx < 0 {
+			c.nfrags--
+			c.replyError(msgNoServer)
+			return
+		}
+		sub := -1
+		for j, s := range f.subSrv {
+			if s == idx {
+				sub = j
+				break
+			}
+		}
+		if sub < 0 {
+			sub = len(f.subSrv)
+			f.subSrv = append(f.subSrv, idx)
+			f.counts = append(f.counts, 0)
+		}
+		f.counts[sub]++
+		f.keySub = append(f.keySub, int32(sub))
+		f.nkeys++
+	}
+	if len(f.subSrv) == 1 {
+		c.nfrags--
+		c.route(f.subSrv[0], cmd)
+		return
+	}
+	c.pool.stats.fragments.Add(int64(len(f.subSrv)))
+	// Emit sub-requests in ascending server order, like nutcracker.
+	order := c.keys[:0]
+	for j := range f.subSrv {
+		order = append(order, j)
+	}
+	for a := 1; a < len(order); a++ {
+		for b := a; b > 0 && f.subSrv[order[b]] < f.subSrv[order[b-1]]; b-- {
+			order[b], order[b-1] = order[b-1], order[b]
+		}
+	}
+	c.keys = order
+	for len(f.subs) < len(f.subSrv) {
+		f.subs = append(f.subs, nil)
+	}
+	for _, j := range order {
+		st := c.stageFor(c.pool.servers[f.subSrv[j]])
+		st.buf = redcon.AppendArray(st.buf, 1+f.counts[j]*step)
+		st.buf = redcon.AppendBulk(st.buf, args[0])
+		k := 0
+		for i := 1; i < len(args); i += step {
+			if int(f.keySub[k]) == j {
+				for s := 0; s < step; s++ {
+					st.buf = redcon.AppendBulk(st.buf, args[i+s])
+				}
+			}
+			k++
+		}
+		slot := c.newSlot()
+		st.slots = append(st.slots, slot)
+		f.subs[j] = slot
+	}
+	c.calls = append(c.calls, call{frag: f})
+}
+
+// merge appends the combined reply. An error from any server is the reply
+// (the first in server order); nothing is half-merged.
+func (f *fragment) merge(out []byte) []byte {
+	for _, s := range f.subs {
+		if isError(s.buf) {
+			return append(out, s.buf...)
+		}
+	}
+	switch f.kind {
+	case mergeSum:
+		var sum int64
+		for _, s := range f.subs {
+			n, ok := integerReply(s.buf)
+			if !ok {
+				return appendErr(out, "ERR unexpected reply from a server to a split command")
+			}
+			sum += n
+		}
+		return redcon.AppendInt(out, sum)
+	case mergeOK:
+		return redcon.AppendOK(out)
+	}
+	return f.mergeArray(out)
+}
+
+// mergeArray puts MGET's per-server arrays back into the client's key order.
+func (f *fragment) mergeArray(out []byte) []byte {
+	f.elems, f.starts, f.cursor = f.elems[:0], f.starts[:0], f.cursor[:0]
+	for j, s := range f.subs {
+		b := s.buf
+		line, n := readLine(b, 0)
+		if n < 0 || len(line) == 0 || line[0] != '*' {
+			return appendErr(out, "ERR unexpected reply from a server to a split command")
+		}
+		count, _ := parseLength(line[1:])
+		if count != f.counts[j] {
+			return appendErr(out, "ERR unexpected reply from a server to a split command")
+		}
+		f.starts = append(f.starts, len(f.elems))
+		f.cursor = append(f.cursor, len(f.elems))
+		f.elems = append(f.elems, n)
+		for i := 0; i < count; i++ {
+			m := replyLen(b[n:])
+			if m == 0 {
+				return appendErr(out, "ERR unexpected reply from a server to a split command")
+			}
+			n += m
+			f.elems = append(f.elems, n)
+		}
+	}
+	out = redcon.AppendArray(out, f.nkeys)
+	for _, sub := range f.keySub {
+		cur := f.cursor[sub]
+		b := f.subs[sub].buf
+		out = append(out, b[f.elems[cur]:f.elems[cur+1]]...)
+		f.cursor[sub] = cur + 1
+	}
+	return out
+}
+
+// integerReply parses ":<n>\r\n".
+func integerReply(b []byte) (int64, bool) {
+	line, n := readLine(b, 0)
+	if n != len(b) || len(line) < 2 || line[0] != ':' {
+		return 0, false
+	}
+	v, err := strconv.ParseInt(string(line[1:]), 10, 64)
+	return v, err == nil
+}

@@ -1,0 +1,247 @@
+package proxy
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tidwall/redcon"
+)
+
+// Version is shardproxy's version, stamped at build time.
+var Version = "dev"
+
+// redisVersion is what HELLO and INFO report as redis_version: clients pick
+// features by it, and every command shardproxy routes exists in Redis 7.0.
+const redisVersion = "7.0.0"
+
+const (
+	msgWrongPass  = "WRONGPASS invalid username-password pair or user is disabled."
+	msgNoPassword = "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"
+	msgNoProto    = "NOPROTO sorry, this protocol version is not supported."
+)
+
+// local answers the commands the proxy handles itself.
+func (c *client) local(def *command, cmd *parsedCommand) {
+	args := cmd.args
+	switch def.name {
+	case "ping":
+		switch len(args) {
+		case 1:
+			c.reply([]byte("+PONG\r\n"))
+		case 2:
+			c.reply(redcon.AppendBulk(nil, args[1]))
+		default:
+			c.replyError(wrongArity("ping"))
+		}
+	case "echo":
+		c.reply(redcon.AppendBulk(nil, args[1]))
+	case "quit":
+		c.reply([]byte("+OK\r\n"))
+		c.quit = true
+	case "select":
+		c.selectDB(args[1])
+	case "auth":
+		c.auth(args[1:])
+	case "hello":
+		c.hello(args[1:])
+	case "client":
+		c.clientCommand(args[1:])
+	case "info":
+		c.reply(redcon.AppendBulkString(nil, c.info()))
+	case "reset":
+		c.tx.reset(c)
+		c.name = nil
+		c.authed = c.pool.cfg.RedisAuth == ""
+		c.reply([]byte("+RESET\r\n"))
+	case "readonly", "readwrite":
+		c.reply([]byte("+OK\r\n"))
+	}
+}
+
+// selectDB accepts only the pool's own database: every server connection of
+// the pool is on redis_db.
+func (c *client) selectDB(arg []byte) {
+	n, err := strconv.Atoi(string(arg))
+	switch {
+	case err != nil:
+		c.replyError("ERR value is not an integer or out of range")
+	case n != c.pool.cfg.RedisDB:
+		c.replyError(fmt.Sprintf("ERR DB index is out of range: this pool serves only db %d (redis_db)", c.pool.cfg.RedisDB))
+	default:
+		c.reply([]byte("+OK\r\n"))
+	}
+}
+
+// auth checks AUTH password or AUTH default password against redis_auth,
+// in constant time.
+func (c *client) auth(args [][]byte) {
+	if len(args) > 2 {
+		c.replyError("ERR syntax error")
+		return
+	}
+	if msg := c.checkAuth(args); msg != "" {
+		c.replyError(msg)
+		return
+	}
+	c.reply([]byte("+OK\r\n"))
+}
+
+// checkAuth authenticates the client with [user] password and returns the
+// error reply, or "" on success.
+func (c *client) checkAuth(args [][]byte) string {
+	want := c.pool.cfg.RedisAuth
+	user, pass := []byte("default"), args[len(args)-1]
+	if len(args) == 2 {
+		user = args[0]
+	}
+	if want == "" {
+		if len(args) == 1 {
+			return msgNoPassword
+		}
+		if string(user) != "default" {
+			return msgWrongPass
+		}
+		return ""
+	}
+	userOK := subtle.ConstantTimeCompare(user, []byte("default"))
+	passOK := subtle.ConstantTimeCompare(pass, []byte(want))
+	if userOK&passOK != 1 {
+		return msgWrongPass
+	}
+	c.authed = true
+	return ""
+}
+
+// hello answers HELLO [2 [AUTH user pass] [SETNAME name]] in RESP2. RESP3 is
+// refused with Redis' NOPROTO error, on which clients fall back to RESP2.
+func (c *client) hello(args [][]byte) {
+	if len(args) > 0 {
+		v, err := strconv.Atoi(string(args[0]))
+		if err != nil {
+			c.replyError("ERR Protocol version is not an integer or out of range")
+			return
+		}
+		if v != 2 {
+			c.replyError(msgNoProto)
+			return
+		}
+		args = args[1:]
+	}
+	var name []byte
+	setName := false
+	for len(args) > 0 {
+		opt := strings.ToLower(string(args[0]))
+		switch {
+		case opt == "auth" && len(args) >= 3:
+			if msg := c.checkAuth(args[1:3]); msg != "" {
+				c.replyError(msg)
+				return
+			}
+			args = args[3:]
+		case opt == "setname" && len(args) >= 2:
+			name, setName = args[1], true
+			args = args[2:]
+		default:
+			c.replyError("ERR Syntax error in HELLO option '" + string(limitArg(args[0])) + "'")
+			return
+		}
+	}
+	if !c.authed {
+		c.replyError(msgNoAuth)
+		return
+	}
+	if setName {
+		if !validClientName(name) {
+			c.replyError("ERR Client names cannot contain spaces, newlines or special characters.")
+			return
+		}
+		c.name = append(c.name[:0], name...)
+	}
+	b := redcon.AppendArray(nil, 14)
+	b = redcon.AppendBulkString(b, "server")
+	b = redcon.AppendBulkString(b, "redis")
+	b = redcon.AppendBulkString(b, "version")
+	b = redcon.AppendBulkString(b, redisVersion)
+	b = redcon.AppendBulkString(b, "proto")
+	b = redcon.AppendInt(b, 2)
+	b = redcon.AppendBulkString(b, "id")
+	b = redcon.AppendInt(b, c.id)
+	b = redcon.AppendBulkString(b, "mode")
+	b = redcon.AppendBulkString(b, "standalone")
+	b = redcon.AppendBulkString(b, "role")
+	b = redcon.AppendBulkString(b, "master")
+	b = redcon.AppendBulkString(b, "modules")
+	b = redcon.AppendArray(b, 0)
+	c.reply(b)
+}
+
+func validClientName(name []byte) bool {
+	for _, ch := range name {
+		if ch < '!' || ch > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// clientCommand answers the CLIENT subcommands that client libraries send
+// when they connect.
+func (c *client) clientCommand(args [][]byte) {
+	sub := strings.ToLower(string(args[0]))
+	switch sub {
+	case "setname":
+		if len(args) != 2 {
+			c.replyError(wrongArity("client|setname"))
+			return
+		}
+		if !validClientName(args[1]) {
+			c.replyError("ERR Client names cannot contain spaces, newlines or special characters.")
+			return
+		}
+		c.name = append(c.name[:0], args[1]...)
+		c.reply([]byte("+OK\r\n"))
+	case "getname":
+		if len(c.name) == 0 {
+			c.reply(redcon.AppendNull(nil))
+		} else {
+			c.reply(redcon.AppendBulk(nil, c.name))
+		}
+	case "id":
+		c.reply(redcon.AppendInt(nil, c.id))
+	case "setinfo", "no-evict", "no-touch":
+		c.reply([]byte("+OK\r\n"))
+	case "info", "list":
+		line := fmt.Sprintf("id=%d addr=%s laddr=%s name=%s db=%d\n", c.id, c.conn.RemoteAddr(), c.conn.LocalAddr(), c.name, c.pool.cfg.RedisDB)
+		c.reply(redcon.AppendBulkString(nil, line))
+	case "reply":
+		if len(args) == 2 && bytes.EqualFold(args[1], []byte("on")) {
+			c.reply([]byte("+OK\r\n"))
+			return
+		}
+		c.replyError("ERR unsupported command 'client|reply' in shardproxy: only CLIENT REPLY ON is supported")
+	default:
+		c.replyError("ERR unknown subcommand '" + string(limitArg(args[0])) + "'. Try CLIENT HELP.")
+	}
+}
+
+// info is a small INFO reply: enough for clients that check the server's
+// version, role and loading state when they connect.
+func (c *client) info() string {
+	var b strings.Builder
+	host, _ := os.Hostname()
+	s := c.srv
+	fmt.Fprintf(&b, "# Server\r\nredis_version:%s\r\nredis_mode:standalone\r\nshardproxy_version:%s\r\n", redisVersion, Version)
+	fmt.Fprintf(&b, "os:%s %s\r\narch_bits:64\r\nprocess_id:%d\r\nhostname:%s\r\n", runtime.GOOS, runtime.GOARCH, os.Getpid(), host)
+	fmt.Fprintf(&b, "uptime_in_seconds:%d\r\n\r\n", int64(time.Since(s.started).Seconds()))
+	fmt.Fprintf(&b, "# Clients\r\nconnected_clients:%d\r\n\r\n", c.pool.stats.clientConnections.Load())
+	b.WriteString("# Persistence\r\nloading:0\r\n\r\n")
+	b.WriteString("# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n")
+	fmt.Fprintf(&b, "# Keyspace\r\n# shardproxy pool %s: %d servers\r\n", c.pool.cfg.Name, len(c.pool.servers))
+	return b.String()
+}

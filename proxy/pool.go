@@ -1,0 +1,172 @@
+package proxy
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/shardproxy/shardproxy/hashring"
+)
+
+// pool is one configured pool while it serves: its servers, its ring, and
+// the counters nutcracker reports for it.
+type pool struct {
+	srv     *Server
+	cfg     *PoolConfig
+	servers []*server // in ring index order
+	full    *hashring.Ring
+	ring    atomic.Pointer[hashring.Ring] // full, or rebuilt without ejected servers
+	stats   poolStats
+
+	ejectMu sync.Mutex // serialises ring rebuilds after ejections
+}
+
+// server is one configured server while it serves: its connections, its
+// health and its counters. ServerConfig is what the file says; this is what
+// is live.
+type server struct {
+	pool  *pool
+	cfg   ServerConfig
+	index int
+	conns []*backendConn
+	next  atomic.Uint32 // round robin over conns
+
+	failures     atomic.Int32 // consecutive failures, for auto_eject_hosts
+	ejectedUntil atomic.Int64 // unix nanoseconds; 0 when live
+	ejectedAt    atomic.Int64 // unix microseconds of the last ejection, as nutcracker reports it
+	stats        serverStats
+	txConns      dedicatedPool
+}
+
+func newPool(srv *Server, cfg *PoolConfig) (*pool, error) {
+	nodes := make([]hashring.Node, len(cfg.Servers))
+	for i, s := range cfg.Servers {
+		nodes[i] = s.Node()
+	}
+	dist, err := hashring.ParseDistribution(cfg.Distribution)
+	if err != nil {
+		return nil, fmt.Errorf("pool %q: %w", cfg.Name, err)
+	}
+	ring, err := hashring.New(nodes, hashring.Options{Hash: cfg.Hash, Distribution: dist, HashTag: cfg.HashTag})
+	if err != nil {
+		return nil, fmt.Errorf("pool %q: %w", cfg.Name, err)
+	}
+	p := &pool{srv: srv, cfg: cfg, full: ring}
+	p.ring.Store(ring)
+	for i, sc := range cfg.Servers {
+		s := &server{pool: p, cfg: sc, index: i}
+		n := cfg.ServerConnections
+		if n < 1 {
+			n = 1
+		}
+		s.conns = make([]*backendConn, n)
+		for j := range s.conns {
+			s.conns[j] = &backendConn{srv: s}
+		}
+		p.servers = append(p.servers, s)
+	}
+	return p, nil
+}
+
+// connectAll dials every server connection now (the preconnect option);
+// failures are only logged, as in nutcracker.
+func (p *pool) connectAll() {
+	for _, s := range p.servers {
+		for _, b := range s.conns {
+			b.mu.Lock()
+			if b.state == connIdle {
+				b.startDialLocked()
+			}
+			b.mu.Unlock()
+		}
+	}
+}
+
+func (p *pool) close() {
+	for _, s := range p.servers {
+		for _, b := range s.conns {
+			b.close()
+		}
+		s.txConns.mu.Lock()
+		idle := s.txConns.idle
+		s.txConns.idle = nil
+		s.txConns.mu.Unlock()
+		for _, d := range idle {
+			d.close()
+		}
+	}
+}
+
+// pick returns the connection a client uses for this server in one batch.
+func (s *server) pick() *backendConn {
+	if len(s.conns) == 1 {
+		return s.conns[0]
+	}
+	return s.conns[int(s.next.Add(1))%len(s.conns)]
+}
+
+// errText is the error reply for a request this server could not answer.
+func (s *server) errText(cause string) string {
+	if s.cfg.Name == s.cfg.Addr {
+		return fmt.Sprintf("ERR server %s: %s", s.cfg.Name, cause)
+	}
+	return fmt.Sprintf("ERR server %s (%s): %s", s.cfg.Name, s.cfg.Addr, cause)
+}
+
+// ok records that the server answered, which resets its failure count.
+func (s *server) ok() {
+	if s.failures.Load() != 0 {
+		s.failures.Store(0)
+	}
+}
+
+// failed records a failed connection. With auto_eject_hosts, the
+// server_failure_limit'th consecutive failure takes the server out of the
+// ring for server_retry_timeout; it comes back without a health check, as in
+// nutcracker.
+func (s *server) failed() {
+	cfg := s.pool.cfg
+	if !cfg.AutoEjectHosts {
+		return
+	}
+	limit := int32(cfg.ServerFailureLimit)
+	if limit < 1 {
+		limit = 1
+	}
+	if s.failures.Add(1) < limit {
+		return
+	}
+	s.failures.Store(0)
+	now := time.Now()
+	s.ejectedUntil.Store(now.Add(cfg.ServerRetryTimeout).UnixNano())
+	s.ejectedAt.Store(now.UnixMicro())
+	s.pool.stats.serverEjects.Add(1)
+	s.pool.srv.logger.Warn("server ejected", "pool", cfg.Name, "server", s.cfg.Name, "retry_in", cfg.ServerRetryTimeout)
+	s.pool.rebuildRing()
+	time.AfterFunc(cfg.ServerRetryTimeout, s.pool.rebuildRing)
+}
+
+// rebuildRing stores a ring over the servers that are not ejected now.
+func (p *pool) rebuildRing() {
+	p.ejectMu.Lock()
+	defer p.ejectMu.Unlock()
+	now := time.Now().UnixNano()
+	ejected := make([]bool, len(p.servers))
+	any := false
+	for i, s := range p.servers {
+		if until := s.ejectedUntil.Load(); until != 0 {
+			if until > now {
+				ejected[i], any = true, true
+			} else {
+				s.ejectedUntil.Store(0)
+				p.srv.logger.Info("server returns", "pool", p.cfg.Name, "server", s.cfg.Name)
+			}
+		}
+	}
+	if !any {
+		p.ring.Store(p.full)
+		return
+	}
+	p.ring.Store(p.full.Without(ejected))
+}

@@ -1,0 +1,348 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shardproxy/shardproxy/proxy/proxytest"
+)
+
+// testPool is a running shardproxy pool in front of real redis-servers.
+type testPool struct {
+	srv     *Server
+	cfg     *Config
+	addr    string
+	redises []*proxytest.Redis
+}
+
+// startProxy starts n redis-servers and shardproxy with one pool over them;
+// extra is added to the pool's YAML (indented by two spaces per line).
+func startProxy(t *testing.T, n int, extra string, opts ...proxytest.RedisOption) *testPool {
+	t.Helper()
+	tp := &testPool{}
+	var servers strings.Builder
+	for i := 0; i < n; i++ {
+		r := proxytest.StartRedis(t, opts...)
+		tp.redises = append(tp.redises, r)
+		fmt.Fprintf(&servers, "    - %s:1 server%d\n", r.Addr, i)
+	}
+	port := proxytest.FreePort(t)
+	yaml := fmt.Sprintf("alpha:\n  listen: 127.0.0.1:%d\n  redis: true\n%s  servers:\n%s", port, extra, servers.String())
+	cfg, err := ParseConfig([]byte(yaml))
+	if err != nil {
+		t.Fatalf("ParseConfig: %v\n%s", err, yaml)
+	}
+	srv, err := NewServer(cfg, Options{})
+	if err != nil {
+		t.Fatalf("NewServer: %v", err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	tp.srv, tp.cfg, tp.addr = srv, cfg, fmt.Sprintf("127.0.0.1:%d", port)
+	return tp
+}
+
+func (tp *testPool) client(t *testing.T) *proxytest.Conn {
+	t.Helper()
+	return proxytest.Dial(t, tp.addr)
+}
+
+// owner returns the redis-server that the pool's ring puts key on.
+func (tp *testPool) owner(t *testing.T, key string) *proxytest.Redis {
+	t.Helper()
+	p := tp.srv.pools[0]
+	idx := p.ring.Load().Lookup([]byte(key))
+	addr := p.servers[idx].cfg.Addr
+	for _, r := range tp.redises {
+		if r.Addr == addr {
+			return r
+		}
+	}
+	t.Fatalf("no redis at %s", addr)
+	return nil
+}
+
+func do(t *testing.T, c *proxytest.Conn, args ...string) string {
+	t.Helper()
+	r, err := c.Do(args...)
+	if err != nil {
+		t.Fatalf("%v: %v", args, err)
+	}
+	return string(r.Raw())
+}
+
+func TestProxyRoutesKeysToTheirServers(t *testing.T) {
+	tp := startProxy(t, 3, "")
+	c := tp.client(t)
+	for i := 0; i < 200; i++ {
+		key := fmt.Sprintf("key:%d", i)
+		if got := do(t, c, "SET", key, "v"+key); got != "+OK\r\n" {
+			t.Fatalf("SET %s = %q", key, got)
+		}
+	}
+	for i := 0; i < 200; i++ {
+		key := fmt.Sprintf("key:%d", i)
+		want := fmt.Sprintf("$%d\r\nv%s\r\n", len(key)+1, key)
+		if got := do(t, tp.owner(t, key).Client(t), "GET", key); got != want {
+			t.Fatalf("GET %s on its owner = %q, want %q", key, got, want)
+		}
+		if got := do(t, c, "GET", key); got != want {
+			t.Fatalf("GET %s through the proxy = %q, want %q", key, got, want)
+		}
+	}
+}
+
+func TestProxyPipelineKeepsOrder(t *testing.T) {
+	tp := startProxy(t, 3, "")
+	c := tp.client(t)
+	const n = 10000
+	for i := 0; i < n; i++ {
+		key := fmt.Sprintf("p:%d", (i/4)%500)
+		switch i % 4 {
+		case 0:
+			c.Send("SET", key, fmt.Sprint(i))
+		case 1:
+			c.Send("GET", key)
+		case 2:
+			c.Send("INCR", "counter:"+key)
+		default:
+			c.Send("PING")
+		}
+	}
+	last := map[string]int{}
+	counters := map[string]int{}
+	for i := 0; i < n; i++ {
+		key := fmt.Sprintf("p:%d", (i/4)%500)
+		r, err := c.Read()
+		if err != nil {
+			t.Fatalf("reply %d: %v", i, err)
+		}
+		var want string
+		switch i % 4 {
+		case 0:
+			want = "+OK\r\n"
+			last[key] = i
+		case 1:
+			v := fmt.Sprint(last[key])
+			want = fmt.Sprintf("$%d\r\n%s\r\n", len(v), v)
+		case 2:
+			counters[key]++
+			want = fmt.Sprintf(":%d\r\n", counters[key])
+		default:
+			want = "+PONG\r\n"
+		}
+		if string(r.Raw()) != want {
+			t.Fatalf("reply %d = %q, want %q", i, r.Raw(), want)
+		}
+	}
+}
+
+func TestProxyMultiKeyCommandsMergeLikeOneRedis(t *testing.T) {
+	tp := startProxy(t, 3, "")
+	c := tp.client(t)
+	single := proxytest.StartRedis(t).Client(t)
+	keys := []string{"a", "b", "c", "d", "e", "f", "g", "a"}
+	script := [][]string{
+		append([]string{"MSET"}, "a", "1", "b", "2", "c", "3", "d", "4"),
+		append([]string{"MGET"}, keys...),
+		append([]string{"EXISTS"}, keys...),
+		append([]string{"TOUCH"}, keys...),
+		append([]string{"DEL"}, "a", "c", "zz", "d"),
+		append([]string{"MGET"}, keys...),
+		append([]string{"UNLINK"}, keys...),
+		append([]string{"MGET"}, "a"),
+	}
+	for _, cmd := range script {
+		want := do(t, single, cmd...)
+		if got := do(t, c, cmd...); got != want {
+			t.Errorf("%v = %q, one redis says %q", cmd, got, want)
+		}
+	}
+}
+
+func TestProxyLocalCommands(t *testing.T) {
+	tp := startProxy(t, 2, "")
+	c := tp.client(t)
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"PING"}, "+PONG\r\n"},
+		{[]string{"PING", "hi"}, "$2\r\nhi\r\n"},
+		{[]string{"ECHO", "x"}, "$1\r\nx\r\n"},
+		{[]string{"SELECT", "0"}, "+OK\r\n"},
+		{[]string{"HELLO", "3"}, "-" + msgNoProto + "\r\n"},
+		{[]string{"CLIENT", "SETNAME", "app"}, "+OK\r\n"},
+		{[]string{"CLIENT", "GETNAME"}, "$3\r\napp\r\n"},
+		{[]string{"CLIENT", "SETINFO", "lib-name", "x"}, "+OK\r\n"},
+		{[]string{"KEYS", "*"}, "-" + unsupportedCommand(commands["keys"]) + "\r\n"},
+		{[]string{"GET"}, "-ERR wrong number of arguments for 'get' command\r\n"},
+		{[]string{"NOSUCH", "a"}, "-ERR unknown command 'NOSUCH', with args beginning with: 'a' \r\n"},
+		{[]string{"AUTH", "x"}, "-" + msgNoPassword + "\r\n"},
+		{[]string{"PING"}, "+PONG\r\n"},
+	}
+	for _, tc := range tests {
+		if got := do(t, c, tc.args...); got != tc.want {
+			t.Errorf("%v = %q, want %q", tc.args, got, tc.want)
+		}
+	}
+	if got := do(t, c, "INFO"); !strings.Contains(got, "# Server\r\nredis_version:") {
+		t.Errorf("INFO = %q, want a # Server section", got)
+	}
+}
+
+func TestProxyAuth(t *testing.T) {
+	tp := startProxy(t, 2, "  redis_auth: s3cret\n", proxytest.RedisPassword("s3cret"))
+	c := tp.client(t)
+	steps := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"GET", "k"}, "-" + msgNoAuth + "\r\n"},
+		{[]string{"PING"}, "+PONG\r\n"},
+		{[]string{"AUTH", "wrong"}, "-" + msgWrongPass + "\r\n"},
+		{[]string{"GET", "k"}, "-" + msgNoAuth + "\r\n"},
+		{[]string{"AUTH", "s3cret"}, "+OK\r\n"},
+		{[]string{"SET", "k", "v"}, "+OK\r\n"},
+		{[]string{"GET", "k"}, "$1\r\nv\r\n"},
+	}
+	for _, s := range steps {
+		if got := do(t, c, s.args...); got != s.want {
+			t.Fatalf("%v = %q, want %q", s.args, got, s.want)
+		}
+	}
+	c2 := tp.client(t)
+	if got := do(t, c2, "AUTH", "default", "s3cret"); got != "+OK\r\n" {
+		t.Fatalf("AUTH default s3cret = %q", got)
+	}
+}
+
+func TestProxyTransactionOnOneServer(t *testing.T) {
+	tp := startProxy(t, 3, "  hash_tag: \"{}\"\n")
+	c := tp.client(t)
+	for _, s := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"WATCH", "{u1}:a"}, "+OK\r\n"},
+		{[]string{"MULTI"}, "+OK\r\n"},
+		{[]string{"SET", "{u1}:a", "1"}, "+QUEUED\r\n"},
+		{[]string{"INCR", "{u1}:b"}, "+QUEUED\r\n"},
+		{[]string{"EXEC"}, "*2\r\n+OK\r\n:1\r\n"},
+		{[]string{"GET", "{u1}:a"}, "$1\r\n1\r\n"},
+		{[]string{"EXEC"}, "-ERR EXEC without MULTI\r\n"},
+	} {
+		if got := do(t, c, s.args...); got != s.want {
+			t.Fatalf("%v = %q, want %q", s.args, got, s.want)
+		}
+	}
+
+	// Find a key on another server than {u1}.
+	ring := tp.srv.pools[0].ring.Load()
+	other := ""
+	for i := 0; other == ""; i++ {
+		k := fmt.Sprintf("other%d", i)
+		if ring.Lookup([]byte(k)) != ring.Lookup([]byte("u1")) {
+			other = k
+		}
+	}
+	for _, s := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"MULTI"}, "+OK\r\n"},
+		{[]string{"SET", "{u1}:a", "2"}, "+QUEUED\r\n"},
+		{[]string{"SET", other, "x"}, "-" + msgCrossSlot + "\r\n"},
+		{[]string{"EXEC"}, "-" + msgExecAbort + "\r\n"},
+		{[]string{"GET", "{u1}:a"}, "$1\r\n1\r\n"},
+	} {
+		if got := do(t, c, s.args...); got != s.want {
+			t.Fatalf("%v = %q, want %q", s.args, got, s.want)
+		}
+	}
+}
+
+func TestProxyProtocolErrorClosesOnlyThatClient(t *testing.T) {
+	tp := startProxy(t, 2, "")
+	good := tp.client(t)
+	bad := tp.client(t)
+	bad.WriteRaw([]byte("*1\r\n$-2\r\n"))
+	r, err := bad.Read()
+	if err != nil || !r.IsError() {
+		t.Fatalf("malformed request: reply %q, err %v; want an error reply", r.Raw(), err)
+	}
+	if _, err := bad.Read(); err == nil {
+		t.Fatalf("connection still open after a protocol error")
+	}
+	if got := do(t, good, "PING"); got != "+PONG\r\n" {
+		t.Fatalf("other client: PING = %q", got)
+	}
+}
+
+func TestProxyServerDownFailsOnlyItsKeys(t *testing.T) {
+	tp := startProxy(t, 3, "")
+	c := tp.client(t)
+	dead := tp.redises[0]
+	dead.Stop()
+	var deadKey, liveKey string
+	for i := 0; deadKey == "" || liveKey == ""; i++ {
+		k := fmt.Sprintf("k%d", i)
+		if tp.owner(t, k) == dead {
+			deadKey = k
+		} else {
+			liveKey = k
+		}
+	}
+	c.Send("SET", liveKey, "1")
+	c.Send("GET", deadKey)
+	c.Send("GET", liveKey)
+	want := []string{"+OK\r\n", "-ERR server server0 (" + dead.Addr + "): ", "$1\r\n1\r\n"}
+	for i, w := range want {
+		r, err := c.Read()
+		if err != nil {
+			t.Fatalf("reply %d: %v", i, err)
+		}
+		if !strings.HasPrefix(string(r.Raw()), w) {
+			t.Fatalf("reply %d = %q, want prefix %q", i, r.Raw(), w)
+		}
+	}
+}
+
+func TestProxyTimeoutResetsServerConnection(t *testing.T) {
+	tp := startProxy(t, 2, "  timeout: 200\n")
+	c := tp.client(t)
+	var key string
+	for i := 0; key == ""; i++ {
+		if k := fmt.Sprintf("t%d", i); tp.owner(t, k) == tp.redises[0] {
+			key = k
+		}
+	}
+	if got := do(t, c, "SET", key, "before"); got != "+OK\r\n" {
+		t.Fatalf("SET = %q", got)
+	}
+	tp.redises[0].Pause()
+	got := do(t, c, "GET", key)
+	if !strings.Contains(got, "timed out") {
+		tp.redises[0].Resume()
+		t.Fatalf("GET on a stopped server = %q, want a timeout error", got)
+	}
+	tp.redises[0].Resume()
+	// The late reply to the timed-out GET must not be matched to this one.
+	if got := do(t, c, "SET", key, "after"); got != "+OK\r\n" {
+		t.Fatalf("SET after resume = %q", got)
+	}
+	if got := do(t, c, "GET", key); got != "$5\r\nafter\r\n" {
+		t.Fatalf("GET after resume = %q", got)
+	}
+}
+
+func proxytestPassword(pw string) proxytest.RedisOption { return proxytest.RedisPassword(pw) }
