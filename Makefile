@@ -1,0 +1,48 @@
+# shardproxy: a Redis sharding proxy that reads nutcracker.yml.
+# Targets are phony; see README.md.
+
+GO          ?= go
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS     := -s -w -X github.com/shardproxy/shardproxy/proxy.Version=$(VERSION)
+BIN         := bin/shardproxy
+STATICCHECK_VERSION := v0.8.2
+GOBIN       := $(shell $(GO) env GOPATH)/bin
+
+.PHONY: build run test lint bench fuzz deps clean
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/shardproxy
+
+# Installs what is missing, starts three local redis-servers and shardproxy
+# on 127.0.0.1:22121 with deploy/demo/nutcracker.yml. Ctrl-C stops everything.
+run: deps build
+	bash deploy/demo/run.sh $(BIN)
+
+# Debian packages the demo and the tests need (redis-server, redis-tools,
+# nutcracker as the compatibility oracle, iproute2, python3-redis).
+deps:
+	bash .ci/deps.sh
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+	@test -x $(GOBIN)/staticcheck || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	$(GOBIN)/staticcheck ./...
+
+test: lint
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+# Short fuzzing runs of every parser, on top of the seed corpora that
+# `make test` already runs.
+fuzz:
+	$(GO) test -run XXX -fuzz FuzzRequestParser -fuzztime 30s ./proxy
+	$(GO) test -run XXX -fuzz FuzzReplyScanner -fuzztime 30s ./proxy
+	$(GO) test -run XXX -fuzz FuzzParseConfig -fuzztime 30s ./proxy
+	$(GO) test -run XXX -fuzz FuzzLookup -fuzztime 30s ./hashring
+
+bench: deps
+	$(GO) test -run XXX -bench . -benchmem ./hashring ./proxy
+	bash bench/compare.sh
+
+clean:
+	rm -rf bin

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/shardproxy/shardproxy/proxy/proxytest"
+)
+
+func TestTestConf(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yml")
+	bad := filepath.Join(dir, "bad.yml")
+	os.WriteFile(good, []byte("alpha:\n  listen: 127.0.0.1:22121\n  redis: true\n  servers:\n    - 127.0.0.1:6379:1\n"), 0o644)
+	os.WriteFile(bad, []byte("alpha:\n  listen: 127.0.0.1:22121\n  redis: true\n  hash: FNV1A_64\n  servers:\n    - 127.0.0.1:6379:1\n"), 0o644)
+	for _, tc := range []struct {
+		file string
+		code int
+		want string
+	}{
+		{good, 0, "syntax is ok"},
+		{bad, 1, `pool "alpha": hash`},
+		{filepath.Join("..", "..", "deploy", "demo", "nutcracker.yml"), 0, "syntax is ok"},
+	} {
+		var out, errOut bytes.Buffer
+		if code := run([]string{"-t", "-c", tc.file}, &out, &errOut); code != tc.code || !strings.Contains(errOut.String(), tc.want) {
+			t.Errorf("-t -c %s: exit %d, stderr %q; want exit %d and %q", tc.file, code, errOut.String(), tc.code, tc.want)
+		}
+	}
+}
+
+// Every configuration example in the README must pass -t.
+func TestReadmeExamples(t *testing.T) {
+	t.Setenv("REDIS_PASSWORD", "example")
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := strings.Split(string(readme), "```yaml\n")
+	if len(blocks) < 2 {
+		t.Fatalf("README has no yaml example")
+	}
+	for i, b := range blocks[1:] {
+		conf := b[:strings.Index(b, "```")]
+		path := filepath.Join(t.TempDir(), "conf.yml")
+		os.WriteFile(path, []byte(conf), 0o644)
+		var out, errOut bytes.Buffer
+		if code := run([]string{"-t", "-c", path}, &out, &errOut); code != 0 {
+			t.Errorf("README yaml example %d fails -t: %s\n%s", i+1, errOut.String(), conf)
+		}
+	}
+}
+
+func TestFlags(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"-V"}, &out, &errOut); code != 0 || !strings.Contains(out.String(), "shardproxy") {
+		t.Errorf("-V: exit %d, %q", code, out.String())
+	}
+	out.Reset()
+	errOut.Reset()
+	if code := run([]string{"--help"}, &out, &errOut); code != 0 {
+		t.Errorf("--help: exit %d", code)
+	}
+	for _, flag := range []string{"-c", "-s", "-a", "-i", "-t", "-v", "-o", "-p", "-V", "-D", "-d", "-m", "--shutdown-grace", "--log-format"} {
+		if !strings.Contains(errOut.String(), flag+",") && !strings.Contains(errOut.String(), "    "+flag) {
+			t.Errorf("--help does not list %s", flag)
+		}
+	}
+	out.Reset()
+	if code := run([]string{"-D"}, &out, &errOut); code != 0 || !strings.Contains(out.String(), "out_queue_bytes") {
+		t.Errorf("-D: exit %d, %q", code, out.String())
+	}
+}
+
+// SIGTERM lets the request in flight finish, then exits 0.
+func TestSigtermDrains(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "shardproxy")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	r := proxytest.StartRedis(t)
+	port, stats := proxytest.FreePort(t), proxytest.FreePort(t)
+	conf := filepath.Join(t.TempDir(), "nutcracker.yml")
+	os.WriteFile(conf, []byte(fmt.Sprintf("alpha:\n  listen: 127.0.0.1:%d\n  redis: true\n  servers:\n    - %s:1\n", port, r.Addr)), 0o644)
+	var logs bytes.Buffer
+	cmd := exec.Command(bin, "-c", conf, "-s", fmt.Sprint(stats), "-a", "127.0.0.1")
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	var c *proxytest.Conn
+	for i := 0; ; i++ {
+		if i == 100 {
+			t.Fatalf("shardproxy did not listen on %s:\n%s", addr, logs.String())
+		}
+		if proxytestAccepts(addr) {
+			c = proxytest.Dial(t, addr)
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// A slow request is in flight when SIGTERM arrives.
+	c.Send("EVAL", "local t = redis.call('time'); while true do local n = redis.call('time'); if (n[1]-t[1])*1000000 + (n[2]-t[2]) > 300000 then break end end; return 'done'", "1", "k")
+	c.Flush()
+	time.Sleep(100 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGTERM)
+	reply, err := c.Read()
+	if err != nil || string(reply.Raw()) != "$4\r\ndone\r\n" {
+		t.Fatalf("request in flight at SIGTERM: %q, %v", reply.Raw(), err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, logs.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("shardproxy did not exit after SIGTERM:\n%s", logs.String())
+	}
+}
+
+func proxytestAccepts(addr string) bool {
+	c, err := (&netDialer).Dial("tcp", addr)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+var netDialer = net.Dialer{Timeout: time.Second}
