@@ -1,0 +1,368 @@
+#!/usr/bin/env bash
+# compare.sh: throughput of shardproxy, nutcracker (twemproxy) and a direct
+# redis-server, measured in one run over the same three redis-server backends.
+#
+#   bash bench/compare.sh          (what `make bench` runs)
+#
+# It starts 3 redis-servers and both proxies on free loopback ports, runs
+# redis-benchmark and bench/loadgen against each target, printing every
+# command before it runs, and ends with a markdown table (paste it into
+# bench/RESULTS.md). Only loopback addresses are used. Everything it started
+# is stopped on exit.
+#
+# Environment (defaults in brackets):
+#   BENCH_REQUESTS    requests per redis-benchmark test [200000]
+#   BENCH_DURATION    duration of each loadgen run [10s]
+#   BENCH_CLIENTS     redis-benchmark clients and loadgen connections [50]
+#   BENCH_PIPELINE    pipeline depth of the pipelined rows [16]
+#   BENCH_KEYS        key space of both tools [100000]
+#   BENCH_VALUE_SIZE  SET value size in bytes [64]
+#   BENCH_ROUNDS      run every measurement this many times, alternating
+#                     targets, and report the median [1]
+#   SHARDPROXY_BIN    use this shardproxy binary instead of building ./cmd/shardproxy
+#   BENCH_SKIP_SHARDPROXY=1  leave shardproxy out (its columns show "-")
+#   BENCH_KEEP=1      keep the temporary directory with configs and logs
+#
+# The defaults take about 2-3 minutes on 2 cores; for a quick check:
+#   BENCH_REQUESTS=20000 BENCH_DURATION=2s bash bench/compare.sh
+set -euo pipefail
+
+REQUESTS=${BENCH_REQUESTS:-200000}
+DURATION=${BENCH_DURATION:-10s}
+CLIENTS=${BENCH_CLIENTS:-50}
+PIPELINE=${BENCH_PIPELINE:-16}
+KEYS=${BENCH_KEYS:-100000}
+VALUE_SIZE=${BENCH_VALUE_SIZE:-64}
+ROUNDS=${BENCH_ROUNDS:-1}
+SKIP_SHARDPROXY=${BENCH_SKIP_SHARDPROXY:-0}
+KEEP=${BENCH_KEEP:-0}
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+die() {
+	echo "compare.sh: $*" >&2
+	exit 1
+}
+
+for n in "$REQUESTS" "$CLIENTS" "$PIPELINE" "$KEYS" "$VALUE_SIZE" "$ROUNDS"; do
+	if ! [[ $n =~ ^[0-9]+$ ]] || [ "$n" -eq 0 ]; then
+		die "BENCH_* counts must be positive integers, got \"$n\""
+	fi
+done
+
+for tool in go redis-server redis-cli redis-benchmark nutcracker; do
+	command -v "$tool" >/dev/null || die "$tool is not installed"
+done
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/shardproxy-bench.XXXXXX")
+pids=()
+
+# cleanup stops, by pid, every process this script started, then removes tmp.
+cleanup() {
+	local rc=$? pid i
+	trap - EXIT INT TERM
+	for pid in "${pids[@]}"; do
+		kill "$pid" 2>/dev/null || true
+	done
+	for i in $(seq 50); do
+		local alive=0
+		for pid in "${pids[@]}"; do
+			if kill -0 "$pid" 2>/dev/null; then alive=1; fi
+		done
+		[ "$alive" = 0 ] && break
+		sleep 0.1
+	done
+	for pid in "${pids[@]}"; do
+		kill -KILL "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+	if [ "$KEEP" = 1 ]; then
+		echo "configs and logs kept in $tmp"
+	else
+		rm -rf "$tmp"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# show prints a command line, quoting only the words that need it.
+show() {
+	local arg
+	printf '+'
+	for arg in "$@"; do
+		if [[ $arg =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then
+			printf ' %s' "$arg"
+		else
+			printf ' %q' "$arg"
+		fi
+	done
+}
+
+# run prints a command, then runs it.
+run() {
+	show "$@"
+	printf '\n'
+	"$@"
+}
+
+# run_to prints a command, then runs it with its stdout shown and saved in $1.
+run_to() {
+	local out=$1
+	shift
+	show "$@"
+	printf '\n'
+	"$@" | tee "$out"
+}
+
+# free_port sets $free to a loopback port that nothing listens on and that
+# this script has not handed out yet.
+used_ports=" "
+free=
+free_port() {
+	local p i
+	for i in $(seq 200); do
+		p=$((20000 + RANDOM % 12000)) # below Linux's ephemeral range
+		case "$used_ports" in *" $p "*) continue ;; esac
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			used_ports+="$p "
+			free=$p
+			return 0
+		fi
+	done
+	die "found no free loopback port"
+}
+
+# wait_ping NAME PID PORT LOG waits until PORT answers PING.
+wait_ping() {
+	local name=$1 pid=$2 port=$3 log=$4 i
+	for i in $(seq 100); do
+		if [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ]; then
+			return 0
+		fi
+		if ! kill -0 "$pid" 2>/dev/null; then
+			tail -n 20 "$log" >&2 || true
+			die "$name exited before answering PING on 127.0.0.1:$port"
+		fi
+		sleep 0.1
+	done
+	tail -n 20 "$log" >&2 || true
+	die "$name does not answer PING on 127.0.0.1:$port after 10s"
+}
+
+# start NAME PORT LOG COMMAND... starts a server in the background and waits
+# for it to answer PING.
+start() {
+	local name=$1 port=$2 log=$3
+	shift 3
+	show "$@"
+	printf ' >>%q 2>&1 &\n' "$log"
+	"$@" >>"$log" 2>&1 &
+	pids+=("$!")
+	wait_ping "$name" "$!" "$port" "$log"
+}
+
+# write_conf LISTEN_PORT FILE writes the pool both proxies run. The two files
+# differ only in the listen address, so both proxies can run side by side and
+# the workloads can alternate between them.
+write_conf() {
+	cat >"$2" <<EOF
+bench:
+  listen: 127.0.0.1:$1
+  hash: fnv1a_64
+  distribution: ketama
+  redis: true
+  servers:
+   - 127.0.0.1:${redis_port[1]}:1 redis1
+   - 127.0.0.1:${redis_port[2]}:1 redis2
+   - 127.0.0.1:${redis_port[3]}:1 redis3
+EOF
+}
+
+echo "== machine"
+cpu_model=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)
+mem_total=$(free -h 2>/dev/null | awk '/^Mem:/ {print $2}')
+echo "date:     $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+echo "cpus:     $(nproc) x ${cpu_model:-unknown}"
+echo "memory:   ${mem_total:-unknown}"
+echo "load avg: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown) (at start)"
+echo "tools:    $(redis-server --version | cut -d' ' -f1-3), $(nutcracker -V 2>&1 | head -n 1), $(go version | cut -d' ' -f3)"
+echo "NOTE: redis-benchmark and loadgen, both proxies and all 3 redis-servers share these $(nproc) CPUs."
+echo "      The load generator's own CPU use caps every number; compare the ratios from one run."
+echo "params:   BENCH_REQUESTS=$REQUESTS BENCH_DURATION=$DURATION BENCH_CLIENTS=$CLIENTS" \
+	"BENCH_PIPELINE=$PIPELINE BENCH_KEYS=$KEYS BENCH_VALUE_SIZE=$VALUE_SIZE BENCH_ROUNDS=$ROUNDS"
+
+echo
+echo "== build"
+run go build -o "$tmp/loadgen" ./bench/loadgen
+shardproxy_bin=
+if [ "$SKIP_SHARDPROXY" = 1 ]; then
+	echo "BENCH_SKIP_SHARDPROXY=1: shardproxy left out"
+elif [ -n "${SHARDPROXY_BIN:-}" ]; then
+	shardproxy_bin=$SHARDPROXY_BIN
+	[ -x "$shardproxy_bin" ] || die "SHARDPROXY_BIN=$shardproxy_bin is not an executable"
+else
+	run go build -o "$tmp/shardproxy" ./cmd/shardproxy ||
+		die "building ./cmd/shardproxy failed (set BENCH_SKIP_SHARDPROXY=1 to compare only nutcracker and redis-server)"
+	shardproxy_bin=$tmp/shardproxy
+fi
+
+echo
+echo "== servers"
+declare -A redis_port
+for i in 1 2 3; do
+	free_port
+	redis_port[$i]=$free
+	mkdir -p "$tmp/redis$i"
+	start "redis-server $i" "$free" "$tmp/redis$i.log" \
+		redis-server --port "$free" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp/redis$i"
+done
+
+free_port
+nc_port=$free
+free_port
+nc_stats=$free
+write_conf "$nc_port" "$tmp/nutcracker.yml"
+start nutcracker "$nc_port" "$tmp/nutcracker.log" \
+	nutcracker -c "$tmp/nutcracker.yml" -s "$nc_stats" -a 127.0.0.1 -o "$tmp/nutcracker.log"
+
+targets=(nutcracker direct)
+declare -A port=([nutcracker]=$nc_port [direct]=${redis_port[1]})
+if [ -n "$shardproxy_bin" ]; then
+	free_port
+	sp_port=$free
+	free_port
+	sp_stats=$free
+	write_conf "$sp_port" "$tmp/shardproxy.yml"
+	start shardproxy "$sp_port" "$tmp/shardproxy.log" \
+		"$shardproxy_bin" -c "$tmp/shardproxy.yml" -s "$sp_stats" -a 127.0.0.1
+	targets=(shardproxy nutcracker direct)
+	port[shardproxy]=$sp_port
+fi
+echo "pool: $tmp/nutcracker.yml"
+cat "$tmp/nutcracker.yml"
+
+# Results: rps[workload/target] is the requests per second of each round,
+# space-separated, "error" for a failed one; label_of[workload] is its row
+# title.
+declare -A rps label_of
+workloads=()
+failures=0
+
+add_workload() {
+	local id=$1 label=$2
+	if [ -z "${label_of[$id]:-}" ]; then
+		workloads+=("$id")
+		label_of[$id]=$label
+	fi
+}
+
+# record KEY VALUE adds one round's result.
+record() {
+	rps[$1]="${rps[$1]:-}${rps[$1]:+ }$2"
+}
+
+# redis_benchmark DEPTH runs redis-benchmark SET and GET at pipeline DEPTH
+# against every target.
+redis_benchmark() {
+	local depth=$1 target out kind
+	add_workload "rb-set-$depth" "redis-benchmark SET, $CLIENTS clients, pipeline $depth"
+	add_workload "rb-get-$depth" "redis-benchmark GET, $CLIENTS clients, pipeline $depth"
+	for target in "${targets[@]}"; do
+		echo
+		echo "-- $target: redis-benchmark, pipeline $depth"
+		out=$tmp/rb-$depth-$target.csv
+		if ! run_to "$out" redis-benchmark -h 127.0.0.1 -p "${port[$target]}" -c "$CLIENTS" -n "$REQUESTS" \
+			-r "$KEYS" -d "$VALUE_SIZE" -P "$depth" -t set,get --csv; then
+			echo "!! redis-benchmark against $target failed"
+		fi
+		for kind in SET GET; do
+			local v
+			v=$(awk -F'"' -v t="$kind" '$2 == t {print $4}' "$out")
+			if [ -z "$v" ]; then
+				v=error
+				failures=$((failures + 1))
+			fi
+			record "rb-${kind,,}-$depth/$target" "$v"
+		done
+	done
+}
+
+# loadgen DEPTH runs bench/loadgen, 80% GET / 20% SET over zipf keys, at
+# pipeline DEPTH against every target. The timeout is long because on a
+# shared machine a stall of seconds is the machine, not the proxy; stalls
+# still show in the p999 that loadgen prints.
+loadgen() {
+	local depth=$1 target out v
+	add_workload "lg-$depth" "loadgen 80/20 GET/SET zipf, $CLIENTS conns, pipeline $depth"
+	for target in "${targets[@]}"; do
+		echo
+		echo "-- $target: loadgen, pipeline $depth"
+		out=$tmp/lg-$depth-$target.json
+		if ! run_to "$out" "$tmp/loadgen" --addr "127.0.0.1:${port[$target]}" --connections "$CLIENTS" \
+			--pipeline "$depth" --keys "$KEYS" --dist zipf --read-ratio 0.8 --value-size "$VALUE_SIZE" \
+			--duration "$DURATION" --timeout 10s --warmup --json; then
+			echo "!! loadgen against $target failed"
+			record "lg-$depth/$target" error
+			failures=$((failures + 1))
+			continue
+		fi
+		v=$(sed -n 's/.*"rps":\([0-9]*\).*/\1/p' "$out")
+		record "lg-$depth/$target" "${v:-error}"
+	done
+}
+
+echo
+echo "== benchmarks (targets: ${targets[*]}; direct = redis-server 1 alone)"
+for round in $(seq "$ROUNDS"); do
+	if [ "$ROUNDS" -gt 1 ]; then
+		echo
+		echo "== round $round of $ROUNDS"
+	fi
+	redis_benchmark 1
+	redis_benchmark "$PIPELINE"
+	loadgen 1
+	loadgen "$PIPELINE"
+done
+
+# median prints the median of the rounds' results, "error" if one failed,
+# or "-" if there are none.
+median() {
+	case " $1 " in
+	"  ") echo "-" ;;
+	*" error "*) echo error ;;
+	*) tr ' ' '\n' <<<"$1" | sort -g |
+		awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }' ;;
+	esac
+}
+
+# cell prints a table cell: a rate rounded to a whole number, or "-".
+cell() {
+	case "$1" in
+	"" | -) echo "-" ;;
+	error) echo "error" ;;
+	*) awk -v v="$1" 'BEGIN { printf "%.0f", v }' ;;
+	esac
+}
+
+echo
+echo "== results ($(nproc) CPUs shared by load generators and servers; median of $ROUNDS round(s);" \
+	"load avg at end: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown))"
+echo
+echo "| workload | shardproxy req/s | nutcracker req/s | direct redis req/s | shardproxy/nutcracker |"
+echo "|---|---:|---:|---:|---:|"
+for id in "${workloads[@]}"; do
+	sp=$(median "${rps[$id/shardproxy]:-}")
+	nc=$(median "${rps[$id/nutcracker]:-}")
+	dr=$(median "${rps[$id/direct]:-}")
+	ratio=$(awk -v a="$sp" -v b="$nc" 'BEGIN {
+		if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) printf "%.2f", a / b; else print "-" }')
+	echo "| ${label_of[$id]} | $(cell "$sp") | $(cell "$nc") | $(cell "$dr") | $ratio |"
+done
+echo
+
+echo "total time: ${SECONDS}s"
+if [ "$failures" -gt 0 ]; then
+	die "$failures measurement(s) failed; see the output above"
+fi

@@ -1,0 +1,407 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+)
+
+// warmupBatch is how many SETs a worker pipelines per round trip while it
+// fills the key space.
+const warmupBatch = 100
+
+// options returns go-redis options that work through a twemproxy-compatible
+// proxy: RESP2, no CLIENT SETINFO or SETNAME, no HELLO (see hello.go), no
+// maintenance notifications, and no retries, so every failure is counted.
+func (c *config) options() *redis.Options {
+	return &redis.Options{
+		Addr:            c.Addr,
+		Password:        c.Password,
+		Dialer:          dialSkippingHello(c.Timeout),
+		Protocol:        2,
+		DisableIdentity: true,
+		MaintNotificationsConfig: &maintnotifications.Config{
+			Mode: maintnotifications.ModeDisabled,
+		},
+		MaxRetries:     -1,
+		DialerRetries:  1,
+		DialTimeout:    c.Timeout,
+		ReadTimeout:    c.Timeout,
+		WriteTimeout:   c.Timeout,
+		PoolTimeout:    c.Timeout,
+		PoolSize:       c.Connections,
+		MaxActiveConns: c.Connections,
+		// Pipelines use the main pool, so there are exactly --connections
+		// connections (by default go-redis keeps a separate pool for them).
+		PipelinePoolSize: -1,
+	}
+}
+
+// counters are read by the progress reporter while the worker runs. The
+// padding keeps each worker's counters on its own cache line.
+type counters struct {
+	requests atomic.Int64 // sent, answered or failed
+	errors   atomic.Int64
+	_        [48]byte
+}
+
+// worker drives one connection: it sends a request or a pipeline, waits for
+// the replies, records the round trip, and starts again.
+type worker struct {
+	counters
+
+	client    *redis.Client
+	keys      keyGen
+	rng       *rand.Rand
+	readRatio float64
+	depth     int
+	prefix    string
+	value     []byte
+	keyBuf    []byte
+
+	stop   *atomic.Bool  // set when the run is over
+	budget *atomic.Int64 // requests left in --requests mode, nil otherwise
+
+	// Owned by the worker; read after it has finished.
+	hist     histogram
+	misses   int64 // GETs answered with nil
+	firstErr error
+}
+
+// key returns the name of key i.
+func (w *worker) key(i uint64) string {
+	w.keyBuf = strconv.AppendUint(append(w.keyBuf[:0], w.prefix...), i, 10)
+	return string(w.keyBuf)
+}
+
+// claim takes up to n requests from the budget and returns how many it got.
+func (w *worker) claim(n int) int {
+	if w.budget == nil {
+		return n
+	}
+	left := w.budget.Add(-int64(n))
+	switch {
+	case left >= 0:
+		return n
+	case left > -int64(n):
+		return n + int(left)
+	default:
+		return 0
+	}
+}
+
+func (w *worker) fail(err error) {
+	if w.firstErr == nil {
+		w.firstErr = err
+	}
+}
+
+// run sends requests until the run is stopped or the budget is spent.
+func (w *worker) run(wg *sync.WaitGroup) {
+	defer wg.Done()
+	ctx := context.Background() // the stop flag ends the run, not a context, so no request is cut short
+	var pipe redis.Pipeliner
+	if w.depth > 1 {
+		pipe = w.client.Pipeline()
+	}
+	for !w.stop.Load() {
+		n := w.claim(w.depth)
+		if n == 0 {
+			return
+		}
+		if pipe == nil {
+			w.one(ctx)
+		} else {
+			w.pipelined(ctx, pipe, n)
+		}
+	}
+}
+
+// one sends a single GET or SET.
+func (w *worker) one(ctx context.Context) {
+	key := w.key(w.keys.next())
+	read := w.rng.Float64() < w.readRatio
+	start := time.Now()
+	var err error
+	if read {
+		err = w.client.Get(ctx, key).Err()
+	} else {
+		err = w.client.Set(ctx, key, w.value, 0).Err()
+	}
+	d := time.Since(start)
+	switch {
+	case err == nil:
+		w.hist.record(d)
+	case errors.Is(err, redis.Nil):
+		w.misses++
+		w.hist.record(d)
+	default:
+		w.fail(err)
+		w.errors.Add(1)
+	}
+	w.requests.Add(1)
+}
+
+// pipelined sends n GETs and SETs in one pipeline. Each request that
+// succeeded is recorded with the latency of the whole round trip.
+func (w *worker) pipelined(ctx context.Context, pipe redis.Pipeliner, n int) {
+	for range n {
+		key := w.key(w.keys.next())
+		if w.rng.Float64() < w.readRatio {
+			pipe.Get(ctx, key)
+		} else {
+			pipe.Set(ctx, key, w.value, 0)
+		}
+	}
+	start := time.Now()
+	cmds, _ := pipe.Exec(ctx) // the first error is in cmds too
+	d := time.Since(start)
+	var failed int
+	for _, cmd := range cmds {
+		switch err := cmd.Err(); {
+		case err == nil:
+		case errors.Is(err, redis.Nil):
+			w.misses++
+		default:
+			w.fail(err)
+			failed++
+		}
+	}
+	w.hist.recordN(d, uint64(n-failed))
+	if failed > 0 {
+		w.errors.Add(int64(failed))
+	}
+	w.requests.Add(int64(n))
+}
+
+// warm SETs keys lo..hi-1 in pipelines of warmupBatch and adds the number
+// that failed to failed.
+func (w *worker) warm(lo, hi uint64, failed *atomic.Int64, wg *sync.WaitGroup) {
+	defer wg.Done()
+	ctx := context.Background()
+	pipe := w.client.Pipeline()
+	for i := lo; i < hi; {
+		for ; i < hi && pipe.Len() < warmupBatch; i++ {
+			pipe.Set(ctx, w.key(i), w.value, 0)
+		}
+		cmds, _ := pipe.Exec(ctx)
+		for _, cmd := range cmds {
+			if err := cmd.Err(); err != nil {
+				w.fail(err)
+				failed.Add(1)
+			}
+		}
+	}
+}
+
+// result is what a run reports. Latencies are of answered requests only.
+type result struct {
+	Addr        string  `json:"addr"`
+	Connections int     `json:"connections"`
+	Pipeline    int     `json:"pipeline"`
+	Keys        int     `json:"keys"`
+	Dist        string  `json:"dist"`
+	ZipfS       float64 `json:"zipf_s,omitempty"`
+	ReadRatio   float64 `json:"read_ratio"`
+	ValueSize   int     `json:"value_size"`
+	Requests    int64   `json:"requests"`
+	Errors      int64   `json:"errors"`
+	ErrorRate   float64 `json:"error_rate"`
+	Misses      int64   `json:"misses"` // GETs answered with nil: not errors
+	Seconds     float64 `json:"seconds"`
+	RPS         int64   `json:"rps"`
+	P50us       float64 `json:"p50_us"`
+	P99us       float64 `json:"p99_us"`
+	P999us      float64 `json:"p999_us"`
+	MaxUs       float64 `json:"max_us"`
+	MeanUs      float64 `json:"mean_us"`
+	FirstError  string  `json:"first_error,omitempty"`
+	WarmupKeys  int     `json:"warmup_keys,omitempty"`
+	WarmupErr   int64   `json:"warmup_errors,omitempty"`
+	WarmupFirst string  `json:"warmup_first_error,omitempty"`
+	MaxErrRate  float64 `json:"max_error_rate"`
+	Passed      bool    `json:"passed"`
+	Failure     string  `json:"failure,omitempty"` // why Passed is false
+}
+
+// failure says why the run failed, or returns "" if it passed: nothing was
+// sent, or more than the allowed fraction of requests or warmup SETs failed.
+func (r *result) failure() string {
+	switch {
+	case r.Requests == 0:
+		return "no requests were sent"
+	case r.ErrorRate > r.MaxErrRate:
+		return fmt.Sprintf("%d of %d requests failed, more than --max-error-rate %g", r.Errors, r.Requests, r.MaxErrRate)
+	case r.WarmupKeys > 0 && float64(r.WarmupErr)/float64(r.WarmupKeys) > r.MaxErrRate:
+		return fmt.Sprintf("warmup: %d of %d SETs failed, more than --max-error-rate %g", r.WarmupErr, r.WarmupKeys, r.MaxErrRate)
+	}
+	return ""
+}
+
+// run generates load as cfg says, writes a progress line to progress every
+// second, and returns the totals. Cancelling ctx ends the run early with the
+// totals so far.
+func run(ctx context.Context, cfg config, progress io.Writer) result {
+	client := redis.NewClient(cfg.options())
+	defer client.Close()
+
+	var stop atomic.Bool
+	var budget *atomic.Int64
+	if cfg.Requests > 0 {
+		budget = new(atomic.Int64)
+		budget.Store(cfg.Requests)
+	}
+	value := make([]byte, cfg.ValueSize)
+	for i := range value {
+		value[i] = 'a' + byte(i%26)
+	}
+	workers := make([]*worker, cfg.Connections)
+	for i := range workers {
+		rng := rand.New(rand.NewPCG(cfg.Seed, uint64(i)))
+		keys, err := newKeyGen(cfg.Dist, cfg.Keys, cfg.ZipfS, rng)
+		if err != nil {
+			panic(err) // parseFlags has checked these
+		}
+		workers[i] = &worker{
+			client:    client,
+			keys:      keys,
+			rng:       rng,
+			readRatio: cfg.ReadRatio,
+			depth:     cfg.Pipeline,
+			prefix:    cfg.KeyPrefix,
+			value:     value,
+			keyBuf:    make([]byte, 0, len(cfg.KeyPrefix)+20),
+			stop:      &stop,
+			budget:    budget,
+		}
+	}
+
+	res := result{
+		Addr:        cfg.Addr,
+		Connections: cfg.Connections,
+		Pipeline:    cfg.Pipeline,
+		Keys:        cfg.Keys,
+		Dist:        cfg.Dist,
+		ReadRatio:   cfg.ReadRatio,
+		ValueSize:   cfg.ValueSize,
+		MaxErrRate:  cfg.MaxErrorRate,
+	}
+	if cfg.Dist == "zipf" {
+		res.ZipfS = cfg.ZipfS
+	}
+	if cfg.Warmup {
+		res.WarmupKeys = cfg.Keys
+		res.WarmupErr = warmup(workers, uint64(cfg.Keys), progress)
+		for _, w := range workers {
+			if res.WarmupFirst == "" && w.firstErr != nil {
+				res.WarmupFirst = w.firstErr.Error()
+			}
+			w.firstErr = nil
+		}
+	}
+
+	var wg sync.WaitGroup
+	start := time.Now()
+	for _, w := range workers {
+		wg.Add(1)
+		go w.run(&wg)
+	}
+	done := make(chan struct{})
+	go closeWhenDone(&wg, done)
+
+	var deadline <-chan time.Time
+	if budget == nil {
+		t := time.NewTimer(cfg.Duration)
+		defer t.Stop()
+		deadline = t.C
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var lastReq, lastErr int64
+	last := start
+wait:
+	for {
+		select {
+		case now := <-tick.C:
+			req, errs := sum(workers)
+			rate := float64(req-lastReq) / now.Sub(last).Seconds()
+			fmt.Fprintf(progress, "elapsed %3.0fs  req/s %9.0f  errors %d\n",
+				now.Sub(start).Seconds(), rate, errs-lastErr)
+			lastReq, lastErr, last = req, errs, now
+		case <-deadline:
+			stop.Store(true)
+		case <-ctx.Done():
+			stop.Store(true)
+		case <-done:
+			break wait
+		}
+	}
+	elapsed := time.Since(start)
+
+	var h histogram
+	for _, w := range workers {
+		h.merge(&w.hist)
+		res.Misses += w.misses
+		if res.FirstError == "" && w.firstErr != nil {
+			res.FirstError = w.firstErr.Error()
+		}
+	}
+	res.Requests, res.Errors = sum(workers)
+	res.Seconds = elapsed.Seconds()
+	if res.Seconds > 0 {
+		res.RPS = int64(float64(res.Requests) / res.Seconds)
+	}
+	if res.Requests > 0 {
+		res.ErrorRate = float64(res.Errors) / float64(res.Requests)
+	}
+	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
+	res.P50us = us(h.quantile(0.50))
+	res.P99us = us(h.quantile(0.99))
+	res.P999us = us(h.quantile(0.999))
+	res.MaxUs = us(time.Duration(h.max))
+	res.MeanUs = us(h.mean())
+	res.Failure = res.failure()
+	res.Passed = res.Failure == ""
+	return res
+}
+
+// warmup SETs every key once, spread over all workers, and returns how many
+// SETs failed.
+func warmup(workers []*worker, keys uint64, progress io.Writer) int64 {
+	start := time.Now()
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	n := uint64(len(workers))
+	for i, w := range workers {
+		lo, hi := keys*uint64(i)/n, keys*uint64(i+1)/n
+		wg.Add(1)
+		go w.warm(lo, hi, &failed, &wg)
+	}
+	wg.Wait()
+	fmt.Fprintf(progress, "warmup: set %d keys in %.2fs, %d errors\n",
+		keys, time.Since(start).Seconds(), failed.Load())
+	return failed.Load()
+}
+
+func closeWhenDone(wg *sync.WaitGroup, done chan<- struct{}) {
+	wg.Wait()
+	close(done)
+}
+
+// sum adds up the workers' live counters.
+func sum(workers []*worker) (requests, errors int64) {
+	for _, w := range workers {
+		requests += w.requests.Load()
+		errors += w.errors.Load()
+	}
+	return requests, errors
+}

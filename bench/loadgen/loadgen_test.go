@@ -1,0 +1,310 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// testConfig is a short, small run against addr.
+func testConfig(addr string) config {
+	c, err := parseFlags([]string{"--addr", addr, "--connections", "4", "--keys", "1000",
+		"--duration", "500ms", "--timeout", "5s"}, io.Discard)
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
+
+func TestRunAgainstRedis(t *testing.T) {
+	addr := startRedis(t)
+	authAddr := startRedis(t, "--requirepass", "s3cret")
+	tests := []struct {
+		name string
+		edit func(*config)
+	}{
+		{"single requests", func(c *config) {}},
+		{"pipeline zipf warmup", func(c *config) { c.Pipeline, c.Dist, c.Warmup = 8, "zipf", true }},
+		{"request budget", func(c *config) { c.Pipeline, c.Requests = 8, 1001 }},
+		{"all writes", func(c *config) { c.ReadRatio = 0 }},
+		{"password", func(c *config) { c.Addr, c.Password = authAddr, "s3cret" }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(addr)
+			tc.edit(&cfg)
+			res := run(context.Background(), cfg, testWriter{t})
+			checkClean(t, res)
+			if cfg.Requests > 0 && res.Requests != cfg.Requests {
+				t.Errorf("requests = %d, want exactly --requests %d", res.Requests, cfg.Requests)
+			}
+			if cfg.Warmup && res.Misses != 0 {
+				t.Errorf("misses = %d after warmup, want 0", res.Misses)
+			}
+		})
+	}
+	// Warmup wrote every key of the key space.
+	c := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2})
+	defer c.Close()
+	n, err := c.Exists(context.Background(), "loadgen:0", "loadgen:500", "loadgen:999").Result()
+	if err != nil || n != 3 {
+		t.Errorf("EXISTS loadgen:0 loadgen:500 loadgen:999 = %d, %v, want 3", n, err)
+	}
+}
+
+// go-redis opens connections with HELLO, on which twemproxy hangs up; the
+// run must still be clean through nutcracker.
+func TestRunThroughNutcracker(t *testing.T) {
+	backends := []string{startRedis(t), startRedis(t)}
+	proxy := startNutcracker(t, backends...)
+	cfg := testConfig(proxy)
+	cfg.Pipeline, cfg.Warmup = 4, true
+	res := run(context.Background(), cfg, testWriter{t})
+	checkClean(t, res)
+	for _, b := range backends { // keys were sharded, so both backends hold some
+		c := redis.NewClient(&redis.Options{Addr: b, Protocol: 2})
+		n, err := c.DBSize(context.Background()).Result()
+		c.Close()
+		if err != nil || n == 0 {
+			t.Errorf("DBSIZE on backend %s = %d, %v, want some keys", b, n, err)
+		}
+	}
+}
+
+// A Job pointed at nothing must fail, not report success.
+func TestExitCodeWhenAllFail(t *testing.T) {
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t)) // nothing listens there
+	var stdout bytes.Buffer
+	code := realMain([]string{"--addr", addr, "--connections", "2", "--duration", "300ms", "--json"},
+		&stdout, testWriter{t})
+	if code != 1 {
+		t.Errorf("exit code = %d, want 1", code)
+	}
+	var res result
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+		t.Fatalf("stdout %q is not one JSON result: %v", stdout.String(), err)
+	}
+	if res.Passed || res.Errors == 0 || res.Errors != res.Requests || res.FirstError == "" {
+		t.Errorf("result = %+v, want every request failed and passed false", res)
+	}
+}
+
+func TestFailure(t *testing.T) {
+	tests := []struct {
+		name string
+		res  result
+		want string // a substring; empty: passed
+	}{
+		{"clean", result{Requests: 100, MaxErrRate: 0.01}, ""},
+		{"errors at the limit", result{Requests: 100, Errors: 1, ErrorRate: 0.01, MaxErrRate: 0.01}, ""},
+		{"errors above the limit", result{Requests: 100, Errors: 2, ErrorRate: 0.02, MaxErrRate: 0.01}, "2 of 100 requests failed"},
+		{"nothing sent", result{MaxErrRate: 1}, "no requests"},
+		{"warmup failed", result{Requests: 100, WarmupKeys: 1000, WarmupErr: 100, MaxErrRate: 0.01}, "warmup: 100 of 1000 SETs failed"},
+		{"warmup within the limit", result{Requests: 100, WarmupKeys: 1000, WarmupErr: 10, MaxErrRate: 0.01}, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := tc.res.failure()
+			if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+				t.Errorf("failure() = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	c, err := parseFlags(nil, io.Discard)
+	if err != nil {
+		t.Fatalf("parseFlags() with defaults: %v", err)
+	}
+	want := config{Addr: "127.0.0.1:22121", Connections: 50, Pipeline: 1, Keys: 100000,
+		KeyPrefix: "loadgen:", Dist: "uniform", ZipfS: 1.01, ValueSize: 64, ReadRatio: 0.8,
+		Duration: 10 * time.Second, Timeout: 2 * time.Second, MaxErrorRate: 0.01, Seed: 1}
+	if c != want {
+		t.Errorf("defaults = %+v\nwant %+v", c, want)
+	}
+
+	tests := []struct {
+		args    []string
+		wantErr string
+	}{
+		{[]string{"--pipeline", "16", "--dist", "zipf", "--zipf-s", "1.2", "--requests", "5", "--duration", "0"}, ""},
+		{[]string{"--connections", "0"}, "--connections"},
+		{[]string{"--pipeline", "0"}, "--pipeline"},
+		{[]string{"--keys", "0"}, "--keys"},
+		{[]string{"--dist", "normal"}, "--dist"},
+		{[]string{"--dist", "zipf", "--zipf-s", "0.99"}, "--zipf-s"},
+		{[]string{"--read-ratio", "1.5"}, "--read-ratio"},
+		{[]string{"--value-size", "-1"}, "--value-size"},
+		{[]string{"--duration", "0"}, "--duration"},
+		{[]string{"--requests", "-1"}, "--requests"},
+		{[]string{"--timeout", "0"}, "--timeout"},
+		{[]string{"--max-error-rate", "2"}, "--max-error-rate"},
+		{[]string{"extra"}, "flags only"},
+		{[]string{"--no-such-flag"}, "not defined"},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			_, err := parseFlags(tc.args, io.Discard)
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Errorf("parseFlags(%q) = %v, want nil", tc.args, err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Errorf("parseFlags(%q) = %v, want an error about %s", tc.args, err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	if code := realMain([]string{"--help"}, io.Discard, io.Discard); code != 0 {
+		t.Errorf("--help exit code = %d, want 0", code)
+	}
+	if code := realMain([]string{"--pipeline", "0"}, io.Discard, io.Discard); code != 2 {
+		t.Errorf("bad flag exit code = %d, want 2", code)
+	}
+}
+
+// checkClean fails unless res has requests, no errors, and latencies.
+func checkClean(t *testing.T, res result) {
+	t.Helper()
+	if res.Requests == 0 || res.Errors != 0 || res.WarmupErr != 0 || !res.Passed {
+		t.Fatalf("requests %d, errors %d (first: %q), warmup errors %d (first: %q), failure %q; want requests > 0 and no errors",
+			res.Requests, res.Errors, res.FirstError, res.WarmupErr, res.WarmupFirst, res.Failure)
+	}
+	if !(res.P50us > 0 && res.P50us <= res.P99us && res.P99us <= res.P999us && res.P999us <= res.MaxUs) {
+		t.Errorf("latencies p50 %v p99 %v p999 %v max %v µs, want 0 < p50 <= p99 <= p999 <= max",
+			res.P50us, res.P99us, res.P999us, res.MaxUs)
+	}
+}
+
+// testWriter sends progress lines to the test log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// startRedis starts a redis-server with extra arguments on a free loopback
+// port, waits until it answers PING, and returns its address. It is killed
+// when the test ends.
+func startRedis(t *testing.T, extra ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	port := freePort(t)
+	args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", dir}, extra...)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	startProcess(t, filepath.Join(dir, "redis.log"), addr, "redis-server", args...)
+	return addr
+}
+
+// startNutcracker starts nutcracker with one ketama/fnv1a_64 pool over
+// backends, waits until it answers PING, and returns its listen address.
+func startNutcracker(t *testing.T, backends ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	conf := fmt.Sprintf("test:\n  listen: %s\n  hash: fnv1a_64\n  distribution: ketama\n  redis: true\n  servers:\n", addr)
+	for i, b := range backends {
+		conf += fmt.Sprintf("   - %s:1 redis%d\n", b, i+1)
+	}
+	confFile := filepath.Join(dir, "nutcracker.yml")
+	if err := os.WriteFile(confFile, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logFile := filepath.Join(dir, "nutcracker.log")
+	startProcess(t, logFile, addr, "nutcracker", "-c", confFile,
+		"-s", strconv.Itoa(freePort(t)), "-a", "127.0.0.1", "-o", logFile)
+	return addr
+}
+
+// startProcess runs name with args, logging to logFile, and waits until addr
+// answers PING. The process is killed when the test ends.
+func startProcess(t *testing.T, logFile, addr, name string, args ...string) {
+	t.Helper()
+	log, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", name, err)
+	}
+	p := &process{cmd: cmd, exited: make(chan struct{})}
+	go p.wait()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-p.exited
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for !answersPing(addr) {
+		select {
+		case <-p.exited:
+			b, _ := os.ReadFile(logFile)
+			t.Fatalf("%s exited before answering PING on %s: %v\n%s", name, addr, p.err, b)
+		default:
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(logFile)
+			t.Fatalf("%s does not answer PING on %s after 10s\n%s", name, addr, b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// process is a started server; exited is closed when it has ended.
+type process struct {
+	cmd    *exec.Cmd
+	exited chan struct{}
+	err    error // valid after exited is closed
+}
+
+func (p *process) wait() {
+	p.err = p.cmd.Wait()
+	close(p.exited)
+}
+
+// answersPing reports whether addr answers PING, with PONG or, when it wants a
+// password first, NOAUTH.
+func answersPing(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := io.WriteString(c, "*1\r\n$4\r\nPING\r\n"); err != nil {
+		return false
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return err == nil && (line == "+PONG\r\n" || strings.HasPrefix(line, "-NOAUTH"))
+}
