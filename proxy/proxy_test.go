@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -346,3 +347,143 @@ func TestProxyTimeoutResetsServerConnection(t *testing.T) {
 }
 
 func proxytestPassword(pw string) proxytest.RedisOption { return proxytest.RedisPassword(pw) }
+
+func TestProxyEjectionAndReturn(t *testing.T) {
+	tp := startProxy(t, 3, "  auto_eject_hosts: true\n  server_failure_limit: 1\n  server_retry_timeout: 700\n")
+	c := tp.client(t)
+	dead := tp.redises[0]
+	var key string
+	for i := 0; key == ""; i++ {
+		if k := fmt.Sprintf("e%d", i); tp.owner(t, k) == dead {
+			key = k
+		}
+	}
+	dead.Stop()
+	if got := do(t, c, "SET", key, "1"); !strings.HasPrefix(got, "-ERR server server0") {
+		t.Fatalf("SET on a stopped server = %q, want an error naming it", got)
+	}
+	// The failure ejected server0: its keys now live elsewhere.
+	if got := do(t, c, "SET", key, "elsewhere"); got != "+OK\r\n" {
+		t.Fatalf("SET after ejection = %q", got)
+	}
+	if owner := tp.owner(t, key); owner == dead {
+		t.Fatalf("ring still places %q on the ejected server", key)
+	}
+	if n := tp.srv.pools[0].stats.serverEjects.Load(); n != 1 {
+		t.Fatalf("server_ejects = %d, want 1", n)
+	}
+	dead.Restart(t)
+	deadline := time.Now().Add(5 * time.Second)
+	for tp.owner(t, key) != dead {
+		if time.Now().After(deadline) {
+			t.Fatalf("server0 did not return to the ring after server_retry_timeout")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := do(t, c, "SET", key, "back"); got != "+OK\r\n" {
+		t.Fatalf("SET after return = %q", got)
+	}
+	if got := do(t, dead.Client(t), "GET", key); got != "$4\r\nback\r\n" {
+		t.Fatalf("GET on the returned server = %q", got)
+	}
+}
+
+// A server killed mid-run fails only the requests in flight to it; the
+// proxy reconnects when it is back.
+func TestProxyServerKilledMidRun(t *testing.T) {
+	tp := startProxy(t, 3, "")
+	c := tp.client(t)
+	victim := tp.redises[1]
+	var key string
+	for i := 0; key == ""; i++ {
+		if k := fmt.Sprintf("m%d", i); tp.owner(t, k) == victim {
+			key = k
+		}
+	}
+	if got := do(t, c, "SET", key, "1"); got != "+OK\r\n" {
+		t.Fatalf("SET = %q", got)
+	}
+	victim.Kill()
+	got := do(t, c, "GET", key)
+	if !strings.HasPrefix(got, "-ERR server server1") {
+		t.Fatalf("GET on a killed server = %q, want an error naming it", got)
+	}
+	victim.Restart(t)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got = do(t, c, "SET", key, "2")
+		if got == "+OK\r\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no reconnect after the server came back: %q", got)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestProxyClientConnectionsLimit(t *testing.T) {
+	tp := startProxy(t, 1, "  client_connections: 2\n")
+	a, b := tp.client(t), tp.client(t)
+	do(t, a, "PING")
+	do(t, b, "PING")
+	over := tp.client(t)
+	r, err := over.Read()
+	if err != nil || string(r.Raw()) != "-ERR max number of clients reached\r\n" {
+		t.Fatalf("third client: %q, %v; want the max clients error", r.Raw(), err)
+	}
+	a.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for tp.srv.pools[0].stats.clientConnections.Load() > 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("closed client still counted")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := do(t, tp.client(t), "PING"); got != "+PONG\r\n" {
+		t.Fatalf("client after one left = %q", got)
+	}
+}
+
+// Declared sizes are checked before anything is allocated: a request that
+// announces 2 GB or a billion arguments gets an error at once.
+func TestProxyHugeDeclaredRequests(t *testing.T) {
+	tp := startProxy(t, 1, "")
+	for _, req := range []string{"*1\r\n$2147483648\r\n", "*1000000000\r\n", "*2\r\n$3\r\nGET\r\n$-5\r\n"} {
+		c := tp.client(t)
+		c.WriteRaw([]byte(req))
+		r, err := c.Read()
+		if err != nil || !strings.HasPrefix(string(r.Raw()), "-ERR Protocol error: ") {
+			t.Errorf("%q: reply %q, %v; want a protocol error", req, r.Raw(), err)
+		}
+	}
+	if got := do(t, tp.client(t), "PING"); got != "+PONG\r\n" {
+		t.Fatalf("PING after bad clients = %q", got)
+	}
+}
+
+func TestProxyUnixSocketListen(t *testing.T) {
+	r := proxytest.StartRedis(t)
+	sock := fmt.Sprintf("/tmp/shardproxy-test-%d.sock", proxytest.FreePort(t))
+	t.Cleanup(func() { os.Remove(sock) })
+	cfg, err := ParseConfig([]byte(fmt.Sprintf("alpha:\n  listen: %s 0600\n  redis: true\n  servers:\n    - %s:1\n", sock, r.Addr)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := NewServer(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(context.Background())
+	fi, err := os.Stat(sock)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("socket %s: %v, mode %v; want 0600", sock, err, fi.Mode())
+	}
+	c := proxytest.Dial(t, sock)
+	if got := do(t, c, "SET", "u", "1"); got != "+OK\r\n" {
+		t.Fatalf("SET over the unix socket = %q", got)
+	}
+}
