@@ -208,6 +208,11 @@ func (b *backendConn) dial() {
 	if tcp, ok := conn.(*net.TCPConn); ok {
 		tcp.SetNoDelay(true)
 	}
+	if b.backoff > 0 {
+		srv.pool.srv.logger.Info("server reachable again", "pool", cfg.Name, "server", srv.cfg.Name, "addr", srv.cfg.DialAddr)
+	} else {
+		srv.pool.srv.logger.Debug("server connected", "pool", cfg.Name, "server", srv.cfg.Name, "addr", srv.cfg.DialAddr)
+	}
 	b.state = connConnected
 	b.conn = conn
 	b.gen++

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -485,5 +486,56 @@ func TestProxyUnixSocketListen(t *testing.T) {
 	c := proxytest.Dial(t, sock)
 	if got := do(t, c, "SET", "u", "1"); got != "+OK\r\n" {
 		t.Fatalf("SET over the unix socket = %q", got)
+	}
+}
+
+// backlog is the listen(2) backlog and tcpkeepalive turns keepalive on for
+// client connections, as in nutcracker; ss(8) shows both.
+func TestProxyBacklogAndKeepalive(t *testing.T) {
+	for _, keepalive := range []bool{false, true} {
+		tp := startProxy(t, 1, fmt.Sprintf("  backlog: 7\n  tcpkeepalive: %v\n", keepalive))
+		port := tp.addr[strings.LastIndexByte(tp.addr, ':')+1:]
+		out, err := exec.Command("ss", "-Hltn", "sport = :"+port).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ss (iproute2) is needed: %v\n%s", err, out)
+		}
+		if f := strings.Fields(string(out)); len(f) < 3 || f[2] != "7" {
+			t.Fatalf("listening socket: %q, want backlog (Send-Q) 7", out)
+		}
+		c := tp.client(t)
+		do(t, c, "PING")
+		out, _ = exec.Command("ss", "-Htno", "state", "established", "sport = :"+port).CombinedOutput()
+		if got := strings.Contains(string(out), "keepalive"); got != keepalive {
+			t.Fatalf("tcpkeepalive %v: client connection %q", keepalive, out)
+		}
+	}
+}
+
+// preconnect dials every server connection at start; server_connections
+// is how many each server gets, shared by all clients.
+func TestProxyPreconnectAndServerConnections(t *testing.T) {
+	tp := startProxy(t, 2, "  preconnect: true\n  server_connections: 3\n")
+	deadline := time.Now().Add(5 * time.Second)
+	for _, s := range tp.srv.pools[0].servers {
+		for s.stats.connections.Load() != 3 {
+			if time.Now().After(deadline) {
+				t.Fatalf("server %s: %d connections after preconnect, want 3", s.cfg.Name, s.stats.connections.Load())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	clients := make([]*proxytest.Conn, 10)
+	for i := range clients {
+		clients[i] = tp.client(t)
+		for j := 0; j < 20; j++ {
+			do(t, clients[i], "SET", fmt.Sprintf("k%d", j), "v")
+		}
+	}
+	for _, r := range tp.redises {
+		info := do(t, r.Client(t), "INFO", "clients")
+		// Three proxy connections plus this one.
+		if !strings.Contains(info, "connected_clients:4\r\n") {
+			t.Fatalf("redis %s: %q, want 3 proxy connections", r.Addr, info)
+		}
 	}
 }

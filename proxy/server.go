@@ -102,10 +102,11 @@ func listen(cfg *PoolConfig) (net.Listener, error) {
 		}
 		return ln, nil
 	}
-	// Accepted connections get TCP keepalive only with tcpkeepalive, as in
-	// nutcracker; Go would otherwise turn it on for every connection.
-	lc := net.ListenConfig{KeepAlive: -1}
-	return lc.Listen(context.Background(), "tcp", cfg.ListenAddr)
+	backlog := cfg.Backlog
+	if backlog <= 0 {
+		backlog = 512
+	}
+	return listenTCP(cfg.ListenAddr, backlog)
 }
 
 // Addrs returns the address each pool listens on, by pool name.
@@ -145,8 +146,10 @@ func (s *Server) acceptLoop(p *pool, ln net.Listener) {
 			conn.Close()
 			continue
 		}
-		if tcp, ok := conn.(*net.TCPConn); ok && p.cfg.TCPKeepalive {
-			tcp.SetKeepAlive(true)
+		// Client connections get TCP keepalive only with tcpkeepalive, as in
+		// nutcracker.
+		if tcp, ok := conn.(*net.TCPConn); ok {
+			tcp.SetKeepAlive(p.cfg.TCPKeepalive)
 		}
 		c := newClient(s, p, conn)
 		s.mu.Lock()
