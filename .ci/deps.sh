@@ -7,6 +7,8 @@ command -v redis-cli >/dev/null || need+=(redis-tools)
 command -v redis-benchmark >/dev/null || need+=(redis-tools)
 command -v nutcracker >/dev/null || [ -x /usr/sbin/nutcracker ] || need+=(nutcracker)
 command -v ip >/dev/null || need+=(iproute2)
+command -v ss >/dev/null || need+=(iproute2)
+command -v npm >/dev/null || need+=(nodejs npm)
 /usr/bin/python3 -c 'import redis' 2>/dev/null || need+=(python3-redis)
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""
