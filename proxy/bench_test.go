@@ -55,3 +55,28 @@ func BenchmarkDirectRedisGet(b *testing.B) {
 		io.ReadFull(conn, buf)
 	}
 }
+
+// BenchmarkProxySetParallel is redis-benchmark's shape: 50 connections,
+// one SET at a time each.
+func BenchmarkProxySetParallel(b *testing.B) {
+	tp := startProxy(&testing.T{}, 3, "")
+	b.SetParallelism(25)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		conn, err := net.Dial("tcp", tp.addr)
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer conn.Close()
+		req := []byte("*3\r\n$3\r\nSET\r\n$6\r\nkey:01\r\n$5\r\nvalue\r\n")
+		buf := make([]byte, 5)
+		for pb.Next() {
+			conn.Write(req)
+			if _, err := io.ReadFull(conn, buf); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
