@@ -205,7 +205,6 @@ func (c *client) replyError(msg string) {
 	s := c.newSlot()
 	s.buf = appendErr(s.buf, msg)
 	c.calls = append(c.calls, call{slot: s})
-	c.pool.stats.forwardError.Add(1)
 }
 
 // stageFor returns the batch's stage for srv, making one if needed.

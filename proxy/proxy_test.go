@@ -539,3 +539,28 @@ func TestProxyPreconnectAndServerConnections(t *testing.T) {
 		}
 	}
 }
+
+// Shutdown is bounded even when a server never answers and the pool has
+// no timeout: the waiting request gets an error and the client returns.
+func TestProxyShutdownWithHungServer(t *testing.T) {
+	tp := startProxy(t, 1, "")
+	c := tp.client(t)
+	do(t, c, "SET", "k", "v")
+	tp.redises[0].Pause()
+	defer tp.redises[0].Resume()
+	c.Send("GET", "k")
+	c.Flush()
+	time.Sleep(100 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- tp.srv.Shutdown(ctx) }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatalf("Shutdown returned nil with a request stuck on a stopped server")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("Shutdown did not return")
+	}
+}

@@ -205,6 +205,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			c.conn.Close()
 		}
 		s.mu.Unlock()
+		// Closing the pools fails requests still waiting on a server, so
+		// their clients return.
+		for _, p := range s.pools {
+			p.close()
+		}
 		<-done
 	}
 	for _, p := range s.pools {
