@@ -63,7 +63,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	str(&o.pidFile, "p", "pid-file", "", "pid file, removed on exit")
 	boolean(&o.version, "V", "version", "show version and exit")
 	boolean(&o.describeStats, "D", "describe-stats", "print stats description and exit")
-	boolean(&o.daemonize, "d", "daemonize", "run as a daemon (refused: run under a supervisor such as Kubernetes or systemd)")
+	boolean(&o.daemonize, "d", "daemonize", "run as a daemon: detach from the terminal, stdio to /dev/null (not needed under Kubernetes or systemd)")
 	num(&o.mbufSize, "m", "mbuf-size", 16384, "accepted for compatibility; buffers grow as needed")
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 10*time.Second, "on SIGTERM or SIGINT, how long in-flight requests may take before connections are closed")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
@@ -123,9 +123,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case o.describeStats:
 		fmt.Fprint(stdout, proxy.DescribeStats())
 		return 0
-	case o.daemonize:
-		fmt.Fprintln(stderr, "shardproxy: -d is not supported: run shardproxy in the foreground under a supervisor")
-		return 2
+	case o.daemonize && os.Getenv(daemonEnv) == "":
+		return daemonize(stderr)
 	}
 
 	cfg, err := proxy.LoadConfig(o.confFile)
@@ -190,6 +189,37 @@ func run(args []string, stdout, stderr io.Writer) int {
 		logger.Warn("shutdown grace ran out; remaining clients closed", "err", err)
 	}
 	logger.Info("stopped")
+	return 0
+}
+
+// daemonEnv marks the detached child of -d.
+const daemonEnv = "SHARDPROXY_DAEMON_CHILD"
+
+// daemonize starts this program again in a new session with its standard
+// streams on /dev/null, as nutcracker's -d does (Go cannot fork), and
+// returns the parent's exit status. Like nutcracker it keeps the working
+// directory, so a relative -c still works.
+func daemonize(stderr io.Writer) int {
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(stderr, "shardproxy: -d: %v\n", err)
+		return 1
+	}
+	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		fmt.Fprintf(stderr, "shardproxy: -d: %v\n", err)
+		return 1
+	}
+	defer null.Close()
+	_, err = os.StartProcess(exe, os.Args, &os.ProcAttr{
+		Env:   append(os.Environ(), daemonEnv+"=1"),
+		Files: []*os.File{null, null, null},
+		Sys:   &syscall.SysProcAttr{Setsid: true},
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "shardproxy: -d: %v\n", err)
+		return 1
+	}
 	return 0
 }
 

@@ -140,3 +140,52 @@ func proxytestAccepts(addr string) bool {
 }
 
 var netDialer = net.Dialer{Timeout: time.Second}
+
+// -d detaches: the command returns at once and the daemon serves, writing
+// its pid file.
+func TestDaemonize(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "shardproxy")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	r := proxytest.StartRedis(t)
+	port, stats := proxytest.FreePort(t), proxytest.FreePort(t)
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "nutcracker.yml")
+	pidFile := filepath.Join(dir, "shardproxy.pid")
+	os.WriteFile(conf, []byte(fmt.Sprintf("alpha:\n  listen: 127.0.0.1:%d\n  redis: true\n  servers:\n    - %s:1\n", port, r.Addr)), 0o644)
+	out, err := exec.Command(bin, "-d", "-c", conf, "-s", fmt.Sprint(stats), "-a", "127.0.0.1", "-p", pidFile, "-o", filepath.Join(dir, "log")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("shardproxy -d: %v\n%s", err, out)
+	}
+	var pid int
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if b, err := os.ReadFile(pidFile); err == nil {
+			fmt.Sscan(string(b), &pid)
+		}
+		if pid > 0 && proxytestAccepts(fmt.Sprintf("127.0.0.1:%d", port)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(dir, "log"))
+			t.Fatalf("daemon did not start:\n%s", log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	c := proxytest.Dial(t, fmt.Sprintf("127.0.0.1:%d", port))
+	if r, err := c.Do("SET", "d", "1"); err != nil || string(r.Raw()) != "+OK\r\n" {
+		t.Fatalf("SET through the daemon: %q, %v", r.Raw(), err)
+	}
+	syscall.Kill(pid, syscall.SIGTERM)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline.Add(10 * time.Second)) {
+			t.Fatalf("daemon did not exit on SIGTERM")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := os.Stat(pidFile); !os.IsNotExist(err) {
+		t.Fatalf("pid file left after exit: %v", err)
+	}
+}
