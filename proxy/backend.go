@@ -86,6 +86,14 @@ type backendConn struct {
 // submit queues requests (their bytes and one slot per request) and makes
 // sure they get written.
 func (b *backendConn) submit(reqs []byte, slots []*replySlot) {
+	if why := b.srv.address.unavailable(); why != "" {
+		msg := b.srv.errText(why)
+		b.srv.pool.stats.forwardError.Add(int64(len(slots)))
+		for _, s := range slots {
+			s.fail(msg)
+		}
+		return
+	}
 	b.mu.Lock()
 	switch b.state {
 	case connBackoff:
@@ -113,7 +121,7 @@ func (b *backendConn) submit(reqs []byte, slots []*replySlot) {
 	b.queue.push(slots)
 	b.unsent += int64(len(slots))
 	b.unsentB += int64(len(reqs))
-	st := &b.srv.stats
+	st := b.srv.stats
 	st.outQueue.Add(int64(len(slots)))
 	st.inQueue.Add(int64(len(slots)))
 	st.inQueueBytes.Add(int64(len(reqs)))
@@ -175,7 +183,8 @@ func (b *backendConn) dial() {
 	if timeout <= 0 {
 		timeout = defaultDialTimeout
 	}
-	conn, err := net.DialTimeout(srv.cfg.Network, srv.cfg.DialAddr, timeout)
+	addr := srv.address.dialAddr()
+	conn, err := net.DialTimeout(srv.cfg.Network, addr, timeout)
 	if err == nil {
 		err = handshake(conn, cfg, timeout)
 		if err != nil {
@@ -204,7 +213,7 @@ func (b *backendConn) dial() {
 		b.mu.Unlock()
 		srv.stats.outQueue.Add(-int64(len(slots)))
 		srv.stats.serverErr.Add(1)
-		srv.pool.srv.logger.Warn("server connect failed", "pool", cfg.Name, "server", srv.cfg.Name, "addr", srv.cfg.DialAddr, "err", err)
+		srv.pool.srv.logger.Warn("server connect failed", "pool", cfg.Name, "server", srv.cfg.Name, "addr", addr, "err", err)
 		for _, s := range slots {
 			s.fail(msg)
 		}
@@ -216,9 +225,9 @@ func (b *backendConn) dial() {
 		tcp.SetNoDelay(true)
 	}
 	if b.backoff > 0 {
-		srv.pool.srv.logger.Info("server reachable again", "pool", cfg.Name, "server", srv.cfg.Name, "addr", srv.cfg.DialAddr)
+		srv.pool.srv.logger.Info("server reachable again", "pool", cfg.Name, "server", srv.cfg.Name, "addr", addr)
 	} else {
-		srv.pool.srv.logger.Debug("server connected", "pool", cfg.Name, "server", srv.cfg.Name, "addr", srv.cfg.DialAddr)
+		srv.pool.srv.logger.Debug("server connected", "pool", cfg.Name, "server", srv.cfg.Name, "addr", addr)
 	}
 	b.state = connConnected
 	b.conn = conn
@@ -378,7 +387,13 @@ func (b *backendConn) fail(gen uint64, err error) {
 	b.mu.Unlock()
 }
 
-func (b *backendConn) failLocked(gen uint64, err error) {
+// failLocked ends connection gen on a failure of the server, which counts
+// towards ejection.
+func (b *backendConn) failLocked(gen uint64, err error) { b.endLocked(gen, err, true) }
+
+// endLocked ends connection gen; failure says whether the server failed
+// (rather than the proxy closing the connection on purpose).
+func (b *backendConn) endLocked(gen uint64, err error, failure bool) {
 	if gen != b.gen || b.state != connConnected {
 		return
 	}
@@ -393,6 +408,7 @@ func (b *backendConn) failLocked(gen uint64, err error) {
 	srv.stats.outQueue.Add(-int64(len(slots)))
 	var ne net.Error
 	switch {
+	case !failure:
 	case errors.As(err, &ne) && ne.Timeout():
 		srv.stats.serverTimedout.Add(1)
 	case errors.Is(err, io.EOF):
@@ -411,7 +427,9 @@ func (b *backendConn) failLocked(gen uint64, err error) {
 	for _, s := range slots {
 		s.fail(msg)
 	}
-	srv.failed()
+	if failure {
+		srv.failed()
+	}
 	b.mu.Lock()
 }
 
@@ -421,7 +439,17 @@ func (b *backendConn) close() {
 	b.mu.Lock()
 	b.closed = true
 	if b.state == connConnected {
-		b.failLocked(b.gen, errors.New("server removed"))
+		b.endLocked(b.gen, errors.New("server removed"), false)
+	}
+	b.mu.Unlock()
+}
+
+// reset closes the connection, if any, without counting a failure; the
+// next request dials again.
+func (b *backendConn) reset(why string) {
+	b.mu.Lock()
+	if b.state == connConnected {
+		b.endLocked(b.gen, errors.New(why), false)
 	}
 	b.mu.Unlock()
 }

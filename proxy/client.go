@@ -32,7 +32,8 @@ var errRequestTooLarge = protocolError("request is too large")
 // for the replies and writes them back in request order with one write.
 type client struct {
 	srv  *Server
-	pool *pool
+	l    *listener
+	pool *pool // the listener's pool as of the current batch
 	conn net.Conn
 	id   int64
 
@@ -52,7 +53,8 @@ type client struct {
 	batch  batch
 	keys   []int
 
-	authed   bool
+	authPass string // the password this client proved; "" before AUTH
+	authed   bool   // authPass is the pool's current password (or none is needed)
 	name     []byte
 	tx       txState
 	quit     bool
@@ -73,10 +75,9 @@ type stage struct {
 	slots []*replySlot
 }
 
-func newClient(s *Server, p *pool, conn net.Conn) *client {
-	c := &client{srv: s, pool: p, conn: conn, id: s.ids.Add(1)}
+func newClient(s *Server, l *listener, p *pool, conn net.Conn) *client {
+	c := &client{srv: s, l: l, pool: p, conn: conn, id: s.ids.Add(1)}
 	c.batch.done = make(chan struct{}, 1)
-	c.authed = p.cfg.RedisAuth == ""
 	return c
 }
 
@@ -91,6 +92,7 @@ func (c *client) serve() {
 	defer c.close()
 	c.rbuf = make([]byte, readBufferSize)
 	for {
+		c.beginBatch()
 		var perr error
 		for len(c.calls) < maxBatch && !c.quit {
 			n, err := c.parser.next(c.rbuf[c.rstart:c.rend], &c.cmd)
@@ -142,6 +144,18 @@ func (c *client) serve() {
 			return
 		}
 	}
+}
+
+// beginBatch picks up the listener's current pool, which a reload may have
+// replaced, and whether the client's password is still the pool's.
+func (c *client) beginBatch() {
+	p := c.l.pool.Load()
+	if p != c.pool {
+		c.pool.stats.clientConnections.Add(-1)
+		p.stats.clientConnections.Add(1)
+		c.pool = p
+	}
+	c.authed = p.cfg.RedisAuth == "" || c.authPass == p.cfg.RedisAuth
 }
 
 // fill reads more bytes, first making room: it moves an unfinished command

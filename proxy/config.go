@@ -24,6 +24,9 @@ package proxy
 //	                       the working directory (ParseConfig).
 //	redis_auth_env: NAME   the Redis password is the value of the
 //	                       environment variable NAME when the config is loaded.
+//	kubernetes_service: S  find the pool's servers through the EndpointSlices
+//	                       of the headless Service S (see PoolConfig).
+//	kubernetes_namespace: N  S's namespace, when not shardproxy's own.
 //
 // A pool gives at most one of redis_auth, redis_auth_file and redis_auth_env;
 // like redis_auth, each needs redis: true, and the password must not be empty.
@@ -141,6 +144,17 @@ type PoolConfig struct {
 	// TCPKeepalive sets SO_KEEPALIVE on accepted client connections (not on
 	// server connections, as in nutcracker).
 	TCPKeepalive bool
+	// KubernetesService (kubernetes_service, ours) names the headless
+	// Service whose EndpointSlices say where the pool's servers are: a
+	// server whose host is a name rather than an IP address is the pod
+	// named by the host's first label ("redis-0" or "redis-0.redis.ns.svc"),
+	// dialled at that pod's current address on the configured port. ""
+	// means every server is dialled at its configured address.
+	KubernetesService string
+	// KubernetesNamespace (kubernetes_namespace, ours) is the Service's
+	// namespace; "" means shardproxy's own (--kubernetes-namespace, or the
+	// pod's namespace in a cluster).
+	KubernetesNamespace string
 	// Servers are in nutcracker's server order (hashring.SortNodes): by ring
 	// name, shorter first, then bytewise. A server's index in this slice is
 	// its index in the ring.
@@ -166,6 +180,12 @@ type ServerConfig struct {
 	Weight int
 	// ExplicitName is true when the line names the server.
 	ExplicitName bool
+	// Port is the TCP port; 0 for a unix socket.
+	Port int
+	// Pod is the Kubernetes pod the server is, in a pool with
+	// kubernetes_service: the first label of a host that is not an IP
+	// address. "" otherwise.
+	Pod string
 }
 
 // Node returns the server as hashring sees it.
@@ -639,11 +659,35 @@ func (b *poolBuilder) set(key, value string) error {
 		b.authFile = value
 	case "redis_auth_env":
 		b.authEnv = value
+	case "kubernetes_service", "kubernetes_namespace":
+		if !isDNSLabel(value) {
+			return b.errorf(key, "%q is not a Kubernetes name (lower-case letters, digits and '-', at most 63)", value)
+		}
+		if key == "kubernetes_service" {
+			b.pc.KubernetesService = value
+		} else {
+			b.pc.KubernetesNamespace = value
+		}
 	}
 	if err != nil {
 		return b.errorf(key, "%q %v", value, err)
 	}
 	return nil
+}
+
+// isDNSLabel reports whether s is an RFC 1123 label, as Kubernetes requires
+// of Service and namespace names.
+func isDNSLabel(s string) bool {
+	if len(s) == 0 || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // knownKey reports whether key is a pool directive: nutcracker 0.5.0's
@@ -654,7 +698,7 @@ func knownKey(key string) bool {
 		"client_connections", "redis", "tcpkeepalive", "redis_auth", "redis_db",
 		"preconnect", "auto_eject_hosts", "server_connections",
 		"server_retry_timeout", "server_failure_limit", "servers",
-		"redis_auth_file", "redis_auth_env":
+		"redis_auth_file", "redis_auth_env", "kubernetes_service", "kubernetes_namespace":
 		return true
 	}
 	return false
@@ -925,7 +969,10 @@ func (b *poolBuilder) addServer(value string) error {
 		if host == "" {
 			return bad("the host is empty")
 		}
-		s.Network, s.DialAddr = "tcp", net.JoinHostPort(dialHost(host), strconv.Itoa(port))
+		s.Network, s.DialAddr, s.Port = "tcp", net.JoinHostPort(dialHost(host), strconv.Itoa(port)), port
+		if _, isIP := inetAton(host); !isIP && net.ParseIP(host) == nil {
+			s.Pod, _, _ = strings.Cut(host, ".")
+		}
 	}
 	if named && name == "" {
 		return bad("the name after the last space is empty")
@@ -1006,6 +1053,19 @@ func (b *poolBuilder) finish(dir string) (PoolConfig, error) {
 			why = "redis: false is memcached"
 		}
 		return pc, b.errorf("redis", "shardproxy serves only Redis pools (redis: true); %s", why)
+	}
+
+	if b.seen["kubernetes_namespace"] && pc.KubernetesService == "" {
+		return pc, b.errorf("kubernetes_namespace", "only allowed with kubernetes_service")
+	}
+	if pc.KubernetesService == "" {
+		for i := range b.servers {
+			b.servers[i].Pod = ""
+		}
+		for k, v := range byName {
+			v.Pod = ""
+			byName[k] = v
+		}
 	}
 
 	nodes := make([]hashring.Node, len(b.servers))

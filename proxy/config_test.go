@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -221,7 +222,9 @@ func configDefaultPool(name, listen string, servers ...ServerConfig) PoolConfig 
 }
 
 func configTCPServer(addr string, weight int) ServerConfig {
-	return ServerConfig{Name: addr, Addr: addr, Network: "tcp", DialAddr: addr, Weight: weight}
+	_, port, _ := net.SplitHostPort(addr)
+	n, _ := strconv.Atoi(port)
+	return ServerConfig{Name: addr, Addr: addr, Network: "tcp", DialAddr: addr, Weight: weight, Port: n}
 }
 
 func TestParseConfigValid(t *testing.T) {
@@ -300,11 +303,11 @@ func TestParseConfigValid(t *testing.T) {
     - 10.0.0.5:6379:1 longername
 `,
 			want: []PoolConfig{configDefaultPool("alpha", "127.0.0.1:22121",
-				ServerConfig{Name: "b", Addr: "10.0.0.4:6379", Network: "tcp", DialAddr: "10.0.0.4:6379", Weight: 1, ExplicitName: true},
-				ServerConfig{Name: "mid", Addr: "10.0.0.3:6379", Network: "tcp", DialAddr: "10.0.0.3:6379", Weight: 3, ExplicitName: true},
-				ServerConfig{Name: "zeta", Addr: "10.0.0.1:6379", Network: "tcp", DialAddr: "10.0.0.1:6379", Weight: 1, ExplicitName: true},
-				ServerConfig{Name: "alpha", Addr: "10.0.0.2:6379", Network: "tcp", DialAddr: "10.0.0.2:6379", Weight: 2, ExplicitName: true},
-				ServerConfig{Name: "longername", Addr: "10.0.0.5:6379", Network: "tcp", DialAddr: "10.0.0.5:6379", Weight: 1, ExplicitName: true},
+				ServerConfig{Name: "b", Addr: "10.0.0.4:6379", Network: "tcp", DialAddr: "10.0.0.4:6379", Weight: 1, ExplicitName: true, Port: 6379},
+				ServerConfig{Name: "mid", Addr: "10.0.0.3:6379", Network: "tcp", DialAddr: "10.0.0.3:6379", Weight: 3, ExplicitName: true, Port: 6379},
+				ServerConfig{Name: "zeta", Addr: "10.0.0.1:6379", Network: "tcp", DialAddr: "10.0.0.1:6379", Weight: 1, ExplicitName: true, Port: 6379},
+				ServerConfig{Name: "alpha", Addr: "10.0.0.2:6379", Network: "tcp", DialAddr: "10.0.0.2:6379", Weight: 2, ExplicitName: true, Port: 6379},
+				ServerConfig{Name: "longername", Addr: "10.0.0.5:6379", Network: "tcp", DialAddr: "10.0.0.5:6379", Weight: 1, ExplicitName: true, Port: 6379},
 			)},
 		},
 		{
@@ -322,13 +325,13 @@ func TestParseConfigValid(t *testing.T) {
     - cache.example.com:6382:1
 `,
 			want: []PoolConfig{configDefaultPool("alpha", "127.0.0.1:22121",
-				ServerConfig{Name: "::1:6380", Addr: "::1:6380", Network: "tcp", DialAddr: "[::1]:6380", Weight: 1},
-				ServerConfig{Name: "127.0.0.2", Addr: "127.0.0.2:11211", Network: "tcp", DialAddr: "127.0.0.2:11211", Weight: 2},
-				ServerConfig{Name: "127.0.0.3", Addr: "127.0.0.3:011211", Network: "tcp", DialAddr: "127.0.0.3:11211", Weight: 1},
-				ServerConfig{Name: "127.1:6381", Addr: "127.1:6381", Network: "tcp", DialAddr: "127.0.0.1:6381", Weight: 1},
+				ServerConfig{Name: "::1:6380", Addr: "::1:6380", Network: "tcp", DialAddr: "[::1]:6380", Weight: 1, Port: 6380},
+				ServerConfig{Name: "127.0.0.2", Addr: "127.0.0.2:11211", Network: "tcp", DialAddr: "127.0.0.2:11211", Weight: 2, Port: 11211},
+				ServerConfig{Name: "127.0.0.3", Addr: "127.0.0.3:011211", Network: "tcp", DialAddr: "127.0.0.3:11211", Weight: 1, Port: 11211},
+				ServerConfig{Name: "127.1:6381", Addr: "127.1:6381", Network: "tcp", DialAddr: "127.0.0.1:6381", Weight: 1, Port: 6381},
 				ServerConfig{Name: "/tmp/r.sock:", Addr: "/tmp/r.sock", Network: "unix", DialAddr: "/tmp/r.sock", Weight: 1},
-				ServerConfig{Name: "127.0.0.1:06379", Addr: "127.0.0.1:06379", Network: "tcp", DialAddr: "127.0.0.1:6379", Weight: 1},
-				ServerConfig{Name: "cache.example.com:6382", Addr: "cache.example.com:6382", Network: "tcp", DialAddr: "cache.example.com:6382", Weight: 1},
+				ServerConfig{Name: "127.0.0.1:06379", Addr: "127.0.0.1:06379", Network: "tcp", DialAddr: "127.0.0.1:6379", Weight: 1, Port: 6379},
+				ServerConfig{Name: "cache.example.com:6382", Addr: "cache.example.com:6382", Network: "tcp", DialAddr: "cache.example.com:6382", Weight: 1, Port: 6382},
 			)},
 		},
 		{

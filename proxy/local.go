@@ -57,6 +57,7 @@ func (c *client) local(def *command, cmd *parsedCommand) {
 	case "reset":
 		c.tx.reset(c)
 		c.name = nil
+		c.authPass = ""
 		c.authed = c.pool.cfg.RedisAuth == ""
 		c.reply([]byte("+RESET\r\n"))
 	case "readonly", "readwrite":
@@ -114,7 +115,7 @@ func (c *client) checkAuth(args [][]byte) string {
 	if userOK&passOK != 1 {
 		return msgWrongPass
 	}
-	c.authed = true
+	c.authed, c.authPass = true, want
 	return ""
 }
 

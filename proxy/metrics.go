@@ -84,10 +84,10 @@ var serverMetrics = [...]serverMetric{
 	{metricDesc("server_connections", "Server connections open now (nutcracker server_connections).", serverLabels),
 		prometheus.GaugeValue, func(s *server, _ int64) float64 { return float64(s.stats.connections.Load()) }},
 	{metricDesc("server_ejected_timestamp_seconds", "When the server was last ejected, in seconds since the epoch; 0 if never (nutcracker server_ejected_at, in microseconds).", serverLabels),
-		prometheus.GaugeValue, func(s *server, _ int64) float64 { return float64(s.ejectedAt.Load()) / 1e6 }},
+		prometheus.GaugeValue, func(s *server, _ int64) float64 { return float64(s.health.ejectedAt.Load()) / 1e6 }},
 	{metricDesc("server_ejected", "1 while the server is out of the ring, else 0.", serverLabels),
 		prometheus.GaugeValue, func(s *server, now int64) float64 {
-			if s.ejectedUntil.Load() > now {
+			if s.health.ejectedUntil.Load() > now {
 				return 1
 			}
 			return 0
@@ -148,11 +148,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(connsDesc, prometheus.CounterValue, float64(s.stats.totalConnections.Load()))
 	ch <- prometheus.MustNewConstMetric(currConnsDesc, prometheus.GaugeValue, float64(s.stats.currConnections.Load()))
 	nowNanos := now.UnixNano()
-	for _, p := range s.pools {
+	for _, p := range s.poolList() {
 		pool := labelValue(p.cfg.Name)
 		for i := range poolMetrics {
 			m := &poolMetrics[i]
-			ch <- prometheus.MustNewConstMetric(m.desc, m.kind, float64(m.value(&p.stats)), pool)
+			ch <- prometheus.MustNewConstMetric(m.desc, m.kind, float64(m.value(p.stats)), pool)
 		}
 		var poolLatency latencySnapshot
 		for _, srv := range p.servers {

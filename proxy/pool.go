@@ -17,7 +17,7 @@ type pool struct {
 	servers []*server // in ring index order
 	full    *hashring.Ring
 	ring    atomic.Pointer[hashring.Ring] // full, or rebuilt without ejected servers
-	stats   poolStats
+	stats   *poolStats                    // shared with the same pool before and after a reload
 
 	ejectMu sync.Mutex // serialises ring rebuilds after ejections
 }
@@ -32,14 +32,25 @@ type server struct {
 	conns []*backendConn
 	next  atomic.Uint32 // round robin over conns
 
-	failures     atomic.Int32 // consecutive failures, for auto_eject_hosts
-	ejectedUntil atomic.Int64 // unix nanoseconds; 0 when live
-	ejectedAt    atomic.Int64 // unix microseconds of the last ejection, as nutcracker reports it
-	stats        serverStats
-	txConns      dedicatedPool
+	// stats and health outlive a reload that keeps the server (same pool,
+	// name and address), so counters and ejections carry over.
+	stats   *serverStats
+	health  *serverHealth
+	address serverAddress
+	txConns dedicatedPool
 }
 
-func newPool(srv *Server, cfg *PoolConfig) (*pool, error) {
+// serverHealth is a server's failure count and ejection, for auto_eject_hosts.
+type serverHealth struct {
+	failures     atomic.Int32 // consecutive failures
+	ejectedUntil atomic.Int64 // unix nanoseconds; 0 when live
+	ejectedAt    atomic.Int64 // unix microseconds of the last ejection, as nutcracker reports it
+}
+
+// newPool builds a pool. prev is the pool of the same name in the config
+// it replaces, or nil; servers it shares with prev keep their counters and
+// health.
+func newPool(srv *Server, cfg *PoolConfig, prev *pool) (*pool, error) {
 	nodes := make([]hashring.Node, len(cfg.Servers))
 	for i, s := range cfg.Servers {
 		nodes[i] = s.Node()
@@ -52,10 +63,17 @@ func newPool(srv *Server, cfg *PoolConfig) (*pool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pool %q: %w", cfg.Name, err)
 	}
-	p := &pool{srv: srv, cfg: cfg, full: ring}
+	p := &pool{srv: srv, cfg: cfg, full: ring, stats: new(poolStats)}
+	if prev != nil {
+		p.stats = prev.stats
+	}
 	p.ring.Store(ring)
 	for i, sc := range cfg.Servers {
-		s := &server{pool: p, cfg: sc, index: i}
+		s := &server{pool: p, cfg: sc, index: i, stats: new(serverStats), health: new(serverHealth)}
+		if old := prev.server(sc); old != nil {
+			s.stats, s.health = old.stats, old.health
+		}
+		s.address.init(sc, cfg.KubernetesService)
 		n := cfg.ServerConnections
 		if n < 1 {
 			n = 1
@@ -66,7 +84,21 @@ func newPool(srv *Server, cfg *PoolConfig) (*pool, error) {
 		}
 		p.servers = append(p.servers, s)
 	}
+	p.rebuildRing()
 	return p, nil
+}
+
+// server returns p's server with the same name and address as sc, or nil.
+func (p *pool) server(sc ServerConfig) *server {
+	if p == nil {
+		return nil
+	}
+	for _, s := range p.servers {
+		if s.cfg.Name == sc.Name && s.cfg.Addr == sc.Addr && s.cfg.Network == sc.Network {
+			return s
+		}
+	}
+	return nil
 }
 
 // connectAll dials every server connection now (the preconnect option);
@@ -98,6 +130,23 @@ func (p *pool) close() {
 	}
 }
 
+// idle reports whether no request waits on any of the pool's connections.
+func (p *pool) idle() bool {
+	for _, s := range p.servers {
+		if s.stats.outQueue.Load() > 0 {
+			for _, b := range s.conns {
+				b.mu.Lock()
+				n := b.queue.len()
+				b.mu.Unlock()
+				if n > 0 {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
 // pick returns the connection a client uses for this server in one batch.
 func (s *server) pick() *backendConn {
 	if len(s.conns) == 1 {
@@ -116,8 +165,8 @@ func (s *server) errText(cause string) string {
 
 // ok records that the server answered, which resets its failure count.
 func (s *server) ok() {
-	if s.failures.Load() != 0 {
-		s.failures.Store(0)
+	if s.health.failures.Load() != 0 {
+		s.health.failures.Store(0)
 	}
 }
 
@@ -134,13 +183,13 @@ func (s *server) failed() {
 	if limit < 1 {
 		limit = 1
 	}
-	if s.failures.Add(1) < limit {
+	if s.health.failures.Add(1) < limit {
 		return
 	}
-	s.failures.Store(0)
+	s.health.failures.Store(0)
 	now := time.Now()
-	s.ejectedUntil.Store(now.Add(cfg.ServerRetryTimeout).UnixNano())
-	s.ejectedAt.Store(now.UnixMicro())
+	s.health.ejectedUntil.Store(now.Add(cfg.ServerRetryTimeout).UnixNano())
+	s.health.ejectedAt.Store(now.UnixMicro())
 	s.pool.stats.serverEjects.Add(1)
 	s.pool.srv.logger.Warn("server ejected", "pool", cfg.Name, "server", s.cfg.Name, "retry_in", cfg.ServerRetryTimeout)
 	s.pool.rebuildRing()
@@ -148,6 +197,8 @@ func (s *server) failed() {
 }
 
 // rebuildRing stores a ring over the servers that are not ejected now.
+// With auto_eject_hosts, a server without a usable address (its pod is not
+// ready, or gone) is left out too, as nutcracker leaves out a failing one.
 func (p *pool) rebuildRing() {
 	p.ejectMu.Lock()
 	defer p.ejectMu.Unlock()
@@ -155,13 +206,16 @@ func (p *pool) rebuildRing() {
 	ejected := make([]bool, len(p.servers))
 	any := false
 	for i, s := range p.servers {
-		if until := s.ejectedUntil.Load(); until != 0 {
+		if until := s.health.ejectedUntil.Load(); until != 0 {
 			if until > now {
 				ejected[i], any = true, true
 			} else {
-				s.ejectedUntil.Store(0)
+				s.health.ejectedUntil.Store(0)
 				p.srv.logger.Info("server returns", "pool", p.cfg.Name, "server", s.cfg.Name)
 			}
+		}
+		if p.cfg.AutoEjectHosts && s.address.unavailable() != "" {
+			ejected[i], any = true, true
 		}
 	}
 	if !any {

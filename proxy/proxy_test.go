@@ -61,7 +61,7 @@ func (tp *testPool) client(t *testing.T) *proxytest.Conn {
 // owner returns the redis-server that the pool's ring puts key on.
 func (tp *testPool) owner(t *testing.T, key string) *proxytest.Redis {
 	t.Helper()
-	p := tp.srv.pools[0]
+	p := tp.srv.poolList()[0]
 	idx := p.ring.Load().Lookup([]byte(key))
 	addr := p.servers[idx].cfg.Addr
 	for _, r := range tp.redises {
@@ -249,7 +249,7 @@ func TestProxyTransactionOnOneServer(t *testing.T) {
 	}
 
 	// Find a key on another server than {u1}.
-	ring := tp.srv.pools[0].ring.Load()
+	ring := tp.srv.poolList()[0].ring.Load()
 	other := ""
 	for i := 0; other == ""; i++ {
 		k := fmt.Sprintf("other%d", i)
@@ -370,7 +370,7 @@ func TestProxyEjectionAndReturn(t *testing.T) {
 	if owner := tp.owner(t, key); owner == dead {
 		t.Fatalf("ring still places %q on the ejected server", key)
 	}
-	if n := tp.srv.pools[0].stats.serverEjects.Load(); n != 1 {
+	if n := tp.srv.poolList()[0].stats.serverEjects.Load(); n != 1 {
 		t.Fatalf("server_ejects = %d, want 1", n)
 	}
 	dead.Restart(t)
@@ -435,7 +435,7 @@ func TestProxyClientConnectionsLimit(t *testing.T) {
 	}
 	a.Close()
 	deadline := time.Now().Add(5 * time.Second)
-	for tp.srv.pools[0].stats.clientConnections.Load() > 1 {
+	for tp.srv.poolList()[0].stats.clientConnections.Load() > 1 {
 		if time.Now().After(deadline) {
 			t.Fatal("closed client still counted")
 		}
@@ -516,7 +516,7 @@ func TestProxyBacklogAndKeepalive(t *testing.T) {
 func TestProxyPreconnectAndServerConnections(t *testing.T) {
 	tp := startProxy(t, 2, "  preconnect: true\n  server_connections: 3\n")
 	deadline := time.Now().Add(5 * time.Second)
-	for _, s := range tp.srv.pools[0].servers {
+	for _, s := range tp.srv.poolList()[0].servers {
 		for s.stats.connections.Load() != 3 {
 			if time.Now().After(deadline) {
 				t.Fatalf("server %s: %d connections after preconnect, want 3", s.cfg.Name, s.stats.connections.Load())

@@ -19,19 +19,32 @@ type Options struct {
 }
 
 // Server serves every pool of a Config, each on its own listen address.
+// Reload swaps in a new Config without dropping clients.
 type Server struct {
 	logger  *slog.Logger
-	cfg     *Config
-	pools   []*pool
 	stats   globalStats
 	started time.Time
 	ids     atomic.Int64 // client ids for CLIENT ID
 
-	mu        sync.Mutex // guards listeners, clients and closing
-	listeners []net.Listener
+	pools    atomic.Pointer[[]*pool] // the current pools, in config order
+	reloadMu sync.Mutex              // serialises Start, Reload and Shutdown's pool changes
+	reloads  atomic.Int64            // successful reloads
+	failed   atomic.Int64            // rejected reloads
+
+	mu        sync.Mutex // guards listeners, clients, closing, running
+	listeners map[string]*listener
 	clients   map[*client]struct{}
 	closing   bool
+	running   bool
 	wg        sync.WaitGroup // accept loops and clients
+}
+
+// listener is a pool's listening socket. Its pool is replaced on reload;
+// each client picks up the current one at its next batch.
+type listener struct {
+	listen string // the listen value it was opened for
+	ln     net.Listener
+	pool   atomic.Pointer[pool]
 }
 
 // NewServer builds the pools of cfg. Nothing listens or dials until Start.
@@ -40,48 +53,177 @@ func NewServer(cfg *Config, opts Options) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{logger: logger, cfg: cfg, clients: make(map[*client]struct{}), started: time.Now()}
+	s := &Server{logger: logger, listeners: map[string]*listener{}, clients: make(map[*client]struct{}), started: time.Now()}
+	pools, err := s.buildPools(cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	s.pools.Store(&pools)
+	return s, nil
+}
+
+// poolList returns the current pools.
+func (s *Server) poolList() []*pool { return *s.pools.Load() }
+
+// buildPools builds the pools of cfg; prev are the pools it replaces.
+func (s *Server) buildPools(cfg *Config, prev []*pool) ([]*pool, error) {
+	byName := map[string]*pool{}
+	for _, p := range prev {
+		byName[p.cfg.Name] = p
+	}
+	var pools []*pool
 	for i := range cfg.Pools {
 		pc := &cfg.Pools[i]
 		if !pc.Redis {
 			return nil, fmt.Errorf("pool %q: only redis pools (redis: true) are supported", pc.Name)
 		}
-		p, err := newPool(s, pc)
+		p, err := newPool(s, pc, byName[pc.Name])
 		if err != nil {
 			return nil, err
 		}
-		s.pools = append(s.pools, p)
+		pools = append(pools, p)
 	}
-	return s, nil
+	return pools, nil
 }
 
 // Start listens on every pool's address and starts accepting clients. On
 // error nothing is left listening.
 func (s *Server) Start() error {
-	var lns []net.Listener
-	for _, p := range s.pools {
-		ln, err := listen(p.cfg)
-		if err != nil {
-			for _, l := range lns {
-				l.Close()
-			}
-			return fmt.Errorf("pool %q: listen %s: %w", p.cfg.Name, p.cfg.Listen, err)
-		}
-		lns = append(lns, ln)
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	pools := s.poolList()
+	opened, err := s.openListeners(pools)
+	if err != nil {
+		return err
 	}
 	s.mu.Lock()
-	s.listeners = lns
+	s.running = true
 	s.mu.Unlock()
-	for i, p := range s.pools {
-		s.logger.Info("pool listening", "pool", p.cfg.Name, "listen", lns[i].Addr().String(), "servers", len(p.servers), "hash", p.cfg.Hash, "distribution", p.cfg.Distribution)
+	s.switchListeners(pools, opened)
+	return nil
+}
+
+// openListeners opens the listeners pools need that are not open yet. On
+// error it closes what it opened.
+func (s *Server) openListeners(pools []*pool) (map[string]*listener, error) {
+	opened := map[string]*listener{}
+	s.mu.Lock()
+	current := s.listeners
+	s.mu.Unlock()
+	for _, p := range pools {
+		if l := current[p.cfg.Name]; l != nil && l.listen == p.cfg.Listen {
+			continue
+		}
+		ln, err := listen(p.cfg)
+		if err != nil {
+			for _, l := range opened {
+				l.ln.Close()
+			}
+			return nil, fmt.Errorf("pool %q: listen %s: %w", p.cfg.Name, p.cfg.Listen, err)
+		}
+		opened[p.cfg.Name] = &listener{listen: p.cfg.Listen, ln: ln}
+	}
+	return opened, nil
+}
+
+// switchListeners makes pools current: every listener serves its pool's
+// new version, newly opened listeners start accepting, and listeners of
+// pools that are gone (or moved) close, their clients leaving after the
+// batch they are in.
+func (s *Server) switchListeners(pools []*pool, opened map[string]*listener) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := map[string]*listener{}
+	for _, p := range pools {
+		l := opened[p.cfg.Name]
+		if l == nil {
+			l = s.listeners[p.cfg.Name]
+		} else {
+			s.wg.Add(1)
+			go s.acceptLoop(l)
+			s.logger.Info("pool listening", "pool", p.cfg.Name, "listen", l.ln.Addr().String(), "servers", len(p.servers), "hash", p.cfg.Hash, "distribution", p.cfg.Distribution)
+		}
+		l.pool.Store(p)
+		next[p.cfg.Name] = l
 		if p.cfg.Preconnect {
 			p.connectAll()
 		}
-		s.wg.Add(1)
-		go s.acceptLoop(p, lns[i])
 	}
+	for name, l := range s.listeners {
+		if next[name] != l {
+			l.ln.Close()
+			for c := range s.clients {
+				if c.l == l {
+					c.stopWhenIdle()
+				}
+			}
+		}
+	}
+	s.listeners = next
+}
+
+// Reload replaces the configuration without dropping clients: pools,
+// servers, weights, auth and timeouts change; a pool whose listen address
+// changed moves to a new listener. Each client switches at its next batch,
+// so requests in flight finish on their old servers; connections to the
+// old servers are closed once they are idle. A cfg that cannot be served
+// (a listener that does not open, an invalid pool) is rejected whole and
+// the old configuration keeps serving.
+func (s *Server) Reload(cfg *Config) error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	old := s.poolList()
+	pools, err := s.buildPools(cfg, old)
+	if err != nil {
+		s.failed.Add(1)
+		return err
+	}
+	s.mu.Lock()
+	running, closing := s.running, s.closing
+	s.mu.Unlock()
+	if closing {
+		s.failed.Add(1)
+		return errors.New("shutting down")
+	}
+	var opened map[string]*listener
+	if running {
+		if opened, err = s.openListeners(pools); err != nil {
+			s.failed.Add(1)
+			return err
+		}
+	}
+	s.pools.Store(&pools)
+	if running {
+		s.switchListeners(pools, opened)
+	}
+	s.reloads.Add(1)
+	go s.drain(old)
 	return nil
 }
+
+// drainDelay is how long replaced pools keep their connections before they
+// are closed once idle: long enough for batches that started before the
+// switch to submit their requests.
+const (
+	drainDelay   = time.Second
+	drainTimeout = 30 * time.Second
+)
+
+// drain closes the connections of replaced pools once nothing waits on
+// them, or after drainTimeout.
+func (s *Server) drain(pools []*pool) {
+	time.Sleep(drainDelay)
+	deadline := time.Now().Add(drainTimeout)
+	for _, p := range pools {
+		for !p.idle() && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		p.close()
+	}
+}
+
+// ReloadCounts reports how many reloads succeeded and how many were rejected.
+func (s *Server) ReloadCounts() (ok, rejected int64) { return s.reloads.Load(), s.failed.Load() }
 
 // listen opens a pool's listener: TCP, or a unix socket whose stale file is
 // removed first and whose permissions are set as configured.
@@ -114,17 +256,17 @@ func (s *Server) Addrs() map[string]net.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make(map[string]net.Addr, len(s.listeners))
-	for i, ln := range s.listeners {
-		out[s.pools[i].cfg.Name] = ln.Addr()
+	for name, l := range s.listeners {
+		out[name] = l.ln.Addr()
 	}
 	return out
 }
 
-func (s *Server) acceptLoop(p *pool, ln net.Listener) {
+func (s *Server) acceptLoop(l *listener) {
 	defer s.wg.Done()
 	var delay time.Duration
 	for {
-		conn, err := ln.Accept()
+		conn, err := l.ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -135,12 +277,13 @@ func (s *Server) acceptLoop(p *pool, ln net.Listener) {
 			} else if delay < time.Second {
 				delay *= 2
 			}
-			s.logger.Error("accept failed", "pool", p.cfg.Name, "err", err)
+			s.logger.Error("accept failed", "listen", l.listen, "err", err)
 			time.Sleep(delay)
 			continue
 		}
 		delay = 0
 		s.stats.totalConnections.Add(1)
+		p := l.pool.Load()
 		if limit := p.cfg.ClientConnections; limit > 0 && p.stats.clientConnections.Load() >= int64(limit) {
 			conn.Write([]byte("-ERR max number of clients reached\r\n"))
 			conn.Close()
@@ -151,7 +294,7 @@ func (s *Server) acceptLoop(p *pool, ln net.Listener) {
 		if tcp, ok := conn.(*net.TCPConn); ok {
 			tcp.SetKeepAlive(p.cfg.TCPKeepalive)
 		}
-		c := newClient(s, p, conn)
+		c := newClient(s, l, p, conn)
 		s.mu.Lock()
 		if s.closing {
 			s.mu.Unlock()
@@ -182,8 +325,8 @@ func (s *Server) removeClient(c *client) {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
-	for _, ln := range s.listeners {
-		ln.Close()
+	for _, l := range s.listeners {
+		l.ln.Close()
 	}
 	for c := range s.clients {
 		c.stopWhenIdle()
@@ -207,12 +350,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.mu.Unlock()
 		// Closing the pools fails requests still waiting on a server, so
 		// their clients return.
-		for _, p := range s.pools {
+		for _, p := range s.poolList() {
 			p.close()
 		}
 		<-done
 	}
-	for _, p := range s.pools {
+	for _, p := range s.poolList() {
 		p.close()
 	}
 	return err

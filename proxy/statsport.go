@@ -68,7 +68,7 @@ var hostname = sync.OnceValue(func() string {
 // same configuration, ending in "}\n".
 func (s *Server) StatsJSON() []byte {
 	n := 256
-	for _, p := range s.pools {
+	for _, p := range s.poolList() {
 		n += 160 + len(p.cfg.Name) + len(p.servers)*(320+24)
 	}
 	return s.appendStatsJSON(make([]byte, 0, n), time.Now())
@@ -100,8 +100,8 @@ func (s *Server) appendStatsJSON(dst []byte, now time.Time) []byte {
 	b = statsAddNum(b, "timestamp", ts)
 	b = statsAddNum(b, "total_connections", s.stats.totalConnections.Load())
 	b = statsAddNum(b, "curr_connections", s.stats.currConnections.Load())
-	for _, p := range s.pools {
-		ps := &p.stats
+	for _, p := range s.poolList() {
+		ps := p.stats
 		b = statsBeginNesting(b, p.cfg.Name)
 		b = statsAddNum(b, "client_eof", ps.clientEOF.Load())
 		b = statsAddNum(b, "client_err", ps.clientErr.Load())
@@ -110,13 +110,13 @@ func (s *Server) appendStatsJSON(dst []byte, now time.Time) []byte {
 		b = statsAddNum(b, "forward_error", ps.forwardError.Load())
 		b = statsAddNum(b, "fragments", ps.fragments.Load())
 		for _, srv := range p.servers {
-			ss := &srv.stats
+			ss := srv.stats
 			b = statsBeginNesting(b, srv.cfg.Name)
 			b = statsAddNum(b, "server_eof", ss.serverEOF.Load())
 			b = statsAddNum(b, "server_err", ss.serverErr.Load())
 			b = statsAddNum(b, "server_timedout", ss.serverTimedout.Load())
 			b = statsAddNum(b, "server_connections", ss.connections.Load())
-			b = statsAddNum(b, "server_ejected_at", srv.ejectedAt.Load())
+			b = statsAddNum(b, "server_ejected_at", srv.health.ejectedAt.Load())
 			b = statsAddNum(b, "requests", ss.requests.Load())
 			b = statsAddNum(b, "request_bytes", ss.requestBytes.Load())
 			b = statsAddNum(b, "responses", ss.responses.Load())
@@ -250,7 +250,7 @@ func (s *Server) notReady() string {
 	switch {
 	case s.closing:
 		return "shutting down"
-	case len(s.listeners) < len(s.pools):
+	case len(s.listeners) < len(s.poolList()):
 		return "not listening"
 	}
 	return ""

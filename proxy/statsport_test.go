@@ -212,8 +212,8 @@ func setDistinctStats(srv *Server) map[string]int64 {
 	}
 	set("total_connections", &srv.stats.totalConnections)
 	set("curr_connections", &srv.stats.currConnections)
-	for _, p := range srv.pools {
-		ps := &p.stats
+	for _, p := range srv.poolList() {
+		ps := p.stats
 		for _, f := range []struct {
 			name string
 			c    *atomic.Int64
@@ -225,14 +225,14 @@ func setDistinctStats(srv *Server) map[string]int64 {
 			set(p.cfg.Name+"/"+f.name, f.c)
 		}
 		for _, s := range p.servers {
-			ss := &s.stats
+			ss := s.stats
 			for _, f := range []struct {
 				name string
 				c    *atomic.Int64
 			}{
 				{"server_eof", &ss.serverEOF}, {"server_err", &ss.serverErr},
 				{"server_timedout", &ss.serverTimedout}, {"server_connections", &ss.connections},
-				{"server_ejected_at", &s.ejectedAt}, {"requests", &ss.requests},
+				{"server_ejected_at", &s.health.ejectedAt}, {"requests", &ss.requests},
 				{"request_bytes", &ss.requestBytes}, {"responses", &ss.responses},
 				{"response_bytes", &ss.responseBytes}, {"in_queue", &ss.inQueue},
 				{"in_queue_bytes", &ss.inQueueBytes}, {"out_queue", &ss.outQueue},
@@ -329,8 +329,8 @@ func checkStatsDocument(t *testing.T, srv *Server, doc []byte, want map[string]i
 func TestStatsPlainTCP(t *testing.T) {
 	srv := newStatsTestServer(t, statsTestYAML(proxytest.FreePort(t), proxytest.FreePort(t)))
 	var names []string
-	for _, p := range srv.cfg.Pools {
-		names = append(names, p.Name)
+	for _, p := range srv.poolList() {
+		names = append(names, p.cfg.Name)
 	}
 	// The file says alpha first; the check below must see the Config's order.
 	if want := []string{"beta", "alpha"}; !slices.Equal(names, want) {
@@ -378,8 +378,8 @@ func TestStatsNutcrackerFormat(t *testing.T) {
 		t.Errorf("stats format differs from nutcracker's (values replaced)\nours:\n%s\nnutcracker:\n%s\nours raw:\n%s\nnutcracker raw:\n%s", a, b, ours, theirs)
 	}
 	// A counter beyond 32 bits and a negative gauge print as %PRId64 does.
-	srv.pools[0].servers[0].stats.responseBytes.Store(1 << 40)
-	srv.pools[0].stats.clientConnections.Store(-1)
+	srv.poolList()[0].servers[0].stats.responseBytes.Store(1 << 40)
+	srv.poolList()[0].stats.clientConnections.Store(-1)
 	doc := srv.StatsJSON()
 	for _, s := range []string{`"response_bytes":1099511627776, `, `"client_connections":-1, `} {
 		if !bytes.Contains(doc, []byte(s)) {
@@ -604,7 +604,7 @@ func metricWith(t *testing.T, families map[string]*dto.MetricFamily, name string
 func TestMetrics(t *testing.T) {
 	srv := newStatsTestServer(t, statsTestYAML(proxytest.FreePort(t), proxytest.FreePort(t)))
 	want := setDistinctStats(srv)
-	alpha := srv.pools[1]
+	alpha := srv.poolList()[1]
 	if alpha.cfg.Name != "alpha" || alpha.servers[0].cfg.Name != "shard-b" {
 		t.Fatalf("pools[1] = %s, servers[0] = %s", alpha.cfg.Name, alpha.servers[0].cfg.Name)
 	}
@@ -613,7 +613,7 @@ func TestMetrics(t *testing.T) {
 		shardB.stats.latency.observe(d)
 	}
 	other.stats.latency.observe(3 * time.Millisecond)
-	shardB.ejectedUntil.Store(time.Now().Add(time.Hour).UnixNano())
+	shardB.health.ejectedUntil.Store(time.Now().Add(time.Hour).UnixNano())
 	addr := startStatsServer(t, srv, httpOnly)
 	families := scrapeMetrics(t, addr)
 

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"net"
 	"sync"
 	"time"
@@ -289,6 +290,9 @@ type dedicatedPool struct {
 }
 
 func (s *server) dedicated() (*dedicatedConn, error) {
+	if why := s.address.unavailable(); why != "" {
+		return nil, errors.New(why)
+	}
 	s.txConns.mu.Lock()
 	if n := len(s.txConns.idle); n > 0 {
 		d := s.txConns.idle[n-1]
@@ -302,7 +306,7 @@ func (s *server) dedicated() (*dedicatedConn, error) {
 	if timeout <= 0 {
 		timeout = defaultDialTimeout
 	}
-	conn, err := net.DialTimeout(s.cfg.Network, s.cfg.DialAddr, timeout)
+	conn, err := net.DialTimeout(s.cfg.Network, s.address.dialAddr(), timeout)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,173 @@
+package proxy
+
+import (
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// serverAddress is where a server is dialled. For a server of a pool with
+// kubernetes_service whose host is a pod name it follows that pod's entry in
+// the Service's EndpointSlices; otherwise it is the configured address.
+type serverAddress struct {
+	// unusable is why requests cannot go to the server now (no address
+	// yet, pod not ready or terminating), nil when they can. The request
+	// path reads it with one atomic load.
+	unusable atomic.Pointer[string]
+
+	mu        sync.Mutex // guards the fields below
+	dial      string
+	source    string // "config" or "endpointslice/<name>"
+	changedAt time.Time
+}
+
+// AddressStatus is a server's current address and where it came from, for
+// stats and logs.
+type AddressStatus struct {
+	Pool, Server string
+	Addr         string // "" while unknown
+	Source       string // "config" or "endpointslice/<name>"
+	Usable       bool
+	Reason       string // why not usable
+	ChangedAt    time.Time
+}
+
+func (a *serverAddress) init(sc ServerConfig, service string) {
+	a.changedAt = time.Now()
+	if sc.Pod == "" || service == "" {
+		a.dial, a.source = sc.DialAddr, "config"
+		return
+	}
+	a.source = "endpointslice"
+	reason := "pod " + sc.Pod + " is not in the EndpointSlices of service " + service + " yet"
+	a.unusable.Store(&reason)
+}
+
+// unavailable returns why the server cannot take requests now, or "".
+func (a *serverAddress) unavailable() string {
+	if r := a.unusable.Load(); r != nil {
+		return *r
+	}
+	return ""
+}
+
+func (a *serverAddress) dialAddr() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.dial
+}
+
+// PodAddress is what discovery knows about one pod of a Service.
+type PodAddress struct {
+	IP     string // "" when the pod has no address
+	Usable bool   // ready and not terminating
+	Reason string // why not usable, for error replies
+	Slice  string // the EndpointSlice it came from
+}
+
+// update points the address at pa (the port stays the configured one) and
+// reports whether the dial address and the usability changed.
+func (a *serverAddress) update(sc ServerConfig, pa PodAddress, found bool) (moved, usableChanged bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	wasUsable := a.unusable.Load() == nil
+	dial := a.dial
+	var reason string
+	switch {
+	case !found:
+		reason = "pod " + sc.Pod + " is not in the Service's EndpointSlices"
+	case pa.IP == "":
+		reason = "pod " + sc.Pod + " has no address"
+	default:
+		dial = net.JoinHostPort(pa.IP, strconv.Itoa(sc.Port))
+		if !pa.Usable {
+			reason = "pod " + sc.Pod + " is " + pa.Reason
+		}
+		a.source = "endpointslice/" + pa.Slice
+	}
+	if reason == "" {
+		a.unusable.Store(nil)
+	} else {
+		a.unusable.Store(&reason)
+	}
+	moved = dial != a.dial
+	if moved || wasUsable != (reason == "") {
+		a.changedAt = time.Now()
+	}
+	a.dial = dial
+	return moved, wasUsable != (reason == "")
+}
+
+func (a *serverAddress) status() (addr, source string, changedAt time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.dial, a.source, a.changedAt
+}
+
+// SetPodAddresses tells the pools that find their servers through the
+// Kubernetes Service service where its pods are now, keyed by pod name. A
+// server whose pod moved is dialled at the new address from now on, and its
+// connections to the old one are closed; a server whose pod is missing, not
+// ready or terminating gets no requests (its keys get an error, or with
+// auto_eject_hosts the ring is rebuilt without it).
+func (s *Server) SetPodAddresses(service string, pods map[string]PodAddress) {
+	for _, p := range s.poolList() {
+		if p.cfg.KubernetesService != service {
+			continue
+		}
+		rebuild := false
+		for _, srv := range p.servers {
+			if srv.cfg.Pod == "" {
+				continue
+			}
+			pa, found := pods[srv.cfg.Pod]
+			moved, usableChanged := srv.address.update(srv.cfg, pa, found)
+			addr, source, _ := srv.address.status()
+			if moved {
+				s.logger.Info("server address changed", "pool", p.cfg.Name, "server", srv.cfg.Name, "pod", srv.cfg.Pod, "addr", addr, "source", source)
+				srv.closeConns()
+			}
+			if usableChanged {
+				if why := srv.address.unavailable(); why != "" {
+					s.logger.Warn("server unavailable", "pool", p.cfg.Name, "server", srv.cfg.Name, "reason", why)
+				} else {
+					s.logger.Info("server available", "pool", p.cfg.Name, "server", srv.cfg.Name, "addr", addr)
+				}
+				rebuild = rebuild || p.cfg.AutoEjectHosts
+			}
+		}
+		if rebuild {
+			p.rebuildRing()
+		}
+	}
+}
+
+// Addresses reports every server's current address and its source.
+func (s *Server) Addresses() []AddressStatus {
+	var out []AddressStatus
+	for _, p := range s.poolList() {
+		for _, srv := range p.servers {
+			addr, source, at := srv.address.status()
+			why := srv.address.unavailable()
+			out = append(out, AddressStatus{Pool: p.cfg.Name, Server: srv.cfg.Name, Addr: addr, Source: source, Usable: why == "", Reason: why, ChangedAt: at})
+		}
+	}
+	return out
+}
+
+// closeConns closes the server's connections so that the next request
+// dials its current address.
+func (srv *server) closeConns() {
+	for _, b := range srv.conns {
+		b.reset("server moved")
+	}
+	srv.txConns.mu.Lock()
+	idle := srv.txConns.idle
+	srv.txConns.idle = nil
+	srv.txConns.mu.Unlock()
+	for _, d := range idle {
+		d.close()
+	}
+}
