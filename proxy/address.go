@@ -112,9 +112,9 @@ func (a *serverAddress) status() (addr, source string, changedAt time.Time) {
 // connections to the old one are closed; a server whose pod is missing, not
 // ready or terminating gets no requests (its keys get an error, or with
 // auto_eject_hosts the ring is rebuilt without it).
-func (s *Server) SetPodAddresses(service string, pods map[string]PodAddress) {
+func (s *Server) SetPodAddresses(namespace, service string, pods map[string]PodAddress) {
 	for _, p := range s.poolList() {
-		if p.cfg.KubernetesService != service {
+		if p.cfg.KubernetesService != service || s.namespace(p.cfg) != namespace {
 			continue
 		}
 		rebuild := false
@@ -142,6 +142,34 @@ func (s *Server) SetPodAddresses(service string, pods map[string]PodAddress) {
 			p.rebuildRing()
 		}
 	}
+}
+
+// Service names a Kubernetes Service that pools find their servers through.
+type Service struct{ Namespace, Name string }
+
+// Services lists the Services the current pools need addresses from.
+func (s *Server) Services() []Service {
+	var out []Service
+	seen := map[Service]bool{}
+	for _, p := range s.poolList() {
+		if p.cfg.KubernetesService == "" {
+			continue
+		}
+		svc := Service{Namespace: s.namespace(p.cfg), Name: p.cfg.KubernetesService}
+		if !seen[svc] {
+			seen[svc] = true
+			out = append(out, svc)
+		}
+	}
+	return out
+}
+
+// namespace is the namespace of a pool's kubernetes_service.
+func (s *Server) namespace(cfg *PoolConfig) string {
+	if cfg.KubernetesNamespace != "" {
+		return cfg.KubernetesNamespace
+	}
+	return s.defaultNamespace
 }
 
 // Addresses reports every server's current address and its source.

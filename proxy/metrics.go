@@ -133,6 +133,9 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for i := range serverMetrics {
 		ch <- serverMetrics[i].desc
 	}
+	for _, d := range discoveryDescs {
+		ch <- d
+	}
 }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
@@ -167,6 +170,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- poolLatency.metric(poolLatencyDesc, pool)
 	}
+	s.collectDiscovery(ch)
 }
 
 // metric returns the snapshot as a Prometheus histogram with cumulative

@@ -3,6 +3,7 @@ package proxy
 import (
 	"fmt"
 	"net"
+	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -190,7 +191,7 @@ func TestPodAddresses(t *testing.T) {
 	if got := do(t, c, "SET", "k", "v"); !strings.Contains(got, "pod redis-0 is not in the EndpointSlices") {
 		t.Fatalf("SET before discovery = %q", got)
 	}
-	srv.SetPodAddresses("redis", map[string]PodAddress{"redis-0": {IP: "127.0.0.2", Usable: true, Slice: "redis-abc"}})
+	srv.SetPodAddresses("default", "redis", map[string]PodAddress{"redis-0": {IP: "127.0.0.2", Usable: true, Slice: "redis-abc"}})
 	if got := do(t, c, "SET", "k", "first"); got != "+OK\r\n" {
 		t.Fatalf("SET at the first address = %q", got)
 	}
@@ -198,17 +199,78 @@ func TestPodAddresses(t *testing.T) {
 	if len(st) != 1 || st[0].Addr != fmt.Sprintf("127.0.0.2:%d", port) || st[0].Source != "endpointslice/redis-abc" || !st[0].Usable {
 		t.Fatalf("Addresses = %+v", st)
 	}
-	srv.SetPodAddresses("redis", map[string]PodAddress{"redis-0": {IP: "127.0.0.3", Usable: true, Slice: "redis-abc"}})
+	srv.SetPodAddresses("default", "redis", map[string]PodAddress{"redis-0": {IP: "127.0.0.3", Usable: true, Slice: "redis-abc"}})
 	if got := do(t, c, "GET", "k"); got != "$-1\r\n" {
 		t.Fatalf("GET after the pod moved to an empty server = %q, want nil from the new address", got)
 	}
-	srv.SetPodAddresses("redis", map[string]PodAddress{"redis-0": {IP: "127.0.0.3", Usable: false, Reason: "not ready", Slice: "redis-abc"}})
+	srv.SetPodAddresses("default", "redis", map[string]PodAddress{"redis-0": {IP: "127.0.0.3", Usable: false, Reason: "not ready", Slice: "redis-abc"}})
 	if got := do(t, c, "GET", "k"); !strings.Contains(got, "pod redis-0 is not ready") {
 		t.Fatalf("GET while the pod is not ready = %q", got)
 	}
-	srv.SetPodAddresses("other", map[string]PodAddress{})
-	srv.SetPodAddresses("redis", map[string]PodAddress{})
+	srv.SetPodAddresses("default", "other", map[string]PodAddress{})
+	srv.SetPodAddresses("elsewhere", "redis", map[string]PodAddress{})
+	if got := do(t, c, "GET", "k"); !strings.Contains(got, "pod redis-0 is not ready") {
+		t.Fatalf("another Service's or namespace's pods changed this pool: %q", got)
+	}
+	if got := srv.Services(); len(got) != 1 || got[0] != (Service{"default", "redis"}) {
+		t.Fatalf("Services() = %v", got)
+	}
+	srv.SetPodAddresses("default", "redis", map[string]PodAddress{})
 	if got := do(t, c, "GET", "k"); !strings.Contains(got, "not in the Service's EndpointSlices") {
 		t.Fatalf("GET after the pod left = %q", got)
+	}
+}
+
+// Discovery's state shows on the stats port: /readyz waits for the first
+// list of EndpointSlices but not for an API server that stops answering
+// later; /discovery and /metrics show each server's address and source.
+func TestDiscoveryStateOnStatsPort(t *testing.T) {
+	listen := fmt.Sprintf("127.0.0.1:%d", proxytest.FreePort(t))
+	srv, err := NewServer(mustParse(t, poolYAML(listen, "  kubernetes_service: redis\n", "redis-0:6379:1 server0")), Options{Namespace: "shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(t.Context()) })
+	srv.SetReady(true)
+	h := NewStatsServer(srv, StatsOptions{}).Handler()
+	get := func(path string) (int, string) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		return rec.Code, rec.Body.String()
+	}
+	status := ServiceStatus{Service: Service{"shop", "redis"}}
+	srv.SetServiceStatus(func() []ServiceStatus { return []ServiceStatus{status} })
+	if code, body := get("/readyz"); code != 503 || !strings.Contains(body, "shop/redis not listed yet") {
+		t.Fatalf("/readyz before the first list = %d %q", code, body)
+	}
+	status.Synced, status.Healthy = true, true
+	srv.SetPodAddresses("shop", "redis", map[string]PodAddress{"redis-0": {IP: "198.18.0.2", Usable: true, Slice: "redis-x"}})
+	if code, body := get("/readyz"); code != 200 || body != "ok" {
+		t.Fatalf("/readyz after sync = %d %q", code, body)
+	}
+	status.Healthy, status.LastError = false, "connection refused"
+	if code, body := get("/readyz"); code != 200 || !strings.Contains(body, "warning: serving the last known addresses of shop/redis: connection refused") {
+		t.Fatalf("/readyz with the API server down = %d %q", code, body)
+	}
+	srv.SetConfigHash("abc123")
+	_, body := get("/discovery")
+	for _, want := range []string{`"Addr": "198.18.0.2:6379"`, `"Source": "endpointslice/redis-x"`, `"config_sha256": "abc123"`, `"Healthy": false`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/discovery lacks %s:\n%s", want, body)
+		}
+	}
+	_, body = get("/metrics")
+	for _, want := range []string{
+		`shardproxy_server_address_info{address="198.18.0.2:6379",pool="alpha",server="server0",source="endpointslice/redis-x"} 1`,
+		`shardproxy_discovery_healthy{namespace="shop",service="redis"} 0`,
+		`shardproxy_config_info{sha256="abc123"} 1`,
+		`shardproxy_config_reloads_total{result="ok"} 0`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }

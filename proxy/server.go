@@ -16,20 +16,26 @@ import (
 type Options struct {
 	// Logger receives start, connection state and error logs. nil discards.
 	Logger *slog.Logger
+	// Namespace is the Kubernetes namespace of a pool's kubernetes_service
+	// when the pool does not name one; "" means "default".
+	Namespace string
 }
 
 // Server serves every pool of a Config, each on its own listen address.
 // Reload swaps in a new Config without dropping clients.
 type Server struct {
-	logger  *slog.Logger
-	stats   globalStats
-	started time.Time
-	ids     atomic.Int64 // client ids for CLIENT ID
+	logger           *slog.Logger
+	defaultNamespace string
+	stats            globalStats
+	started          time.Time
+	ids              atomic.Int64 // client ids for CLIENT ID
 
 	pools    atomic.Pointer[[]*pool] // the current pools, in config order
 	reloadMu sync.Mutex              // serialises Start, Reload and Shutdown's pool changes
 	reloads  atomic.Int64            // successful reloads
 	failed   atomic.Int64            // rejected reloads
+
+	discovery discoveryState
 
 	mu        sync.Mutex // guards listeners, clients, closing, running
 	listeners map[string]*listener
@@ -53,7 +59,10 @@ func NewServer(cfg *Config, opts Options) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{logger: logger, listeners: map[string]*listener{}, clients: make(map[*client]struct{}), started: time.Now()}
+	s := &Server{logger: logger, listeners: map[string]*listener{}, clients: make(map[*client]struct{}), started: time.Now(), defaultNamespace: opts.Namespace}
+	if s.defaultNamespace == "" {
+		s.defaultNamespace = "default"
+	}
 	pools, err := s.buildPools(cfg, nil)
 	if err != nil {
 		return nil, err

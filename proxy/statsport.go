@@ -253,7 +253,8 @@ func (s *Server) notReady() string {
 	case len(s.listeners) < len(s.poolList()):
 		return "not listening"
 	}
-	return ""
+	blocking, _ := s.discoveryNotReady()
+	return blocking
 }
 
 // ServeStats serves the stats port on ln with default StatsOptions until ln
@@ -345,6 +346,7 @@ func NewStatsServer(srv *Server, opts StatsOptions) *StatsServer {
 	}))
 	mux.HandleFunc("GET /healthz", serveHealthz)
 	mux.HandleFunc("GET /readyz", ss.serveReadyz)
+	mux.HandleFunc("GET /discovery", ss.serveDiscovery)
 	ss.handler = mux
 	ss.http = &http.Server{
 		Handler:           mux,
@@ -521,6 +523,9 @@ func (ss *StatsServer) serveReadyz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	io.WriteString(w, "ok")
+	if _, warning := ss.srv.discoveryNotReady(); warning != "" {
+		io.WriteString(w, "\nwarning: "+warning)
+	}
 }
 
 // prefixConn is a connection whose first bytes were already read: Read
