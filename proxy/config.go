@@ -228,6 +228,13 @@ func LoadConfig(path string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	return ParseConfigFile(path, data)
+}
+
+// ParseConfigFile parses data read from path: relative paths in it are
+// relative to path's directory and errors name path. A watcher that has
+// already read the file uses it instead of LoadConfig.
+func ParseConfigFile(path string, data []byte) (*Config, error) {
 	cfg, err := parseConfig(data, filepath.Dir(path))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)

@@ -231,6 +231,10 @@ func (s *Server) drain(pools []*pool) {
 	}
 }
 
+// RejectReload counts a configuration that was refused before it reached
+// Reload, such as one that does not parse.
+func (s *Server) RejectReload() { s.failed.Add(1) }
+
 // ReloadCounts reports how many reloads succeeded and how many were rejected.
 func (s *Server) ReloadCounts() (ok, rejected int64) { return s.reloads.Load(), s.failed.Load() }
 
