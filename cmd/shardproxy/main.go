@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,9 +14,11 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/shardproxy/shardproxy/discovery"
 	"github.com/shardproxy/shardproxy/proxy"
 )
 
@@ -36,6 +39,10 @@ type options struct {
 	mbufSize      int
 	shutdownGrace time.Duration
 	logFormat     string
+	kubeconfig    string
+	namespace     string
+	syncTimeout   time.Duration
+	noWatch       bool
 }
 
 func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
@@ -67,6 +74,10 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	num(&o.mbufSize, "m", "mbuf-size", 16384, "accepted for compatibility; buffers grow as needed")
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 10*time.Second, "on SIGTERM or SIGINT, how long in-flight requests may take before connections are closed")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig for pools with kubernetes_service (default: the in-cluster service account)")
+	fs.StringVar(&o.namespace, "kubernetes-namespace", "", "namespace of kubernetes_service when a pool names none (default: the pod's own namespace, else default)")
+	fs.DurationVar(&o.syncTimeout, "discovery-sync-timeout", 10*time.Second, "how long to wait at start for the first list of EndpointSlices before serving anyway (/readyz stays false until it arrives)")
+	fs.BoolVar(&o.noWatch, "no-watch", false, "do not reload the configuration when its file changes (SIGHUP still reloads)")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "This is shardproxy-%s, a Redis sharding proxy compatible with nutcracker 0.5.0.\n\n", proxy.Version)
 		fmt.Fprintf(out, "Usage: shardproxy [-c conf-file] [-s stats-port] [-a stats-addr] [-t] [-v level] [-o output] [-p pid-file] [-V] [-D]\n\nOptions:\n")
@@ -127,7 +138,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return daemonize(stderr)
 	}
 
-	cfg, err := proxy.LoadConfig(o.confFile)
+	data, err := os.ReadFile(o.confFile)
+	var cfg *proxy.Config
+	if err == nil {
+		cfg, err = proxy.ParseConfigFile(o.confFile, data)
+	}
 	if o.testConf {
 		if err != nil {
 			fmt.Fprintf(stderr, "shardproxy: configuration file '%s' syntax is invalid: %v\n", o.confFile, err)
@@ -148,12 +163,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	logger.Info("shardproxy starting", "version", proxy.Version, "conf", o.confFile, "pools", len(cfg.Pools), "pid", os.Getpid())
+	discovery.RouteKlog(logger)
 
-	srv, err := proxy.NewServer(cfg, proxy.Options{Logger: logger})
+	srv, err := proxy.NewServer(cfg, proxy.Options{Logger: logger, Namespace: namespace(o.namespace)})
 	if err != nil {
 		logger.Error("configuration refused", "file", o.confFile, "err", err)
 		return 1
 	}
+	srv.SetConfigHash(fmt.Sprintf("%x", sha256.Sum256(data)))
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+
+	services, err := startDiscovery(ctx, o, srv, logger)
+	if err != nil {
+		logger.Error("kubernetes discovery", "err", err)
+		return 1
+	}
+
 	statsLn, err := net.Listen("tcp", net.JoinHostPort(o.statsAddr, strconv.Itoa(o.statsPort)))
 	if err != nil {
 		logger.Error("stats port", "err", err)
@@ -170,6 +196,39 @@ func run(args []string, stdout, stderr io.Writer) int {
 	srv.SetReady(true)
 	logger.Info("stats listening", "addr", statsLn.Addr().String())
 
+	reload := func(data []byte) {
+		cfg, err := proxy.ParseConfigFile(o.confFile, data)
+		if err == nil {
+			err = srv.Reload(cfg)
+		} else {
+			srv.RejectReload()
+		}
+		if err != nil {
+			logger.Error("configuration reload rejected; the previous one keeps serving", "file", o.confFile, "err", err)
+			return
+		}
+		sum := fmt.Sprintf("%x", sha256.Sum256(data))
+		srv.SetConfigHash(sum)
+		if services != nil {
+			if err := services.Set(ctx, serviceKeys(srv)); err != nil {
+				logger.Error("kubernetes discovery", "err", err)
+			}
+		}
+		logger.Info("configuration reloaded", "file", o.confFile, "pools", len(cfg.Pools), "sha256", sum[:12])
+	}
+	watcher, err := discovery.NewConfigFile(discovery.ConfigFileOptions{Path: o.confFile, Logger: logger, OnChange: reload}, data)
+	if err != nil {
+		logger.Error("configuration watch", "err", err)
+		return 1
+	}
+	if !o.noWatch {
+		go func() {
+			if err := watcher.Run(ctx); err != nil {
+				logger.Error("configuration watch failed; reload with SIGHUP", "err", err)
+			}
+		}()
+	}
+
 	if o.pidFile != "" {
 		if err := os.WriteFile(o.pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
 			logger.Error("pid file", "err", err)
@@ -179,17 +238,108 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	sig := <-sigs
-	logger.Info("shutting down", "signal", sig.String(), "grace", o.shutdownGrace)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	for sig := range sigs {
+		if sig != syscall.SIGHUP {
+			logger.Info("shutting down", "signal", sig.String(), "grace", o.shutdownGrace)
+			break
+		}
+		logger.Info("SIGHUP: reloading the configuration", "file", o.confFile)
+		if o.noWatch {
+			if data, err := os.ReadFile(o.confFile); err != nil {
+				logger.Error("configuration reload", "err", err)
+			} else {
+				reload(data)
+			}
+		} else {
+			watcher.Reload()
+		}
+	}
 	srv.SetReady(false)
-	ctx, cancel := context.WithTimeout(context.Background(), o.shutdownGrace)
+	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownGrace)
 	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
+	if err := srv.Shutdown(sctx); err != nil {
 		logger.Warn("shutdown grace ran out; remaining clients closed", "err", err)
+	}
+	if services != nil {
+		services.Stop()
 	}
 	logger.Info("stopped")
 	return 0
+}
+
+// startDiscovery watches the EndpointSlices of every Service the pools
+// name, feeds pod addresses to srv and waits (bounded) for the first lists.
+// It returns nil when no pool uses Kubernetes.
+func startDiscovery(ctx context.Context, o options, srv *proxy.Server, logger *slog.Logger) (*discovery.Services, error) {
+	if len(srv.Services()) == 0 {
+		return nil, nil
+	}
+	client, err := discovery.NewClient(o.kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	services := discovery.NewServices(client, logger, func(k discovery.ServiceKey, eps map[string]discovery.Endpoint) {
+		srv.SetPodAddresses(k.Namespace, k.Name, podAddresses(eps))
+	})
+	srv.SetServiceStatus(func() []proxy.ServiceStatus {
+		var out []proxy.ServiceStatus
+		for k, st := range services.Status() {
+			out = append(out, proxy.ServiceStatus{
+				Service: proxy.Service{Namespace: k.Namespace, Name: k.Name},
+				Synced:  st.Synced, Healthy: st.Healthy, LastError: st.LastError,
+				LastErrorAt: st.LastErrorAt, LastChangeAt: st.LastChangeAt, Endpoints: st.Endpoints,
+			})
+		}
+		return out
+	})
+	if err := services.Set(ctx, serviceKeys(srv)); err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, o.syncTimeout)
+	defer cancel()
+	if !services.WaitForSync(wctx) {
+		logger.Warn("EndpointSlices not listed yet; serving anyway, /readyz stays false until they are", "waited", o.syncTimeout)
+	}
+	return services, nil
+}
+
+func serviceKeys(srv *proxy.Server) []discovery.ServiceKey {
+	var keys []discovery.ServiceKey
+	for _, s := range srv.Services() {
+		keys = append(keys, discovery.ServiceKey{Namespace: s.Namespace, Name: s.Name})
+	}
+	return keys
+}
+
+// podAddresses turns discovery's endpoints into what the proxy needs.
+func podAddresses(eps map[string]discovery.Endpoint) map[string]proxy.PodAddress {
+	out := make(map[string]proxy.PodAddress, len(eps))
+	for pod, ep := range eps {
+		pa := proxy.PodAddress{IP: ep.Address, Usable: ep.Usable(), Slice: ep.Slice}
+		switch {
+		case ep.Terminating:
+			pa.Reason = "terminating"
+		case !ep.Ready:
+			pa.Reason = "not ready"
+		case !ep.Serving:
+			pa.Reason = "not serving"
+		}
+		out[pod] = pa
+	}
+	return out
+}
+
+// namespace is the namespace for pools that name none: the flag, else the
+// pod's own (from its service account), else "default".
+func namespace(flagValue string) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	if b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err == nil && len(b) > 0 {
+		return strings.TrimSpace(string(b))
+	}
+	return "default"
 }
 
 // daemonEnv marks the detached child of -d.

@@ -1,0 +1,86 @@
+// Package discovery says where server addresses and configuration come
+// from. It owns no proxy state: it watches a source and hands each new input
+// to a callback, and the proxy runs that input through its one reload
+// pipeline (parse strictly, validate, build rings and pools, swap, drain).
+//
+//	endpointslices.go  EndpointSlices: the pods of one headless Service, by pod name
+//	configfile.go      ConfigFile: nutcracker.yml, re-read when its directory changes
+//	client.go          NewClient (kubeconfig or in-cluster), RouteKlog
+//
+// # EndpointSlices, not DNS
+//
+// nutcracker finds its servers through DNS, which serves a Redis StatefulSet
+// badly. A pod's short name ("redis-0") does not resolve from another pod;
+// only "redis-0.redis" and longer names under the headless Service do. A
+// pod's DNS name exists only while the pod is ready, so a restarting shard
+// cannot even be looked up. And nutcracker resolves a name when it connects
+// and again only after a connection fails, so a pod that comes back on a new
+// IP keeps being dialed at the old one until errors eject it. EndpointSlices
+// come from the API server's watch instead: a new address, a pod turning
+// not ready or starting to terminate reaches the proxy within about a
+// second, with the pod's name, node and zone attached.
+//
+// # Matching by pod name
+//
+// A snapshot is keyed by pod name: the endpoint's targetRef.name when it
+// points at a Pod, else its hostname. The config names each server after
+// its pod (nutcracker hashes the server's name, not its address, when a
+// name is given), so the ring is built from names. When a pod is
+// rescheduled its name stays and only its address changes: the proxy points
+// the server at the new address and the shard keeps its place on the ring,
+// with none of its keys moving. One Service's endpoints may be spread over
+// several EndpointSlice objects; they are merged, and a pod listed twice
+// (while the controller moves it between slices) is taken from the usable
+// entry, then the ready one, then the slice that changed last.
+//
+// # Readiness
+//
+// The EndpointSlice controller lists every pod that has an IP and has not
+// finished, ready or not, and keeps listing it while it terminates. It sets
+// serving from the pod's Ready condition, terminating from its deletion
+// timestamp, and ready to serving && !terminating. So a not-ready pod stays
+// in the snapshot with Ready false rather than vanishing, and the proxy can
+// tell "not ready" (keep the ring, fail or hold that shard's requests) from
+// "gone" (the pod was deleted): a shard that fails its readiness probe for a
+// moment does not remap a share of the keyspace. Endpoint.Usable is the
+// test for sending new requests: ready, serving and not terminating.
+//
+// The headless Service should set publishNotReadyAddresses. Without it a
+// pod's DNS records disappear whenever it is not ready, which breaks
+// whatever still dials pods by name (nutcracker during a migration, a Redis
+// replica's replicaof, operators' tools), and older clusters' EndpointSlice
+// controllers dropped a terminating pod from its slice outright, so "about
+// to go" looked like "gone". With it set, the controller forces ready=true
+// on every endpoint and the pod's real readiness is left in serving, which
+// is why Usable reads serving too.
+//
+// # Health and start-up
+//
+// client-go's informer lists, then watches, and retries by itself with
+// backoff when the API server is unreachable. Meanwhile the last snapshot
+// keeps serving; Status reports Healthy false with the last error, and the
+// change of state is logged once at Warn, not on every retry. Health comes
+// back with the next successful List or Watch call, through which any new
+// events flow; the calls are observed directly because client-go retries a
+// refused Watch without calling its watch error handler. OnChange
+// is first called when the initial list has been delivered in full (partial
+// snapshots during the initial list would look like missing pods);
+// WaitForSync bounds the wait at start-up, and /readyz should stay false
+// until Status().Synced.
+//
+// # Why the directory is watched
+//
+// ConfigFile watches the config file's directory, never the file itself.
+// The kubelet updates a ConfigMap volume by writing a new timestamped
+// directory, pointing a ..data_tmp symlink at it and renaming that over
+// ..data; the file the proxy opens is a symlink through ..data and its own
+// inode never changes. Editors and config tools save by writing a temporary
+// file and renaming it over the old one, and a watch on the old inode goes
+// quiet after the first save. Any event in the directory starts a short
+// debounce; then the file is read through its symlinks and the SHA-256 of
+// its bytes compared with the last bytes seen, so a burst of events costs
+// one read and OnChange runs only when the content really changed. Errors
+// (the file missing for a moment, a read error, an inotify overflow) are
+// logged and the watch goes on. Reload forces a read for SIGHUP. A ConfigMap
+// mounted with subPath is never updated by the kubelet: mount the directory.
+package discovery
