@@ -1,11 +1,14 @@
 package proxy
 
 import (
+	"cmp"
 	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/shardproxy/shardproxy/hashring"
 )
 
 // serverAddress is where a server is dialled. For a server of a pool with
@@ -107,41 +110,111 @@ func (a *serverAddress) status() (addr, source string, changedAt time.Time) {
 }
 
 // SetPodAddresses tells the pools that find their servers through the
-// Kubernetes Service service where its pods are now, keyed by pod name. A
-// server whose pod moved is dialled at the new address from now on, and its
-// connections to the old one are closed; a server whose pod is missing, not
-// ready or terminating gets no requests (its keys get an error, or with
-// auto_eject_hosts the ring is rebuilt without it).
+// Kubernetes Service namespace/service where its pods are now, keyed by pod
+// name. A server whose pod moved is dialled at the new address from now on,
+// and its connections to the old one are closed; a server whose pod is
+// missing, not ready or terminating gets no requests (its keys get an
+// error, or with auto_eject_hosts the ring is rebuilt without it). A pool
+// without a servers list takes the Service's pods as its servers. The
+// snapshot is kept, so pools built by a later Reload start from it.
 func (s *Server) SetPodAddresses(namespace, service string, pods map[string]PodAddress) {
+	svc := Service{Namespace: namespace, Name: service}
+	s.podsMu.Lock()
+	if s.pods == nil {
+		s.pods = map[Service]map[string]PodAddress{}
+	}
+	s.pods[svc] = pods
+	s.podsMu.Unlock()
+
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
 	for _, p := range s.poolList() {
 		if p.cfg.KubernetesService != service || s.namespace(p.cfg) != namespace {
 			continue
 		}
-		rebuild := false
-		for _, srv := range p.servers {
-			if srv.cfg.Pod == "" {
+		if p.cfg.KubernetesMembers && !sameMembers(p, pods) {
+			next, err := newPool(s, membersConfig(p.cfg, pods), p)
+			if err != nil {
+				s.logger.Error("pool members from Kubernetes", "pool", p.cfg.Name, "err", err)
 				continue
 			}
-			pa, found := pods[srv.cfg.Pod]
-			moved, usableChanged := srv.address.update(srv.cfg, pa, found)
-			addr, source, _ := srv.address.status()
-			if moved {
-				s.logger.Info("server address changed", "pool", p.cfg.Name, "server", srv.cfg.Name, "pod", srv.cfg.Pod, "addr", addr, "source", source)
-				srv.closeConns()
-			}
-			if usableChanged {
-				if why := srv.address.unavailable(); why != "" {
-					s.logger.Warn("server unavailable", "pool", p.cfg.Name, "server", srv.cfg.Name, "reason", why)
-				} else {
-					s.logger.Info("server available", "pool", p.cfg.Name, "server", srv.cfg.Name, "addr", addr)
-				}
-				rebuild = rebuild || p.cfg.AutoEjectHosts
-			}
+			s.applyPods(next, pods, false)
+			s.replacePool(p, next)
+			s.logger.Info("pool members changed", "pool", p.cfg.Name, "servers", len(next.servers))
+			continue
 		}
-		if rebuild {
-			p.rebuildRing()
+		s.applyPods(p, pods, true)
+	}
+}
+
+// applyPods points p's pod servers at pods; logs says whether to log
+// changes (not for a pool being built).
+func (s *Server) applyPods(p *pool, pods map[string]PodAddress, logs bool) {
+	rebuild := false
+	for _, srv := range p.servers {
+		if srv.cfg.Pod == "" {
+			continue
+		}
+		pa, found := pods[srv.cfg.Pod]
+		moved, usableChanged := srv.address.update(srv.cfg, pa, found)
+		if !logs {
+			rebuild = rebuild || usableChanged
+			continue
+		}
+		addr, source, _ := srv.address.status()
+		if moved {
+			s.logger.Info("server address changed", "pool", p.cfg.Name, "server", srv.cfg.Name, "pod", srv.cfg.Pod, "addr", addr, "source", source)
+			srv.closeConns()
+		}
+		if usableChanged {
+			if why := srv.address.unavailable(); why != "" {
+				s.logger.Warn("server unavailable", "pool", p.cfg.Name, "server", srv.cfg.Name, "reason", why)
+			} else {
+				s.logger.Info("server available", "pool", p.cfg.Name, "server", srv.cfg.Name, "addr", addr)
+			}
+			rebuild = true
 		}
 	}
+	if rebuild && p.cfg.AutoEjectHosts {
+		p.rebuildRing()
+	}
+}
+
+// podsFor returns the last pod snapshot of a pool's Service, or nil.
+func (s *Server) podsFor(cfg *PoolConfig) map[string]PodAddress {
+	s.podsMu.Lock()
+	defer s.podsMu.Unlock()
+	return s.pods[Service{Namespace: s.namespace(cfg), Name: cfg.KubernetesService}]
+}
+
+// membersConfig is cfg with the Service's pods as its servers.
+func membersConfig(cfg *PoolConfig, pods map[string]PodAddress) *PoolConfig {
+	next := *cfg
+	port := cmp.Or(cfg.KubernetesPort, 6379)
+	weight := cmp.Or(cfg.KubernetesWeight, 1)
+	nodes := make([]hashring.Node, 0, len(pods))
+	for pod := range pods {
+		nodes = append(nodes, hashring.Node{Name: pod, Addr: net.JoinHostPort(pod, strconv.Itoa(port)), Weight: weight})
+	}
+	hashring.SortNodes(nodes)
+	next.Servers = make([]ServerConfig, len(nodes))
+	for i, n := range nodes {
+		next.Servers[i] = ServerConfig{Name: n.Name, Addr: n.Addr, Network: "tcp", Weight: weight, ExplicitName: true, Port: port, Pod: n.Name}
+	}
+	return &next
+}
+
+// sameMembers reports whether p's servers are exactly the pods.
+func sameMembers(p *pool, pods map[string]PodAddress) bool {
+	if len(p.servers) != len(pods) {
+		return false
+	}
+	for _, srv := range p.servers {
+		if _, ok := pods[srv.cfg.Pod]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // Service names a Kubernetes Service that pools find their servers through.

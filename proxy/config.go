@@ -27,6 +27,9 @@ package proxy
 //	kubernetes_service: S  find the pool's servers through the EndpointSlices
 //	                       of the headless Service S (see PoolConfig).
 //	kubernetes_namespace: N  S's namespace, when not shardproxy's own.
+//	kubernetes_port: P     with kubernetes_service and no servers list, every
+//	kubernetes_weight: W   pod of S is a server on port P (6379) with weight
+//	                       W (1), named by its pod name.
 //
 // A pool gives at most one of redis_auth, redis_auth_file and redis_auth_env;
 // like redis_auth, each needs redis: true, and the password must not be empty.
@@ -155,6 +158,17 @@ type PoolConfig struct {
 	// namespace; "" means shardproxy's own (--kubernetes-namespace, or the
 	// pod's namespace in a cluster).
 	KubernetesNamespace string
+	// KubernetesMembers is true for a pool with kubernetes_service and no
+	// servers list: every pod of the Service is a server, named by its pod
+	// name (so ordinal order: "redis-2" sorts before "redis-10"), with
+	// KubernetesWeight, dialled on KubernetesPort.
+	KubernetesMembers bool
+	// KubernetesPort (kubernetes_port, ours) is the members' port; 0 means
+	// 6379.
+	KubernetesPort int
+	// KubernetesWeight (kubernetes_weight, ours) is each member's weight; 0
+	// means 1.
+	KubernetesWeight int
 	// Servers are in nutcracker's server order (hashring.SortNodes): by ring
 	// name, shorter first, then bytewise. A server's index in this slice is
 	// its index in the ring.
@@ -525,6 +539,9 @@ func checkStructure(root *yaml.Node) error {
 			}
 		}
 		if list == nil {
+			if servers == nil && hasKey(v, "kubernetes_service") {
+				continue // the Service's pods are the servers
+			}
 			if servers == nil {
 				return fmt.Errorf("pool %q: servers: missing", k.Value)
 			}
@@ -532,6 +549,16 @@ func checkStructure(root *yaml.Node) error {
 		}
 	}
 	return nil
+}
+
+// hasKey reports whether the pool mapping n has the key.
+func hasKey(n *yaml.Node, key string) bool {
+	for i := 0; i < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return true
+		}
+	}
+	return false
 }
 
 // poolBuilder collects one pool's directives.
@@ -666,6 +693,13 @@ func (b *poolBuilder) set(key, value string) error {
 		b.authFile = value
 	case "redis_auth_env":
 		b.authEnv = value
+	case "kubernetes_port":
+		b.pc.KubernetesPort, err = parsePort(value)
+	case "kubernetes_weight":
+		b.pc.KubernetesWeight, err = parseNumber(value)
+		if err == nil && b.pc.KubernetesWeight == 0 {
+			return b.errorf(key, "must be at least 1")
+		}
 	case "kubernetes_service", "kubernetes_namespace":
 		if !isDNSLabel(value) {
 			return b.errorf(key, "%q is not a Kubernetes name (lower-case letters, digits and '-', at most 63)", value)
@@ -705,7 +739,8 @@ func knownKey(key string) bool {
 		"client_connections", "redis", "tcpkeepalive", "redis_auth", "redis_db",
 		"preconnect", "auto_eject_hosts", "server_connections",
 		"server_retry_timeout", "server_failure_limit", "servers",
-		"redis_auth_file", "redis_auth_env", "kubernetes_service", "kubernetes_namespace":
+		"redis_auth_file", "redis_auth_env", "kubernetes_service", "kubernetes_namespace",
+		"kubernetes_port", "kubernetes_weight":
 		return true
 	}
 	return false
@@ -1008,8 +1043,16 @@ func (b *poolBuilder) finish(dir string) (PoolConfig, error) {
 	if len(authKeys) > 0 && b.redis != 1 {
 		return pc, b.errorf(authKeys[0], "only allowed with redis: true")
 	}
+	for _, k := range []string{"kubernetes_port", "kubernetes_weight"} {
+		if b.seen[k] && (pc.KubernetesService == "" || len(b.servers) > 0) {
+			return pc, b.errorf(k, "only used with kubernetes_service and no servers list")
+		}
+	}
 	if len(b.servers) == 0 {
-		return pc, b.errorf("servers", "missing")
+		if pc.KubernetesService == "" {
+			return pc, b.errorf("servers", "missing")
+		}
+		pc.KubernetesMembers = true
 	}
 	byName := make(map[string]parsedServer, len(b.servers))
 	for _, s := range b.servers {

@@ -906,3 +906,37 @@ func generateConfig(r *rand.Rand) string {
 	}
 	return b.String()
 }
+
+func TestParseConfigKubernetes(t *testing.T) {
+	base := "alpha:\n  listen: 127.0.0.1:22121\n  redis: true\n"
+	cfg, err := ParseConfig([]byte(base + "  kubernetes_service: redis\n  kubernetes_port: 7000\n  kubernetes_weight: 2\n"))
+	if err != nil {
+		t.Fatalf("pods as members: %v", err)
+	}
+	if p := cfg.Pools[0]; !p.KubernetesMembers || p.KubernetesPort != 7000 || p.KubernetesWeight != 2 || len(p.Servers) != 0 {
+		t.Fatalf("pods as members: %+v", p)
+	}
+	cfg, err = ParseConfig([]byte(base + "  kubernetes_service: redis\n  kubernetes_namespace: shop\n  servers:\n    - redis-0.redis.shop.svc:6379:1 server0\n    - 10.0.0.9:6379:1 static\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pods := map[string]string{}
+	for _, s := range cfg.Pools[0].Servers {
+		pods[s.Name] = s.Pod
+	}
+	if pods["server0"] != "redis-0" || pods["static"] != "" || cfg.Pools[0].KubernetesNamespace != "shop" {
+		t.Fatalf("pods = %v", pods)
+	}
+	for _, tc := range []struct{ extra, want string }{
+		{"  kubernetes_service: Redis_1\n  servers:\n    - a:1:1\n", `kubernetes_service: "Redis_1" is not a Kubernetes name`},
+		{"  kubernetes_namespace: shop\n  servers:\n    - a:1:1\n", "kubernetes_namespace: only allowed with kubernetes_service"},
+		{"  kubernetes_service: redis\n  kubernetes_port: 7000\n  servers:\n    - a:1:1\n", "kubernetes_port: only used with kubernetes_service and no servers list"},
+		{"  kubernetes_service: redis\n  kubernetes_weight: 0\n", "kubernetes_weight: must be at least 1"},
+		{"", "servers: missing"},
+	} {
+		_, err := ParseConfig([]byte(base + tc.extra))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: err = %v, want %q", tc.extra, err, tc.want)
+		}
+	}
+}

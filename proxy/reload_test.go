@@ -274,3 +274,85 @@ func TestDiscoveryStateOnStatsPort(t *testing.T) {
 		}
 	}
 }
+
+// A reload keeps the pod addresses discovery already gave: the new pools
+// start from the last snapshot instead of waiting for the next change.
+func TestReloadKeepsPodAddresses(t *testing.T) {
+	port := proxytest.FreePort(t)
+	startRedisAt(t, "127.0.0.2", port)
+	listen := fmt.Sprintf("127.0.0.1:%d", proxytest.FreePort(t))
+	line := fmt.Sprintf("redis-0:%d:1 server0", port)
+	srv, err := NewServer(mustParse(t, poolYAML(listen, "  kubernetes_service: redis\n", line)), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(t.Context()) })
+	srv.SetPodAddresses("default", "redis", map[string]PodAddress{"redis-0": {IP: "127.0.0.2", Usable: true}})
+	if err := srv.Reload(mustParse(t, poolYAML(listen, "  kubernetes_service: redis\n  timeout: 900\n", line))); err != nil {
+		t.Fatal(err)
+	}
+	if got := do(t, proxytest.Dial(t, listen), "SET", "k", "v"); got != "+OK\r\n" {
+		t.Fatalf("SET after a reload = %q", got)
+	}
+}
+
+// Without a servers list, the Service's pods are the servers, named by
+// pod name in ordinal order.
+func TestPodsAsMembers(t *testing.T) {
+	port := proxytest.FreePort(t)
+	for _, ip := range []string{"127.0.0.2", "127.0.0.3", "127.0.0.4"} {
+		startRedisAt(t, ip, port)
+	}
+	listen := fmt.Sprintf("127.0.0.1:%d", proxytest.FreePort(t))
+	yaml := fmt.Sprintf("alpha:\n  listen: %s\n  redis: true\n  kubernetes_service: redis\n  kubernetes_port: %d\n", listen, port)
+	srv, err := NewServer(mustParse(t, yaml), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(t.Context()) })
+	c := proxytest.Dial(t, listen)
+	if got := do(t, c, "SET", "k", "v"); !strings.HasPrefix(got, "-"+msgNoServer) {
+		t.Fatalf("SET before any pod = %q", got)
+	}
+	pods := map[string]PodAddress{
+		"redis-10": {IP: "127.0.0.4", Usable: true},
+		"redis-2":  {IP: "127.0.0.3", Usable: true},
+		"redis-1":  {IP: "127.0.0.2", Usable: true},
+	}
+	srv.SetPodAddresses("default", "redis", pods)
+	var names []string
+	for _, a := range srv.Addresses() {
+		names = append(names, a.Server)
+	}
+	if fmt.Sprint(names) != "[redis-1 redis-2 redis-10]" {
+		t.Fatalf("members = %v, want ordinal order", names)
+	}
+	for i := 0; i < 50; i++ {
+		if got := do(t, c, "SET", fmt.Sprintf("k%d", i), "v"); got != "+OK\r\n" {
+			t.Fatalf("SET with pods as members = %q", got)
+		}
+	}
+	// Every key is where a ring over the pod names puts it.
+	p := srv.poolList()[0]
+	for i := 0; i < 50; i++ {
+		key := fmt.Sprintf("k%d", i)
+		addr := p.servers[p.ring.Load().Lookup([]byte(key))].address.dialAddr()
+		if got := do(t, proxytest.Dial(t, addr), "GET", key); got != "$1\r\nv\r\n" {
+			t.Fatalf("GET %s on %s = %q", key, addr, got)
+		}
+	}
+	delete(pods, "redis-10")
+	srv.SetPodAddresses("default", "redis", pods)
+	if n := len(srv.Addresses()); n != 2 {
+		t.Fatalf("%d members after a pod left, want 2", n)
+	}
+	if got := do(t, c, "SET", "after", "v"); got != "+OK\r\n" {
+		t.Fatalf("SET after a pod left = %q", got)
+	}
+}

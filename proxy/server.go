@@ -36,6 +36,8 @@ type Server struct {
 	failed   atomic.Int64            // rejected reloads
 
 	discovery discoveryState
+	podsMu    sync.Mutex // guards pods
+	pods      map[Service]map[string]PodAddress
 
 	mu        sync.Mutex // guards listeners, clients, closing, running
 	listeners map[string]*listener
@@ -85,6 +87,20 @@ func (s *Server) buildPools(cfg *Config, prev []*pool) ([]*pool, error) {
 		pc := &cfg.Pools[i]
 		if !pc.Redis {
 			return nil, fmt.Errorf("pool %q: only redis pools (redis: true) are supported", pc.Name)
+		}
+		if pc.KubernetesService != "" {
+			if pods := s.podsFor(pc); pods != nil {
+				if pc.KubernetesMembers {
+					pc = membersConfig(pc, pods)
+				}
+				p, err := newPool(s, pc, byName[pc.Name])
+				if err != nil {
+					return nil, err
+				}
+				s.applyPods(p, pods, false)
+				pools = append(pools, p)
+				continue
+			}
 		}
 		p, err := newPool(s, pc, byName[pc.Name])
 		if err != nil {
@@ -208,6 +224,25 @@ func (s *Server) Reload(cfg *Config) error {
 	s.reloads.Add(1)
 	go s.drain(old)
 	return nil
+}
+
+// replacePool swaps one pool for its new version, as Reload does for all:
+// clients move at their next batch and old connections drain. The caller
+// holds reloadMu.
+func (s *Server) replacePool(old, next *pool) {
+	pools := append([]*pool(nil), s.poolList()...)
+	for i, p := range pools {
+		if p == old {
+			pools[i] = next
+		}
+	}
+	s.pools.Store(&pools)
+	s.mu.Lock()
+	if l := s.listeners[next.cfg.Name]; l != nil {
+		l.pool.Store(next)
+	}
+	s.mu.Unlock()
+	go s.drain([]*pool{old})
 }
 
 // drainDelay is how long replaced pools keep their connections before they
