@@ -8,7 +8,7 @@ BIN         := bin/shardproxy
 STATICCHECK_VERSION := v0.8.2
 GOBIN       := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: build run test lint bench fuzz deps clean
+.PHONY: build run test lint bench fuzz deps clean e2e-binaries
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/shardproxy
@@ -29,7 +29,14 @@ lint:
 	@test -x $(GOBIN)/staticcheck || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	$(GOBIN)/staticcheck ./...
 
-test: lint
+# The end-to-end test runs a real kube-apiserver, etcd and
+# kube-controller-manager built from their Go modules; the first build takes
+# 10 to 30 minutes on 2 cores and is cached outside the repository
+# ($$SHARDPROXY_E2E_CACHE, default ~/.cache/shardproxy-e2e), later runs skip it.
+e2e-binaries:
+	$(GO) test -count=1 -run '^TestBuild$$' -timeout 60m ./discovery/kubetest
+
+test: lint e2e-binaries
 	$(GO) test -race -count=1 -timeout 30m ./...
 
 # Short fuzzing runs of every parser, on top of the seed corpora that

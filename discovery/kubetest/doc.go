@@ -14,6 +14,13 @@
 // Start brings up a control plane on free loopback ports with its data and
 // logs under t.TempDir(), and tears it down in t's cleanup. When the test
 // fails, the tail of every component's log is written to the test log.
+// ControlPlane.Client is an admin client; Kubeconfig writes a kubeconfig for
+// a ServiceAccount with a token from the TokenRequest API, so what the
+// program under test does is checked against its RBAC rules. Apply and
+// ServerDryRun take multi-document YAML and use server-side apply (for real
+// or with dryRun=All) through the dynamic client: no kubectl is needed.
+// WaitEndpointSlices and WaitEndpointReady watch a Service's EndpointSlices
+// and return the time they saw the awaited state.
 //
 // No kubelet runs. A test plays it for the pods a StatefulSet controller
 // creates: StartRedisPod binds a Pending pod to a Node (the Binding
@@ -28,8 +35,10 @@
 //
 // Network rules: tests send traffic only to loopback and to the addresses of
 // network namespaces they created, inside 198.18.0.0/15 (RFC 2544 benchmark
-// space). Namespaces are named "spk-<index>-<pid>" and their host-side veth
-// "spkh<index>"; leftovers of a test process that no longer runs are removed
+// space). A route "unreachable 198.18.0.0/15" stays in place while pods
+// exist, so traffic to a deleted pod's address fails at once ("no route to
+// host") instead of going to the default gateway. Namespaces are named
+// "spk-<index>-<pid>" and their host-side veth "spkh<index>"; leftovers of a test process that no longer runs are removed
 // the next time a pod is started. Pods need root and iproute2's ip: a test
 // without them fails, it is not skipped (CI runs as root and installs
 // iproute2).

@@ -295,10 +295,12 @@ func (cp *ControlPlane) StartRedisPod(t testing.TB, namespace, name, node string
 		"--daemonize", "no",
 		"--logfile", "",
 	}, redisArgs...)
+	logStart := len(p.Log("redis.log")) // earlier incarnations wrote before
 	p.Run(t, p.Command(bin, args...), "redis.log")
+	log := func() string { return tail(p.Log("redis.log")[logStart:], 30) }
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("kubetest: pod %s/%s redis.log:\n%s", namespace, name, tail(p.Log("redis.log"), 30))
+			t.Logf("kubetest: pod %s/%s uid %s redis.log:\n%s", namespace, name, p.UID, log())
 		}
 	})
 	p.mu.Lock()
@@ -306,7 +308,7 @@ func (cp *ControlPlane) StartRedisPod(t testing.TB, namespace, name, node string
 	p.mu.Unlock()
 	if err := waitUntil(proc, StartTimeout, func() bool { return pingable(p.Addr(RedisPort)) }); err != nil {
 		t.Fatalf("kubetest: redis-server in pod %s/%s at %s: %v\nredis.log:\n%s",
-			namespace, name, p.Addr(RedisPort), err, tail(p.Log("redis.log"), 30))
+			namespace, name, p.Addr(RedisPort), err, log())
 	}
 	p.SetReady(t)
 	return p
