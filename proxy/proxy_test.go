@@ -467,18 +467,7 @@ func TestProxyUnixSocketListen(t *testing.T) {
 	r := proxytest.StartRedis(t)
 	sock := fmt.Sprintf("/tmp/shardproxy-test-%d.sock", proxytest.FreePort(t))
 	t.Cleanup(func() { os.Remove(sock) })
-	cfg, err := ParseConfig([]byte(fmt.Sprintf("alpha:\n  listen: %s 0600\n  redis: true\n  servers:\n    - %s:1\n", sock, r.Addr)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := NewServer(cfg, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown(context.Background())
+	startServer(t, fmt.Sprintf("alpha:\n  listen: %s 0600\n  redis: true\n  servers:\n    - %s:1\n", sock, r.Addr), Options{})
 	fi, err := os.Stat(sock)
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("socket %s: %v, mode %v; want 0600", sock, err, fi.Mode())

@@ -22,6 +22,20 @@ func mustParse(t *testing.T, yaml string) *Config {
 	return cfg
 }
 
+// startServer starts a Server for yaml and shuts it down in t's cleanup.
+func startServer(t *testing.T, yaml string, opts Options) *Server {
+	t.Helper()
+	srv, err := NewServer(mustParse(t, yaml), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(t.Context()) })
+	return srv
+}
+
 func poolYAML(listen string, extra string, servers ...string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "alpha:\n  listen: %s\n  redis: true\n%s  servers:\n", listen, extra)
@@ -36,14 +50,7 @@ func poolYAML(listen string, extra string, servers ...string) string {
 func TestReloadKeepsClients(t *testing.T) {
 	a, b := proxytest.StartRedis(t), proxytest.StartRedis(t)
 	listen := fmt.Sprintf("127.0.0.1:%d", proxytest.FreePort(t))
-	srv, err := NewServer(mustParse(t, poolYAML(listen, "", a.Addr+":1 s0")), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(t.Context()) })
+	srv := startServer(t, poolYAML(listen, "", a.Addr+":1 s0"), Options{})
 	c := proxytest.Dial(t, listen)
 	if got := do(t, c, "SET", "k", "on-a"); got != "+OK\r\n" {
 		t.Fatalf("SET before reload = %q", got)
@@ -82,14 +89,7 @@ func TestReloadKeepsClients(t *testing.T) {
 func TestReloadRejectsWhatCannotServe(t *testing.T) {
 	r := proxytest.StartRedis(t)
 	listen := fmt.Sprintf("127.0.0.1:%d", proxytest.FreePort(t))
-	srv, err := NewServer(mustParse(t, poolYAML(listen, "", r.Addr+":1")), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(t.Context()) })
+	srv := startServer(t, poolYAML(listen, "", r.Addr+":1"), Options{})
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -117,14 +117,7 @@ func TestReloadPassword(t *testing.T) {
 		t.Fatalf("ACL SETUSER = %q", got)
 	}
 	listen := fmt.Sprintf("127.0.0.1:%d", proxytest.FreePort(t))
-	srv, err := NewServer(mustParse(t, poolYAML(listen, "  redis_auth: old\n", r.Addr+":1")), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(t.Context()) })
+	srv := startServer(t, poolYAML(listen, "  redis_auth: old\n", r.Addr+":1"), Options{})
 	c := proxytest.Dial(t, listen)
 	do(t, c, "AUTH", "old")
 	if got := do(t, c, "SET", "k", "v"); got != "+OK\r\n" {
@@ -178,15 +171,7 @@ func TestPodAddresses(t *testing.T) {
 	startRedisAt(t, "127.0.0.2", port)
 	startRedisAt(t, "127.0.0.3", port)
 	listen := fmt.Sprintf("127.0.0.1:%d", proxytest.FreePort(t))
-	cfg := mustParse(t, poolYAML(listen, "  kubernetes_service: redis\n", fmt.Sprintf("redis-0.redis:%d:1 server0", port)))
-	srv, err := NewServer(cfg, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(t.Context()) })
+	srv := startServer(t, poolYAML(listen, "  kubernetes_service: redis\n", fmt.Sprintf("redis-0.redis:%d:1 server0", port)), Options{})
 	c := proxytest.Dial(t, listen)
 	if got := do(t, c, "SET", "k", "v"); !strings.Contains(got, "pod redis-0 is not in the EndpointSlices") {
 		t.Fatalf("SET before discovery = %q", got)
@@ -226,14 +211,7 @@ func TestPodAddresses(t *testing.T) {
 // later; /discovery and /metrics show each server's address and source.
 func TestDiscoveryStateOnStatsPort(t *testing.T) {
 	listen := fmt.Sprintf("127.0.0.1:%d", proxytest.FreePort(t))
-	srv, err := NewServer(mustParse(t, poolYAML(listen, "  kubernetes_service: redis\n", "redis-0:6379:1 server0")), Options{Namespace: "shop"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(t.Context()) })
+	srv := startServer(t, poolYAML(listen, "  kubernetes_service: redis\n", "redis-0:6379:1 server0"), Options{Namespace: "shop"})
 	srv.SetReady(true)
 	h := NewStatsServer(srv, StatsOptions{}).Handler()
 	get := func(path string) (int, string) {
@@ -282,14 +260,7 @@ func TestReloadKeepsPodAddresses(t *testing.T) {
 	startRedisAt(t, "127.0.0.2", port)
 	listen := fmt.Sprintf("127.0.0.1:%d", proxytest.FreePort(t))
 	line := fmt.Sprintf("redis-0:%d:1 server0", port)
-	srv, err := NewServer(mustParse(t, poolYAML(listen, "  kubernetes_service: redis\n", line)), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(t.Context()) })
+	srv := startServer(t, poolYAML(listen, "  kubernetes_service: redis\n", line), Options{})
 	srv.SetPodAddresses("default", "redis", map[string]PodAddress{"redis-0": {IP: "127.0.0.2", Usable: true}})
 	if err := srv.Reload(mustParse(t, poolYAML(listen, "  kubernetes_service: redis\n  timeout: 900\n", line))); err != nil {
 		t.Fatal(err)
@@ -308,14 +279,7 @@ func TestPodsAsMembers(t *testing.T) {
 	}
 	listen := fmt.Sprintf("127.0.0.1:%d", proxytest.FreePort(t))
 	yaml := fmt.Sprintf("alpha:\n  listen: %s\n  redis: true\n  kubernetes_service: redis\n  kubernetes_port: %d\n", listen, port)
-	srv, err := NewServer(mustParse(t, yaml), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(t.Context()) })
+	srv := startServer(t, yaml, Options{})
 	c := proxytest.Dial(t, listen)
 	if got := do(t, c, "SET", "k", "v"); !strings.HasPrefix(got, "-"+msgNoServer) {
 		t.Fatalf("SET before any pod = %q", got)
