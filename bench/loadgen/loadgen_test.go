@@ -1,22 +1,18 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/shardproxy/shardproxy/proxy/proxytest"
 )
 
 // testConfig is a short, small run against addr.
@@ -200,111 +196,33 @@ func (w testWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
+func freePort(t *testing.T) int { return proxytest.FreePort(t) }
 
-// startRedis starts a redis-server with extra arguments on a free loopback
-// port, waits until it answers PING, and returns its address. It is killed
-// when the test ends.
+// startRedis starts a redis-server on a free loopback port and returns its
+// address; extra are redis-server arguments, "--requirepass" among them.
 func startRedis(t *testing.T, extra ...string) string {
 	t.Helper()
-	dir := t.TempDir()
-	port := freePort(t)
-	args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", dir}, extra...)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	startProcess(t, filepath.Join(dir, "redis.log"), addr, "redis-server", args...)
-	return addr
+	var opts []proxytest.RedisOption
+	for i := 0; i < len(extra); i++ {
+		if extra[i] == "--requirepass" && i+1 < len(extra) {
+			opts = append(opts, proxytest.RedisPassword(extra[i+1]))
+			i++
+			continue
+		}
+		opts = append(opts, proxytest.RedisArgs(extra[i]))
+	}
+	return proxytest.StartRedis(t, opts...).Addr
 }
 
 // startNutcracker starts nutcracker with one ketama/fnv1a_64 pool over
-// backends, waits until it answers PING, and returns its listen address.
+// backends and returns its listen address.
 func startNutcracker(t *testing.T, backends ...string) string {
 	t.Helper()
-	dir := t.TempDir()
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := fmt.Sprintf("127.0.0.1:%d", proxytest.FreePort(t))
 	conf := fmt.Sprintf("test:\n  listen: %s\n  hash: fnv1a_64\n  distribution: ketama\n  redis: true\n  servers:\n", addr)
 	for i, b := range backends {
 		conf += fmt.Sprintf("   - %s:1 redis%d\n", b, i+1)
 	}
-	confFile := filepath.Join(dir, "nutcracker.yml")
-	if err := os.WriteFile(confFile, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	logFile := filepath.Join(dir, "nutcracker.log")
-	startProcess(t, logFile, addr, "nutcracker", "-c", confFile,
-		"-s", strconv.Itoa(freePort(t)), "-a", "127.0.0.1", "-o", logFile)
+	proxytest.StartNutcracker(t, conf)
 	return addr
-}
-
-// startProcess runs name with args, logging to logFile, and waits until addr
-// answers PING. The process is killed when the test ends.
-func startProcess(t *testing.T, logFile, addr, name string, args ...string) {
-	t.Helper()
-	log, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer log.Close()
-	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", name, err)
-	}
-	p := &process{cmd: cmd, exited: make(chan struct{})}
-	go p.wait()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-p.exited
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for !answersPing(addr) {
-		select {
-		case <-p.exited:
-			b, _ := os.ReadFile(logFile)
-			t.Fatalf("%s exited before answering PING on %s: %v\n%s", name, addr, p.err, b)
-		default:
-		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(logFile)
-			t.Fatalf("%s does not answer PING on %s after 10s\n%s", name, addr, b)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// process is a started server; exited is closed when it has ended.
-type process struct {
-	cmd    *exec.Cmd
-	exited chan struct{}
-	err    error // valid after exited is closed
-}
-
-func (p *process) wait() {
-	p.err = p.cmd.Wait()
-	close(p.exited)
-}
-
-// answersPing reports whether addr answers PING, with PONG or, when it wants a
-// password first, NOAUTH.
-func answersPing(addr string) bool {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return false
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := io.WriteString(c, "*1\r\n$4\r\nPING\r\n"); err != nil {
-		return false
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	return err == nil && (line == "+PONG\r\n" || strings.HasPrefix(line, "-NOAUTH"))
 }
