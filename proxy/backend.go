@@ -70,6 +70,7 @@ type backendConn struct {
 	mu       sync.Mutex // guards everything below
 	state    connState
 	conn     net.Conn
+	addr     string // the address conn was dialled at
 	gen      uint64 // bumped on every new connection, so stale failures are ignored
 	wbuf     []byte // requests not yet written
 	spare    []byte
@@ -230,7 +231,7 @@ func (b *backendConn) dial() {
 		srv.pool.srv.logger.Debug("server connected", "pool", cfg.Name, "server", srv.cfg.Name, "addr", addr)
 	}
 	b.state = connConnected
-	b.conn = conn
+	b.conn, b.addr = conn, addr
 	b.gen++
 	b.backoff = 0
 	srv.stats.connections.Add(1)
@@ -421,7 +422,7 @@ func (b *backendConn) endLocked(gen uint64, err error, failure bool) {
 	// and the reader may be blocked on this mutex.
 	b.mu.Unlock()
 	if !b.closed {
-		srv.pool.srv.logger.Warn("server connection lost", "pool", srv.pool.cfg.Name, "server", srv.cfg.Name, "addr", srv.cfg.DialAddr, "err", err, "failed_requests", len(slots))
+		srv.pool.srv.logger.Warn("server connection lost", "pool", srv.pool.cfg.Name, "server", srv.cfg.Name, "addr", b.addr, "err", err, "failed_requests", len(slots))
 	}
 	srv.pool.stats.forwardError.Add(int64(len(slots)))
 	for _, s := range slots {
@@ -444,12 +445,16 @@ func (b *backendConn) close() {
 	b.mu.Unlock()
 }
 
-// reset closes the connection, if any, without counting a failure; the
-// next request dials again.
+// reset closes the connection, if any, without counting a failure, and
+// forgets a dial backoff: the server moved, so the next request dials its
+// new address at once.
 func (b *backendConn) reset(why string) {
 	b.mu.Lock()
-	if b.state == connConnected {
+	switch b.state {
+	case connConnected:
 		b.endLocked(b.gen, errors.New(why), false)
+	case connBackoff:
+		b.state, b.backoff = connIdle, 0
 	}
 	b.mu.Unlock()
 }

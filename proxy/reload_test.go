@@ -320,3 +320,21 @@ func TestPodsAsMembers(t *testing.T) {
 		t.Fatalf("SET after a pod left = %q", got)
 	}
 }
+
+// A pod that moves while its old address is in dial backoff is dialled at
+// the new address at once, not after the backoff.
+func TestPodMoveClearsBackoff(t *testing.T) {
+	port := proxytest.FreePort(t)
+	startRedisAt(t, "127.0.0.3", port)
+	listen := fmt.Sprintf("127.0.0.1:%d", proxytest.FreePort(t))
+	srv := startServer(t, poolYAML(listen, "  kubernetes_service: redis\n", fmt.Sprintf("redis-0:%d:1 server0", port)), Options{})
+	c := proxytest.Dial(t, listen)
+	srv.SetPodAddresses("default", "redis", map[string]PodAddress{"redis-0": {IP: "127.0.0.5", Usable: true}})
+	if got := do(t, c, "SET", "k", "v"); !strings.Contains(got, "refused") {
+		t.Fatalf("SET with nothing at the pod's address = %q", got)
+	}
+	srv.SetPodAddresses("default", "redis", map[string]PodAddress{"redis-0": {IP: "127.0.0.3", Usable: true}})
+	if got := do(t, c, "SET", "k", "v"); got != "+OK\r\n" {
+		t.Fatalf("SET right after the pod moved = %q", got)
+	}
+}
