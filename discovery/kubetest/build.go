@@ -271,9 +271,9 @@ func runGo(ctx context.Context, goBin, dir string, args ...string) ([]byte, erro
 		return nil, err
 	}
 	select {
-	case <-p.done:
+	case <-p.Done():
 	case <-ctx.Done():
-		p.kill()
+		p.Kill()
 		return nil, fmt.Errorf("go %s: %w", strings.Join(args, " "), ctx.Err())
 	}
 	if !cmd.ProcessState.Success() {

@@ -114,7 +114,7 @@ func (cp *ControlPlane) startComponent(t testing.TB, name, bin string, args func
 		if err == nil {
 			return
 		}
-		p.kill()
+		p.Kill()
 		log := readFile(logPath)[len(before):]
 		if attempt < 3 && strings.Contains(log, "address already in use") {
 			continue
@@ -127,8 +127,8 @@ func (cp *ControlPlane) startComponent(t testing.TB, name, bin string, args func
 func waitUntil(p *process, timeout time.Duration, ready func() bool) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		if p.exited() {
-			return fmt.Errorf("exited: %v", p.cmd.ProcessState)
+		if p.Exited() {
+			return fmt.Errorf("exited: %v", p.Cmd.ProcessState)
 		}
 		if ready() {
 			return nil
@@ -244,7 +244,7 @@ func (cp *ControlPlane) stop() {
 	cp.procs = nil
 	cp.mu.Unlock()
 	for i := len(procs) - 1; i >= 0; i-- {
-		procs[i].kill() // no graceful shutdown: the data goes with the test
+		procs[i].Kill() // no graceful shutdown: the data goes with the test
 	}
 }
 

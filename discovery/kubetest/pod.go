@@ -248,7 +248,7 @@ func (p *Pod) stop(grace time.Duration) error {
 	p.deleted = true
 	var wg sync.WaitGroup
 	for _, proc := range p.procs {
-		wg.Go(func() { proc.stop(grace) })
+		wg.Go(func() { proc.Stop(grace) })
 	}
 	wg.Wait()
 	return p.net.release(p.ip)

@@ -26,7 +26,7 @@ type Nutcracker struct {
 	Dir       string // holds the config and nutcracker.log
 
 	mu   sync.Mutex // guards proc
-	proc *process
+	proc *Process
 }
 
 // A NutcrackerOption configures StartNutcracker.
@@ -98,7 +98,7 @@ func (n *Nutcracker) start(bin string, extra []string) error {
 	}
 	defer log.Close()
 	cmd.Stdout, cmd.Stderr = log, log // before -o takes effect, and for crashes
-	p, err := startProcess(cmd)
+	p, err := StartProcess(cmd)
 	if err != nil {
 		return err
 	}
@@ -204,7 +204,7 @@ func (n *Nutcracker) Stats() ([]byte, error) {
 	return io.ReadAll(bufio.NewReader(c))
 }
 
-func (n *Nutcracker) process() *process {
+func (n *Nutcracker) process() *Process {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.proc
@@ -214,14 +214,14 @@ func (n *Nutcracker) process() *process {
 // once, like on a Kubernetes pod shutdown), and waits for it.
 func (n *Nutcracker) Stop() {
 	if p := n.process(); p != nil {
-		p.stop(5 * time.Second)
+		p.Stop(5 * time.Second)
 	}
 }
 
 // Kill kills nutcracker with SIGKILL and waits for it.
 func (n *Nutcracker) Kill() {
 	if p := n.process(); p != nil {
-		p.kill()
+		p.Kill()
 	}
 }
 

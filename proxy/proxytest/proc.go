@@ -9,29 +9,35 @@ import (
 	"time"
 )
 
-// process is one child started by StartRedis or StartNutcracker.
-type process struct {
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd.Wait has returned
+// Process is a child of the test: redis-server, nutcracker, or anything a
+// test-support package starts. It runs in a process group of its own, and
+// on Linux it is killed when the test binary dies.
+type Process struct {
+	Cmd  *exec.Cmd
+	done chan struct{} // closed when Cmd.Wait has returned
 }
 
-// startProcess starts cmd in a process group of its own.
-func startProcess(cmd *exec.Cmd) (*process, error) {
+// StartProcess starts cmd in a process group of its own.
+func StartProcess(cmd *exec.Cmd) (*Process, error) {
 	cmd.SysProcAttr = sysProcAttr()
 	if err := spawn(cmd); err != nil {
 		return nil, err
 	}
-	p := &process{cmd: cmd, done: make(chan struct{})}
+	p := &Process{Cmd: cmd, done: make(chan struct{})}
 	go p.wait()
 	return p, nil
 }
 
-func (p *process) wait() {
-	p.cmd.Wait() // the exit status is in cmd.ProcessState
+func (p *Process) wait() {
+	p.Cmd.Wait() // the exit status is in Cmd.ProcessState
 	close(p.done)
 }
 
-func (p *process) exited() bool {
+// Done is closed when the child has exited.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Exited reports whether the child has exited.
+func (p *Process) Exited() bool {
 	select {
 	case <-p.done:
 		return true
@@ -40,33 +46,33 @@ func (p *process) exited() bool {
 	}
 }
 
-// signal sends sig to the child's process group.
-func (p *process) signal(sig syscall.Signal) {
-	if err := syscall.Kill(-p.cmd.Process.Pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
-		p.cmd.Process.Signal(sig)
+// Signal sends sig to the child's process group.
+func (p *Process) Signal(sig syscall.Signal) {
+	if err := syscall.Kill(-p.Cmd.Process.Pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		p.Cmd.Process.Signal(sig)
 	}
 }
 
-// kill sends SIGKILL to the group and waits for the child.
-func (p *process) kill() {
-	p.signal(syscall.SIGKILL)
+// Kill sends SIGKILL to the group and waits for the child.
+func (p *Process) Kill() {
+	p.Signal(syscall.SIGKILL)
 	<-p.done
 }
 
-// stop asks the child to exit with SIGTERM and kills the group if it has not
-// exited after grace.
-func (p *process) stop(grace time.Duration) {
-	if p.exited() {
-		p.signal(syscall.SIGKILL)
+// Stop asks the child to exit with SIGTERM and kills the group if it has
+// not exited after grace.
+func (p *Process) Stop(grace time.Duration) {
+	if p.Exited() {
+		p.Signal(syscall.SIGKILL) // grandchildren, if any
 		return
 	}
-	p.signal(syscall.SIGTERM)
-	p.signal(syscall.SIGCONT) // a paused child cannot act on SIGTERM
+	p.Signal(syscall.SIGTERM)
+	p.Signal(syscall.SIGCONT) // a stopped child cannot act on SIGTERM
 	select {
 	case <-p.done:
-		p.signal(syscall.SIGKILL) // grandchildren, if any
+		p.Signal(syscall.SIGKILL) // grandchildren, if any
 	case <-time.After(grace):
-		p.kill()
+		p.Kill()
 	}
 }
 

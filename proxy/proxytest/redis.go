@@ -31,7 +31,7 @@ type Redis struct {
 	bin   string
 	extra []string
 	mu    sync.Mutex // guards proc
-	proc  *process
+	proc  *Process
 }
 
 // A RedisOption configures StartRedis.
@@ -138,7 +138,7 @@ func (r *Redis) start() error {
 	cmd := exec.Command(r.bin, args...)
 	cmd.Dir = r.Dir
 	cmd.Stdout, cmd.Stderr = log, log
-	p, err := startProcess(cmd)
+	p, err := StartProcess(cmd)
 	if err != nil {
 		return err
 	}
@@ -150,11 +150,11 @@ func (r *Redis) start() error {
 
 // waitUntil polls ready until it reports true, p exits, or StartTimeout
 // passes.
-func waitUntil(p *process, ready func() bool) error {
+func waitUntil(p *Process, ready func() bool) error {
 	deadline := time.Now().Add(StartTimeout)
 	for {
-		if p.exited() {
-			return fmt.Errorf("exited: %v", p.cmd.ProcessState)
+		if p.Exited() {
+			return fmt.Errorf("exited: %v", p.Cmd.ProcessState)
 		}
 		if ready() {
 			return nil
@@ -191,7 +191,7 @@ func (r *Redis) Log() string {
 	return string(b)
 }
 
-func (r *Redis) process() *process {
+func (r *Redis) process() *Process {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.proc
@@ -216,14 +216,14 @@ func (r *Redis) Client(t testing.TB) *Conn {
 // for it to exit (SIGKILL after 5 s). It does nothing if it is not running.
 func (r *Redis) Stop() {
 	if p := r.process(); p != nil {
-		p.stop(5 * time.Second)
+		p.Stop(5 * time.Second)
 	}
 }
 
 // Kill kills the server with SIGKILL and waits for it to exit.
 func (r *Redis) Kill() {
 	if p := r.process(); p != nil {
-		p.kill()
+		p.Kill()
 	}
 }
 
@@ -231,14 +231,14 @@ func (r *Redis) Kill() {
 // answered until Resume.
 func (r *Redis) Pause() {
 	if p := r.process(); p != nil {
-		p.signal(syscall.SIGSTOP)
+		p.Signal(syscall.SIGSTOP)
 	}
 }
 
 // Resume continues a paused server with SIGCONT.
 func (r *Redis) Resume() {
 	if p := r.process(); p != nil {
-		p.signal(syscall.SIGCONT)
+		p.Signal(syscall.SIGCONT)
 	}
 }
 
