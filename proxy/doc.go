@@ -4,7 +4,8 @@
 //
 // A request travels top to bottom through these files:
 //
-//	server.go    accept, one goroutine per client connection
+//	config.go    nutcracker.yml, parsed as nutcracker 0.5.0 does
+//	server.go    listeners, accept, Reload, Shutdown
 //	client.go    read a batch of complete commands, reply in order
 //	resp.go      parse requests (bounded, resumable), find reply ends
 //	command.go   the command table: arity, key positions, kind
@@ -14,7 +15,18 @@
 //	tx.go        MULTI/EXEC/WATCH on a connection pinned to one server
 //	backend.go   shared server connections: write queue, reply reader
 //	pool.go      servers, ring, ejection
-//	stats.go, statsport.go, metrics.go   counters, stats JSON, /metrics
+//	address.go   where a server is dialled: configured, or its pod's IP
+//	stats.go, statsport.go, metrics.go, discoverystate.go
+//	             counters, nutcracker's stats JSON, /metrics, /readyz,
+//	             /discovery
+//
+// Reload builds the new pools (and any new listener) before it swaps
+// anything; each client picks up its listener's current pool at the start
+// of its next batch, so a batch in flight finishes on the servers it
+// started with, and replaced pools close their connections once idle. A
+// pool with kubernetes_service dials each pod server at the address
+// SetPodAddresses last gave; its ring keeps hashing the configured names,
+// so a pod that moves keeps its keys.
 //
 // The hot path has no goroutine, channel send or lock per request. A client
 // parses every complete command in its buffer, stages each server's share
