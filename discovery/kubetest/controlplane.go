@@ -110,7 +110,7 @@ func (cp *ControlPlane) startComponent(t testing.TB, name, bin string, args func
 		cp.mu.Lock()
 		cp.procs = append(cp.procs, p)
 		cp.mu.Unlock()
-		err = waitUntil(p, StartTimeout, ready)
+		err = p.WaitUntil(StartTimeout, ready)
 		if err == nil {
 			return
 		}
@@ -120,23 +120,6 @@ func (cp *ControlPlane) startComponent(t testing.TB, name, bin string, args func
 			continue
 		}
 		t.Fatalf("kubetest: %s: %v\n%s:\n%s", name, err, logPath, tail(log, 60))
-	}
-}
-
-// waitUntil polls ready until it reports true, p exits, or timeout passes.
-func waitUntil(p *process, timeout time.Duration, ready func() bool) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		if p.Exited() {
-			return fmt.Errorf("exited: %v", p.Cmd.ProcessState)
-		}
-		if ready() {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not ready after %v", timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 

@@ -306,7 +306,7 @@ func (cp *ControlPlane) StartRedisPod(t testing.TB, namespace, name, node string
 	p.mu.Lock()
 	proc := p.procs[len(p.procs)-1]
 	p.mu.Unlock()
-	if err := waitUntil(proc, StartTimeout, func() bool { return pingable(p.Addr(RedisPort)) }); err != nil {
+	if err := proc.WaitUntil(StartTimeout, func() bool { return pingable(p.Addr(RedisPort)) }); err != nil {
 		t.Fatalf("kubetest: redis-server in pod %s/%s at %s: %v\nredis.log:\n%s",
 			namespace, name, p.Addr(RedisPort), err, log())
 	}

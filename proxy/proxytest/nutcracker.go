@@ -105,7 +105,7 @@ func (n *Nutcracker) start(bin string, extra []string) error {
 	n.mu.Lock()
 	n.proc = p
 	n.mu.Unlock()
-	return waitUntil(p, func() bool {
+	return p.WaitUntil(StartTimeout, func() bool {
 		for _, addr := range n.Listen {
 			if !accepts(addr) {
 				return false

@@ -2,6 +2,7 @@ package proxytest
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"syscall"
@@ -50,6 +51,24 @@ func (p *Process) Exited() bool {
 func (p *Process) Signal(sig syscall.Signal) {
 	if err := syscall.Kill(-p.Cmd.Process.Pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
 		p.Cmd.Process.Signal(sig)
+	}
+}
+
+// WaitUntil polls ready until it reports true, the child exits, or timeout
+// passes.
+func (p *Process) WaitUntil(timeout time.Duration, ready func() bool) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if p.Exited() {
+			return fmt.Errorf("exited: %v", p.Cmd.ProcessState)
+		}
+		if ready() {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not ready after %v", timeout)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 

@@ -2,7 +2,6 @@ package proxytest
 
 import (
 	"bytes"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -145,25 +144,7 @@ func (r *Redis) start() error {
 	r.mu.Lock()
 	r.proc = p
 	r.mu.Unlock()
-	return waitUntil(p, func() bool { return pingable(r.Addr) })
-}
-
-// waitUntil polls ready until it reports true, p exits, or StartTimeout
-// passes.
-func waitUntil(p *Process, ready func() bool) error {
-	deadline := time.Now().Add(StartTimeout)
-	for {
-		if p.Exited() {
-			return fmt.Errorf("exited: %v", p.Cmd.ProcessState)
-		}
-		if ready() {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not ready after %v", StartTimeout)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	return p.WaitUntil(StartTimeout, func() bool { return pingable(r.Addr) })
 }
 
 // pingable reports whether a redis-server answers PING at addr: +PONG, or
