@@ -29,12 +29,13 @@ type serverAddress struct {
 // AddressStatus is a server's current address and where it came from, for
 // stats and logs.
 type AddressStatus struct {
-	Pool, Server string
-	Addr         string // "" while unknown
-	Source       string // "config" or "endpointslice/<name>"
-	Usable       bool
-	Reason       string // why not usable
-	ChangedAt    time.Time
+	Pool      string    `json:"pool"`
+	Server    string    `json:"server"`
+	Addr      string    `json:"addr"`   // "" while unknown
+	Source    string    `json:"source"` // "config" or "endpointslice/<name>"
+	Usable    bool      `json:"usable"`
+	Reason    string    `json:"reason,omitempty"` // why not usable
+	ChangedAt time.Time `json:"changed_at"`
 }
 
 func (a *serverAddress) init(sc ServerConfig, service string) {
@@ -218,7 +219,10 @@ func sameMembers(p *pool, pods map[string]PodAddress) bool {
 }
 
 // Service names a Kubernetes Service that pools find their servers through.
-type Service struct{ Namespace, Name string }
+type Service struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+}
 
 // Services lists the Services the current pools need addresses from.
 func (s *Server) Services() []Service {

@@ -13,12 +13,12 @@ import (
 // as discovery reports it.
 type ServiceStatus struct {
 	Service
-	Synced       bool      // the first list arrived
-	Healthy      bool      // the last call to the API server succeeded
-	LastError    string    // the last API error, "" if none
-	LastErrorAt  time.Time // when it happened
-	LastChangeAt time.Time // when the Service's endpoints last changed
-	Endpoints    int
+	Synced       bool      `json:"synced"`                  // the first list arrived
+	Healthy      bool      `json:"healthy"`                 // the last call to the API server succeeded
+	LastError    string    `json:"last_error,omitempty"`    // the last API error, "" if none
+	LastErrorAt  time.Time `json:"last_error_at,omitzero"`  // when it happened
+	LastChangeAt time.Time `json:"last_change_at,omitzero"` // when the Service's endpoints last changed
+	Endpoints    int       `json:"endpoints"`
 }
 
 // statusSource reports discovery's state; nil when there is no discovery.

@@ -235,7 +235,7 @@ func TestDiscoveryStateOnStatsPort(t *testing.T) {
 	}
 	srv.SetConfigHash("abc123")
 	_, body := get("/discovery")
-	for _, want := range []string{`"Addr": "198.18.0.2:6379"`, `"Source": "endpointslice/redis-x"`, `"config_sha256": "abc123"`, `"Healthy": false`} {
+	for _, want := range []string{`"addr": "198.18.0.2:6379"`, `"source": "endpointslice/redis-x"`, `"config_sha256": "abc123"`, `"healthy": false`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/discovery lacks %s:\n%s", want, body)
 		}

@@ -782,21 +782,12 @@ func (p *e2eProxy) get(path string) (int, []byte, error) {
 
 // discoveryDoc is the stats port's /discovery document.
 type discoveryDoc struct {
-	Services []struct {
-		Namespace, Name string
-		Synced, Healthy bool
-		Endpoints       int
-	}
-	Servers []serverStatus
+	Services []proxy.ServiceStatus `json:"services"`
+	Servers  []serverStatus        `json:"servers"`
 }
 
-// serverStatus is one server of /discovery (proxy.AddressStatus).
-type serverStatus struct {
-	Pool, Server, Addr, Source string
-	Usable                     bool
-	Reason                     string
-	ChangedAt                  time.Time
-}
+// serverStatus is one server of /discovery.
+type serverStatus = proxy.AddressStatus
 
 func (d discoveryDoc) server(pool, name string) (serverStatus, bool) {
 	for _, s := range d.Servers {
