@@ -215,11 +215,13 @@ func (b *backendConn) dial() {
 		srv.stats.outQueue.Add(-int64(len(slots)))
 		srv.stats.serverErr.Add(1)
 		srv.pool.srv.logger.Warn("server connect failed", "pool", cfg.Name, "server", srv.cfg.Name, "addr", addr, "err", err)
+		srv.pool.stats.forwardError.Add(int64(len(slots)))
+		// Count the failure (and eject) before answering, so a client's
+		// next request already sees the rebuilt ring.
+		srv.failed()
 		for _, s := range slots {
 			s.fail(msg)
 		}
-		srv.pool.stats.forwardError.Add(int64(len(slots)))
-		srv.failed()
 		return
 	}
 	if tcp, ok := conn.(*net.TCPConn); ok {
@@ -425,11 +427,11 @@ func (b *backendConn) endLocked(gen uint64, err error, failure bool) {
 		srv.pool.srv.logger.Warn("server connection lost", "pool", srv.pool.cfg.Name, "server", srv.cfg.Name, "addr", b.addr, "err", err, "failed_requests", len(slots))
 	}
 	srv.pool.stats.forwardError.Add(int64(len(slots)))
+	if failure {
+		srv.failed() // before answering, as in dial
+	}
 	for _, s := range slots {
 		s.fail(msg)
-	}
-	if failure {
-		srv.failed()
 	}
 	b.mu.Lock()
 }
