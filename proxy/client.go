@@ -81,10 +81,14 @@ func newClient(s *Server, l *listener, p *pool, conn net.Conn) *client {
 	return c
 }
 
+// stopReadGrace is how long a stopping client still reads: a request that
+// was already on its way when shutdown began is served, not dropped.
+const stopReadGrace = 100 * time.Millisecond
+
 // stopWhenIdle asks the client to close after the batch it is serving.
 func (c *client) stopWhenIdle() {
 	c.stopping.Store(true)
-	c.conn.SetReadDeadline(time.Now())
+	c.conn.SetReadDeadline(time.Now().Add(stopReadGrace))
 }
 
 func (c *client) serve() {
