@@ -196,7 +196,7 @@ func (c *client) fill() error {
 }
 
 func (c *client) close() {
-	c.tx.reset(c)
+	c.tx.reset()
 	c.conn.Close()
 }
 

@@ -55,7 +55,7 @@ func (c *client) local(def *command, cmd *parsedCommand) {
 	case "info":
 		c.reply(redcon.AppendBulkString(nil, c.info()))
 	case "reset":
-		c.tx.reset(c)
+		c.tx.reset()
 		c.name = nil
 		c.authPass = ""
 		c.authed = c.pool.cfg.RedisAuth == ""

@@ -25,7 +25,7 @@ func (t *txState) active() bool { return t.inMulti || t.pinned != nil }
 
 // reset forgets the transaction and closes a pinned connection whose server
 // side state is unknown.
-func (t *txState) reset(c *client) {
+func (t *txState) reset() {
 	if t.pinned != nil {
 		t.pinned.close()
 	}
@@ -74,7 +74,7 @@ func (c *client) transaction(def *command, cmd *parsedCommand) {
 			if t.pinned != nil {
 				c.settle()
 				if _, err := t.pinned.do(appendCommand(nil, []byte("DISCARD")), 1); err != nil {
-					t.reset(c)
+					t.reset()
 				}
 			}
 			t.release()
