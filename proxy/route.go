@@ -112,6 +112,9 @@ func (c *client) owner(def *command, args [][]byte) (int, string) {
 	keys, ok := def.appendKeys(c.keys[:0], args)
 	c.keys = keys
 	if !ok && len(keys) == 0 {
+		if n, isNum := parseLength(args[def.numKeysAt]); isNum && n == 0 {
+			return -1, "ERR '" + def.name + "' without keys cannot be routed: shardproxy sends each request to the server of its keys"
+		}
 		return -1, msgBadNumKeys
 	}
 	if len(keys) == 0 {
