@@ -3,6 +3,9 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -553,5 +556,30 @@ func TestProxyShutdownWithHungServer(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatalf("Shutdown did not return")
+	}
+}
+
+// Garbage and half-valid requests from many clients cost those clients
+// their connections at most: the proxy keeps serving everyone else.
+func TestProxySurvivesGarbage(t *testing.T) {
+	tp := startProxy(t, 2, "  hash_tag: \"{}\"\n")
+	rng := rand.New(rand.NewPCG(1, 2))
+	pieces := []string{"*", "$", "\r\n", "-1", "3", "GET", "MGET", "MULTI", "EXEC", "{a}", "2147483648", "\n", " ", "\"", "'", "\x00", "\xff", "EVAL", "0"}
+	for i := 0; i < 100; i++ {
+		var b strings.Builder
+		for j := rng.IntN(40); j > 0; j-- {
+			b.WriteString(pieces[rng.IntN(len(pieces))])
+		}
+		conn, err := net.Dial("tcp", tp.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.Write([]byte(b.String()))
+		conn.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		io.Copy(io.Discard, conn)
+		conn.Close()
+	}
+	if got := do(t, tp.client(t), "SET", "still", "here"); got != "+OK\r\n" {
+		t.Fatalf("after garbage: SET = %q", got)
 	}
 }
