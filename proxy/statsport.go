@@ -246,13 +246,16 @@ func (s *Server) notReady() string {
 		return "not ready"
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	closing, listening := s.closing, len(s.listeners)
+	s.mu.Unlock()
 	switch {
-	case s.closing:
+	case closing:
 		return "shutting down"
-	case len(s.listeners) < len(s.poolList()):
+	case listening < len(s.poolList()):
 		return "not listening"
 	}
+	// Not under s.mu: discovery's status may wait on a watch whose update
+	// is waiting for s.mu.
 	blocking, _ := s.discoveryNotReady()
 	return blocking
 }
