@@ -41,6 +41,14 @@ func NewServices(client kubernetes.Interface, logger *slog.Logger, onChange func
 // Set makes the running watches those of wanted: it starts the missing ones
 // (under ctx) and stops the others.
 func (s *Services) Set(ctx context.Context, wanted []ServiceKey) error {
+	var stopped []*serviceWatch
+	// Wait for stopped watches without the lock: their last OnChange may
+	// be running and Status must not block behind it.
+	defer func() {
+		for _, w := range stopped {
+			<-w.done
+		}
+	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	want := map[ServiceKey]bool{}
@@ -71,7 +79,7 @@ func (s *Services) Set(ctx context.Context, wanted []ServiceKey) error {
 	for k, w := range s.running {
 		if !want[k] {
 			w.cancel()
-			<-w.done
+			stopped = append(stopped, w)
 			delete(s.running, k)
 			s.logger.Info("stopped watching EndpointSlices", "namespace", k.Namespace, "service", k.Name)
 		}
