@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/shardproxy/shardproxy/proxy/proxytest"
 )
 
 // Popular clients, each with its default options, must work through the
@@ -76,7 +78,7 @@ func TestClientGoRedisDefaults(t *testing.T) {
 }
 
 func TestClientGoRedisWithPassword(t *testing.T) {
-	tp := startProxy(t, 2, "  redis_auth: pw\n  redis_db: 3\n", proxytestPassword("pw"))
+	tp := startProxy(t, 2, "  redis_auth: pw\n  redis_db: 3\n", proxytest.RedisPassword("pw"))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	rdb := redis.NewClient(&redis.Options{Addr: tp.addr, Password: "pw", DB: 3})

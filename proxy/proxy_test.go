@@ -76,6 +76,16 @@ func (tp *testPool) owner(t *testing.T, key string) *proxytest.Redis {
 	return nil
 }
 
+// keyOn returns the first key "<prefix><n>" that the ring puts on r.
+func (tp *testPool) keyOn(t *testing.T, r *proxytest.Redis, prefix string) string {
+	t.Helper()
+	for i := 0; ; i++ {
+		if k := fmt.Sprintf("%s%d", prefix, i); tp.owner(t, k) == r {
+			return k
+		}
+	}
+}
+
 func do(t *testing.T, c *proxytest.Conn, args ...string) string {
 	t.Helper()
 	r, err := c.Do(args...)
@@ -300,15 +310,7 @@ func TestProxyServerDownFailsOnlyItsKeys(t *testing.T) {
 	c := tp.client(t)
 	dead := tp.redises[0]
 	dead.Stop()
-	var deadKey, liveKey string
-	for i := 0; deadKey == "" || liveKey == ""; i++ {
-		k := fmt.Sprintf("k%d", i)
-		if tp.owner(t, k) == dead {
-			deadKey = k
-		} else {
-			liveKey = k
-		}
-	}
+	deadKey, liveKey := tp.keyOn(t, dead, "k"), tp.keyOn(t, tp.redises[1], "k")
 	c.Send("SET", liveKey, "1")
 	c.Send("GET", deadKey)
 	c.Send("GET", liveKey)
@@ -327,12 +329,7 @@ func TestProxyServerDownFailsOnlyItsKeys(t *testing.T) {
 func TestProxyTimeoutResetsServerConnection(t *testing.T) {
 	tp := startProxy(t, 2, "  timeout: 200\n")
 	c := tp.client(t)
-	var key string
-	for i := 0; key == ""; i++ {
-		if k := fmt.Sprintf("t%d", i); tp.owner(t, k) == tp.redises[0] {
-			key = k
-		}
-	}
+	key := tp.keyOn(t, tp.redises[0], "t")
 	if got := do(t, c, "SET", key, "before"); got != "+OK\r\n" {
 		t.Fatalf("SET = %q", got)
 	}
@@ -352,18 +349,11 @@ func TestProxyTimeoutResetsServerConnection(t *testing.T) {
 	}
 }
 
-func proxytestPassword(pw string) proxytest.RedisOption { return proxytest.RedisPassword(pw) }
-
 func TestProxyEjectionAndReturn(t *testing.T) {
 	tp := startProxy(t, 3, "  auto_eject_hosts: true\n  server_failure_limit: 1\n  server_retry_timeout: 700\n")
 	c := tp.client(t)
 	dead := tp.redises[0]
-	var key string
-	for i := 0; key == ""; i++ {
-		if k := fmt.Sprintf("e%d", i); tp.owner(t, k) == dead {
-			key = k
-		}
-	}
+	key := tp.keyOn(t, dead, "e")
 	dead.Stop()
 	if got := do(t, c, "SET", key, "1"); !strings.HasPrefix(got, "-ERR server server0") {
 		t.Fatalf("SET on a stopped server = %q, want an error naming it", got)
@@ -400,12 +390,7 @@ func TestProxyServerKilledMidRun(t *testing.T) {
 	tp := startProxy(t, 3, "")
 	c := tp.client(t)
 	victim := tp.redises[1]
-	var key string
-	for i := 0; key == ""; i++ {
-		if k := fmt.Sprintf("m%d", i); tp.owner(t, k) == victim {
-			key = k
-		}
-	}
+	key := tp.keyOn(t, victim, "m")
 	if got := do(t, c, "SET", key, "1"); got != "+OK\r\n" {
 		t.Fatalf("SET = %q", got)
 	}
