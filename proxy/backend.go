@@ -19,6 +19,9 @@ type replySlot struct {
 	buf   []byte
 	batch *batch
 	sent  time.Time // when the request was submitted, for the latency histogram
+	// to, when set, is the client the reply is written to directly: the
+	// slot is its whole batch and the client is not waiting for it.
+	to *client
 }
 
 // batch counts the replies a client still waits for. The client holds one
@@ -38,6 +41,10 @@ func (s *replySlot) complete() {
 // fail completes the slot with an error reply.
 func (s *replySlot) fail(msg string) {
 	s.buf = appendErr(s.buf[:0], msg)
+	if s.to != nil {
+		s.to.deliver(s.buf)
+		return
+	}
 	s.complete()
 }
 
@@ -70,9 +77,10 @@ type backendConn struct {
 	mu       sync.Mutex // guards everything below
 	state    connState
 	conn     net.Conn
-	addr     string // the address conn was dialled at
-	gen      uint64 // bumped on every new connection, so stale failures are ignored
-	wbuf     []byte // requests not yet written
+	sock     *rawSocket // conn's descriptor, when it has one
+	addr     string     // the address conn was dialled at
+	gen      uint64     // bumped on every new connection, so stale failures are ignored
+	wbuf     []byte     // requests not yet written
 	spare    []byte
 	queue    slotQueue // every slot submitted and not yet answered, in order
 	flushing bool
@@ -148,7 +156,7 @@ func (b *backendConn) flushLocked() {
 	runtime.Gosched()
 	b.mu.Lock()
 	for len(b.wbuf) > 0 && b.state == connConnected {
-		out, conn, gen := b.wbuf, b.conn, b.gen
+		out, conn, sock, gen := b.wbuf, b.conn, b.sock, b.gen
 		b.wbuf = b.spare[:0]
 		b.spare = nil
 		b.dropUnsentLocked()
@@ -156,7 +164,12 @@ func (b *backendConn) flushLocked() {
 		if t := b.srv.pool.cfg.Timeout; t > 0 {
 			conn.SetWriteDeadline(time.Now().Add(t))
 		}
-		_, err := conn.Write(out)
+		var err error
+		if sock != nil {
+			_, err = sock.Write(out)
+		} else {
+			_, err = conn.Write(out)
+		}
 		b.mu.Lock()
 		if cap(out) <= maxKeptBuffer {
 			b.spare = out[:0]
@@ -234,11 +247,12 @@ func (b *backendConn) dial() {
 	}
 	b.state = connConnected
 	b.conn, b.addr = conn, addr
+	b.sock = newRawSocket(conn)
 	b.gen++
 	b.backoff = 0
 	srv.stats.connections.Add(1)
 	srv.pool.srv.stats.totalConnections.Add(1)
-	go b.readLoop(conn, b.gen)
+	go b.readLoop(conn, b.sock, b.gen)
 	if b.queue.len() > 0 && cfg.Timeout > 0 {
 		conn.SetReadDeadline(time.Now().Add(cfg.Timeout))
 	}
@@ -293,7 +307,7 @@ func trimCRLF(s string) string {
 }
 
 // readLoop matches replies to the queue in order until the connection ends.
-func (b *backendConn) readLoop(conn net.Conn, gen uint64) {
+func (b *backendConn) readLoop(conn net.Conn, sock *rawSocket, gen uint64) {
 	srv := b.srv
 	buf := make([]byte, 16<<10)
 	start, end := 0, 0
@@ -301,7 +315,13 @@ func (b *backendConn) readLoop(conn net.Conn, gen uint64) {
 	var ends []int
 	var slots []*replySlot
 	for {
-		n, err := conn.Read(buf[end:])
+		var n int
+		var err error
+		if sock != nil {
+			n, err = sock.Read(buf[end:])
+		} else {
+			n, err = conn.Read(buf[end:])
+		}
 		end += n
 		first := start
 		ends = ends[:0]
@@ -340,9 +360,14 @@ func (b *backendConn) readLoop(conn net.Conn, gen uint64) {
 			now := time.Now()
 			from := first
 			for i, s := range slots {
-				s.buf = append(s.buf[:0], buf[from:ends[i]]...)
+				reply := buf[from:ends[i]]
 				from = ends[i]
 				srv.stats.latency.observe(now.Sub(s.sent))
+				if s.to != nil {
+					s.to.deliver(reply)
+					continue
+				}
+				s.buf = append(s.buf[:0], reply...)
 				s.complete()
 			}
 			clear(slots)
@@ -402,7 +427,7 @@ func (b *backendConn) endLocked(gen uint64, err error, failure bool) {
 	}
 	srv := b.srv
 	b.conn.Close()
-	b.conn = nil
+	b.conn, b.sock = nil, nil
 	b.state = connIdle
 	b.wbuf = b.wbuf[:0]
 	b.dropUnsentLocked()

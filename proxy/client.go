@@ -35,6 +35,7 @@ type client struct {
 	l    *listener
 	pool *pool // the listener's pool as of the current batch
 	conn net.Conn
+	sock *rawSocket // conn's descriptor, when it has one; see rawSocket
 	id   int64
 
 	rbuf         []byte
@@ -51,6 +52,7 @@ type client struct {
 	nfrags int
 	stages []stage
 	batch  batch
+	direct directReply
 	keys   []int
 
 	authPass string // the password this client proved; "" before AUTH
@@ -78,6 +80,8 @@ type stage struct {
 func newClient(s *Server, l *listener, p *pool, conn net.Conn) *client {
 	c := &client{srv: s, l: l, pool: p, conn: conn, id: s.ids.Add(1)}
 	c.batch.done = make(chan struct{}, 1)
+	c.sock = newRawSocket(conn)
+	c.direct.wake = make(chan struct{}, 1)
 	return c
 }
 
@@ -96,7 +100,10 @@ func (c *client) serve() {
 	defer c.close()
 	c.rbuf = make([]byte, readBufferSize)
 	for {
-		c.beginBatch()
+		if err := c.beginBatch(); err != nil {
+			c.pool.stats.clientErr.Add(1)
+			return
+		}
 		var perr error
 		for len(c.calls) < maxBatch && !c.quit {
 			n, err := c.parser.next(c.rbuf[c.rstart:c.rend], &c.cmd)
@@ -120,7 +127,7 @@ func (c *client) serve() {
 			}
 		}
 		if perr != nil {
-			c.conn.Write(appendErr(c.out[:0], "ERR "+perr.Error()))
+			c.write(appendErr(c.out[:0], "ERR "+perr.Error()))
 			c.pool.stats.clientErr.Add(1)
 			return
 		}
@@ -140,7 +147,7 @@ func (c *client) serve() {
 				c.pool.stats.clientEOF.Add(1)
 			case c.stopping.Load() && errors.As(err, &ne) && ne.Timeout():
 			case errors.Is(err, errRequestTooLarge):
-				c.conn.Write(appendErr(c.out[:0], "ERR "+err.Error()))
+				c.write(appendErr(c.out[:0], "ERR "+err.Error()))
 				c.pool.stats.clientErr.Add(1)
 			default:
 				c.pool.stats.clientErr.Add(1)
@@ -150,9 +157,13 @@ func (c *client) serve() {
 	}
 }
 
-// beginBatch picks up the listener's current pool, which a reload may have
-// replaced, and whether the client's password is still the pool's.
-func (c *client) beginBatch() {
+// beginBatch waits for the previous batch's direct reply, then picks up the
+// listener's current pool, which a reload may have replaced, and whether the
+// client's password is still the pool's.
+func (c *client) beginBatch() error {
+	if err := c.awaitDirect(); err != nil {
+		return err
+	}
 	p := c.l.pool.Load()
 	if p != c.pool {
 		c.pool.stats.clientConnections.Add(-1)
@@ -160,6 +171,7 @@ func (c *client) beginBatch() {
 		c.pool = p
 	}
 	c.authed = p.cfg.RedisAuth == "" || c.authPass == p.cfg.RedisAuth
+	return nil
 }
 
 // fill reads more bytes, first making room: it moves an unfinished command
@@ -184,7 +196,7 @@ func (c *client) fill() error {
 			c.rbuf = nb
 		}
 	}
-	n, err := c.conn.Read(c.rbuf[c.rend:])
+	n, err := c.read(c.rbuf[c.rend:])
 	c.rend += n
 	if n > 0 {
 		return nil
@@ -195,7 +207,26 @@ func (c *client) fill() error {
 	return err
 }
 
+func (c *client) read(p []byte) (int, error) {
+	if c.sock != nil {
+		return c.sock.Read(p)
+	}
+	return c.conn.Read(p)
+}
+
+// write writes p after any direct reply still on its way.
+func (c *client) write(p []byte) (int, error) {
+	if err := c.awaitDirect(); err != nil {
+		return 0, err
+	}
+	if c.sock != nil {
+		return c.sock.Write(p)
+	}
+	return c.conn.Write(p)
+}
+
 func (c *client) close() {
+	c.awaitDirect()
 	c.tx.reset()
 	c.conn.Close()
 }
@@ -207,7 +238,7 @@ func (c *client) newSlot() *replySlot {
 	}
 	s := c.slots[c.nslots]
 	c.nslots++
-	s.buf = s.buf[:0]
+	s.buf, s.to = s.buf[:0], nil
 	return s
 }
 
@@ -279,6 +310,11 @@ func (c *client) submit() {
 	if c.batch.pending.Add(-1) != 0 {
 		<-c.batch.done
 	}
+	c.releaseStages()
+}
+
+// releaseStages empties the batch's stages for the next batch.
+func (c *client) releaseStages() {
 	for i := range c.stages {
 		st := &c.stages[i]
 		clear(st.slots)
@@ -293,6 +329,11 @@ func (c *client) submit() {
 // finishBatch submits what was staged, waits for every reply and writes
 // them to the client in request order.
 func (c *client) finishBatch() error {
+	if c.canAnswerDirect() {
+		c.endBatch() // first: the slot belongs to the server's reader once submitted
+		c.submitDirect()
+		return nil
+	}
 	c.submit()
 	out := c.out[:0]
 	for i := range c.calls {
@@ -303,6 +344,17 @@ func (c *client) finishBatch() error {
 		}
 		out = append(out, cl.slot.buf...)
 	}
+	c.endBatch()
+	_, err := c.write(out)
+	if cap(out) > maxKeptBuffer {
+		out = nil
+	}
+	c.out = out[:0]
+	return err
+}
+
+// endBatch forgets the batch's calls once their replies are out of the slots.
+func (c *client) endBatch() {
 	for i := 0; i < c.nslots; i++ {
 		if cap(c.slots[i].buf) > maxKeptBuffer {
 			c.slots[i].buf = nil
@@ -313,12 +365,6 @@ func (c *client) finishBatch() error {
 	c.nslots = 0
 	c.nfrags = 0
 	c.ring = nil
-	_, err := c.conn.Write(out)
-	if cap(out) > maxKeptBuffer {
-		out = nil
-	}
-	c.out = out[:0]
-	return err
 }
 
 func isError(reply []byte) bool { return len(reply) > 0 && reply[0] == '-' }
