@@ -14,6 +14,8 @@
 //	local.go     PING, ECHO, QUIT, SELECT, AUTH, HELLO, CLIENT, INFO
 //	tx.go        MULTI/EXEC/WATCH on a connection pinned to one server
 //	backend.go   shared server connections: write queue, reply reader
+//	direct.go    a lone request's reply written by the server's reader
+//	rawsock.go   socket reads and writes as raw non-blocking syscalls
 //	pool.go      servers, ring, ejection
 //	address.go   where a server is dialled: configured, or its pod's IP
 //	stats.go, statsport.go, metrics.go, discoverystate.go
@@ -37,6 +39,21 @@
 // queued, so under load many clients' requests leave in one syscall, and
 // one reader goroutine per connection matches replies to requests in order,
 // copying each reply as a raw byte range into the waiting slot.
+//
+// The commonest batch, one request from a client that waits for each reply,
+// skips the client's goroutine on the way back: the server connection's
+// reader writes the reply straight from its read buffer to the client's
+// socket (without blocking; a slow client's remainder is written by a
+// goroutine of its own), while the client's goroutine is already reading
+// again. A client waits for such a reply before anything else it writes,
+// so replies stay in order.
+//
+// Sockets are read and written with raw non-blocking syscalls, waiting for
+// readiness in the runtime's poller: an ordinary syscall tells the
+// scheduler it may block, and under a request-reply load that wakes the
+// runtime's monitor thread thousands of times a second. CoreScaler keeps
+// GOMAXPROCS at the cores the load keeps busy, because idle Ps cost thread
+// wake-ups too.
 //
 // Limits: a bulk string may be at most MaxBulkLen (512 MB, Redis' default
 // proto-max-bulk-len), a request at most MaxArgs arguments, an inline

@@ -11,6 +11,7 @@ package proxy
 // in the JSON document (the explicit name, else the address as written).
 
 import (
+	"runtime"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -36,6 +37,7 @@ var (
 		"Connections opened since the start (nutcracker total_connections).", nil)
 	currConnsDesc = metricDesc("curr_connections",
 		"Connections open now (nutcracker curr_connections).", nil)
+	coresDesc = metricDesc("cores", "Cores the proxy runs on now (GOMAXPROCS; see --cores).", nil)
 
 	serverLatencyDesc = metricDesc("server_request_duration_seconds",
 		"Time from submitting a request to the server's connection to reading its reply.", serverLabels)
@@ -124,7 +126,7 @@ type collector struct{ srv *Server }
 func newCollector(srv *Server) prometheus.Collector { return collector{srv} }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range [...]*prometheus.Desc{buildInfoDesc, uptimeDesc, readyDesc, connsDesc, currConnsDesc, serverLatencyDesc, poolLatencyDesc} {
+	for _, d := range [...]*prometheus.Desc{buildInfoDesc, uptimeDesc, readyDesc, connsDesc, currConnsDesc, coresDesc, serverLatencyDesc, poolLatencyDesc} {
 		ch <- d
 	}
 	for i := range poolMetrics {
@@ -150,6 +152,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(readyDesc, prometheus.GaugeValue, ready)
 	ch <- prometheus.MustNewConstMetric(connsDesc, prometheus.CounterValue, float64(s.stats.totalConnections.Load()))
 	ch <- prometheus.MustNewConstMetric(currConnsDesc, prometheus.GaugeValue, float64(s.stats.currConnections.Load()))
+	ch <- prometheus.MustNewConstMetric(coresDesc, prometheus.GaugeValue, float64(runtime.GOMAXPROCS(0)))
 	nowNanos := now.UnixNano()
 	for _, p := range s.poolList() {
 		pool := labelValue(p.cfg.Name)

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -619,7 +620,7 @@ func TestMetrics(t *testing.T) {
 
 	for _, name := range []string{
 		"shardproxy_build_info", "shardproxy_uptime_seconds", "shardproxy_ready",
-		"shardproxy_connections_total", "shardproxy_curr_connections",
+		"shardproxy_connections_total", "shardproxy_curr_connections", "shardproxy_cores",
 		"shardproxy_client_eof_total", "shardproxy_client_errors_total", "shardproxy_client_connections",
 		"shardproxy_server_ejects_total", "shardproxy_forward_errors_total", "shardproxy_fragments_total",
 		"shardproxy_server_eof_total", "shardproxy_server_errors_total", "shardproxy_server_timeouts_total",
@@ -646,6 +647,7 @@ func TestMetrics(t *testing.T) {
 		{"shardproxy_connections_total", nil, float64(want["total_connections"])},
 		{"shardproxy_curr_connections", nil, float64(want["curr_connections"])},
 		{"shardproxy_ready", nil, 0},
+		{"shardproxy_cores", nil, float64(runtime.GOMAXPROCS(0))},
 		{"shardproxy_client_errors_total", map[string]string{"pool": "beta"}, float64(want["beta/client_err"])},
 		{"shardproxy_client_connections", map[string]string{"pool": "alpha"}, float64(want["alpha/client_connections"])},
 		{"shardproxy_server_requests_total", server, float64(want["alpha/shard-b/requests"])},
@@ -708,7 +710,7 @@ func TestMetricsCollectorIsConsistent(t *testing.T) {
 	}
 	// Without discovery and a config hash: the three per-server address
 	// families and config_reloads_total on top of the nutcracker ones.
-	if want := 5 + len(poolMetrics) + len(serverMetrics) + 2 + 4; len(families) != want {
+	if want := 6 + len(poolMetrics) + len(serverMetrics) + 2 + 4; len(families) != want {
 		t.Errorf("%d metric families, want %d", len(families), want)
 	}
 }

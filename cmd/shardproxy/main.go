@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -43,6 +44,7 @@ type options struct {
 	namespace     string
 	syncTimeout   time.Duration
 	noWatch       bool
+	cores         string
 }
 
 func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
@@ -78,6 +80,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.namespace, "kubernetes-namespace", "", "namespace of kubernetes_service when a pool names none (default: the pod's own namespace, else default)")
 	fs.DurationVar(&o.syncTimeout, "discovery-sync-timeout", 10*time.Second, "how long to wait at start for the first list of EndpointSlices before serving anyway (/readyz stays false until it arrives)")
 	fs.BoolVar(&o.noWatch, "no-watch", false, "do not reload the configuration when its file changes (SIGHUP still reloads)")
+	fs.StringVar(&o.cores, "cores", "auto", "cores to run on: a number, or auto to use as many as the load keeps busy, up to those available (a set GOMAXPROCS also fixes the number)")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "This is shardproxy-%s, a Redis sharding proxy compatible with nutcracker 0.5.0.\n\n", proxy.Version)
 		fmt.Fprintf(out, "Usage: shardproxy [-c conf-file] [-s stats-port] [-a stats-addr] [-t] [-v level] [-o output] [-p pid-file] [-V] [-D]\n\nOptions:\n")
@@ -127,6 +130,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "shardproxy: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
+	fixedCores, err := parseCores(o.cores)
+	if err != nil {
+		fmt.Fprintf(stderr, "shardproxy: %v\n", err)
+		return 2
+	}
 	switch {
 	case o.version:
 		fmt.Fprintf(stdout, "This is shardproxy-%s (nutcracker 0.5.0 compatible)\n", proxy.Version)
@@ -163,6 +171,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	logger.Info("shardproxy starting", "version", proxy.Version, "conf", o.confFile, "pools", len(cfg.Pools), "pid", os.Getpid())
+	scaler := setCores(fixedCores, logger)
 	discovery.RouteKlog(logger)
 
 	srv, err := proxy.NewServer(cfg, proxy.Options{Logger: logger, Namespace: namespace(o.namespace)})
@@ -173,6 +182,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	srv.SetConfigHash(fmt.Sprintf("%x", sha256.Sum256(data)))
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
+	if scaler != nil {
+		go scaler.Run(ctx)
+	}
 
 	services, err := startDiscovery(ctx, o, srv, logger)
 	if err != nil {
@@ -266,6 +278,35 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	logger.Info("stopped")
 	return 0
+}
+
+// parseCores reads --cores: 0 for auto, else the fixed number.
+func parseCores(v string) (int, error) {
+	if v == "auto" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("--cores must be auto or a positive number, not %q", v)
+	}
+	return n, nil
+}
+
+// setCores fixes GOMAXPROCS at n, or returns the scaler that adapts it when
+// n is 0 (auto) and neither the environment nor the cores available fix it.
+func setCores(n int, logger *slog.Logger) *proxy.CoreScaler {
+	switch {
+	case n > 0:
+		runtime.GOMAXPROCS(n)
+		logger.Info("cores fixed", "cores", n)
+	case os.Getenv("GOMAXPROCS") != "":
+		logger.Info("cores fixed by GOMAXPROCS", "cores", runtime.GOMAXPROCS(0))
+	case runtime.GOMAXPROCS(0) > 1:
+		max := runtime.GOMAXPROCS(0)
+		logger.Info("cores scale with the load", "min", 1, "max", max)
+		return &proxy.CoreScaler{Max: max, Logger: logger}
+	}
+	return nil
 }
 
 // startDiscovery watches the EndpointSlices of every Service the pools

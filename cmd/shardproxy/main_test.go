@@ -69,7 +69,7 @@ func TestFlags(t *testing.T) {
 	if code := run([]string{"--help"}, &out, &errOut); code != 0 {
 		t.Errorf("--help: exit %d", code)
 	}
-	for _, flag := range []string{"-c", "-s", "-a", "-i", "-t", "-v", "-o", "-p", "-V", "-D", "-d", "-m", "--shutdown-grace", "--log-format"} {
+	for _, flag := range []string{"-c", "-s", "-a", "-i", "-t", "-v", "-o", "-p", "-V", "-D", "-d", "-m", "--shutdown-grace", "--log-format", "--cores"} {
 		if !strings.Contains(errOut.String(), flag+",") && !strings.Contains(errOut.String(), "    "+flag) {
 			t.Errorf("--help does not list %s", flag)
 		}
@@ -77,6 +77,12 @@ func TestFlags(t *testing.T) {
 	out.Reset()
 	if code := run([]string{"-D"}, &out, &errOut); code != 0 || !strings.Contains(out.String(), "out_queue_bytes") {
 		t.Errorf("-D: exit %d, %q", code, out.String())
+	}
+	for _, bad := range []string{"0", "-1", "many"} {
+		errOut.Reset()
+		if code := run([]string{"--cores", bad, "-V"}, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "--cores must be auto or a positive number") {
+			t.Errorf("--cores %s: exit %d, %q; want exit 2 and the reason", bad, code, errOut.String())
+		}
 	}
 }
 
