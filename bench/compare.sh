@@ -17,8 +17,8 @@
 #   BENCH_PIPELINE    pipeline depth of the pipelined rows [16]
 #   BENCH_KEYS        key space of both tools [100000]
 #   BENCH_VALUE_SIZE  SET value size in bytes [64]
-#   BENCH_ROUNDS      run every measurement this many times, alternating
-#                     targets, and report the median [1]
+#   BENCH_ROUNDS      run every measurement this many times, reversing the
+#                     order of the targets every round, and report medians [1]
 #   SHARDPROXY_BIN    use this shardproxy binary instead of building ./cmd/shardproxy
 #   BENCH_SKIP_SHARDPROXY=1  leave shardproxy out (its columns show "-")
 #   BENCH_KEEP=1      keep the temporary directory with configs and logs
@@ -313,12 +313,33 @@ loadgen() {
 	done
 }
 
+# steal prints the CPU time, in ticks, that the hypervisor has given to
+# other machines (0 where there is none to read).
+steal() {
+	awk '/^cpu / { print $9 + 0; exit }' /proc/stat 2>/dev/null || echo 0
+}
+# cpu_ticks prints all CPU time so far, in ticks, stolen time included.
+cpu_ticks() {
+	awk '/^cpu / { t = 0; for (i = 2; i <= 9; i++) t += $i; print t; exit }' /proc/stat 2>/dev/null || echo 0
+}
+steal_start=$(steal)
+ticks_start=$(cpu_ticks)
+
 echo
 echo "== benchmarks (targets: ${targets[*]}; direct = redis-server 1 alone)"
+forward=("${targets[@]}")
 for round in $(seq "$ROUNDS"); do
+	# Reverse the order every round, so that neither proxy always runs
+	# right after the other.
+	targets=()
+	if [ $((round % 2)) = 1 ]; then
+		targets=("${forward[@]}")
+	else
+		for ((i = ${#forward[@]} - 1; i >= 0; i--)); do targets+=("${forward[$i]}"); done
+	fi
 	if [ "$ROUNDS" -gt 1 ]; then
 		echo
-		echo "== round $round of $ROUNDS"
+		echo "== round $round of $ROUNDS (order: ${targets[*]})"
 	fi
 	redis_benchmark 1
 	redis_benchmark "$PIPELINE"
@@ -337,6 +358,22 @@ median() {
 	esac
 }
 
+# ratio_median prints the median over rounds of shardproxy/nutcracker, each
+# round's pair measured minutes apart at most: steadier on a noisy machine
+# than the ratio of the two medians.
+ratio_median() {
+	local sp=($1) nc=($2) i r=""
+	if [ "${#sp[@]}" = 0 ] || [ "${#sp[@]}" != "${#nc[@]}" ]; then
+		echo "-"
+		return
+	fi
+	for i in "${!sp[@]}"; do
+		r+=" $(awk -v a="${sp[$i]}" -v b="${nc[$i]}" 'BEGIN {
+			if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) print a / b; else print "error" }')"
+	done
+	median "${r# }"
+}
+
 # cell prints a table cell: a rate rounded to a whole number, or "-".
 cell() {
 	case "$1" in
@@ -346,9 +383,13 @@ cell() {
 	esac
 }
 
+stolen=$(awk -v s="$(($(steal) - steal_start))" -v t="$(($(cpu_ticks) - ticks_start))" \
+	'BEGIN { if (t > 0) printf "%.1f%%", 100 * s / t; else print "unknown" }')
 echo
 echo "== results ($(nproc) CPUs shared by load generators and servers; median of $ROUNDS round(s);" \
-	"load avg at end: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown))"
+	"load avg at end: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown);" \
+	"CPU time stolen by the hypervisor: $stolen)"
+echo "The ratio column is the median of each round's shardproxy/nutcracker ratio."
 echo
 echo "| workload | shardproxy req/s | nutcracker req/s | direct redis req/s | shardproxy/nutcracker |"
 echo "|---|---:|---:|---:|---:|"
@@ -356,8 +397,11 @@ for id in "${workloads[@]}"; do
 	sp=$(median "${rps[$id/shardproxy]:-}")
 	nc=$(median "${rps[$id/nutcracker]:-}")
 	dr=$(median "${rps[$id/direct]:-}")
-	ratio=$(awk -v a="$sp" -v b="$nc" 'BEGIN {
-		if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) printf "%.2f", a / b; else print "-" }')
+	ratio=$(ratio_median "${rps[$id/shardproxy]:-}" "${rps[$id/nutcracker]:-}")
+	case "$ratio" in
+	- | error) ;;
+	*) ratio=$(awk -v r="$ratio" 'BEGIN { printf "%.2f", r }') ;;
+	esac
 	echo "| ${label_of[$id]} | $(cell "$sp") | $(cell "$nc") | $(cell "$dr") | $ratio |"
 done
 echo
