@@ -226,6 +226,7 @@ nc_stats=$free
 write_conf "$nc_port" "$tmp/nutcracker.yml"
 start nutcracker "$nc_port" "$tmp/nutcracker.log" \
 	nutcracker -c "$tmp/nutcracker.yml" -s "$nc_stats" -a 127.0.0.1 -o "$tmp/nutcracker.log"
+declare -A pid_of=([nutcracker]=${pids[-1]})
 
 targets=(nutcracker direct)
 declare -A port=([nutcracker]=$nc_port [direct]=${redis_port[1]})
@@ -237,6 +238,7 @@ if [ -n "$shardproxy_bin" ]; then
 	write_conf "$sp_port" "$tmp/shardproxy.yml"
 	start shardproxy "$sp_port" "$tmp/shardproxy.log" \
 		"$shardproxy_bin" -c "$tmp/shardproxy.yml" -s "$sp_stats" -a 127.0.0.1
+	pid_of[shardproxy]=${pids[-1]}
 	targets=(shardproxy nutcracker direct)
 	port[shardproxy]=$sp_port
 fi
@@ -263,6 +265,19 @@ record() {
 	rps[$1]="${rps[$1]:-}${rps[$1]:+ }$2"
 }
 
+# proc_ticks TARGET prints the CPU time (user and system, in clock ticks)
+# that the target's process has used, or nothing for a target that is not
+# a proxy.
+proc_ticks() {
+	local pid=${pid_of[$1]:-}
+	[ -n "$pid" ] && [ -r "/proc/$pid/stat" ] || return 0
+	sed 's/.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }'
+}
+
+# cpu[KEY] holds each round's CPU microseconds per request of a proxy.
+declare -A cpu
+hz=$(getconf CLK_TCK 2>/dev/null || echo 100)
+
 # redis_benchmark DEPTH runs redis-benchmark SET and GET at pipeline DEPTH
 # against every target.
 redis_benchmark() {
@@ -273,9 +288,16 @@ redis_benchmark() {
 		echo
 		echo "-- $target: redis-benchmark, pipeline $depth"
 		out=$tmp/rb-$depth-$target.csv
+		local before after
+		before=$(proc_ticks "$target")
 		if ! run_to "$out" redis-benchmark -h 127.0.0.1 -p "${port[$target]}" -c "$CLIENTS" -n "$REQUESTS" \
 			-r "$KEYS" -d "$VALUE_SIZE" -P "$depth" -t set,get --csv; then
 			echo "!! redis-benchmark against $target failed"
+		fi
+		after=$(proc_ticks "$target")
+		if [ -n "$before" ] && [ -n "$after" ]; then
+			cpu[rb-$depth/$target]="${cpu[rb-$depth/$target]:-}${cpu[rb-$depth/$target]:+ }$(awk -v t="$((after - before))" \
+				-v hz="$hz" -v n="$((2 * REQUESTS))" 'BEGIN { printf "%.2f", t * 1e6 / hz / n }')"
 		fi
 		for kind in SET GET; do
 			local v
@@ -403,6 +425,22 @@ for id in "${workloads[@]}"; do
 	*) ratio=$(awk -v r="$ratio" 'BEGIN { printf "%.2f", r }') ;;
 	esac
 	echo "| ${label_of[$id]} | $(cell "$sp") | $(cell "$nc") | $(cell "$dr") | $ratio |"
+done
+echo
+echo "CPU time of each proxy process per request over each redis-benchmark run (SET and GET),"
+echo "in microseconds (/proc/<pid>/stat user+system; a tick is $((1000000 / hz)) us):"
+echo
+echo "| workload | shardproxy CPU us/request | nutcracker CPU us/request | shardproxy/nutcracker |"
+echo "|---|---:|---:|---:|"
+for depth in 1 "$PIPELINE"; do
+	sp=$(median "${cpu[rb-$depth/shardproxy]:-}")
+	nc=$(median "${cpu[rb-$depth/nutcracker]:-}")
+	ratio=$(ratio_median "${cpu[rb-$depth/shardproxy]:-}" "${cpu[rb-$depth/nutcracker]:-}")
+	case "$ratio" in
+	- | error) ;;
+	*) ratio=$(awk -v r="$ratio" 'BEGIN { printf "%.2f", r }') ;;
+	esac
+	echo "| redis-benchmark SET+GET, $CLIENTS clients, pipeline $depth | $sp | $nc | $ratio |"
 done
 echo
 
