@@ -6,6 +6,7 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/shardproxy/shardproxy/proxy/proxytest"
 )
@@ -139,5 +140,49 @@ func TestProxyDirectReplyPrecedesProtocolError(t *testing.T) {
 			t.Fatalf("round %d: second reply %q, %v; want the protocol error", i, r.Raw(), err)
 		}
 		c.Close()
+	}
+}
+
+// Clients that reset their connection while their reply is being written
+// (EPIPE, ECONNRESET on the proxy's raw writes) leave the proxy serving.
+func TestProxyClientsVanishingMidReply(t *testing.T) {
+	tp := startProxy(t, 1, "")
+	c := tp.client(t)
+	big := strings.Repeat("v", 8<<20) // more than the kernel takes at once
+	if got := do(t, c, "SET", "big", big); got != "+OK\r\n" {
+		t.Fatalf("SET big = %q", got)
+	}
+	for i := 0; i < 20; i++ {
+		nc, err := net.Dial("tcp", tp.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc.(*net.TCPConn).SetReadBuffer(4 << 10)
+		if _, err := nc.Write(proxytest.AppendCommand(nil, "GET", "big")); err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 0 {
+			buf := make([]byte, 100)
+			nc.Read(buf) // part of the reply is on its way
+		}
+		nc.(*net.TCPConn).SetLinger(0) // close with a reset
+		nc.Close()
+	}
+	// Every vanished client's goroutine ends, spilled replies included.
+	deadline := time.Now().Add(10 * time.Second)
+	for tp.srv.stats.currConnections.Load() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d client connections still open, want only the first", tp.srv.stats.currConnections.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for i := 0; i < 5; i++ {
+		if got := do(t, c, "PING"); got != "+PONG\r\n" {
+			t.Fatalf("PING after clients vanished = %q", got)
+		}
+		r, err := c.Do("GET", "big")
+		if err != nil || len(r.Str) != len(big) {
+			t.Fatalf("GET big after clients vanished: %d bytes, %v", len(r.Str), err)
+		}
 	}
 }

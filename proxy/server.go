@@ -367,6 +367,10 @@ func (s *Server) removeClient(c *client) {
 	s.wg.Done()
 }
 
+// shutdownStragglers is how long Shutdown waits for clients after closing
+// their connections and every server connection.
+const shutdownStragglers = time.Second
+
 // Shutdown stops accepting, lets every client finish the batch it is in,
 // closes client connections as they go idle, and returns when all are gone
 // or ctx ends (then it closes the rest).
@@ -401,7 +405,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		for _, p := range s.poolList() {
 			p.close()
 		}
-		<-done
+		// Everything a client could wait on has failed; a client that still
+		// does not return must not keep the process from exiting.
+		select {
+		case <-done:
+		case <-time.After(shutdownStragglers):
+			s.mu.Lock()
+			n := len(s.clients)
+			s.mu.Unlock()
+			s.logger.Error("clients did not end after their connections were closed", "clients", n)
+		}
 	}
 	for _, p := range s.poolList() {
 		p.close()
