@@ -11,29 +11,29 @@
 # is stopped on exit.
 #
 # Environment (defaults in brackets):
-#   BENCH_REQUESTS    requests per redis-benchmark test [200000]
-#   BENCH_DURATION    duration of each loadgen run [10s]
+#   BENCH_REQUESTS    requests per redis-benchmark test [100000]
+#   BENCH_DURATION    duration of each loadgen run [5s]
 #   BENCH_CLIENTS     redis-benchmark clients and loadgen connections [50]
 #   BENCH_PIPELINE    pipeline depth of the pipelined rows [16]
 #   BENCH_KEYS        key space of both tools [100000]
 #   BENCH_VALUE_SIZE  SET value size in bytes [64]
 #   BENCH_ROUNDS      run every measurement this many times, reversing the
-#                     order of the targets every round, and report medians [1]
+#                     order of the targets every round, and report medians [3]
 #   SHARDPROXY_BIN    use this shardproxy binary instead of building ./cmd/shardproxy
 #   BENCH_SKIP_SHARDPROXY=1  leave shardproxy out (its columns show "-")
 #   BENCH_KEEP=1      keep the temporary directory with configs and logs
 #
-# The defaults take about 2-3 minutes on 2 cores; for a quick check:
-#   BENCH_REQUESTS=20000 BENCH_DURATION=2s bash bench/compare.sh
+# The defaults take about 2-4 minutes on 2 cores; for a quick check:
+#   BENCH_REQUESTS=20000 BENCH_DURATION=2s BENCH_ROUNDS=1 bash bench/compare.sh
 set -euo pipefail
 
-REQUESTS=${BENCH_REQUESTS:-200000}
-DURATION=${BENCH_DURATION:-10s}
+REQUESTS=${BENCH_REQUESTS:-100000}
+DURATION=${BENCH_DURATION:-5s}
 CLIENTS=${BENCH_CLIENTS:-50}
 PIPELINE=${BENCH_PIPELINE:-16}
 KEYS=${BENCH_KEYS:-100000}
 VALUE_SIZE=${BENCH_VALUE_SIZE:-64}
-ROUNDS=${BENCH_ROUNDS:-1}
+ROUNDS=${BENCH_ROUNDS:-3}
 SKIP_SHARDPROXY=${BENCH_SKIP_SHARDPROXY:-0}
 KEEP=${BENCH_KEEP:-0}
 
