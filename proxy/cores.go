@@ -13,7 +13,7 @@ import (
 // A proxy spends most of its CPU on syscalls and on waking goroutines. With
 // more Ps than the load needs, every wake-up may start or stop another OS
 // thread, and each of those is a futex call and a context switch: at a load
-// one core could carry, two Ps spend about 40% more CPU per request than
+// one core could carry, two Ps spend about 13% more CPU per request than
 // one (bench/RESULTS.md). So the scaler starts at one P, doubles the count
 // as soon as the Ps are nearly all busy, and gives one back only after the
 // load has stayed well below what one fewer could carry.
