@@ -77,7 +77,7 @@ type backendConn struct {
 	mu       sync.Mutex // guards everything below
 	state    connState
 	conn     net.Conn
-	sock     *rawSocket // conn's descriptor, when it has one
+	sock     *rawSocket // reads and writes conn
 	addr     string     // the address conn was dialled at
 	gen      uint64     // bumped on every new connection, so stale failures are ignored
 	wbuf     []byte     // requests not yet written
@@ -164,12 +164,7 @@ func (b *backendConn) flushLocked() {
 		if t := b.srv.pool.cfg.Timeout; t > 0 {
 			conn.SetWriteDeadline(time.Now().Add(t))
 		}
-		var err error
-		if sock != nil {
-			_, err = sock.Write(out)
-		} else {
-			_, err = conn.Write(out)
-		}
+		_, err := sock.Write(out)
 		b.mu.Lock()
 		if cap(out) <= maxKeptBuffer {
 			b.spare = out[:0]
@@ -315,13 +310,7 @@ func (b *backendConn) readLoop(conn net.Conn, sock *rawSocket, gen uint64) {
 	var ends []int
 	var slots []*replySlot
 	for {
-		var n int
-		var err error
-		if sock != nil {
-			n, err = sock.Read(buf[end:])
-		} else {
-			n, err = conn.Read(buf[end:])
-		}
+		n, err := sock.Read(buf[end:])
 		end += n
 		first := start
 		ends = ends[:0]

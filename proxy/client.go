@@ -35,7 +35,7 @@ type client struct {
 	l    *listener
 	pool *pool // the listener's pool as of the current batch
 	conn net.Conn
-	sock *rawSocket // conn's descriptor, when it has one; see rawSocket
+	sock *rawSocket // reads and writes conn
 	id   int64
 
 	rbuf         []byte
@@ -196,7 +196,7 @@ func (c *client) fill() error {
 			c.rbuf = nb
 		}
 	}
-	n, err := c.read(c.rbuf[c.rend:])
+	n, err := c.sock.Read(c.rbuf[c.rend:])
 	c.rend += n
 	if n > 0 {
 		return nil
@@ -207,22 +207,12 @@ func (c *client) fill() error {
 	return err
 }
 
-func (c *client) read(p []byte) (int, error) {
-	if c.sock != nil {
-		return c.sock.Read(p)
-	}
-	return c.conn.Read(p)
-}
-
 // write writes p after any direct reply still on its way.
 func (c *client) write(p []byte) (int, error) {
 	if err := c.awaitDirect(); err != nil {
 		return 0, err
 	}
-	if c.sock != nil {
-		return c.sock.Write(p)
-	}
-	return c.conn.Write(p)
+	return c.sock.Write(p)
 }
 
 func (c *client) close() {
@@ -287,7 +277,8 @@ func (c *client) forward(srv *server, cmd *parsedCommand) *replySlot {
 	return s
 }
 
-// submit hands every stage to its server connection.
+// submit hands every stage to its server connection and waits for all the
+// replies.
 func (c *client) submit() {
 	if len(c.stages) == 0 {
 		return
@@ -299,18 +290,22 @@ func (c *client) submit() {
 	c.batch.pending.Store(n + 1)
 	now := time.Now()
 	for i := range c.stages {
-		st := &c.stages[i]
-		for _, s := range st.slots {
-			s.sent = now
-		}
-		st.srv.stats.requests.Add(int64(len(st.slots)))
-		st.srv.stats.requestBytes.Add(int64(len(st.buf)))
-		st.conn.submit(st.buf, st.slots)
+		c.stages[i].send(now)
 	}
 	if c.batch.pending.Add(-1) != 0 {
 		<-c.batch.done
 	}
 	c.releaseStages()
+}
+
+// send hands the stage's requests to its server connection.
+func (st *stage) send(now time.Time) {
+	for _, s := range st.slots {
+		s.sent = now
+	}
+	st.srv.stats.requests.Add(int64(len(st.slots)))
+	st.srv.stats.requestBytes.Add(int64(len(st.buf)))
+	st.conn.submit(st.buf, st.slots)
 }
 
 // releaseStages empties the batch's stages for the next batch.

@@ -37,7 +37,7 @@ const (
 // canAnswerDirect reports whether the batch is one forwarded request whose
 // reply the reader can write as it is.
 func (c *client) canAnswerDirect() bool {
-	return c.sock != nil && len(c.calls) == 1 && c.calls[0].frag == nil &&
+	return c.sock.raw() && len(c.calls) == 1 && c.calls[0].frag == nil &&
 		len(c.stages) == 1 && len(c.stages[0].slots) == 1
 }
 
@@ -45,13 +45,9 @@ func (c *client) canAnswerDirect() bool {
 // whose reader will answer the client.
 func (c *client) submitDirect() {
 	st := &c.stages[0]
-	s := st.slots[0]
-	s.to = c
-	s.sent = time.Now()
+	st.slots[0].to = c
 	c.direct.state.Store(directOutstanding)
-	st.srv.stats.requests.Add(1)
-	st.srv.stats.requestBytes.Add(int64(len(st.buf)))
-	st.conn.submit(st.buf, st.slots)
+	st.send(time.Now())
 	c.releaseStages()
 }
 

@@ -14,10 +14,14 @@ import (
 // busy: thousands of times a second under a request-reply load, each a
 // futex call and a context switch. Deadlines set on the connection apply.
 //
+// Where the connection has no descriptor to use this way, reads and writes
+// go through the net.Conn, and TryWrite is not available (raw reports it).
+//
 // One goroutine may read while another writes; writes come from one
 // goroutine at a time (the client's ordering of replies sees to that).
 type rawSocket struct {
-	rc      syscall.RawConn
+	conn    net.Conn
+	rc      syscall.RawConn // nil: use conn
 	readFn  func(fd uintptr) bool
 	writeFn func(fd uintptr) bool
 	r, w    rawCall
@@ -41,26 +45,26 @@ func (c *rawCall) finish(err error) (int, error) {
 	return n, err
 }
 
-// newRawSocket returns nil when conn has no descriptor to use this way.
 func newRawSocket(conn net.Conn) *rawSocket {
-	if !canRawSyscall {
-		return nil
+	s := &rawSocket{conn: conn}
+	if sc, ok := conn.(syscall.Conn); ok && canRawSyscall {
+		if rc, err := sc.SyscallConn(); err == nil {
+			s.rc = rc
+			s.readFn, s.writeFn = s.readOnce, s.writeSome // bound once: calls do not allocate
+		}
 	}
-	sc, ok := conn.(syscall.Conn)
-	if !ok {
-		return nil
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return nil
-	}
-	s := &rawSocket{rc: rc}
-	s.readFn, s.writeFn = s.readOnce, s.writeSome // bound once: calls do not allocate
 	return s
 }
 
+// raw reports whether the socket is used through raw syscalls, which
+// TryWrite needs.
+func (s *rawSocket) raw() bool { return s.rc != nil }
+
 // Read reads what is there, waiting until something is; io.EOF at the end.
 func (s *rawSocket) Read(p []byte) (int, error) {
+	if s.rc == nil {
+		return s.conn.Read(p)
+	}
 	if len(p) == 0 {
 		return 0, nil
 	}
@@ -89,11 +93,15 @@ func (s *rawSocket) readOnce(fd uintptr) bool {
 
 // Write writes all of p, waiting while the socket is full.
 func (s *rawSocket) Write(p []byte) (int, error) {
+	if s.rc == nil {
+		return s.conn.Write(p)
+	}
 	s.w = rawCall{p: p, wait: true}
 	return s.w.finish(s.rc.Write(s.writeFn))
 }
 
-// TryWrite writes what the socket takes at once and never waits.
+// TryWrite writes what the socket takes at once and never waits; only for
+// a raw socket.
 func (s *rawSocket) TryWrite(p []byte) (int, error) {
 	s.w = rawCall{p: p}
 	return s.w.finish(s.rc.Write(s.writeFn))

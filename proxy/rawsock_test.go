@@ -32,8 +32,8 @@ func tcpPair(t *testing.T) (net.Conn, net.Conn) {
 func TestRawSocket(t *testing.T) {
 	a, b := tcpPair(t)
 	sa, sb := newRawSocket(a), newRawSocket(b)
-	if sa == nil || sb == nil {
-		t.Fatal("newRawSocket: nil for a TCP connection")
+	if !sa.raw() || !sb.raw() {
+		t.Fatal("a TCP connection is not used through raw syscalls")
 	}
 
 	// TryWrite stops when the socket is full and says how much it took.
@@ -81,5 +81,22 @@ func TestRawSocket(t *testing.T) {
 	b.Close()
 	if _, err := sb.Write([]byte("x")); err == nil {
 		t.Fatal("Write on a closed socket succeeded")
+	}
+}
+
+// A connection without a descriptor is read and written through net.Conn.
+func TestRawSocketFallsBackToConn(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	sa, sb := newRawSocket(a), newRawSocket(b)
+	if sa.raw() {
+		t.Fatal("net.Pipe reported as a raw socket")
+	}
+	go sa.Write([]byte("hello"))
+	buf := make([]byte, 16)
+	n, err := sb.Read(buf)
+	if err != nil || string(buf[:n]) != "hello" {
+		t.Fatalf("Read = %q, %v; want hello", buf[:n], err)
 	}
 }
