@@ -295,16 +295,18 @@ func parseCores(v string) (int, error) {
 // setCores fixes GOMAXPROCS at n, or returns the scaler that adapts it when
 // n is 0 (auto) and neither the environment nor the cores available fix it.
 func setCores(n int, logger *slog.Logger) *proxy.CoreScaler {
+	available := runtime.GOMAXPROCS(0) // the machine's cores, or the container's CPU limit
 	switch {
 	case n > 0:
 		runtime.GOMAXPROCS(n)
-		logger.Info("cores fixed", "cores", n)
+		logger.Info("cores fixed by --cores", "cores", n)
 	case os.Getenv("GOMAXPROCS") != "":
-		logger.Info("cores fixed by GOMAXPROCS", "cores", runtime.GOMAXPROCS(0))
-	case runtime.GOMAXPROCS(0) > 1:
-		max := runtime.GOMAXPROCS(0)
-		logger.Info("cores scale with the load", "min", 1, "max", max)
-		return &proxy.CoreScaler{Max: max, Logger: logger}
+		logger.Info("cores fixed by GOMAXPROCS", "cores", available)
+	case available == 1:
+		logger.Info("one core available", "cores", 1)
+	default:
+		logger.Info("cores scale with the load", "min", 1, "max", available)
+		return &proxy.CoreScaler{Max: available, Logger: logger}
 	}
 	return nil
 }
