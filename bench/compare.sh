@@ -20,6 +20,9 @@
 #   BENCH_ROUNDS      run every measurement this many times, reversing the
 #                     order of the targets every round, and report medians [3]
 #   SHARDPROXY_BIN    use this shardproxy binary instead of building ./cmd/shardproxy
+#   SHARDPROXY_BASE_BIN  also run this shardproxy binary (say, a build of the
+#                     commit before a change) as the target "baseline", so
+#                     before and after are measured in one run
 #   BENCH_SKIP_SHARDPROXY=1  leave shardproxy out (its columns show "-")
 #   BENCH_KEEP=1      keep the temporary directory with configs and logs
 #
@@ -208,6 +211,12 @@ else
 	shardproxy_bin=$tmp/shardproxy
 fi
 
+base_bin=${SHARDPROXY_BASE_BIN:-}
+if [ -n "$base_bin" ]; then
+	[ -x "$base_bin" ] || die "SHARDPROXY_BASE_BIN=$base_bin is not an executable"
+	[ -n "$shardproxy_bin" ] || die "SHARDPROXY_BASE_BIN needs shardproxy itself in the run"
+fi
+
 echo
 echo "== servers"
 declare -A redis_port
@@ -241,6 +250,17 @@ if [ -n "$shardproxy_bin" ]; then
 	pid_of[shardproxy]=${pids[-1]}
 	targets=(shardproxy nutcracker direct)
 	port[shardproxy]=$sp_port
+fi
+if [ -n "$base_bin" ]; then
+	free_port
+	port[baseline]=$free
+	free_port
+	base_stats=$free
+	write_conf "${port[baseline]}" "$tmp/baseline.yml"
+	start baseline "${port[baseline]}" "$tmp/baseline.log" \
+		"$base_bin" -c "$tmp/baseline.yml" -s "$base_stats" -a 127.0.0.1
+	pid_of[baseline]=${pids[-1]}
+	targets=(shardproxy baseline nutcracker direct)
 fi
 echo "pool: $tmp/nutcracker.yml"
 cat "$tmp/nutcracker.yml"
@@ -396,6 +416,16 @@ ratio_median() {
 	median "${r# }"
 }
 
+# ratio_cell prints ratio_median to two decimals, or "-"/"error" as it is.
+ratio_cell() {
+	local r
+	r=$(ratio_median "$1" "$2")
+	case "$r" in
+	- | error) echo "$r" ;;
+	*) awk -v r="$r" 'BEGIN { printf "%.2f", r }' ;;
+	esac
+}
+
 # cell prints a table cell: a rate rounded to a whole number, or "-".
 cell() {
 	case "$1" in
@@ -411,36 +441,51 @@ echo
 echo "== results ($(nproc) CPUs shared by load generators and servers; median of $ROUNDS round(s);" \
 	"load avg at end: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown);" \
 	"CPU time stolen by the hypervisor: $stolen)"
-echo "The ratio column is the median of each round's shardproxy/nutcracker ratio."
+echo "Each ratio column is the median of each round's ratio to nutcracker."
 echo
-echo "| workload | shardproxy req/s | nutcracker req/s | direct redis req/s | shardproxy/nutcracker |"
-echo "|---|---:|---:|---:|---:|"
+# The baseline's columns appear only when SHARDPROXY_BASE_BIN was given.
+if [ -n "$base_bin" ]; then
+	echo "| workload | shardproxy req/s | baseline req/s | nutcracker req/s | direct redis req/s | shardproxy/nutcracker | baseline/nutcracker |"
+	echo "|---|---:|---:|---:|---:|---:|---:|"
+else
+	echo "| workload | shardproxy req/s | nutcracker req/s | direct redis req/s | shardproxy/nutcracker |"
+	echo "|---|---:|---:|---:|---:|"
+fi
 for id in "${workloads[@]}"; do
 	sp=$(median "${rps[$id/shardproxy]:-}")
 	nc=$(median "${rps[$id/nutcracker]:-}")
 	dr=$(median "${rps[$id/direct]:-}")
-	ratio=$(ratio_median "${rps[$id/shardproxy]:-}" "${rps[$id/nutcracker]:-}")
-	case "$ratio" in
-	- | error) ;;
-	*) ratio=$(awk -v r="$ratio" 'BEGIN { printf "%.2f", r }') ;;
-	esac
-	echo "| ${label_of[$id]} | $(cell "$sp") | $(cell "$nc") | $(cell "$dr") | $ratio |"
+	ratio=$(ratio_cell "${rps[$id/shardproxy]:-}" "${rps[$id/nutcracker]:-}")
+	if [ -n "$base_bin" ]; then
+		bl=$(median "${rps[$id/baseline]:-}")
+		bratio=$(ratio_cell "${rps[$id/baseline]:-}" "${rps[$id/nutcracker]:-}")
+		echo "| ${label_of[$id]} | $(cell "$sp") | $(cell "$bl") | $(cell "$nc") | $(cell "$dr") | $ratio | $bratio |"
+	else
+		echo "| ${label_of[$id]} | $(cell "$sp") | $(cell "$nc") | $(cell "$dr") | $ratio |"
+	fi
 done
 echo
 echo "CPU time of each proxy process per request over each redis-benchmark run (SET and GET),"
 echo "in microseconds (/proc/<pid>/stat user+system; a tick is $((1000000 / hz)) us):"
 echo
-echo "| workload | shardproxy CPU us/request | nutcracker CPU us/request | shardproxy/nutcracker |"
-echo "|---|---:|---:|---:|"
+if [ -n "$base_bin" ]; then
+	echo "| workload | shardproxy CPU us/request | baseline CPU us/request | nutcracker CPU us/request | shardproxy/nutcracker | baseline/nutcracker |"
+	echo "|---|---:|---:|---:|---:|---:|"
+else
+	echo "| workload | shardproxy CPU us/request | nutcracker CPU us/request | shardproxy/nutcracker |"
+	echo "|---|---:|---:|---:|"
+fi
 for depth in 1 "$PIPELINE"; do
 	sp=$(median "${cpu[rb-$depth/shardproxy]:-}")
 	nc=$(median "${cpu[rb-$depth/nutcracker]:-}")
-	ratio=$(ratio_median "${cpu[rb-$depth/shardproxy]:-}" "${cpu[rb-$depth/nutcracker]:-}")
-	case "$ratio" in
-	- | error) ;;
-	*) ratio=$(awk -v r="$ratio" 'BEGIN { printf "%.2f", r }') ;;
-	esac
-	echo "| redis-benchmark SET+GET, $CLIENTS clients, pipeline $depth | $sp | $nc | $ratio |"
+	ratio=$(ratio_cell "${cpu[rb-$depth/shardproxy]:-}" "${cpu[rb-$depth/nutcracker]:-}")
+	if [ -n "$base_bin" ]; then
+		bl=$(median "${cpu[rb-$depth/baseline]:-}")
+		bratio=$(ratio_cell "${cpu[rb-$depth/baseline]:-}" "${cpu[rb-$depth/nutcracker]:-}")
+		echo "| redis-benchmark SET+GET, $CLIENTS clients, pipeline $depth | $sp | $bl | $nc | $ratio | $bratio |"
+	else
+		echo "| redis-benchmark SET+GET, $CLIENTS clients, pipeline $depth | $sp | $nc | $ratio |"
+	fi
 done
 echo
 
