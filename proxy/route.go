@@ -88,6 +88,8 @@ func (c *client) dispatchKind(def *command, cmd *parsedCommand) {
 		c.route(c.ring.Lookup([]byte("placeholder")), cmd)
 	case splitKeys, splitPairs:
 		c.split(def, cmd)
+	case fanOut:
+		c.fanOut(def, cmd)
 	default:
 		idx, msg := c.owner(def, args)
 		if msg != "" {

@@ -158,6 +158,9 @@ func (c *client) txCommand(def *command, cmd *parsedCommand) {
 	case unsupported:
 		c.rejectInTx()
 		c.replyError(unsupportedCommand(def))
+	case fanOut:
+		c.rejectInTx()
+		c.replyError(fanOutInMulti(def))
 	case routePlaceholder:
 		c.txQueue(cmd)
 	default:
