@@ -169,8 +169,8 @@ func buildCommands() map[string]*command {
 		keyed("xack", -4, 1, 1, 1), keyed("xclaim", -6, 1, 1, 1), keyed("xautoclaim", -6, 1, 1, 1),
 		keyed("xpending", -3, 1, 1, 1), keyed("xsetid", -3, 1, 1, 1),
 
-		// Scripting: routed by the keys after numkeys; SCRIPT and FUNCTION
-		// go to every server.
+		// Scripting: routed by the keys after numkeys (with none, to the
+		// owner of "placeholder"); SCRIPT and FUNCTION go to every server.
 		withNumKeys("eval", -3, 2, 0), withNumKeys("evalsha", -3, 2, 0),
 		withNumKeys("eval_ro", -3, 2, 0), withNumKeys("evalsha_ro", -3, 2, 0),
 		withNumKeys("fcall", -3, 2, 0), withNumKeys("fcall_ro", -3, 2, 0),

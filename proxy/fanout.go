@@ -124,6 +124,19 @@ func (c *client) fanOut(def *command, cmd *parsedCommand) {
 	c.calls = append(c.calls, call{frag: f})
 }
 
+// keylessScript reports whether args is EVAL, EVALSHA, FCALL or a read-only
+// variant with numkeys 0, which runs on the owner of "placeholder".
+func keylessScript(def *command, args [][]byte) bool {
+	if len(args) < 3 || len(args[2]) != 1 || args[2][0] != '0' {
+		return false
+	}
+	switch def.name {
+	case "eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro":
+		return true
+	}
+	return false
+}
+
 // mergeSame is the reply every server gave (SCRIPT LOAD's digest, FUNCTION
 // LOAD's library name, +OK).
 func (f *fragment) mergeSame(out []byte) []byte {

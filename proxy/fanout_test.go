@@ -98,6 +98,41 @@ func TestProxyScriptFlushEveryServer(t *testing.T) {
 	}
 }
 
+// Scripts and functions without keys run on the server that owns the key
+// "placeholder".
+func TestProxyScriptsWithoutKeys(t *testing.T) {
+	tp := startProxy(t, 3, "")
+	c := tp.client(t)
+	chosen := tp.owner(t, "placeholder")
+	direct := chosen.Client(t)
+	sha := strings.TrimSpace(strings.SplitN(do(t, direct, "SCRIPT", "LOAD", "return 'loaded'"), "\n", 2)[1])
+	if got := do(t, direct, "FUNCTION", "LOAD", testLibrary); got != bulk("proxylib") {
+		t.Fatalf("FUNCTION LOAD on the chosen server = %q", got)
+	}
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"EVAL", "return 1", "0"}, ":1\r\n"},
+		{[]string{"EVAL", "return ARGV[1]", "0", "x"}, bulk("x")},
+		{[]string{"EVAL", "return redis.call('set', ARGV[1], 'here')", "0", "keyless-marker"}, "+OK\r\n"},
+		{[]string{"EVAL_RO", "return 2", "0"}, ":2\r\n"},
+		{[]string{"EVALSHA", sha, "0"}, bulk("loaded")},
+		{[]string{"evalsha_ro", sha, "0"}, bulk("loaded")},
+		{[]string{"FCALL", "hello", "0"}, bulk("hi")},
+		{[]string{"FCALL_RO", "ro", "0", "arg"}, bulk("ro")},
+		{[]string{"EVAL", "return 1", "5", "k"}, "-" + msgBadNumKeys + "\r\n"},
+	}
+	for _, tc := range tests {
+		if got := do(t, c, tc.args...); got != tc.want {
+			t.Errorf("%v = %q, want %q", tc.args, got, tc.want)
+		}
+	}
+	if got := do(t, direct, "GET", "keyless-marker"); got != bulk("here") {
+		t.Errorf("keyless EVAL's write on the owner of \"placeholder\": GET = %q", got)
+	}
+}
+
 // SCRIPT and FUNCTION subcommands: fanned out, answered by one server, or
 // refused with Redis' wording where Redis has one.
 func TestProxyScriptSubcommands(t *testing.T) {
@@ -165,6 +200,7 @@ func TestProxyFanOutPipelineKeepsOrder(t *testing.T) {
 				[]string{"EVALSHA", sha, "1", k, "2"},
 				[]string{"SCRIPT", "EXISTS", sha, "ffffffffffffffffffffffffffffffffffffffff", sha},
 				[]string{"GET", k},
+				[]string{"EVAL", "return ARGV[1]", "0", k},
 				[]string{"MGET", keys[0], keys[1], keys[2]},
 				[]string{"SCRIPT", "FLUSH"},
 				[]string{"PING"},
@@ -231,7 +267,8 @@ func TestProxyFanOutSkipsEjectedServer(t *testing.T) {
 	}
 }
 
-// Fan-out commands are refused inside MULTI and abort the transaction.
+// Fan-out commands are refused inside MULTI and abort the transaction; a
+// script without keys is queued like any keyless command.
 func TestProxyFanOutInMulti(t *testing.T) {
 	tp := startProxy(t, 3, "  hash_tag: \"{}\"\n")
 	c := tp.client(t)
@@ -247,6 +284,11 @@ func TestProxyFanOutInMulti(t *testing.T) {
 		{[]string{"MULTI"}, "+OK\r\n"},
 		{[]string{"FUNCTION", "FLUSH"}, "-ERR 'function' is not allowed inside MULTI by shardproxy: it goes to every server\r\n"},
 		{[]string{"DISCARD"}, "+OK\r\n"},
+		{[]string{"MULTI"}, "+OK\r\n"},
+		{[]string{"EVAL", "return 5", "0"}, "+QUEUED\r\n"},
+		{[]string{"SET", "{m}:a", "2"}, "+QUEUED\r\n"},
+		{[]string{"EVAL", "return redis.call('get', KEYS[1])", "1", "{m}:a"}, "+QUEUED\r\n"},
+		{[]string{"EXEC"}, "*3\r\n:5\r\n+OK\r\n$1\r\n2\r\n"},
 		{[]string{"SCRIPT", "EXISTS", strings.Repeat("a", 40)}, "*1\r\n:0\r\n"},
 	}
 	for _, s := range steps {
@@ -293,6 +335,7 @@ p = r.pipeline(transaction=False)
 for i in range(6):
     incr(keys=["p:%%d" %% i], args=[i], client=p)
 assert p.execute() == list(range(6))
+assert r.eval("return 7", 0) == 7
 print("ok")
 `, host, port, incrScript)
 	out, err := exec.Command("/usr/bin/python3", "-c", script).CombinedOutput()

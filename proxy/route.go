@@ -91,6 +91,10 @@ func (c *client) dispatchKind(def *command, cmd *parsedCommand) {
 	case fanOut:
 		c.fanOut(def, cmd)
 	default:
+		if keylessScript(def, args) {
+			c.route(c.ring.Lookup(placeholderKey), cmd)
+			return
+		}
 		idx, msg := c.owner(def, args)
 		if msg != "" {
 			c.replyError(msg)
