@@ -22,6 +22,8 @@ const (
 	transaction
 	// unsupported commands get an error naming them; the connection stays.
 	unsupported
+	// fanOut commands (SCRIPT, FUNCTION) go to every server; see fanout.go.
+	fanOut
 )
 
 // mergeKind says how the replies of a split command are put back together.
@@ -31,6 +33,8 @@ const (
 	mergeArray mergeKind = iota // MGET: one array in the client's key order
 	mergeSum                    // DEL UNLINK EXISTS TOUCH: summed integers
 	mergeOK                     // MSET: +OK once every part said OK
+	mergeSame                   // SCRIPT, FUNCTION LOAD: the reply every server gave
+	mergeAnd                    // SCRIPT EXISTS: 1 where every server said 1
 )
 
 // command describes one Redis command: how to route it and where its keys
@@ -165,10 +169,12 @@ func buildCommands() map[string]*command {
 		keyed("xack", -4, 1, 1, 1), keyed("xclaim", -6, 1, 1, 1), keyed("xautoclaim", -6, 1, 1, 1),
 		keyed("xpending", -3, 1, 1, 1), keyed("xsetid", -3, 1, 1, 1),
 
-		// Scripting: routed by the keys after numkeys.
+		// Scripting: routed by the keys after numkeys (with none, to the
+		// owner of "placeholder"); SCRIPT and FUNCTION go to every server.
 		withNumKeys("eval", -3, 2, 0), withNumKeys("evalsha", -3, 2, 0),
 		withNumKeys("eval_ro", -3, 2, 0), withNumKeys("evalsha_ro", -3, 2, 0),
 		withNumKeys("fcall", -3, 2, 0), withNumKeys("fcall_ro", -3, 2, 0),
+		special("script", -2, fanOut), special("function", -2, fanOut),
 
 		// Keyless commands nutcracker sends to the owner of "placeholder".
 		special("command", -1, routePlaceholder), special("lolwut", -1, routePlaceholder),
@@ -186,7 +192,7 @@ func buildCommands() map[string]*command {
 		special("unwatch", 1, transaction),
 	}
 	list = append(list, refused(whyAllServers, "keys", "scan", "randomkey", "dbsize", "flushall",
-		"flushdb", "swapdb", "wait", "waitaof", "script", "function", "memory", "object",
+		"flushdb", "swapdb", "wait", "waitaof", "memory", "object",
 		"time", "lastsave", "xread", "xreadgroup", "xgroup", "xinfo")...)
 	list = append(list, refused(whyBlocking, "blpop", "brpop", "brpoplpush", "blmove", "blmpop",
 		"bzpopmin", "bzpopmax", "bzmpop")...)

@@ -11,6 +11,7 @@
 //	command.go   the command table: arity, key positions, kind
 //	route.go     answer, refuse, or pick the server by the key
 //	fragment.go  split MGET/DEL/UNLINK/EXISTS/TOUCH/MSET per server, merge
+//	fanout.go    SCRIPT and FUNCTION to every server, merge; keyless EVAL
 //	local.go     PING, ECHO, QUIT, SELECT, AUTH, HELLO, CLIENT, INFO
 //	tx.go        MULTI/EXEC/WATCH on a connection pinned to one server
 //	backend.go   shared server connections: write queue, reply reader

@@ -128,6 +128,10 @@ func (f *fragment) merge(out []byte) []byte {
 		return redcon.AppendInt(out, sum)
 	case mergeOK:
 		return redcon.AppendOK(out)
+	case mergeSame:
+		return f.mergeSame(out)
+	case mergeAnd:
+		return f.mergeAnd(out)
 	}
 	return f.mergeArray(out)
 }

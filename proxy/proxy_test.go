@@ -203,7 +203,7 @@ func TestProxyLocalCommands(t *testing.T) {
 		{[]string{"GET"}, "-ERR wrong number of arguments for 'get' command\r\n"},
 		{[]string{"NOSUCH", "a"}, "-ERR unknown command 'NOSUCH', with args beginning with: 'a' \r\n"},
 		{[]string{"AUTH", "x"}, "-" + msgNoPassword + "\r\n"},
-		{[]string{"EVAL", "return 1", "0"}, "-ERR 'eval' without keys cannot be routed: shardproxy sends each request to the server of its keys\r\n"},
+		{[]string{"EVAL", "return 1", "0"}, ":1\r\n"},
 		{[]string{"EVAL", "return 1", "5", "k"}, "-" + msgBadNumKeys + "\r\n"},
 		{[]string{"PING"}, "+PONG\r\n"},
 	}

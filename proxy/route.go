@@ -88,7 +88,13 @@ func (c *client) dispatchKind(def *command, cmd *parsedCommand) {
 		c.route(c.ring.Lookup([]byte("placeholder")), cmd)
 	case splitKeys, splitPairs:
 		c.split(def, cmd)
+	case fanOut:
+		c.fanOut(def, cmd)
 	default:
+		if keylessScript(def, args) {
+			c.route(c.ring.Lookup(placeholderKey), cmd)
+			return
+		}
 		idx, msg := c.owner(def, args)
 		if msg != "" {
 			c.replyError(msg)

@@ -158,9 +158,16 @@ func (c *client) txCommand(def *command, cmd *parsedCommand) {
 	case unsupported:
 		c.rejectInTx()
 		c.replyError(unsupportedCommand(def))
+	case fanOut:
+		c.rejectInTx()
+		c.replyError(fanOutInMulti(def))
 	case routePlaceholder:
 		c.txQueue(cmd)
 	default:
+		if keylessScript(def, cmd.args) {
+			c.txQueue(cmd) // runs on the transaction's server, like other keyless commands
+			return
+		}
 		idx, msg := c.txOwner(def, cmd.args)
 		if msg == "" && t.pinned != nil && t.pinned.srv.index != idx {
 			msg = msgCrossSlot

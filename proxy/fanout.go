@@ -1,0 +1,188 @@
+package proxy
+
+import (
+	"bytes"
+	"strings"
+
+	"github.com/tidwall/redcon"
+)
+
+// Fan-out commands: SCRIPT LOAD, EXISTS and FLUSH and FUNCTION LOAD, DELETE
+// and FLUSH change or ask every server's script cache, because EVALSHA and
+// FCALL may go to any server. The request goes unchanged to every server in
+// the ring, in server order, as a fragment with one part per server; the
+// replies are merged once all are in. An ejected server is out of the ring
+// and owns no keys, so it is left out: scripts keep working on the servers
+// its keys moved to, and a client that later meets NOSCRIPT there loads the
+// script again, as Redis asks clients to.
+
+// subcommand says how the proxy handles one SCRIPT or FUNCTION subcommand.
+type subcommand struct {
+	name  string    // lower case
+	merge mergeKind // for those sent to every server
+	one   bool      // sent to one server only: the owner of "placeholder"
+	why   string    // for refused ones: what the client should know
+}
+
+// The reasons given for refused subcommands.
+const (
+	whyScriptKill = "a busy server reads nothing more from the connection whose script it runs, " +
+		"and that connection is shared; send it to the Redis server directly"
+	whyScriptDebug = "script debugging needs a connection of its own; use redis-cli --ldb against the Redis server directly"
+	whyPerServer   = "each server has its own answer; send it to each Redis server directly"
+)
+
+var scriptSubcommands = []subcommand{
+	{name: "load", merge: mergeSame},
+	{name: "exists", merge: mergeAnd},
+	{name: "flush", merge: mergeSame},
+	{name: "help", one: true},
+	{name: "kill", why: whyScriptKill},
+	{name: "debug", why: whyScriptDebug},
+}
+
+var functionSubcommands = []subcommand{
+	{name: "load", merge: mergeSame},
+	{name: "delete", merge: mergeSame},
+	{name: "flush", merge: mergeSame},
+	{name: "help", one: true},
+	{name: "kill", why: whyScriptKill},
+	{name: "list", why: whyPerServer},
+	{name: "dump", why: whyPerServer},
+	{name: "restore", why: whyPerServer},
+	{name: "stats", why: whyPerServer},
+}
+
+// placeholderKey is the key whose owner answers keyless requests, as in
+// nutcracker.
+var placeholderKey = []byte("placeholder")
+
+const (
+	msgFanOutDiffer   = "ERR the servers of this pool gave different replies"
+	msgFanOutBadReply = "ERR unexpected reply from a server to a command sent to every server"
+)
+
+func unknownSubcommand(def *command, sub []byte) string {
+	return "ERR unknown subcommand '" + string(limitArg(sub)) + "'. Try " + strings.ToUpper(def.name) + " HELP."
+}
+
+// fanOutInMulti is the error for a fan-out command inside MULTI: a
+// transaction runs on one server.
+func fanOutInMulti(def *command) string {
+	return "ERR '" + def.name + "' is not allowed inside MULTI by shardproxy: it goes to every server"
+}
+
+// findSubcommand looks name up in subs, ignoring case, without allocating.
+func findSubcommand(subs []subcommand, name []byte) *subcommand {
+	for i := range subs {
+		if len(subs[i].name) == len(name) && bytes.EqualFold(name, []byte(subs[i].name)) {
+			return &subs[i]
+		}
+	}
+	return nil
+}
+
+// fanOut handles SCRIPT and FUNCTION: it sends the request to every server
+// of the ring, or to one, or refuses it. The servers check the arguments.
+func (c *client) fanOut(def *command, cmd *parsedCommand) {
+	subs := scriptSubcommands
+	if def.name == "function" {
+		subs = functionSubcommands
+	}
+	sub := findSubcommand(subs, cmd.args[1])
+	switch {
+	case sub == nil:
+		c.replyError(unknownSubcommand(def, cmd.args[1]))
+		return
+	case sub.why != "":
+		c.replyError("ERR unsupported command '" + def.name + "|" + sub.name + "' in shardproxy: " + sub.why)
+		return
+	case sub.one:
+		c.route(c.ring.Lookup(placeholderKey), cmd)
+		return
+	}
+	f := c.newFragment(sub.merge)
+	for i := range c.pool.servers {
+		if c.ring.Live(i) {
+			f.subSrv = append(f.subSrv, i)
+		}
+	}
+	switch len(f.subSrv) {
+	case 0:
+		c.nfrags--
+		c.replyError(msgNoServer)
+		return
+	case 1:
+		c.nfrags--
+		c.route(f.subSrv[0], cmd)
+		return
+	}
+	c.pool.stats.fragments.Add(int64(len(f.subSrv)))
+	for _, i := range f.subSrv {
+		f.subs = append(f.subs, c.forward(c.pool.servers[i], cmd))
+	}
+	c.calls = append(c.calls, call{frag: f})
+}
+
+// keylessScript reports whether args is EVAL, EVALSHA, FCALL or a read-only
+// variant with numkeys 0, which runs on the owner of "placeholder".
+func keylessScript(def *command, args [][]byte) bool {
+	if len(args) < 3 || len(args[2]) != 1 || args[2][0] != '0' {
+		return false
+	}
+	switch def.name {
+	case "eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro":
+		return true
+	}
+	return false
+}
+
+// mergeSame is the reply every server gave (SCRIPT LOAD's digest, FUNCTION
+// LOAD's library name, +OK).
+func (f *fragment) mergeSame(out []byte) []byte {
+	first := f.subs[0].buf
+	for _, s := range f.subs[1:] {
+		if !bytes.Equal(s.buf, first) {
+			return appendErr(out, msgFanOutDiffer)
+		}
+	}
+	return append(out, first...)
+}
+
+// mergeAnd is SCRIPT EXISTS: an array whose element i is 1 when every
+// server answered 1 at i, else 0.
+func (f *fragment) mergeAnd(out []byte) []byte {
+	start := len(out)
+	f.cursor = f.cursor[:0]
+	count := -1
+	for _, s := range f.subs {
+		line, n := readLine(s.buf, 0)
+		if n < 0 || len(line) == 0 || line[0] != '*' {
+			return appendErr(out, msgFanOutBadReply)
+		}
+		m, ok := parseLength(line[1:])
+		if !ok || m < 0 || count >= 0 && m != count {
+			return appendErr(out, msgFanOutBadReply)
+		}
+		count = m
+		f.cursor = append(f.cursor, n)
+	}
+	out = redcon.AppendArray(out, count)
+	for range count {
+		all := true
+		for j, s := range f.subs {
+			line, n := readLine(s.buf, f.cursor[j])
+			if n < 0 || len(line) != 2 || line[0] != ':' || line[1] != '0' && line[1] != '1' {
+				return appendErr(out[:start], msgFanOutBadReply)
+			}
+			all = all && line[1] == '1'
+			f.cursor[j] = n
+		}
+		if all {
+			out = append(out, ":1\r\n"...)
+		} else {
+			out = append(out, ":0\r\n"...)
+		}
+	}
+	return out
+}
