@@ -8,17 +8,17 @@ import (
 	"github.com/shardproxy/shardproxy/proxy/proxytest"
 )
 
-// step is one command of a script and, when want is set, the reply the
+// replyCheck is one command of a script and, when want is set, the reply the
 // proxy must give it; otherwise its reply must equal one plain
 // redis-server's.
-type step struct {
+type replyCheck struct {
 	args []string
 	want string
 }
 
-// compareWithRedis runs steps through the proxy and, those without a want,
-// against one plain redis-server, and checks every reply.
-func compareWithRedis(t *testing.T, proxy *proxytest.Conn, steps []step) {
+// compareRepliesWithRedis runs steps through the proxy and, those without
+// a want, against one plain redis-server, and checks every reply.
+func compareRepliesWithRedis(t *testing.T, proxy *proxytest.Conn, steps []replyCheck) {
 	t.Helper()
 	single := proxytest.StartRedis(t).Client(t)
 	for _, s := range steps {
@@ -32,8 +32,8 @@ func compareWithRedis(t *testing.T, proxy *proxytest.Conn, steps []step) {
 	}
 }
 
-// otherServer returns a redis-server of tp that does not own key.
-func (tp *testPool) otherServer(t *testing.T, key string) *proxytest.Redis {
+// serverNotOwning returns a redis-server of tp that does not own key.
+func (tp *testPool) serverNotOwning(t *testing.T, key string) *proxytest.Redis {
 	t.Helper()
 	for _, r := range tp.redises {
 		if r != tp.owner(t, key) {
@@ -44,7 +44,7 @@ func (tp *testPool) otherServer(t *testing.T, key string) *proxytest.Redis {
 	return nil
 }
 
-var crossSlot = "-" + msgCrossSlot + "\r\n"
+var crossSlotReply = "-" + msgCrossSlot + "\r\n"
 
 // SORT's BY and GET patterns read keys the proxy cannot see; without a hash
 // tag that pins them to the sorted key's server they must be refused, not
@@ -52,13 +52,13 @@ var crossSlot = "-" + msgCrossSlot + "\r\n"
 func TestProxySortPatternsWithoutHashTag(t *testing.T) {
 	tp := startProxy(t, 3, "")
 	c := tp.client(t)
-	compareWithRedis(t, c, []step{
+	compareRepliesWithRedis(t, c, []replyCheck{
 		{args: []string{"RPUSH", "L", "1", "2", "3"}},
 		{args: []string{"MSET", "w_1", "9", "w_2", "8", "w_3", "7", "o_1", "obj1", "o_2", "obj2", "o_3", "obj3"}},
-		{args: []string{"SORT", "L", "BY", "w_*", "GET", "o_*"}, want: crossSlot},
-		{args: []string{"SORT", "L", "BY", "w_*"}, want: crossSlot},
-		{args: []string{"SORT", "L", "GET", "#", "GET", "o_*"}, want: crossSlot},
-		{args: []string{"SORT_RO", "L", "BY", "w_*->f"}, want: crossSlot},
+		{args: []string{"SORT", "L", "BY", "w_*", "GET", "o_*"}, want: crossSlotReply},
+		{args: []string{"SORT", "L", "BY", "w_*"}, want: crossSlotReply},
+		{args: []string{"SORT", "L", "GET", "#", "GET", "o_*"}, want: crossSlotReply},
+		{args: []string{"SORT_RO", "L", "BY", "w_*->f"}, want: crossSlotReply},
 		{args: []string{"SORT", "L", "DESC"}},
 		{args: []string{"SORT", "L", "BY", "nosort", "GET", "#"}},
 		{args: []string{"SORT", "L", "LIMIT", "0", "2", "GET", "#", "GET", "constant"}},
@@ -70,7 +70,7 @@ func TestProxySortPatternsWithoutHashTag(t *testing.T) {
 // In a pool of one server every key a SORT pattern forms is on it.
 func TestProxySortPatternsOneServer(t *testing.T) {
 	tp := startProxy(t, 1, "")
-	compareWithRedis(t, tp.client(t), []step{
+	compareRepliesWithRedis(t, tp.client(t), []replyCheck{
 		{args: []string{"RPUSH", "L", "1", "2", "3"}},
 		{args: []string{"MSET", "w_1", "9", "w_2", "8", "w_3", "7", "o_1", "obj1", "o_2", "obj2", "o_3", "obj3"}},
 		{args: []string{"SORT", "L", "BY", "w_*", "GET", "o_*"}},
@@ -96,7 +96,7 @@ func TestProxySortPatternsWithHashTag(t *testing.T) {
 				}
 			}
 			c := tp.client(t)
-			compareWithRedis(t, c, []step{
+			compareRepliesWithRedis(t, c, []replyCheck{
 				{args: []string{"RPUSH", list, "1", "2", "3"}},
 				{args: []string{"MSET", tagged("u", "w_1"), "9", tagged("u", "w_2"), "8", tagged("u", "w_3"), "7"}},
 				{args: []string{"MSET", tagged("u", "o_1"), "obj1", tagged("u", "o_2"), "obj2", tagged("u", "o_3"), "obj3"}},
@@ -104,12 +104,12 @@ func TestProxySortPatternsWithHashTag(t *testing.T) {
 				{args: []string{"SORT", list, "BY", tagged("u", "w_*"), "GET", tagged("u", "o_*")}},
 				{args: []string{"SORT", list, "BY", tagged("u", "w_*"), "GET", "#", "GET", tagged("u", "h_*->f")}},
 				{args: []string{"SORT_RO", list, "BY", tagged("u", "w_*"), "DESC", "GET", tagged("u", "o_*")}},
-				{args: []string{"SORT", list, "BY", tagged(other, "w_*")}, want: crossSlot},
-				{args: []string{"SORT", list, "GET", tagged(other, "o_*")}, want: crossSlot},
+				{args: []string{"SORT", list, "BY", tagged(other, "w_*")}, want: crossSlotReply},
+				{args: []string{"SORT", list, "GET", tagged(other, "o_*")}, want: crossSlotReply},
 				// The tag must come before the wildcard, and must not be empty.
-				{args: []string{"SORT", list, "BY", "w_*" + tagged("u", "")}, want: crossSlot},
-				{args: []string{"SORT", list, "GET", tag[:1] + "o_*" + tag[1:]}, want: crossSlot},
-				{args: []string{"SORT", list, "GET", tag + "o_*"}, want: crossSlot},
+				{args: []string{"SORT", list, "BY", "w_*" + tagged("u", "")}, want: crossSlotReply},
+				{args: []string{"SORT", list, "GET", tag[:1] + "o_*" + tag[1:]}, want: crossSlotReply},
+				{args: []string{"SORT", list, "GET", tag + "o_*"}, want: crossSlotReply},
 			})
 		})
 	}
@@ -121,14 +121,14 @@ func TestProxySortStore(t *testing.T) {
 	tp := startProxy(t, 3, "")
 	c := tp.client(t)
 	near := tp.keyOn(t, tp.owner(t, "a"), "b")
-	far := tp.keyOn(t, tp.otherServer(t, "a"), "b")
-	compareWithRedis(t, c, []step{
+	far := tp.keyOn(t, tp.serverNotOwning(t, "a"), "b")
+	compareRepliesWithRedis(t, c, []replyCheck{
 		{args: []string{"RPUSH", "a", "2", "1"}},
-		{args: []string{"SORT", "a", "STORE", far}, want: crossSlot},
+		{args: []string{"SORT", "a", "STORE", far}, want: crossSlotReply},
 		{args: []string{"LRANGE", far, "0", "-1"}},
 		{args: []string{"SORT", "a", "LIMIT", "0", "5", "STORE", near}},
 		{args: []string{"LRANGE", near, "0", "-1"}},
-		{args: []string{"SORT", "a", "STORE", near, "STORE", far}, want: crossSlot},
+		{args: []string{"SORT", "a", "STORE", near, "STORE", far}, want: crossSlotReply},
 		{args: []string{"SORT_RO", "a", "STORE", far}},
 	})
 }
@@ -139,18 +139,18 @@ func TestProxyGeoStore(t *testing.T) {
 	tp := startProxy(t, 3, "")
 	c := tp.client(t)
 	near := tp.keyOn(t, tp.owner(t, "geo"), "dst")
-	far := tp.keyOn(t, tp.otherServer(t, "geo"), "dst")
-	compareWithRedis(t, c, []step{
+	far := tp.keyOn(t, tp.serverNotOwning(t, "geo"), "dst")
+	compareRepliesWithRedis(t, c, []replyCheck{
 		{args: []string{"GEOADD", "geo", "13.361389", "38.115556", "Palermo", "15.087269", "37.502669", "Catania"}},
-		{args: []string{"GEORADIUS", "geo", "15", "37", "200", "km", "STORE", far}, want: crossSlot},
-		{args: []string{"GEORADIUS", "geo", "15", "37", "200", "km", "STOREDIST", far}, want: crossSlot},
+		{args: []string{"GEORADIUS", "geo", "15", "37", "200", "km", "STORE", far}, want: crossSlotReply},
+		{args: []string{"GEORADIUS", "geo", "15", "37", "200", "km", "STOREDIST", far}, want: crossSlotReply},
 		{args: []string{"GEORADIUS", "geo", "15", "37", "200", "km", "ASC", "COUNT", "1", "STORE", near}},
 		{args: []string{"ZRANGE", near, "0", "-1"}},
 		{args: []string{"GEORADIUS", "geo", "15", "37", "200", "km", "STOREDIST", near}},
 		{args: []string{"ZRANGE", near, "0", "-1", "WITHSCORES"}},
-		{args: []string{"GEORADIUSBYMEMBER", "geo", "Palermo", "200", "km", "STORE", far}, want: crossSlot},
+		{args: []string{"GEORADIUSBYMEMBER", "geo", "Palermo", "200", "km", "STORE", far}, want: crossSlotReply},
 		{args: []string{"GEORADIUSBYMEMBER", "geo", "Palermo", "200", "km", "STORE", near}},
-		{args: []string{"GEOSEARCHSTORE", far, "geo", "FROMLONLAT", "15", "37", "BYRADIUS", "200", "km"}, want: crossSlot},
+		{args: []string{"GEOSEARCHSTORE", far, "geo", "FROMLONLAT", "15", "37", "BYRADIUS", "200", "km"}, want: crossSlotReply},
 		{args: []string{"GEOSEARCHSTORE", near, "geo", "FROMLONLAT", "15", "37", "BYRADIUS", "200", "km", "STOREDIST"}},
 		{args: []string{"ZRANGE", near, "0", "-1"}},
 		{args: []string{"EXISTS", far}},
@@ -164,8 +164,8 @@ func TestProxyGeoStore(t *testing.T) {
 func TestProxyRoutesSubcommandsAndStreams(t *testing.T) {
 	tp := startProxy(t, 3, "")
 	c := tp.client(t)
-	far := tp.keyOn(t, tp.otherServer(t, "s"), "s")
-	compareWithRedis(t, c, []step{
+	far := tp.keyOn(t, tp.serverNotOwning(t, "s"), "s")
+	compareRepliesWithRedis(t, c, []replyCheck{
 		{args: []string{"SET", "k", "12345"}},
 		{args: []string{"OBJECT", "ENCODING", "k"}},
 		{args: []string{"object", "refcount", "k"}},
@@ -184,7 +184,7 @@ func TestProxyRoutesSubcommandsAndStreams(t *testing.T) {
 		{args: []string{"XREAD", "COUNT", "1", "STREAMS", "s", "0"}},
 		{args: []string{"XREAD", "STREAMS", "s", "1-1"}},
 		{args: []string{"XGROUP", "DESTROY", "s", "g"}},
-		{args: []string{"XREAD", "COUNT", "1", "STREAMS", "s", far, "0", "0"}, want: crossSlot},
+		{args: []string{"XREAD", "COUNT", "1", "STREAMS", "s", far, "0", "0"}, want: crossSlotReply},
 		{args: []string{"XREAD", "BLOCK", "0", "STREAMS", "s", "$"}, want: "-" + refusal("xread", whyBlocking) + "\r\n"},
 		{args: []string{"XREADGROUP", "GROUP", "g", "c", "BLOCK", "10", "STREAMS", "s", ">"}, want: "-" + refusal("xreadgroup", whyBlocking) + "\r\n"},
 		{args: []string{"XREAD", "STREAMS", "s"}},
@@ -208,11 +208,11 @@ func TestProxySubcommandKeysInTransaction(t *testing.T) {
 			other = k
 		}
 	}
-	for _, s := range []step{
+	for _, s := range []replyCheck{
 		{args: []string{"SET", "{u}k", "1"}, want: "+OK\r\n"},
 		{args: []string{"MULTI"}, want: "+OK\r\n"},
 		{args: []string{"OBJECT", "ENCODING", "{u}k"}, want: "+QUEUED\r\n"},
-		{args: []string{"OBJECT", "ENCODING", other}, want: crossSlot},
+		{args: []string{"OBJECT", "ENCODING", other}, want: crossSlotReply},
 		{args: []string{"EXEC"}, want: "-" + msgExecAbort + "\r\n"},
 		{args: []string{"MULTI"}, want: "+OK\r\n"},
 		{args: []string{"OBJECT", "ENCODING", "{u}k"}, want: "+QUEUED\r\n"},
