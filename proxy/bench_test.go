@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"testing"
+
+	"github.com/shardproxy/shardproxy/hashring"
 )
 
 // benchmarkProxy sends GETs through the proxy from one connection with the
@@ -79,4 +82,83 @@ func BenchmarkProxySetParallel(b *testing.B) {
 			}
 		}
 	})
+}
+
+// keyRoutingCases are requests whose command lookup, key extraction and
+// SORT pattern check run on the request path.
+var keyRoutingCases = []string{
+	"GET k",
+	"set k v EX 10",
+	"MSET a 1 b 2 c 3",
+	"object ENCODING k",
+	"XINFO STREAM k FULL COUNT 10",
+	"XREADGROUP GROUP g c COUNT 1 STREAMS s1 s2 > >",
+	"XREAD BLOCK 0 STREAMS s $",
+	"GEORADIUS k 15 37 200 km ASC STORE {k}d STOREDIST {k}e",
+	"SORT {k}l BY {k}w_* GET # GET {k}o_*->f LIMIT 0 10 STORE {k}d",
+	"EVAL s 2 {k}a {k}b x",
+	"ZUNIONSTORE {k}d 2 {k}a {k}b WEIGHTS 1 2",
+	"MIGRATE h 1 \"\" 0 10 AUTH pw KEYS a b",
+}
+
+// routeKeys does what dispatch and owner do for args before any server is
+// involved, and reports the owner of the first key.
+func routeKeys(ring *hashring.Ring, args [][]byte, keys []int) int {
+	def := lookupCommand(args[0])
+	if def.subcommands != nil && len(args) > 1 {
+		def = def.subcommand(args[1])
+	}
+	if !def.arityOK(len(args)) || def.blocks(args) {
+		return -1
+	}
+	keys, _ = def.appendKeys(keys[:0], args)
+	if len(keys) == 0 {
+		return -1
+	}
+	idx := ring.Lookup(args[keys[0]])
+	if def.keysProc == keysSort && !sortPatternsOn(args, false, ring, "{}", idx) {
+		return -1
+	}
+	return idx
+}
+
+func keyRoutingSetup(tb testing.TB) (*hashring.Ring, [][][]byte) {
+	ring, err := hashring.New([]hashring.Node{{Addr: "a:1", Weight: 1}, {Addr: "b:1", Weight: 1}, {Addr: "c:1", Weight: 1}},
+		hashring.Options{HashTag: "{}"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var reqs [][][]byte
+	for _, line := range keyRoutingCases {
+		var args [][]byte
+		for _, a := range strings.Fields(line) {
+			args = append(args, []byte(strings.ReplaceAll(a, `""`, "")))
+		}
+		reqs = append(reqs, args)
+	}
+	return ring, reqs
+}
+
+// Command lookup (subcommands included) and key extraction allocate nothing.
+func TestKeyRoutingAllocatesNothing(t *testing.T) {
+	ring, reqs := keyRoutingSetup(t)
+	keys := make([]int, 0, 16)
+	for i, args := range reqs {
+		if n := testing.AllocsPerRun(100, func() { routeKeys(ring, args, keys) }); n != 0 {
+			t.Errorf("%s: %v allocations, want 0", keyRoutingCases[i], n)
+		}
+	}
+}
+
+func BenchmarkKeyRouting(b *testing.B) {
+	ring, reqs := keyRoutingSetup(b)
+	keys := make([]int, 0, 16)
+	for i, args := range reqs {
+		b.Run(strings.Fields(keyRoutingCases[i])[0]+"_"+fmt.Sprint(i), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				routeKeys(ring, args, keys)
+			}
+		})
+	}
 }

@@ -1,5 +1,9 @@
 package proxy
 
+import "strings"
+
+//go:generate go run ./internal/cmdgen -o commandtable.go
+
 // commandKind says how the proxy handles a command.
 type commandKind uint8
 
@@ -37,47 +41,23 @@ const (
 	mergeAnd                    // SCRIPT EXISTS: 1 where every server said 1
 )
 
-// command describes one Redis command: how to route it and where its keys
-// are. Key positions follow Redis' COMMAND output: first, last (negative
-// counts from the end) and step; numKeysAt > 0 means the count of keys is the
-// argument at that position and the keys follow it.
+// command describes one Redis command, or one subcommand of a container
+// such as OBJECT: what redis-server says about it (commandtable.go, from
+// COMMAND INFO) and how the proxy handles it (its kind, from policies).
 type command struct {
-	name      string // lower case
-	arity     int    // Redis arity: n exactly, -n at least n
-	kind      commandKind
-	first     int
-	last      int
-	step      int
-	numKeysAt int
-	merge     mergeKind
-	why       string // for unsupported commands: what the client should know
-}
-
-// keyed builds a command routed by its keys.
-func keyed(name string, arity, first, last, step int) *command {
-	return &command{name: name, arity: arity, kind: routeKey, first: first, last: last, step: step}
-}
-
-// withNumKeys builds a command whose keys are counted by the argument at
-// numKeysAt; fixed is a key before the count (ZUNIONSTORE's destination), or 0.
-func withNumKeys(name string, arity, numKeysAt, fixed int) *command {
-	return &command{name: name, arity: arity, kind: routeKey, first: fixed, numKeysAt: numKeysAt}
-}
-
-func split(name string, arity, step int, merge mergeKind, kind commandKind) *command {
-	return &command{name: name, arity: arity, kind: kind, first: 1, last: -1, step: step, merge: merge}
-}
-
-func special(name string, arity int, kind commandKind) *command {
-	return &command{name: name, arity: arity, kind: kind}
-}
-
-func refused(why string, names ...string) []*command {
-	cmds := make([]*command, len(names))
-	for i, n := range names {
-		cmds[i] = &command{name: n, arity: -1, kind: unsupported, why: why}
-	}
-	return cmds
+	name        string // lower case; "container|sub" for a subcommand
+	arity       int    // Redis arity: n exactly, -n at least n
+	kind        commandKind
+	flags       commandFlags
+	acl         aclCategories
+	tips        []string
+	keySpecs    []keySpec
+	keysProc    keysProc            // Redis' own key finder, where its specs are incomplete
+	subcommands map[string]*command // for containers routed by subcommand, by lower-case name
+	merge       mergeKind
+	step        int    // split commands: 1, or 2 for MSET's key/value pairs
+	blockOption bool   // XREAD, XREADGROUP: blocking only with a BLOCK option
+	why         string // for unsupported commands: what the client should know
 }
 
 // The reasons given for unsupported commands.
@@ -89,143 +69,181 @@ const (
 	whyDB         = "the pool's database is set by redis_db"
 )
 
+// policy is how the proxy handles a command, where redis-server's own
+// description does not settle it (see derivedPolicy).
+type policy struct {
+	kind        commandKind
+	merge       mergeKind
+	step        int
+	blockOption bool
+	why         string
+}
+
+// policies are the proxy's own decisions, by command name. A container
+// named here (CLIENT, SCRIPT, ...) is handled as a whole; the others
+// (OBJECT, MEMORY, XGROUP, XINFO) are handled by subcommand.
+var policies = buildPolicies()
+
+func buildPolicies() map[string]policy {
+	p := map[string]policy{
+		// Split per server and merged.
+		"mget":   {kind: splitKeys, merge: mergeArray, step: 1},
+		"del":    {kind: splitKeys, merge: mergeSum, step: 1},
+		"unlink": {kind: splitKeys, merge: mergeSum, step: 1},
+		"exists": {kind: splitKeys, merge: mergeSum, step: 1},
+		"touch":  {kind: splitKeys, merge: mergeSum, step: 1},
+		"mset":   {kind: splitPairs, merge: mergeOK, step: 2},
+
+		// Redis flags them blocking, but they block only with BLOCK.
+		"xread":      {kind: routeKey, blockOption: true},
+		"xreadgroup": {kind: routeKey, blockOption: true},
+
+		// Keyless and the same on every server: nutcracker's placeholder.
+		"command": {kind: routePlaceholder},
+		"lolwut":  {kind: routePlaceholder},
+	}
+	set := func(pol policy, names ...string) {
+		for _, n := range names {
+			p[n] = pol
+		}
+	}
+	set(policy{kind: local}, "ping", "echo", "quit", "select", "auth", "hello", "client", "info",
+		"reset", "readonly", "readwrite")
+	set(policy{kind: transaction}, "multi", "exec", "discard", "watch", "unwatch")
+	// Keyless commands whose answer differs per server; the admin flag,
+	// "pubsub" and a request_policy of all_shards or all_nodes say the
+	// same for the rest (derivedPolicy).
+	// Script caches: to every server, replies merged (fanout.go).
+	set(policy{kind: fanOut}, "script", "function")
+	set(policy{kind: unsupported, why: whyAllServers}, "scan", "swapdb", "time", "lastsave")
+	set(policy{kind: unsupported, why: whyAdmin}, "config", "cluster", "acl", "module", "latency",
+		"slowlog", "role", "asking",
+		// MIGRATE moves keys to a server of its choosing, off the ring.
+		"migrate")
+	set(policy{kind: unsupported, why: whyPubSub}, "pubsub")
+	set(policy{kind: unsupported, why: whyDB}, "move")
+	return p
+}
+
+// derivedPolicy is the policy of a command that policies does not name,
+// from what redis-server says about it. ok is false when that says nothing
+// the proxy can act on.
+func derivedPolicy(rc *redisCommand) (_ policy, ok bool) {
+	switch {
+	case rc.flags&cmdPubsub != 0:
+		return policy{kind: unsupported, why: whyPubSub}, true
+	case rc.flags&cmdBlocking != 0:
+		return policy{kind: unsupported, why: whyBlocking}, true
+	case hasKeys(rc.keySpecs):
+		return policy{kind: routeKey}, true
+	case rc.flags&cmdAdmin != 0:
+		return policy{kind: unsupported, why: whyAdmin}, true
+	case hasTip(rc.tips, "request_policy:all_shards"), hasTip(rc.tips, "request_policy:all_nodes"):
+		return policy{kind: unsupported, why: whyAllServers}, true
+	case strings.HasSuffix(rc.name, "|help"):
+		return policy{kind: routePlaceholder}, true
+	}
+	return policy{}, false
+}
+
+func hasKeys(specs []keySpec) bool {
+	for _, s := range specs {
+		if s.flags&ksNotKey == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func hasTip(tips []string, tip string) bool {
+	for _, t := range tips {
+		if t == tip {
+			return true
+		}
+	}
+	return false
+}
+
 // commands is the command table, keyed by lower-case name.
 var commands = buildCommands()
 
 func buildCommands() map[string]*command {
-	list := []*command{
-		// Strings.
-		keyed("get", 2, 1, 1, 1), keyed("set", -3, 1, 1, 1), keyed("setnx", 3, 1, 1, 1),
-		keyed("setex", 4, 1, 1, 1), keyed("psetex", 4, 1, 1, 1), keyed("getset", 3, 1, 1, 1),
-		keyed("getdel", 2, 1, 1, 1), keyed("getex", -2, 1, 1, 1), keyed("append", 3, 1, 1, 1),
-		keyed("strlen", 2, 1, 1, 1), keyed("incr", 2, 1, 1, 1), keyed("decr", 2, 1, 1, 1),
-		keyed("incrby", 3, 1, 1, 1), keyed("decrby", 3, 1, 1, 1), keyed("incrbyfloat", 3, 1, 1, 1),
-		keyed("getrange", 4, 1, 1, 1), keyed("setrange", 4, 1, 1, 1), keyed("substr", 4, 1, 1, 1),
-		keyed("getbit", 3, 1, 1, 1), keyed("setbit", 4, 1, 1, 1), keyed("bitcount", -2, 1, 1, 1),
-		keyed("bitpos", -3, 1, 1, 1), keyed("bitfield", -2, 1, 1, 1), keyed("bitfield_ro", -2, 1, 1, 1),
-		keyed("lcs", -3, 1, 2, 1), keyed("msetnx", -3, 1, -1, 2), keyed("bitop", -4, 2, -1, 1),
-		split("mget", -2, 1, mergeArray, splitKeys), split("mset", -3, 2, mergeOK, splitPairs),
-
-		// Keys.
-		split("del", -2, 1, mergeSum, splitKeys), split("unlink", -2, 1, mergeSum, splitKeys),
-		split("exists", -2, 1, mergeSum, splitKeys), split("touch", -2, 1, mergeSum, splitKeys),
-		keyed("expire", -3, 1, 1, 1), keyed("expireat", -3, 1, 1, 1), keyed("pexpire", -3, 1, 1, 1),
-		keyed("pexpireat", -3, 1, 1, 1), keyed("expiretime", 2, 1, 1, 1), keyed("pexpiretime", 2, 1, 1, 1),
-		keyed("persist", 2, 1, 1, 1), keyed("ttl", 2, 1, 1, 1), keyed("pttl", 2, 1, 1, 1),
-		keyed("type", 2, 1, 1, 1), keyed("dump", 2, 1, 1, 1), keyed("restore", -4, 1, 1, 1),
-		keyed("sort", -2, 1, 1, 1), keyed("sort_ro", -2, 1, 1, 1), keyed("copy", -3, 1, 2, 1),
-		keyed("rename", 3, 1, 2, 1), keyed("renamenx", 3, 1, 2, 1),
-
-		// Hashes.
-		keyed("hset", -4, 1, 1, 1), keyed("hsetnx", 4, 1, 1, 1), keyed("hget", 3, 1, 1, 1),
-		keyed("hmset", -4, 1, 1, 1), keyed("hmget", -3, 1, 1, 1), keyed("hincrby", 4, 1, 1, 1),
-		keyed("hincrbyfloat", 4, 1, 1, 1), keyed("hdel", -3, 1, 1, 1), keyed("hlen", 2, 1, 1, 1),
-		keyed("hstrlen", 3, 1, 1, 1), keyed("hkeys", 2, 1, 1, 1), keyed("hvals", 2, 1, 1, 1),
-		keyed("hgetall", 2, 1, 1, 1), keyed("hexists", 3, 1, 1, 1), keyed("hrandfield", -2, 1, 1, 1),
-		keyed("hscan", -3, 1, 1, 1),
-
-		// Lists.
-		keyed("lpush", -3, 1, 1, 1), keyed("rpush", -3, 1, 1, 1), keyed("lpushx", -3, 1, 1, 1),
-		keyed("rpushx", -3, 1, 1, 1), keyed("lpop", -2, 1, 1, 1), keyed("rpop", -2, 1, 1, 1),
-		keyed("llen", 2, 1, 1, 1), keyed("lindex", 3, 1, 1, 1), keyed("lset", 4, 1, 1, 1),
-		keyed("lrange", 4, 1, 1, 1), keyed("ltrim", 4, 1, 1, 1), keyed("lrem", 4, 1, 1, 1),
-		keyed("linsert", 5, 1, 1, 1), keyed("lpos", -3, 1, 1, 1), keyed("rpoplpush", 3, 1, 2, 1),
-		keyed("lmove", 5, 1, 2, 1), withNumKeys("lmpop", -4, 1, 0),
-
-		// Sets.
-		keyed("sadd", -3, 1, 1, 1), keyed("srem", -3, 1, 1, 1), keyed("smembers", 2, 1, 1, 1),
-		keyed("sismember", 3, 1, 1, 1), keyed("smismember", -3, 1, 1, 1), keyed("scard", 2, 1, 1, 1),
-		keyed("spop", -2, 1, 1, 1), keyed("srandmember", -2, 1, 1, 1), keyed("smove", 4, 1, 2, 1),
-		keyed("sdiff", -2, 1, -1, 1), keyed("sdiffstore", -3, 1, -1, 1), keyed("sinter", -2, 1, -1, 1),
-		keyed("sinterstore", -3, 1, -1, 1), keyed("sunion", -2, 1, -1, 1), keyed("sunionstore", -3, 1, -1, 1),
-		withNumKeys("sintercard", -3, 1, 0), keyed("sscan", -3, 1, 1, 1),
-
-		// Sorted sets.
-		keyed("zadd", -4, 1, 1, 1), keyed("zincrby", 4, 1, 1, 1), keyed("zrem", -3, 1, 1, 1),
-		keyed("zcard", 2, 1, 1, 1), keyed("zcount", 4, 1, 1, 1), keyed("zlexcount", 4, 1, 1, 1),
-		keyed("zscore", 3, 1, 1, 1), keyed("zmscore", -3, 1, 1, 1), keyed("zrank", -3, 1, 1, 1),
-		keyed("zrevrank", -3, 1, 1, 1), keyed("zrange", -4, 1, 1, 1), keyed("zrangebyscore", -4, 1, 1, 1),
-		keyed("zrevrangebyscore", -4, 1, 1, 1), keyed("zrangebylex", -4, 1, 1, 1),
-		keyed("zrevrangebylex", -4, 1, 1, 1), keyed("zrevrange", -4, 1, 1, 1),
-		keyed("zremrangebyrank", 4, 1, 1, 1), keyed("zremrangebyscore", 4, 1, 1, 1),
-		keyed("zremrangebylex", 4, 1, 1, 1), keyed("zpopmin", -2, 1, 1, 1), keyed("zpopmax", -2, 1, 1, 1),
-		keyed("zrandmember", -2, 1, 1, 1), keyed("zscan", -3, 1, 1, 1), keyed("zrangestore", -5, 1, 2, 1),
-		withNumKeys("zunionstore", -4, 2, 1), withNumKeys("zinterstore", -4, 2, 1),
-		withNumKeys("zdiffstore", -4, 2, 1), withNumKeys("zunion", -3, 1, 0), withNumKeys("zinter", -3, 1, 0),
-		withNumKeys("zdiff", -3, 1, 0), withNumKeys("zintercard", -3, 1, 0), withNumKeys("zmpop", -4, 1, 0),
-
-		// HyperLogLog.
-		keyed("pfadd", -2, 1, 1, 1), keyed("pfcount", -2, 1, -1, 1), keyed("pfmerge", -2, 1, -1, 1),
-
-		// Geo.
-		keyed("geoadd", -5, 1, 1, 1), keyed("geodist", -4, 1, 1, 1), keyed("geohash", -2, 1, 1, 1),
-		keyed("geopos", -2, 1, 1, 1), keyed("georadius", -6, 1, 1, 1), keyed("georadius_ro", -6, 1, 1, 1),
-		keyed("georadiusbymember", -5, 1, 1, 1), keyed("georadiusbymember_ro", -5, 1, 1, 1),
-		keyed("geosearch", -7, 1, 1, 1), keyed("geosearchstore", -8, 1, 2, 1),
-
-		// Streams (non-blocking, single key).
-		keyed("xadd", -5, 1, 1, 1), keyed("xlen", 2, 1, 1, 1), keyed("xrange", -4, 1, 1, 1),
-		keyed("xrevrange", -4, 1, 1, 1), keyed("xdel", -3, 1, 1, 1), keyed("xtrim", -4, 1, 1, 1),
-		keyed("xack", -4, 1, 1, 1), keyed("xclaim", -6, 1, 1, 1), keyed("xautoclaim", -6, 1, 1, 1),
-		keyed("xpending", -3, 1, 1, 1), keyed("xsetid", -3, 1, 1, 1),
-
-		// Scripting: routed by the keys after numkeys (with none, to the
-		// owner of "placeholder"); SCRIPT and FUNCTION go to every server.
-		withNumKeys("eval", -3, 2, 0), withNumKeys("evalsha", -3, 2, 0),
-		withNumKeys("eval_ro", -3, 2, 0), withNumKeys("evalsha_ro", -3, 2, 0),
-		withNumKeys("fcall", -3, 2, 0), withNumKeys("fcall_ro", -3, 2, 0),
-		special("script", -2, fanOut), special("function", -2, fanOut),
-
-		// Keyless commands nutcracker sends to the owner of "placeholder".
-		special("command", -1, routePlaceholder), special("lolwut", -1, routePlaceholder),
-
-		// Answered by the proxy.
-		special("ping", -1, local), special("echo", 2, local), special("quit", -1, local),
-		special("select", 2, local), special("auth", -2, local), special("hello", -1, local),
-		special("client", -2, local), special("info", -1, local), special("reset", 1, local),
-		special("readonly", 1, local), special("readwrite", 1, local),
-
-		// Transactions.
-		special("multi", 1, transaction), special("exec", 1, transaction),
-		special("discard", 1, transaction),
-		{name: "watch", arity: -2, kind: transaction, first: 1, last: -1, step: 1},
-		special("unwatch", 1, transaction),
-	}
-	list = append(list, refused(whyAllServers, "keys", "scan", "randomkey", "dbsize", "flushall",
-		"flushdb", "swapdb", "wait", "waitaof", "memory", "object",
-		"time", "lastsave", "xread", "xreadgroup", "xgroup", "xinfo")...)
-	list = append(list, refused(whyBlocking, "blpop", "brpop", "brpoplpush", "blmove", "blmpop",
-		"bzpopmin", "bzpopmax", "bzmpop")...)
-	list = append(list, refused(whyPubSub, "subscribe", "unsubscribe", "psubscribe", "punsubscribe",
-		"ssubscribe", "sunsubscribe", "publish", "spublish", "pubsub")...)
-	list = append(list, refused(whyAdmin, "config", "cluster", "monitor", "shutdown", "slaveof",
-		"replicaof", "save", "bgsave", "bgrewriteaof", "debug", "slowlog", "latency", "acl",
-		"module", "sync", "psync", "failover", "migrate", "role", "asking", "replconf")...)
-	list = append(list, refused(whyDB, "move")...)
-
-	table := make(map[string]*command, len(list))
-	for _, c := range list {
-		if _, dup := table[c.name]; dup {
-			panic("proxy: command " + c.name + " listed twice")
+	table := make(map[string]*command, len(redisCommandTable))
+	for i := range redisCommandTable {
+		rc := &redisCommandTable[i]
+		if _, dup := table[rc.name]; dup {
+			panic("proxy: command " + rc.name + " listed twice")
 		}
-		table[c.name] = c
+		table[rc.name] = newCommand(rc)
+	}
+	for name := range policies {
+		if table[name] == nil {
+			panic("proxy: policy for " + name + ", which redis-server " + commandTableVersion + " does not have")
+		}
 	}
 	return table
 }
 
+// newCommand builds the proxy's view of rc, and of its subcommands when rc
+// is a container without a policy of its own.
+func newCommand(rc *redisCommand) *command {
+	c := &command{
+		name: rc.name, arity: rc.arity, flags: rc.flags, acl: rc.acl, tips: rc.tips,
+		keySpecs: rc.keySpecs, keysProc: keysProcs[rc.name],
+	}
+	for _, s := range rc.keySpecs {
+		incomplete := s.begin == beginUnknown || s.find == findUnknown || s.flags&ksIncomplete != 0
+		if incomplete && s.flags&ksNotKey == 0 && c.keysProc == keysBySpecs {
+			panic("proxy: command " + rc.name + " has an incomplete key spec and no key finder")
+		}
+	}
+	p, named := policies[rc.name]
+	if !named && len(rc.subcommands) > 0 {
+		if rc.arity > -2 {
+			panic("proxy: container " + rc.name + " may be called without a subcommand")
+		}
+		c.kind = unsupported // unreachable: the arity asks for a subcommand
+		c.subcommands = make(map[string]*command, len(rc.subcommands))
+		for i := range rc.subcommands {
+			sub := newCommand(&rc.subcommands[i])
+			c.subcommands[sub.name[strings.IndexByte(sub.name, '|')+1:]] = sub
+		}
+		return c
+	}
+	if !named {
+		var ok bool
+		if p, ok = derivedPolicy(rc); !ok {
+			panic("proxy: no policy for command " + rc.name)
+		}
+	}
+	c.kind, c.merge, c.step, c.blockOption, c.why = p.kind, p.merge, p.step, p.blockOption, p.why
+	return c
+}
+
+// maxCommandName bounds the names lookupCommand and subcommand look up;
+// Redis' longest is 20 bytes (georadiusbymember_ro).
+const maxCommandName = 24
+
 // lookupCommand finds name in the table, ignoring case, without allocating.
 func lookupCommand(name []byte) *command {
-	var lower [24]byte
+	return lookupIn(commands, name)
+}
+
+// subcommand finds a container's subcommand by name, ignoring case, without
+// allocating.
+func (c *command) subcommand(name []byte) *command {
+	return lookupIn(c.subcommands, name)
+}
+
+func lookupIn(table map[string]*command, name []byte) *command {
+	var lower [maxCommandName]byte
 	if len(name) > len(lower) {
 		return nil
 	}
 	for i, c := range name {
-		if c >= 'A' && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		lower[i] = c
+		lower[i] = lowerASCII(c)
 	}
-	return commands[string(lower[:len(name)])]
+	return table[string(lower[:len(name)])]
 }
 
 // arityOK reports whether n arguments (the name included) fit the command.
@@ -237,34 +255,49 @@ func (c *command) arityOK(n int) bool {
 }
 
 // appendKeys appends the index of every key argument to dst, first key
-// first. ok is false when the arguments do not say where the keys are (a
-// numkeys that is not a positive number within the arguments).
+// first, found as Redis finds them (COMMAND GETKEYS): by the command's key
+// specs, or by Redis' own key finder where those are incomplete. ok is
+// false when the arguments do not say where the keys are (a count that is
+// not a number, or more keys than arguments) and Redis has no key finder
+// of its own for the command; no keys are appended then.
 func (c *command) appendKeys(dst []int, args [][]byte) (_ []int, ok bool) {
-	if c.numKeysAt > 0 {
-		if c.first > 0 {
-			dst = append(dst, c.first)
+	return appendKeysLikeRedis(dst, c.keySpecs, c.keysProc, args)
+}
+
+// keyCountIsZero reports whether the command's key count argument (EVAL's
+// numkeys, ...) is 0.
+func (c *command) keyCountIsZero(args [][]byte) bool {
+	for _, s := range c.keySpecs {
+		if s.begin != beginIndex || s.find != findKeyNum {
+			continue
 		}
-		if c.numKeysAt >= len(args) {
-			return dst, false
+		if at := s.index + s.keyNumIdx; at < len(args) {
+			n, ok := parseRedisInt(args[at])
+			return ok && n == 0
 		}
-		n, ok := parseLength(args[c.numKeysAt])
-		if !ok || n <= 0 || c.numKeysAt+n >= len(args) {
-			return dst, false
+	}
+	return false
+}
+
+// blocks reports whether XREAD or XREADGROUP would block: a BLOCK option
+// before STREAMS, parsed as Redis' xreadCommand does.
+func (c *command) blocks(args [][]byte) bool {
+	if !c.blockOption {
+		return false
+	}
+	for i := 1; i < len(args); i++ {
+		more := len(args) - i - 1
+		switch a := args[i]; {
+		case equalFold(a, "block") && more > 0:
+			return true
+		case equalFold(a, "count") && more > 0:
+			i++
+		case equalFold(a, "group") && more >= 2:
+			i += 2
+		case equalFold(a, "noack"):
+		default:
+			return false // STREAMS, or a syntax error Redis reports
 		}
-		for i := c.numKeysAt + 1; i <= c.numKeysAt+n; i++ {
-			dst = append(dst, i)
-		}
-		return dst, true
 	}
-	if c.step <= 0 {
-		return dst, false
-	}
-	last := c.last
-	if last < 0 {
-		last += len(args)
-	}
-	for i := c.first; i <= last && i < len(args); i += c.step {
-		dst = append(dst, i)
-	}
-	return dst, true
+	return false
 }

@@ -8,8 +8,11 @@
 //	server.go    listeners, accept, Reload, Shutdown
 //	client.go    read a batch of complete commands, reply in order
 //	resp.go      parse requests (bounded, resumable), find reply ends
-//	command.go   the command table: arity, key positions, kind
-//	route.go     answer, refuse, or pick the server by the key
+//	command.go   the command table: what redis-server says of each command
+//	             (commandtable.go, generated from its COMMAND INFO) and how
+//	             the proxy handles it
+//	keyspec.go   where a command's keys are: Redis' key specs and key finders
+//	route.go     answer, refuse, or pick the server by the keys
 //	fragment.go  split MGET/DEL/UNLINK/EXISTS/TOUCH/MSET per server, merge
 //	fanout.go    SCRIPT and FUNCTION to every server, merge; keyless EVAL
 //	local.go     PING, ECHO, QUIT, SELECT, AUTH, HELLO, CLIENT, INFO

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bytes"
-	"strings"
 
 	"github.com/tidwall/redcon"
 )
@@ -53,18 +52,10 @@ var functionSubcommands = []subcommand{
 	{name: "stats", why: whyPerServer},
 }
 
-// placeholderKey is the key whose owner answers keyless requests, as in
-// nutcracker.
-var placeholderKey = []byte("placeholder")
-
 const (
 	msgFanOutDiffer   = "ERR the servers of this pool gave different replies"
 	msgFanOutBadReply = "ERR unexpected reply from a server to a command sent to every server"
 )
-
-func unknownSubcommand(def *command, sub []byte) string {
-	return "ERR unknown subcommand '" + string(limitArg(sub)) + "'. Try " + strings.ToUpper(def.name) + " HELP."
-}
 
 // fanOutInMulti is the error for a fan-out command inside MULTI: a
 // transaction runs on one server.
@@ -92,7 +83,7 @@ func (c *client) fanOut(def *command, cmd *parsedCommand) {
 	sub := findSubcommand(subs, cmd.args[1])
 	switch {
 	case sub == nil:
-		c.replyError(unknownSubcommand(def, cmd.args[1]))
+		c.replyError(unknownSubcommand(cmd.args))
 		return
 	case sub.why != "":
 		c.replyError("ERR unsupported command '" + def.name + "|" + sub.name + "' in shardproxy: " + sub.why)
@@ -125,16 +116,10 @@ func (c *client) fanOut(def *command, cmd *parsedCommand) {
 }
 
 // keylessScript reports whether args is EVAL, EVALSHA, FCALL or a read-only
-// variant with numkeys 0, which runs on the owner of "placeholder".
+// variant (the commands Redis flags no-mandatory-keys) with numkeys 0,
+// which runs on the owner of "placeholder".
 func keylessScript(def *command, args [][]byte) bool {
-	if len(args) < 3 || len(args[2]) != 1 || args[2][0] != '0' {
-		return false
-	}
-	switch def.name {
-	case "eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro":
-		return true
-	}
-	return false
+	return def.flags&cmdNoMandatoryKeys != 0 && def.keyCountIsZero(args)
 }
 
 // mergeSame is the reply every server gave (SCRIPT LOAD's digest, FUNCTION

@@ -41,8 +41,18 @@ func limitArg(a []byte) []byte {
 	return a
 }
 
+// unknownSubcommand is Redis' reply to a container command (OBJECT, ...)
+// with a subcommand it does not have.
+func unknownSubcommand(args [][]byte) string {
+	return "ERR unknown subcommand '" + string(limitArg(args[1])) + "'. Try " + strings.ToUpper(string(args[0])) + " HELP."
+}
+
 func unsupportedCommand(c *command) string {
-	return "ERR unsupported command '" + c.name + "' in shardproxy: " + c.why
+	return refusal(c.name, c.why)
+}
+
+func refusal(name, why string) string {
+	return "ERR unsupported command '" + name + "' in shardproxy: " + why
 }
 
 // dispatch handles one command: answers it, stages it for its server, or
@@ -54,6 +64,15 @@ func (c *client) dispatch(cmd *parsedCommand) {
 		c.rejectInTx()
 		c.replyError(unknownCommand(args))
 		return
+	}
+	if def.subcommands != nil && len(args) > 1 {
+		sub := def.subcommand(args[1])
+		if sub == nil {
+			c.rejectInTx()
+			c.replyError(unknownSubcommand(args))
+			return
+		}
+		def = sub
 	}
 	if !c.authed && !allowedBeforeAuth(def) {
 		c.replyError(msgNoAuth)
@@ -85,7 +104,7 @@ func (c *client) dispatchKind(def *command, cmd *parsedCommand) {
 	case unsupported:
 		c.replyError(unsupportedCommand(def))
 	case routePlaceholder:
-		c.route(c.ring.Lookup([]byte("placeholder")), cmd)
+		c.route(c.ring.Lookup(placeholderKey), cmd)
 	case splitKeys, splitPairs:
 		c.split(def, cmd)
 	case fanOut:
@@ -104,6 +123,9 @@ func (c *client) dispatchKind(def *command, cmd *parsedCommand) {
 	}
 }
 
+// placeholderKey is the key nutcracker routes keyless commands by.
+var placeholderKey = []byte("placeholder")
+
 func allowedBeforeAuth(def *command) bool {
 	switch def.name {
 	case "auth", "hello", "ping", "quit", "reset":
@@ -113,18 +135,20 @@ func allowedBeforeAuth(def *command) bool {
 }
 
 // owner finds the server of a keyed command, checking that every key it
-// names lives there. msg is an error reply when there is no single owner.
+// names, and every key its SORT patterns form, lives there. msg is an error
+// reply when there is no single owner.
 func (c *client) owner(def *command, args [][]byte) (int, string) {
-	keys, ok := def.appendKeys(c.keys[:0], args)
-	c.keys = keys
-	if !ok && len(keys) == 0 {
-		if n, isNum := parseLength(args[def.numKeysAt]); isNum && n == 0 {
-			return -1, "ERR '" + def.name + "' without keys cannot be routed: shardproxy sends each request to the server of its keys"
-		}
-		return -1, msgBadNumKeys
+	if def.blocks(args) {
+		return -1, refusal(def.name, whyBlocking)
 	}
+	keys, _ := def.appendKeys(c.keys[:0], args)
+	c.keys = keys
 	if len(keys) == 0 {
-		return -1, wrongArity(def.name)
+		// Redis' own key finding sees no key here either, and a command
+		// with keys that names none is an error Redis reports without
+		// touching any key (Redis Cluster relies on the same): any server
+		// gives its exact error.
+		return c.ring.Lookup(placeholderKey), ""
 	}
 	idx := c.ring.Lookup(args[keys[0]])
 	if idx < 0 {
@@ -132,6 +156,11 @@ func (c *client) owner(def *command, args [][]byte) (int, string) {
 	}
 	for _, k := range keys[1:] {
 		if c.ring.Lookup(args[k]) != idx {
+			return -1, msgCrossSlot
+		}
+	}
+	if def.keysProc == keysSort || def.keysProc == keysSortRO {
+		if !sortPatternsOn(args, def.keysProc == keysSortRO, c.ring, c.ring.Options().HashTag, idx) {
 			return -1, msgCrossSlot
 		}
 	}
