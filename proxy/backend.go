@@ -30,6 +30,11 @@ type replySlot struct {
 type batch struct {
 	pending atomic.Int32
 	done    chan struct{}
+	// held counts the bytes of the batch's large replies, which readers
+	// stop keeping once they reach hard, the client's hard output buffer
+	// limit (0: none), set before the batch is submitted (output.go).
+	held atomic.Int64
+	hard int64
 }
 
 func (s *replySlot) complete() {
@@ -356,7 +361,11 @@ func (b *backendConn) readLoop(conn net.Conn, sock *rawSocket, gen uint64) {
 					s.to.deliver(reply)
 					continue
 				}
-				s.buf = append(s.buf[:0], reply...)
+				if len(reply) >= largeReply && !s.batch.hold(len(reply)) {
+					s.buf = s.buf[:0] // the client is over its hard limit and will be closed
+				} else {
+					s.buf = append(s.buf[:0], reply...)
+				}
 				s.complete()
 			}
 			clear(slots)

@@ -13,7 +13,8 @@ import (
 
 const (
 	// maxBatch bounds the commands one client has in flight, so a client
-	// that pipelines a million commands is served in slices.
+	// that pipelines a million commands is served in slices. A client's
+	// own limit is lower while its replies are large (output.go).
 	maxBatch = 512
 	// readBufferSize is a client's read buffer; it grows for a larger
 	// request and shrinks back once the request is done.
@@ -43,6 +44,8 @@ type client struct {
 	parser       requestParser
 	cmd          parsedCommand
 	out          []byte
+	limit        int  // commands the next batch may hold (output.go)
+	overSoft     bool // the replies being written are over the soft limit (output.go)
 
 	ring   *hashring.Ring // loaded once per batch
 	calls  []call
@@ -61,6 +64,8 @@ type client struct {
 	tx       txState
 	quit     bool
 	stopping atomic.Bool
+
+	limitClosed atomic.Bool // closed for its output buffer limit
 }
 
 // call is one command of a batch and where its reply will be.
@@ -78,7 +83,7 @@ type stage struct {
 }
 
 func newClient(s *Server, l *listener, p *pool, conn net.Conn) *client {
-	c := &client{srv: s, l: l, pool: p, conn: conn, id: s.ids.Add(1)}
+	c := &client{srv: s, l: l, pool: p, conn: conn, id: s.ids.Add(1), limit: initialBatch}
 	c.batch.done = make(chan struct{}, 1)
 	c.sock = newRawSocket(conn)
 	c.direct.wake = make(chan struct{}, 1)
@@ -105,7 +110,7 @@ func (c *client) serve() {
 			return
 		}
 		var perr error
-		for len(c.calls) < maxBatch && !c.quit {
+		for len(c.calls) < c.limit && !c.quit {
 			n, err := c.parser.next(c.rbuf[c.rstart:c.rend], &c.cmd)
 			if err != nil {
 				perr = err
@@ -119,7 +124,7 @@ func (c *client) serve() {
 				c.dispatch(&c.cmd)
 			}
 		}
-		full := len(c.calls) >= maxBatch
+		full := len(c.calls) >= c.limit
 		if len(c.calls) > 0 {
 			if err := c.finishBatch(); err != nil {
 				c.pool.stats.clientErr.Add(1)
@@ -164,12 +169,19 @@ func (c *client) beginBatch() error {
 	if err := c.awaitDirect(); err != nil {
 		return err
 	}
+	if n := c.direct.size; n > 0 {
+		c.direct.size = 0
+		if c.limit < maxBatch {
+			c.adapt(1, int64(n))
+		}
+	}
 	p := c.l.pool.Load()
 	if p != c.pool {
 		c.pool.stats.clientConnections.Add(-1)
 		p.stats.clientConnections.Add(1)
 		c.pool = p
 	}
+	c.batch.hard = p.cfg.ClientOutputBufferLimit.Hard
 	c.authed = p.cfg.RedisAuth == "" || c.authPass == p.cfg.RedisAuth
 	return nil
 }
@@ -232,10 +244,13 @@ func (c *client) newSlot() *replySlot {
 	return s
 }
 
-// reply records a reply the proxy produced itself.
+// reply records a reply the proxy produced itself, or that came on a
+// pinned connection.
 func (c *client) reply(b []byte) {
 	s := c.newSlot()
-	s.buf = append(s.buf, b...)
+	if len(b) < largeReply || c.batch.hold(len(b)) {
+		s.buf = append(s.buf, b...)
+	}
 	c.calls = append(c.calls, call{slot: s})
 }
 
@@ -330,6 +345,10 @@ func (c *client) finishBatch() error {
 		return nil
 	}
 	c.submit()
+	if c.batch.held.Load() > 0 {
+		return c.writeLargeReplies()
+	}
+	n := len(c.calls)
 	out := c.out[:0]
 	for i := range c.calls {
 		cl := &c.calls[i]
@@ -340,7 +359,8 @@ func (c *client) finishBatch() error {
 		out = append(out, cl.slot.buf...)
 	}
 	c.endBatch()
-	_, err := c.write(out)
+	c.adapt(n, int64(len(out)))
+	err := c.writeReplies(out)
 	if cap(out) > maxKeptBuffer {
 		out = nil
 	}

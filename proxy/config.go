@@ -30,6 +30,11 @@ package proxy
 //	kubernetes_port: P     with kubernetes_service and no servers list, every
 //	kubernetes_weight: W   pod of S is a server on port P (6379) with weight
 //	                       W (1), named by its pod name.
+//	client_output_buffer_limit: HARD SOFT SECONDS
+//	                       Redis' client-output-buffer-limit for a client's
+//	                       unwritten replies, without the class: sizes in
+//	                       bytes or with Redis' units (k, kb, m, mb, g, gb),
+//	                       0 for none (see OutputBufferLimit).
 //
 // A pool gives at most one of redis_auth, redis_auth_file and redis_auth_env;
 // like redis_auth, each needs redis: true, and the password must not be empty.
@@ -38,7 +43,8 @@ package proxy
 // bound have a case in testdata/config, listed in config_test.go):
 //   - A pool must say redis: true. nutcracker's default is memcached, which
 //     shardproxy does not speak.
-//   - redis_auth_file and redis_auth_env (above) are ours.
+//   - redis_auth_file, redis_auth_env and client_output_buffer_limit
+//     (above) are ours.
 //   - hash: farm is ours (hashring's extra hash).
 //   - A number above 2147483647 is refused. nutcracker's nc_atoi wraps it
 //     around, so "timeout: 4294967296" is read as 0 and
@@ -64,6 +70,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -169,11 +176,36 @@ type PoolConfig struct {
 	// KubernetesWeight (kubernetes_weight, ours) is each member's weight; 0
 	// means 1.
 	KubernetesWeight int
+	// ClientOutputBufferLimit (client_output_buffer_limit, ours) bounds the
+	// replies a client of the pool may leave unread;
+	// DefaultClientOutputBufferLimit when absent.
+	ClientOutputBufferLimit OutputBufferLimit
 	// Servers are in nutcracker's server order (hashring.SortNodes): by ring
 	// name, shorter first, then bytewise. A server's index in this slice is
 	// its index in the ring.
 	Servers []ServerConfig
 }
+
+// OutputBufferLimit is Redis' client-output-buffer-limit for one client's
+// replies that the proxy holds and has not yet written: a client whose
+// unwritten replies reach Hard bytes is closed at once, and one whose
+// unwritten replies stay at Soft bytes or more for SoftTime is closed then
+// (a SoftTime of 0 closes it as soon as they reach Soft and the socket does
+// not take them at once). A limit of 0 bytes is off; the zero value sets
+// no limit, as Redis' "normal 0 0 0".
+type OutputBufferLimit struct {
+	Hard     int64
+	Soft     int64
+	SoftTime time.Duration
+}
+
+// DefaultClientOutputBufferLimit ("64mb 16mb 60") keeps one client from
+// making a proxy in a 256 MiB container (deploy/) hold more than a quarter
+// of it: the Go heap may grow to twice what is live before it is collected.
+// A client's batches hold about 4 MB of replies (output.go), so one that
+// reads them is closed only for a value of 64 MB or more, a first batch of
+// 16 values of 4 MB, or a value of 16 MB or more left unread for a minute.
+var DefaultClientOutputBufferLimit = OutputBufferLimit{Hard: 64 << 20, Soft: 16 << 20, SoftTime: 60 * time.Second}
 
 // ServerConfig is one line of a pool's servers list:
 // "host:port:weight [name]" or "/path/to.sock:weight [name]".
@@ -589,6 +621,8 @@ func newPoolBuilder(name *yaml.Node) *poolBuilder {
 			ServerConnections:  defaultServerConnections,
 			ServerRetryTimeout: defaultServerRetryTimeout,
 			ServerFailureLimit: defaultServerFailureLimit,
+
+			ClientOutputBufferLimit: DefaultClientOutputBufferLimit,
 		},
 		line:        name.Line,
 		seen:        map[string]bool{},
@@ -693,6 +727,11 @@ func (b *poolBuilder) set(key, value string) error {
 		b.authFile = value
 	case "redis_auth_env":
 		b.authEnv = value
+	case "client_output_buffer_limit":
+		var perr error
+		if b.pc.ClientOutputBufferLimit, perr = parseOutputBufferLimit(value); perr != nil {
+			return b.errorf(key, "%q: %v", value, perr)
+		}
 	case "kubernetes_port":
 		b.pc.KubernetesPort, err = parsePort(value)
 	case "kubernetes_weight":
@@ -740,7 +779,7 @@ func knownKey(key string) bool {
 		"preconnect", "auto_eject_hosts", "server_connections",
 		"server_retry_timeout", "server_failure_limit", "servers",
 		"redis_auth_file", "redis_auth_env", "kubernetes_service", "kubernetes_namespace",
-		"kubernetes_port", "kubernetes_weight":
+		"kubernetes_port", "kubernetes_weight", "client_output_buffer_limit":
 		return true
 	}
 	return false
@@ -787,6 +826,68 @@ func parseBool(s string) (bool, error) {
 		return false, nil
 	}
 	return false, errNotBool
+}
+
+// parseOutputBufferLimit reads "<hard> <soft> <soft-seconds>", the part of
+// Redis' client-output-buffer-limit after the class. Sizes are read as
+// Redis' memtoull reads them, except that digits are required and a size
+// that does not fit in 63 bits is refused; the seconds are a directive
+// number.
+func parseOutputBufferLimit(s string) (OutputBufferLimit, error) {
+	fields := strings.Fields(s)
+	if len(fields) != 3 {
+		return OutputBufferLimit{}, errors.New(`want "<hard> <soft> <soft-seconds>" as in Redis' client-output-buffer-limit, such as "64mb 16mb 60"`)
+	}
+	hard, err := parseMemorySize(fields[0])
+	if err != nil {
+		return OutputBufferLimit{}, fmt.Errorf("hard limit %v", err)
+	}
+	soft, err := parseMemorySize(fields[1])
+	if err != nil {
+		return OutputBufferLimit{}, fmt.Errorf("soft limit %v", err)
+	}
+	secs, err := parseNumber(fields[2])
+	if err != nil {
+		return OutputBufferLimit{}, fmt.Errorf("soft seconds %q %v", fields[2], err)
+	}
+	return OutputBufferLimit{Hard: hard, Soft: soft, SoftTime: time.Duration(secs) * time.Second}, nil
+}
+
+// parseMemorySize reads a size as Redis' memtoull: decimal digits and an
+// optional unit, b (1), k (1000), kb (1024), m (1000²), mb (1024²), g
+// (1000³) or gb (1024³), in any case.
+func parseMemorySize(s string) (int64, error) {
+	digits := 0
+	for digits < len(s) && s[digits] >= '0' && s[digits] <= '9' {
+		digits++
+	}
+	var unit int64
+	switch strings.ToLower(s[digits:]) {
+	case "", "b":
+		unit = 1
+	case "k":
+		unit = 1000
+	case "kb":
+		unit = 1 << 10
+	case "m":
+		unit = 1000 * 1000
+	case "mb":
+		unit = 1 << 20
+	case "g":
+		unit = 1000 * 1000 * 1000
+	case "gb":
+		unit = 1 << 30
+	default:
+		digits = 0
+	}
+	if digits == 0 {
+		return 0, fmt.Errorf("%q is not a size (digits, then optionally b, k, kb, m, mb, g or gb)", s)
+	}
+	n, err := strconv.ParseInt(s[:digits], 10, 64)
+	if err != nil || n > math.MaxInt64/unit {
+		return 0, fmt.Errorf("%q is too large", s)
+	}
+	return n * unit, nil
 }
 
 // setListen reads nutcracker's listen syntax (conf_set_listen): a value that

@@ -43,6 +43,10 @@ var configFuzzSeeds = []string{
 	"b:\n  listen: h:1\n  redis: true\n  servers:\n  - h:1:1\na:\n  listen: h:2\n  redis: true\n  servers:\n  - h:1:1\n",
 	"a:\n  listen: h:1\n  redis: true\n  servers:\n  - h:99999999999999999999:1\n",
 	"0:\n  listen: 0:1\n  redis: true\n  servers:\n  - 0[:1:1",
+	"a:\n  listen: h:1\n  redis: true\n  client_output_buffer_limit: 64mb 16Mb 60\n  servers:\n  - h:1:1\n",
+	"a:\n  listen: h:1\n  redis: true\n  client_output_buffer_limit: \"0 0\t0\"\n  servers:\n  - h:1:1\n",
+	"a:\n  listen: h:1\n  redis: true\n  client_output_buffer_limit: 8589934592gb 1k -1\n  servers:\n  - h:1:1\n",
+	"a:\n  listen: h:1\n  redis: true\n  client_output_buffer_limit: normal 1 1 1\n  servers:\n  - h:1:1\n",
 }
 
 func FuzzParseConfig(f *testing.F) {
@@ -154,6 +158,8 @@ func formatConfig(cfg *Config) []byte {
 		fmt.Fprintf(&b, "  server_retry_timeout: %d\n", p.ServerRetryTimeout.Milliseconds())
 		fmt.Fprintf(&b, "  server_failure_limit: %d\n", p.ServerFailureLimit)
 		fmt.Fprintf(&b, "  tcpkeepalive: %t\n", p.TCPKeepalive)
+		lim := p.ClientOutputBufferLimit
+		fmt.Fprintf(&b, "  client_output_buffer_limit: \"%d %d %d\"\n", lim.Hard, lim.Soft, lim.SoftTime/time.Second)
 		b.WriteString("  servers:\n")
 		for _, s := range p.Servers {
 			line := s.Addr + ":" + strconv.Itoa(s.Weight)

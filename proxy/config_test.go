@@ -36,6 +36,7 @@ var configDifferences = map[string]string{
 	"ok-redis-false.yml":           "redis: false means memcached, which shardproxy does not serve",
 	"bad-redis-auth-file.yml":      "redis_auth_file is a shardproxy key",
 	"bad-redis-auth-env.yml":       "redis_auth_env is a shardproxy key",
+	"bad-client-output-limit.yml":  "client_output_buffer_limit is a shardproxy key",
 	"bad-hash-farm.yml":            "farm is a shardproxy hash",
 	"ok-number-wraps.yml":          "nutcracker's nc_atoi wraps numbers above 2^31-1 around; shardproxy refuses them",
 	"ok-weight-wraps.yml":          "nutcracker's nc_atoi wraps numbers above 2^31-1 around; shardproxy refuses them",
@@ -218,6 +219,8 @@ func configDefaultPool(name, listen string, servers ...ServerConfig) PoolConfig 
 		ServerRetryTimeout: 30 * time.Second,
 		ServerFailureLimit: 2,
 		Servers:            servers,
+
+		ClientOutputBufferLimit: DefaultClientOutputBufferLimit,
 	}
 }
 
@@ -286,6 +289,8 @@ func TestParseConfigValid(t *testing.T) {
 				ServerFailureLimit: 0,
 				TCPKeepalive:       true,
 				Servers:            []ServerConfig{configTCPServer("127.0.0.1:6379", 1)},
+
+				ClientOutputBufferLimit: DefaultClientOutputBufferLimit,
 			}},
 		},
 		{
@@ -938,5 +943,64 @@ func TestParseConfigKubernetes(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: err = %v, want %q", tc.extra, err, tc.want)
 		}
+	}
+}
+
+// client_output_buffer_limit takes Redis' client-output-buffer-limit
+// values after the class, and its errors name the pool, key and value.
+func TestConfigClientOutputBufferLimit(t *testing.T) {
+	const head = "alpha:\n  listen: 127.0.0.1:22121\n  redis: true\n"
+	const servers = "  servers:\n    - 127.0.0.1:6379:1\n"
+	cfg, err := ParseConfig([]byte(head + servers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Pools[0].ClientOutputBufferLimit; got != DefaultClientOutputBufferLimit {
+		t.Errorf("default = %+v, want %+v", got, DefaultClientOutputBufferLimit)
+	}
+	for _, tc := range []struct {
+		value string
+		want  OutputBufferLimit
+	}{
+		{"0 0 0", OutputBufferLimit{}},
+		{"256mb 64mb 60", OutputBufferLimit{Hard: 256 << 20, Soft: 64 << 20, SoftTime: 60 * time.Second}},
+		{"1gb 1g 1", OutputBufferLimit{Hard: 1 << 30, Soft: 1e9, SoftTime: time.Second}},
+		{"1GB 2Mb 0", OutputBufferLimit{Hard: 1 << 30, Soft: 2 << 20}},
+		{"1kb 1k 2", OutputBufferLimit{Hard: 1024, Soft: 1000, SoftTime: 2 * time.Second}},
+		{"100b 7m 3", OutputBufferLimit{Hard: 100, Soft: 7e6, SoftTime: 3 * time.Second}},
+		{"  12   34\t56 ", OutputBufferLimit{Hard: 12, Soft: 34, SoftTime: 56 * time.Second}},
+		{"8589934591gb 0 0", OutputBufferLimit{Hard: 8589934591 << 30}},
+	} {
+		cfg, err := ParseConfig([]byte(head + "  client_output_buffer_limit: \"" + tc.value + "\"\n" + servers))
+		if err != nil {
+			t.Errorf("%q: %v", tc.value, err)
+			continue
+		}
+		if got := cfg.Pools[0].ClientOutputBufferLimit; got != tc.want {
+			t.Errorf("%q = %+v, want %+v", tc.value, got, tc.want)
+		}
+	}
+	for _, tc := range []struct{ value, want string }{
+		{"64mb 16mb", `pool "alpha": client_output_buffer_limit: "64mb 16mb": want "<hard> <soft> <soft-seconds>"`},
+		{"normal 64mb 16mb 60", `pool "alpha": client_output_buffer_limit: "normal 64mb 16mb 60": want "<hard> <soft> <soft-seconds>"`},
+		{"64xb 16mb 60", `pool "alpha": client_output_buffer_limit: "64xb 16mb 60": hard limit "64xb" is not a size (digits, then optionally b, k, kb, m, mb, g or gb)`},
+		{"64mb mb 60", `soft limit "mb" is not a size`},
+		{"-1 0 0", `hard limit "-1" is not a size`},
+		{"1.5mb 0 0", `hard limit "1.5mb" is not a size`},
+		{"0x10 0 0", `hard limit "0x10" is not a size`},
+		{"8589934591gb 8589934592gb 0", `soft limit "8589934592gb" is too large`},
+		{"99999999999999999999 0 0", `hard limit "99999999999999999999" is too large`},
+		{"64mb 16mb -1", `soft seconds "-1" is not a number`},
+		{"64mb 16mb 1s", `soft seconds "1s" is not a number`},
+		{"64mb 16mb 2147483648", `soft seconds "2147483648" is too large`},
+	} {
+		_, err := ParseConfig([]byte(head + "  client_output_buffer_limit: \"" + tc.value + "\"\n" + servers))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: err = %v, want %q", tc.value, err, tc.want)
+		}
+	}
+	_, err = ParseConfig([]byte(head + "  client_output_buffer_limit: 1 1 1\n  client_output_buffer_limit: 1 1 1\n" + servers))
+	if want := `pool "alpha": client_output_buffer_limit: duplicate key`; err == nil || err.Error() != want {
+		t.Errorf("twice: err = %v, want %q", err, want)
 	}
 }

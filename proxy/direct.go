@@ -26,6 +26,7 @@ type directReply struct {
 	wake  chan struct{}
 	err   error  // the outcome of the last direct reply
 	spill []byte // the rest of a reply the socket did not take at once
+	size  int    // the length of the last direct reply, for the batch limit
 }
 
 const (
@@ -46,6 +47,7 @@ func (c *client) canAnswerDirect() bool {
 func (c *client) submitDirect() {
 	st := &c.stages[0]
 	st.slots[0].to = c
+	c.direct.size = 0
 	c.direct.state.Store(directOutstanding)
 	st.send(time.Now())
 	c.releaseStages()
@@ -65,11 +67,17 @@ func (c *client) awaitDirect() error {
 
 // deliver writes a direct reply. It runs on the reader (or wherever the
 // request failed) and never blocks: what the socket does not take at once
-// is written by a goroutine of its own.
+// is written by a goroutine of its own, unless it is at the client's hard
+// output buffer limit, which closes the client.
 func (c *client) deliver(reply []byte) {
+	d := &c.direct
+	d.size = len(reply)
 	n, err := c.sock.TryWrite(reply)
 	if err == nil && n < len(reply) {
-		d := &c.direct
+		if hard := c.pool.cfg.ClientOutputBufferLimit.Hard; hard > 0 && int64(len(reply)-n) >= hard {
+			c.delivered(c.closeOverLimit("hard", int64(len(reply)-n)))
+			return
+		}
 		d.spill = append(d.spill[:0], reply[n:]...)
 		go c.writeSpill()
 		return
@@ -78,10 +86,10 @@ func (c *client) deliver(reply []byte) {
 }
 
 // writeSpill finishes a direct reply that a slow client's socket could not
-// take at once.
+// take at once, within the client's soft output buffer limit.
 func (c *client) writeSpill() {
 	d := &c.direct
-	_, err := c.sock.Write(d.spill)
+	err := c.writeOut(d.spill, 0)
 	if cap(d.spill) > maxKeptBuffer {
 		d.spill = nil
 	}

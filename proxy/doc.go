@@ -19,6 +19,7 @@
 //	tx.go        MULTI/EXEC/WATCH on a connection pinned to one server
 //	backend.go   shared server connections: write queue, reply reader
 //	direct.go    a lone request's reply written by the server's reader
+//	output.go    backpressure and client_output_buffer_limit
 //	rawsock.go   socket reads and writes as raw non-blocking syscalls
 //	pool.go      servers, ring, ejection
 //	address.go   where a server is dialled: configured, or its pod's IP
@@ -65,7 +66,13 @@
 // anything is allocated; buffers grow only with bytes that arrived. A
 // malformed request gets Redis' "-ERR Protocol error: ..." reply after the
 // replies to the commands before it, and that connection closes; every
-// other client goes on.
+// other client goes on. What a client makes the proxy hold is its batch's
+// replies: the client reads no more commands while they are written, its
+// batch limit shrinks so that they stay within a reply budget (4 MB, less
+// under a small client_output_buffer_limit) and grows back to maxBatch when
+// they are small, and client_output_buffer_limit closes a client whose
+// unwritten replies reach the hard limit, or stay over the soft one for
+// its time, as Redis' client-output-buffer-limit does (output.go).
 //
 // Reply encoding uses github.com/tidwall/redcon's append functions. Requests
 // are parsed by our own parser rather than redcon's reader, which panics on

@@ -66,6 +66,8 @@ var poolMetrics = [...]poolMetric{
 		prometheus.CounterValue, func(s *poolStats) int64 { return s.forwardError.Load() }},
 	{metricDesc("fragments_total", "Sub-requests made by splitting multi-key commands (nutcracker fragments).", poolLabels),
 		prometheus.CounterValue, func(s *poolStats) int64 { return s.fragments.Load() }},
+	{metricDesc("client_output_limit_closes_total", "Client connections closed because their unwritten replies went over client_output_buffer_limit; also in client_errors_total.", poolLabels),
+		prometheus.CounterValue, func(s *poolStats) int64 { return s.clientOutputLimit.Load() }},
 }
 
 // serverMetric is one per-server metric and how to read it at time now

@@ -51,6 +51,7 @@ type poolStats struct {
 	serverEjects      atomic.Int64
 	forwardError      atomic.Int64
 	fragments         atomic.Int64
+	clientOutputLimit atomic.Int64 // clients closed for client_output_buffer_limit, also in clientErr
 }
 
 type globalStats struct {
