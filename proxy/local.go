@@ -79,6 +79,14 @@ func (c *client) selectDB(arg []byte) {
 	}
 }
 
+// isPoolDB reports whether SELECT arg may be queued in MULTI: it names the
+// pool's own database, which the pinned connection already uses, or it is
+// not a number, which the server refuses at EXEC as Redis does.
+func (c *client) isPoolDB(arg []byte) bool {
+	n, err := strconv.Atoi(string(arg))
+	return err != nil || n == c.pool.cfg.RedisDB
+}
+
 // auth checks AUTH password or AUTH default password against redis_auth,
 // in constant time.
 func (c *client) auth(args [][]byte) {

@@ -231,11 +231,15 @@ func (c *client) txCommand(def *command, cmd *parsedCommand) {
 	}
 	switch def.kind {
 	case local:
-		if def.name == "ping" || def.name == "echo" {
+		if def.name == "ping" || def.name == "echo" || def.name == "select" && c.isPoolDB(cmd.args[1]) {
 			c.txQueue(cmd)
 			return
 		}
 		c.rejectInTx()
+		if def.name == "select" {
+			c.selectDB(cmd.args[1])
+			return
+		}
 		c.replyError("ERR '" + def.name + "' is not allowed inside MULTI by shardproxy")
 	case unsupported:
 		c.rejectInTx()

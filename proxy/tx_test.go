@@ -459,3 +459,37 @@ func waitConnectedClients(t *testing.T, r *proxytest.Redis, n int) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// SELECT of the pool's own database is queued in MULTI, as redis-server
+// queues it; another database is still refused and aborts EXEC.
+func TestTxSelectInMulti(t *testing.T) {
+	tp := startProxy(t, 2, txPool+"  redis_db: 2\n")
+	c := tp.client(t)
+	runSteps(t, c,
+		step("+OK\r\n", "MULTI"),
+		step("+QUEUED\r\n", "SELECT", "2"),
+		step("+QUEUED\r\n", "SET", "{s}a", "1"),
+		step("+QUEUED\r\n", "SELECT", "2"),
+		step("*3\r\n+OK\r\n+OK\r\n+OK\r\n", "EXEC"),
+
+		step("+OK\r\n", "MULTI"),
+		step("+QUEUED\r\n", "SELECT", "2"),
+		step("*1\r\n+OK\r\n", "EXEC"),
+
+		step("+OK\r\n", "MULTI"),
+		step("+QUEUED\r\n", "SET", "{s}a", "2"),
+		step("-ERR DB index is out of range: this pool serves only db 2 (redis_db)\r\n", "SELECT", "0"),
+		step("-"+msgExecAbort+"\r\n", "EXEC"),
+		step("$1\r\n1\r\n", "GET", "{s}a"),
+	)
+	// The same session on redis-server itself.
+	single := proxytest.StartRedis(t).Client(t)
+	runSteps(t, single,
+		step("+OK\r\n", "SELECT", "2"),
+		step("+OK\r\n", "MULTI"),
+		step("+QUEUED\r\n", "SELECT", "2"),
+		step("+QUEUED\r\n", "SET", "{s}a", "1"),
+		step("+QUEUED\r\n", "SELECT", "2"),
+		step("*3\r\n+OK\r\n+OK\r\n+OK\r\n", "EXEC"),
+	)
+}
