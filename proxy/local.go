@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"crypto/subtle"
 	"fmt"
+	"math"
 	"os"
 	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"time"
@@ -53,7 +56,7 @@ func (c *client) local(def *command, cmd *parsedCommand) {
 	case "client":
 		c.clientCommand(args[1:])
 	case "info":
-		c.reply(redcon.AppendBulkString(nil, c.info()))
+		c.reply(redcon.AppendBulkString(nil, c.info(args[1:])))
 	case "reset":
 		c.tx.reset()
 		c.name = nil
@@ -239,18 +242,114 @@ func (c *client) clientCommand(args [][]byte) {
 	}
 }
 
-// info is a small INFO reply: enough for clients that check the server's
-// version, role and loading state when they connect.
-func (c *client) info() string {
+// infoSection is one section of INFO: its name as INFO takes it, and what
+// writes its fields.
+type infoSection struct {
+	name  string
+	write func(c *client, b *strings.Builder)
+}
+
+// infoSections are the sections INFO shows, in Redis' order. All of them
+// are among Redis' default sections, so INFO, INFO default, INFO all and
+// INFO everything show the same.
+var infoSections = []infoSection{
+	{"server", (*client).infoServer},
+	{"clients", (*client).infoClients},
+	{"memory", (*client).infoMemory},
+	{"persistence", (*client).infoPersistence},
+	{"replication", (*client).infoReplication},
+	{"keyspace", (*client).infoKeyspace},
+}
+
+// info answers INFO [section ...] as Redis 7 does: section names in any
+// case, with "all", "default" and "everything" for all of them; sections
+// come in Redis' order whatever the order asked, and names of sections the
+// proxy does not have add nothing, so asking only for those gives an empty
+// reply.
+func (c *client) info(args [][]byte) string {
+	every := len(args) == 0
+	for _, a := range args {
+		switch strings.ToLower(string(a)) {
+		case "all", "default", "everything":
+			every = true
+		}
+	}
 	var b strings.Builder
-	host, _ := os.Hostname()
-	s := c.srv
-	fmt.Fprintf(&b, "# Server\r\nredis_version:%s\r\nredis_mode:standalone\r\nshardproxy_version:%s\r\n", redisVersion, Version)
-	fmt.Fprintf(&b, "os:%s %s\r\narch_bits:64\r\nprocess_id:%d\r\nhostname:%s\r\n", runtime.GOOS, runtime.GOARCH, os.Getpid(), host)
-	fmt.Fprintf(&b, "uptime_in_seconds:%d\r\n\r\n", int64(time.Since(s.started).Seconds()))
-	fmt.Fprintf(&b, "# Clients\r\nconnected_clients:%d\r\n\r\n", c.pool.stats.clientConnections.Load())
-	b.WriteString("# Persistence\r\nloading:0\r\n\r\n")
-	b.WriteString("# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n")
-	fmt.Fprintf(&b, "# Keyspace\r\n# shardproxy pool %s: %d servers\r\n", c.pool.cfg.Name, len(c.pool.servers))
+	for _, s := range infoSections {
+		if !every && !hasSection(args, s.name) {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteString("\r\n")
+		}
+		s.write(c, &b)
+	}
 	return b.String()
+}
+
+func hasSection(args [][]byte, name string) bool {
+	for _, a := range args {
+		if bytes.EqualFold(a, []byte(name)) {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *client) infoServer(b *strings.Builder) {
+	host, _ := os.Hostname()
+	uptime := int64(time.Since(c.srv.started).Seconds())
+	fmt.Fprintf(b, "# Server\r\nredis_version:%s\r\nredis_mode:standalone\r\nshardproxy_version:%s\r\n", redisVersion, Version)
+	fmt.Fprintf(b, "os:%s %s\r\narch_bits:64\r\nprocess_id:%d\r\nhostname:%s\r\n", runtime.GOOS, runtime.GOARCH, os.Getpid(), host)
+	fmt.Fprintf(b, "uptime_in_seconds:%d\r\nuptime_in_days:%d\r\n", uptime, uptime/(24*3600))
+}
+
+func (c *client) infoClients(b *strings.Builder) {
+	fmt.Fprintf(b, "# Clients\r\nconnected_clients:%d\r\n", c.pool.stats.clientConnections.Load())
+}
+
+// infoMemory reports the proxy's own memory: used_memory is what the Go
+// runtime holds from the operating system (heap, stacks, buffers, its own
+// structures) less what it has returned, which is what a memory limit
+// (GOMEMLIMIT) bounds; maxmemory is that limit, 0 when there is none.
+func (c *client) infoMemory(b *strings.Builder) {
+	samples := []metrics.Sample{
+		{Name: "/memory/classes/total:bytes"},
+		{Name: "/memory/classes/heap/released:bytes"},
+	}
+	metrics.Read(samples)
+	used := samples[0].Value.Uint64() - samples[1].Value.Uint64()
+	var limit uint64
+	if l := debug.SetMemoryLimit(-1); l != math.MaxInt64 {
+		limit = uint64(l)
+	}
+	fmt.Fprintf(b, "# Memory\r\nused_memory:%d\r\nused_memory_human:%s\r\n", used, humanBytes(used))
+	fmt.Fprintf(b, "maxmemory:%d\r\nmaxmemory_human:%s\r\n", limit, humanBytes(limit))
+}
+
+func (c *client) infoPersistence(b *strings.Builder) {
+	b.WriteString("# Persistence\r\nloading:0\r\n")
+}
+
+func (c *client) infoReplication(b *strings.Builder) {
+	b.WriteString("# Replication\r\nrole:master\r\nconnected_slaves:0\r\n")
+}
+
+func (c *client) infoKeyspace(b *strings.Builder) {
+	fmt.Fprintf(b, "# Keyspace\r\n# shardproxy pool %s: %d servers\r\n", c.pool.cfg.Name, len(c.pool.servers))
+}
+
+// humanBytes writes a size as Redis' *_human INFO fields do: bytes below
+// 1 KiB, then K, M, G, T or P with two decimals.
+func humanBytes(n uint64) string {
+	const units = "KMGTP"
+	if n < 1024 {
+		return strconv.FormatUint(n, 10) + "B"
+	}
+	for i := range len(units) {
+		if n < 1<<(10*(i+2)) {
+			return strconv.FormatFloat(float64(n)/float64(uint64(1)<<(10*(i+1))), 'f', 2, 64) + units[i:i+1]
+		}
+	}
+	return strconv.FormatUint(n, 10) + "B"
 }
