@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"math"
+	"net"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -229,7 +230,7 @@ func (c *client) clientCommand(args [][]byte) {
 	case "setinfo", "no-evict", "no-touch":
 		c.reply([]byte("+OK\r\n"))
 	case "info", "list":
-		line := fmt.Sprintf("id=%d addr=%s laddr=%s name=%s db=%d\n", c.id, c.conn.RemoteAddr(), c.conn.LocalAddr(), c.name, c.pool.cfg.RedisDB)
+		line := fmt.Sprintf("id=%d addr=%s laddr=%s name=%s db=%d\n", c.id, c.addr(), c.laddr(), c.name, c.pool.cfg.RedisDB)
 		c.reply(redcon.AppendBulkString(nil, line))
 	case "reply":
 		if len(args) == 2 && bytes.EqualFold(args[1], []byte("on")) {
@@ -237,9 +238,221 @@ func (c *client) clientCommand(args [][]byte) {
 			return
 		}
 		c.replyError("ERR unsupported command 'client|reply' in shardproxy: only CLIENT REPLY ON is supported")
+	case "kill":
+		if len(args) < 2 {
+			c.replyError(wrongArity("client|kill"))
+			return
+		}
+		c.clientKill(args[1:])
+	case "unblock":
+		c.clientUnblock(args)
+	case "tracking":
+		if len(args) < 2 {
+			c.replyError(wrongArity("client|tracking"))
+			return
+		}
+		c.clientTracking(args[1], args[2:])
 	default:
 		c.replyError("ERR unknown subcommand '" + string(limitArg(args[0])) + "'. Try CLIENT HELP.")
 	}
+}
+
+// addr and laddr are the client's address and the proxy's end of its
+// connection, as CLIENT LIST shows them and CLIENT KILL matches them.
+func (c *client) addr() string  { return addrString(c.conn.RemoteAddr()) }
+func (c *client) laddr() string { return addrString(c.conn.LocalAddr()) }
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
+// clientKill answers CLIENT KILL over the proxy's own clients of this
+// pool, as Redis does over its own: the old form CLIENT KILL addr answers
+// +OK or "No such client", the new form of filters (ID, ADDR, LADDR, TYPE,
+// USER, SKIPME) answers how many it killed. A client may kill itself; it
+// gets the reply first.
+func (c *client) clientKill(args [][]byte) {
+	var (
+		id                int64  // 0: any
+		addr, laddr       string // with hasAddr, hasLaddr
+		hasAddr, hasLaddr bool
+		noneOfType        bool // TYPE of a kind the proxy has no clients of
+		skipMe            = true
+	)
+	oldForm := len(args) == 1
+	if oldForm {
+		addr, hasAddr, skipMe = string(args[0]), true, false
+	}
+	for i := 0; !oldForm && i < len(args); i += 2 {
+		if i+1 == len(args) {
+			c.replyError("ERR syntax error")
+			return
+		}
+		value := args[i+1]
+		switch strings.ToLower(string(args[i])) {
+		case "id":
+			n, err := strconv.ParseInt(string(value), 10, 64)
+			if err != nil || n < 1 {
+				c.replyError("ERR client-id should be greater than 0")
+				return
+			}
+			id = n
+		case "type":
+			switch strings.ToLower(string(value)) {
+			case "normal":
+			case "master", "slave", "replica", "pubsub":
+				noneOfType = true
+			default:
+				c.replyError("ERR Unknown client type '" + string(limitArg(value)) + "'")
+				return
+			}
+		case "addr":
+			addr, hasAddr = string(value), true
+		case "laddr":
+			laddr, hasLaddr = string(value), true
+		case "user":
+			// Every client of the proxy is Redis' default user.
+			if string(value) != "default" {
+				c.replyError("ERR No such user '" + string(limitArg(value)) + "'")
+				return
+			}
+		case "skipme":
+			switch strings.ToLower(string(value)) {
+			case "yes":
+				skipMe = true
+			case "no":
+				skipMe = false
+			default:
+				c.replyError("ERR syntax error")
+				return
+			}
+		default:
+			c.replyError("ERR syntax error")
+			return
+		}
+	}
+	killed := 0
+	if !noneOfType {
+		s := c.srv
+		s.mu.Lock()
+		for other := range s.clients {
+			switch {
+			case other.l != c.l,
+				id != 0 && other.id != id,
+				hasAddr && other.addr() != addr,
+				hasLaddr && other.laddr() != laddr,
+				other == c && skipMe:
+				continue
+			}
+			if other == c {
+				c.quit = true // closes once the reply is written
+			} else {
+				other.kill()
+			}
+			killed++
+		}
+		s.mu.Unlock()
+	}
+	switch {
+	case !oldForm:
+		c.reply(redcon.AppendInt(nil, int64(killed)))
+	case killed == 0:
+		c.replyError("ERR No such client")
+	default:
+		c.reply([]byte("+OK\r\n"))
+	}
+}
+
+// kill closes the client's connection for CLIENT KILL. Its goroutine
+// ends at its next read or write: a batch in flight still gets its
+// replies or errors from the servers, and nothing waits on the client.
+func (c *client) kill() {
+	c.stopping.Store(true)
+	c.conn.Close()
+}
+
+// clientUnblock answers CLIENT UNBLOCK id [TIMEOUT|ERROR]. The proxy runs
+// no blocking command, so no client is blocked and the answer is 0, as
+// Redis gives for a client that is not blocked.
+func (c *client) clientUnblock(args [][]byte) {
+	switch len(args) {
+	case 1:
+		c.replyError(wrongArity("client|unblock"))
+		return
+	case 2, 3:
+	default:
+		c.replyError("ERR unknown subcommand or wrong number of arguments for '" + string(limitArg(args[0])) + "'. Try CLIENT HELP.")
+		return
+	}
+	if len(args) == 3 && !bytes.EqualFold(args[2], []byte("timeout")) && !bytes.EqualFold(args[2], []byte("error")) {
+		c.replyError("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")
+		return
+	}
+	if _, err := strconv.ParseInt(string(args[1]), 10, 64); err != nil {
+		c.replyError("ERR value is not an integer or out of range")
+		return
+	}
+	c.reply([]byte(":0\r\n"))
+}
+
+// clientTracking answers CLIENT TRACKING ON|OFF [options]: OFF is what
+// every client of the proxy already is; ON is refused, since invalidation
+// messages would have to come from every server. Options are checked as
+// Redis checks them, before ON or OFF.
+func (c *client) clientTracking(mode []byte, opts [][]byte) {
+	for i := 0; i < len(opts); i++ {
+		more := i+1 < len(opts)
+		switch strings.ToLower(string(opts[i])) {
+		case "bcast", "optin", "optout", "noloop":
+		case "prefix":
+			if !more {
+				c.replyError("ERR syntax error")
+				return
+			}
+			i++
+		case "redirect":
+			if !more {
+				c.replyError("ERR syntax error")
+				return
+			}
+			i++
+			id, err := strconv.ParseInt(string(opts[i]), 10, 64)
+			if err != nil {
+				c.replyError("ERR value is not an integer or out of range")
+				return
+			}
+			if !c.srv.hasClient(id) {
+				c.replyError("ERR The client ID you want redirect to does not exist")
+				return
+			}
+		default:
+			c.replyError("ERR syntax error")
+			return
+		}
+	}
+	switch {
+	case bytes.EqualFold(mode, []byte("off")):
+		c.reply([]byte("+OK\r\n"))
+	case bytes.EqualFold(mode, []byte("on")):
+		c.replyError("ERR unsupported command 'client|tracking' in shardproxy: only CLIENT TRACKING OFF is supported (client-side caching is not supported by shardproxy)")
+	default:
+		c.replyError("ERR syntax error")
+	}
+}
+
+// hasClient reports whether a client with this CLIENT ID is connected.
+func (s *Server) hasClient(id int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.clients {
+		if c.id == id {
+			return true
+		}
+	}
+	return false
 }
 
 // infoSection is one section of INFO: its name as INFO takes it, and what
