@@ -61,6 +61,7 @@ type client struct {
 	tx       txState
 	quit     bool
 	stopping atomic.Bool
+	killed   atomic.Bool // by CLIENT KILL, and on its way out
 }
 
 // call is one command of a batch and where its reply will be.

@@ -344,7 +344,8 @@ func (c *client) clientKill(args [][]byte) {
 				id != 0 && other.id != id,
 				hasAddr && other.addr() != addr,
 				hasLaddr && other.laddr() != laddr,
-				other == c && skipMe:
+				other == c && skipMe,
+				other.killed.Load(): // gone for Redis, though its goroutine may not have ended yet
 				continue
 			}
 			if other == c {
@@ -370,6 +371,7 @@ func (c *client) clientKill(args [][]byte) {
 // ends at its next read or write: a batch in flight still gets its
 // replies or errors from the servers, and nothing waits on the client.
 func (c *client) kill() {
+	c.killed.Store(true)
 	c.stopping.Store(true)
 	c.conn.Close()
 }
