@@ -130,6 +130,13 @@ func TestTxKeylessTransactionServerDown(t *testing.T) {
 		stepPrefix(tp.serverError(0), "EXEC"),
 		step("+PONG\r\n", "PING"),
 		step("-ERR EXEC without MULTI\r\n", "EXEC"),
+
+		// The keyless commands go to the server with the first key.
+		step("+OK\r\n", "MULTI"),
+		step("+QUEUED\r\n", "PING"),
+		stepPrefix(tp.serverError(0), "SET", "{tt}a", "1"),
+		step("-"+msgExecAbort+"\r\n", "EXEC"),
+		step("+PONG\r\n", "PING"),
 	)
 }
 
@@ -229,6 +236,15 @@ func TestTxLostWatchAndUnwatch(t *testing.T) {
 		step("+OK\r\n", "DISCARD"),
 		step("+OK\r\n", "MULTI"),
 		step("+QUEUED\r\n", "SET", "{tt}a", "z"),
+		step("*1\r\n+OK\r\n", "EXEC"),
+	)
+	// A WATCH that got an error was never held: nothing is lost.
+	r.Kill()
+	runSteps(t, c, stepPrefix(tp.serverError(0), "WATCH", "{tt}a"))
+	r.Restart(t)
+	runSteps(t, c,
+		step("+OK\r\n", "MULTI"),
+		step("+QUEUED\r\n", "SET", "{tt}a", "after"),
 		step("*1\r\n+OK\r\n", "EXEC"),
 	)
 }
@@ -375,25 +391,41 @@ func txClients(t *testing.T, tp *testPool, n int, key string) []*proxytest.Conn 
 }
 
 // txRounds runs rounds transactions one after another over clients; every
-// one must commit.
+// one must commit. They take turns at the three ways a transaction picks
+// its connection: at WATCH, at the first key in MULTI, and at EXEC for
+// keyless commands.
 func txRounds(t *testing.T, clients []*proxytest.Conn, rounds int, key string) {
 	t.Helper()
 	for i := 0; i < rounds; i++ {
 		c := clients[i%len(clients)]
-		c.Send("WATCH", key)
-		c.Send("MULTI")
-		c.Send("INCR", key)
-		c.Send("EXEC")
+		var script [][]string
+		var want []string
+		switch i % 3 {
+		case 0:
+			script = [][]string{{"WATCH", key}, {"MULTI"}, {"INCR", key}, {"EXEC"}}
+			want = []string{"+OK\r\n", "+OK\r\n", "+QUEUED\r\n", "*1\r\n:"}
+		case 1:
+			script = [][]string{{"MULTI"}, {"INCR", key}, {"EXEC"}}
+			want = []string{"+OK\r\n", "+QUEUED\r\n", "*1\r\n:"}
+		default:
+			script = [][]string{{"MULTI"}, {"PING"}, {"EXEC"}}
+			want = []string{"+OK\r\n", "+QUEUED\r\n", "*1\r\n+PONG\r\n"}
+		}
+		for _, args := range script {
+			c.Send(args...)
+		}
 		var got []string
-		for range 4 {
+		ok := true
+		for j := range script {
 			r, err := c.Read()
 			if err != nil {
 				t.Fatalf("transaction %d: %v", i, err)
 			}
 			got = append(got, string(r.Raw()))
+			ok = ok && strings.HasPrefix(got[j], want[j])
 		}
-		if got[0] != "+OK\r\n" || got[1] != "+OK\r\n" || got[2] != "+QUEUED\r\n" || !strings.HasPrefix(got[3], "*1\r\n:") {
-			t.Fatalf("transaction %d of %d: replies %q, want it to commit", i+1, rounds, got)
+		if !ok {
+			t.Fatalf("transaction %d of %d: %v: replies %q, want it to commit", i+1, rounds, script, got)
 		}
 	}
 }
