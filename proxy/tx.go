@@ -331,8 +331,8 @@ func appendRequest(dst []byte, cmd *parsedCommand) []byte {
 }
 
 // idleConnClosed reports whether an idle dedicated connection was closed
-// by its server; a variable so that tests can leave the redial alone to
-// cope.
+// by its server. It is a variable so that a test can turn the check off
+// and show that the redial in pin copes on its own.
 var idleConnClosed = peerClosed
 
 // pin takes a dedicated connection to server idx and sends cmd (if not
