@@ -64,6 +64,7 @@ type client struct {
 	tx       txState
 	quit     bool
 	stopping atomic.Bool
+	killed   atomic.Bool // by CLIENT KILL, and on its way out
 
 	limitClosed atomic.Bool // closed for its output buffer limit
 }
@@ -150,7 +151,8 @@ func (c *client) serve() {
 			switch {
 			case errors.Is(err, io.EOF):
 				c.pool.stats.clientEOF.Add(1)
-			case c.stopping.Load() && errors.As(err, &ne) && ne.Timeout():
+			case c.stopping.Load() && (errors.As(err, &ne) && ne.Timeout() || errors.Is(err, net.ErrClosed)):
+				// Stopped by shutdown or CLIENT KILL: not the client's error.
 			case errors.Is(err, errRequestTooLarge):
 				c.write(appendErr(c.out[:0], "ERR "+err.Error()))
 				c.pool.stats.clientErr.Add(1)

@@ -53,6 +53,14 @@
 // again. A client waits for such a reply before anything else it writes,
 // so replies stay in order.
 //
+// A transaction (WATCH, MULTI ... EXEC) runs on a dedicated connection to
+// the server of its keys, pinned to the client until it ends; idle ones are
+// kept per server and checked before reuse. When the pinned connection
+// fails, the transaction ends with it: EXEC or DISCARD answers the error
+// and the client leaves MULTI, a command that cannot be queued makes EXEC
+// answer EXECABORT, and a lost WATCH makes EXEC answer a null reply, as
+// for a touched key, so that nothing runs unwatched.
+//
 // Sockets are read and written with raw non-blocking syscalls, waiting for
 // readiness in the runtime's poller: an ordinary syscall tells the
 // scheduler it may block, and under a request-reply load that wakes the

@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"crypto/subtle"
 	"fmt"
+	"math"
+	"net"
 	"os"
 	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"time"
@@ -53,7 +57,7 @@ func (c *client) local(def *command, cmd *parsedCommand) {
 	case "client":
 		c.clientCommand(args[1:])
 	case "info":
-		c.reply(redcon.AppendBulkString(nil, c.info()))
+		c.reply(redcon.AppendBulkString(nil, c.info(args[1:])))
 	case "reset":
 		c.tx.reset()
 		c.name = nil
@@ -77,6 +81,14 @@ func (c *client) selectDB(arg []byte) {
 	default:
 		c.reply([]byte("+OK\r\n"))
 	}
+}
+
+// isPoolDB reports whether SELECT arg may be queued in MULTI: it names the
+// pool's own database, which the pinned connection already uses, or it is
+// not a number, which the server refuses at EXEC as Redis does.
+func (c *client) isPoolDB(arg []byte) bool {
+	n, err := strconv.Atoi(string(arg))
+	return err != nil || n == c.pool.cfg.RedisDB
 }
 
 // auth checks AUTH password or AUTH default password against redis_auth,
@@ -218,7 +230,7 @@ func (c *client) clientCommand(args [][]byte) {
 	case "setinfo", "no-evict", "no-touch":
 		c.reply([]byte("+OK\r\n"))
 	case "info", "list":
-		line := fmt.Sprintf("id=%d addr=%s laddr=%s name=%s db=%d\n", c.id, c.conn.RemoteAddr(), c.conn.LocalAddr(), c.name, c.pool.cfg.RedisDB)
+		line := fmt.Sprintf("id=%d addr=%s laddr=%s name=%s db=%d\n", c.id, c.addr(), c.laddr(), c.name, c.pool.cfg.RedisDB)
 		c.reply(redcon.AppendBulkString(nil, line))
 	case "reply":
 		if len(args) == 2 && bytes.EqualFold(args[1], []byte("on")) {
@@ -226,23 +238,333 @@ func (c *client) clientCommand(args [][]byte) {
 			return
 		}
 		c.replyError("ERR unsupported command 'client|reply' in shardproxy: only CLIENT REPLY ON is supported")
+	case "kill":
+		if len(args) < 2 {
+			c.replyError(wrongArity("client|kill"))
+			return
+		}
+		c.clientKill(args[1:])
+	case "unblock":
+		c.clientUnblock(args)
+	case "tracking":
+		if len(args) < 2 {
+			c.replyError(wrongArity("client|tracking"))
+			return
+		}
+		c.clientTracking(args[1], args[2:])
 	default:
 		c.replyError("ERR unknown subcommand '" + string(limitArg(args[0])) + "'. Try CLIENT HELP.")
 	}
 }
 
-// info is a small INFO reply: enough for clients that check the server's
-// version, role and loading state when they connect.
-func (c *client) info() string {
+// addr and laddr are the client's address and the proxy's end of its
+// connection, as CLIENT LIST shows them and CLIENT KILL matches them.
+func (c *client) addr() string  { return addrString(c.conn.RemoteAddr()) }
+func (c *client) laddr() string { return addrString(c.conn.LocalAddr()) }
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
+// clientKill answers CLIENT KILL over the proxy's own clients of this
+// pool, as Redis does over its own: the old form CLIENT KILL addr answers
+// +OK or "No such client", the new form of filters (ID, ADDR, LADDR, TYPE,
+// USER, SKIPME) answers how many it killed. A client may kill itself; it
+// gets the reply first.
+func (c *client) clientKill(args [][]byte) {
+	var (
+		id                int64  // 0: any
+		addr, laddr       string // with hasAddr, hasLaddr
+		hasAddr, hasLaddr bool
+		noneOfType        bool // TYPE of a kind the proxy has no clients of
+		skipMe            = true
+	)
+	oldForm := len(args) == 1
+	if oldForm {
+		addr, hasAddr, skipMe = string(args[0]), true, false
+	}
+	for i := 0; !oldForm && i < len(args); i += 2 {
+		if i+1 == len(args) {
+			c.replyError("ERR syntax error")
+			return
+		}
+		value := args[i+1]
+		switch strings.ToLower(string(args[i])) {
+		case "id":
+			n, err := strconv.ParseInt(string(value), 10, 64)
+			if err != nil || n < 1 {
+				c.replyError("ERR client-id should be greater than 0")
+				return
+			}
+			id = n
+		case "type":
+			switch strings.ToLower(string(value)) {
+			case "normal":
+			case "master", "slave", "replica", "pubsub":
+				noneOfType = true
+			default:
+				c.replyError("ERR Unknown client type '" + string(limitArg(value)) + "'")
+				return
+			}
+		case "addr":
+			addr, hasAddr = string(value), true
+		case "laddr":
+			laddr, hasLaddr = string(value), true
+		case "user":
+			// Every client of the proxy is Redis' default user.
+			if string(value) != "default" {
+				c.replyError("ERR No such user '" + string(limitArg(value)) + "'")
+				return
+			}
+		case "skipme":
+			switch strings.ToLower(string(value)) {
+			case "yes":
+				skipMe = true
+			case "no":
+				skipMe = false
+			default:
+				c.replyError("ERR syntax error")
+				return
+			}
+		default:
+			c.replyError("ERR syntax error")
+			return
+		}
+	}
+	killed := 0
+	if !noneOfType {
+		s := c.srv
+		s.mu.Lock()
+		for other := range s.clients {
+			switch {
+			case other.l != c.l,
+				id != 0 && other.id != id,
+				hasAddr && other.addr() != addr,
+				hasLaddr && other.laddr() != laddr,
+				other == c && skipMe,
+				other.killed.Load(): // gone for Redis, though its goroutine may not have ended yet
+				continue
+			}
+			if other == c {
+				c.quit = true // closes once the reply is written
+			} else {
+				other.kill()
+			}
+			killed++
+		}
+		s.mu.Unlock()
+	}
+	switch {
+	case !oldForm:
+		c.reply(redcon.AppendInt(nil, int64(killed)))
+	case killed == 0:
+		c.replyError("ERR No such client")
+	default:
+		c.reply([]byte("+OK\r\n"))
+	}
+}
+
+// kill closes the client's connection for CLIENT KILL. Its goroutine
+// ends at its next read or write: a batch in flight still gets its
+// replies or errors from the servers, and nothing waits on the client.
+func (c *client) kill() {
+	c.killed.Store(true)
+	c.stopping.Store(true)
+	c.conn.Close()
+}
+
+// clientUnblock answers CLIENT UNBLOCK id [TIMEOUT|ERROR]. The proxy runs
+// no blocking command, so no client is blocked and the answer is 0, as
+// Redis gives for a client that is not blocked.
+func (c *client) clientUnblock(args [][]byte) {
+	switch len(args) {
+	case 1:
+		c.replyError(wrongArity("client|unblock"))
+		return
+	case 2, 3:
+	default:
+		c.replyError("ERR unknown subcommand or wrong number of arguments for '" + string(limitArg(args[0])) + "'. Try CLIENT HELP.")
+		return
+	}
+	if len(args) == 3 && !bytes.EqualFold(args[2], []byte("timeout")) && !bytes.EqualFold(args[2], []byte("error")) {
+		c.replyError("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")
+		return
+	}
+	if _, err := strconv.ParseInt(string(args[1]), 10, 64); err != nil {
+		c.replyError("ERR value is not an integer or out of range")
+		return
+	}
+	c.reply([]byte(":0\r\n"))
+}
+
+// clientTracking answers CLIENT TRACKING ON|OFF [options]: OFF is what
+// every client of the proxy already is; ON is refused, since invalidation
+// messages would have to come from every server. Options are checked as
+// Redis checks them, before ON or OFF.
+func (c *client) clientTracking(mode []byte, opts [][]byte) {
+	for i := 0; i < len(opts); i++ {
+		more := i+1 < len(opts)
+		switch strings.ToLower(string(opts[i])) {
+		case "bcast", "optin", "optout", "noloop":
+		case "prefix":
+			if !more {
+				c.replyError("ERR syntax error")
+				return
+			}
+			i++
+		case "redirect":
+			if !more {
+				c.replyError("ERR syntax error")
+				return
+			}
+			i++
+			id, err := strconv.ParseInt(string(opts[i]), 10, 64)
+			if err != nil {
+				c.replyError("ERR value is not an integer or out of range")
+				return
+			}
+			if !c.srv.hasClient(id) {
+				c.replyError("ERR The client ID you want redirect to does not exist")
+				return
+			}
+		default:
+			c.replyError("ERR syntax error")
+			return
+		}
+	}
+	switch {
+	case bytes.EqualFold(mode, []byte("off")):
+		c.reply([]byte("+OK\r\n"))
+	case bytes.EqualFold(mode, []byte("on")):
+		c.replyError("ERR unsupported command 'client|tracking' in shardproxy: only CLIENT TRACKING OFF is supported (client-side caching is not supported by shardproxy)")
+	default:
+		c.replyError("ERR syntax error")
+	}
+}
+
+// hasClient reports whether a client with this CLIENT ID is connected.
+func (s *Server) hasClient(id int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.clients {
+		if c.id == id {
+			return true
+		}
+	}
+	return false
+}
+
+// infoSection is one section of INFO: its name as INFO takes it, and what
+// writes its fields.
+type infoSection struct {
+	name  string
+	write func(c *client, b *strings.Builder)
+}
+
+// infoSections are the sections INFO shows, in Redis' order. All of them
+// are among Redis' default sections, so INFO, INFO default, INFO all and
+// INFO everything show the same.
+var infoSections = []infoSection{
+	{"server", (*client).infoServer},
+	{"clients", (*client).infoClients},
+	{"memory", (*client).infoMemory},
+	{"persistence", (*client).infoPersistence},
+	{"replication", (*client).infoReplication},
+	{"keyspace", (*client).infoKeyspace},
+}
+
+// info answers INFO [section ...] as Redis 7 does: section names in any
+// case, with "all", "default" and "everything" for all of them; sections
+// come in Redis' order whatever the order asked, and names of sections the
+// proxy does not have add nothing, so asking only for those gives an empty
+// reply.
+func (c *client) info(args [][]byte) string {
+	every := len(args) == 0
+	for _, a := range args {
+		switch strings.ToLower(string(a)) {
+		case "all", "default", "everything":
+			every = true
+		}
+	}
 	var b strings.Builder
-	host, _ := os.Hostname()
-	s := c.srv
-	fmt.Fprintf(&b, "# Server\r\nredis_version:%s\r\nredis_mode:standalone\r\nshardproxy_version:%s\r\n", redisVersion, Version)
-	fmt.Fprintf(&b, "os:%s %s\r\narch_bits:64\r\nprocess_id:%d\r\nhostname:%s\r\n", runtime.GOOS, runtime.GOARCH, os.Getpid(), host)
-	fmt.Fprintf(&b, "uptime_in_seconds:%d\r\n\r\n", int64(time.Since(s.started).Seconds()))
-	fmt.Fprintf(&b, "# Clients\r\nconnected_clients:%d\r\n\r\n", c.pool.stats.clientConnections.Load())
-	b.WriteString("# Persistence\r\nloading:0\r\n\r\n")
-	b.WriteString("# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n")
-	fmt.Fprintf(&b, "# Keyspace\r\n# shardproxy pool %s: %d servers\r\n", c.pool.cfg.Name, len(c.pool.servers))
+	for _, s := range infoSections {
+		if !every && !hasSection(args, s.name) {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteString("\r\n")
+		}
+		s.write(c, &b)
+	}
 	return b.String()
+}
+
+func hasSection(args [][]byte, name string) bool {
+	for _, a := range args {
+		if bytes.EqualFold(a, []byte(name)) {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *client) infoServer(b *strings.Builder) {
+	host, _ := os.Hostname()
+	uptime := int64(time.Since(c.srv.started).Seconds())
+	fmt.Fprintf(b, "# Server\r\nredis_version:%s\r\nredis_mode:standalone\r\nshardproxy_version:%s\r\n", redisVersion, Version)
+	fmt.Fprintf(b, "os:%s %s\r\narch_bits:64\r\nprocess_id:%d\r\nhostname:%s\r\n", runtime.GOOS, runtime.GOARCH, os.Getpid(), host)
+	fmt.Fprintf(b, "uptime_in_seconds:%d\r\nuptime_in_days:%d\r\n", uptime, uptime/(24*3600))
+}
+
+func (c *client) infoClients(b *strings.Builder) {
+	fmt.Fprintf(b, "# Clients\r\nconnected_clients:%d\r\n", c.pool.stats.clientConnections.Load())
+}
+
+// infoMemory reports the proxy's own memory: used_memory is what the Go
+// runtime holds from the operating system (heap, stacks, buffers, its own
+// structures) less what it has returned, which is what a memory limit
+// (GOMEMLIMIT) bounds; maxmemory is that limit, 0 when there is none.
+func (c *client) infoMemory(b *strings.Builder) {
+	samples := []metrics.Sample{
+		{Name: "/memory/classes/total:bytes"},
+		{Name: "/memory/classes/heap/released:bytes"},
+	}
+	metrics.Read(samples)
+	used := samples[0].Value.Uint64() - samples[1].Value.Uint64()
+	var limit uint64
+	if l := debug.SetMemoryLimit(-1); l != math.MaxInt64 {
+		limit = uint64(l)
+	}
+	fmt.Fprintf(b, "# Memory\r\nused_memory:%d\r\nused_memory_human:%s\r\n", used, humanBytes(used))
+	fmt.Fprintf(b, "maxmemory:%d\r\nmaxmemory_human:%s\r\n", limit, humanBytes(limit))
+}
+
+func (c *client) infoPersistence(b *strings.Builder) {
+	b.WriteString("# Persistence\r\nloading:0\r\n")
+}
+
+func (c *client) infoReplication(b *strings.Builder) {
+	b.WriteString("# Replication\r\nrole:master\r\nconnected_slaves:0\r\n")
+}
+
+func (c *client) infoKeyspace(b *strings.Builder) {
+	fmt.Fprintf(b, "# Keyspace\r\n# shardproxy pool %s: %d servers\r\n", c.pool.cfg.Name, len(c.pool.servers))
+}
+
+// humanBytes writes a size as Redis' *_human INFO fields do: bytes below
+// 1 KiB, then K, M, G, T or P with two decimals.
+func humanBytes(n uint64) string {
+	const units = "KMGTP"
+	if n < 1024 {
+		return strconv.FormatUint(n, 10) + "B"
+	}
+	for i := range len(units) {
+		if n < 1<<(10*(i+2)) {
+			return strconv.FormatFloat(float64(n)/float64(uint64(1)<<(10*(i+1))), 'f', 2, 64) + units[i:i+1]
+		}
+	}
+	return strconv.FormatUint(n, 10) + "B"
 }

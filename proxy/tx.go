@@ -13,15 +13,32 @@ import (
 // pinned to a dedicated connection to the server of its first key until
 // EXEC, DISCARD, UNWATCH or the end of the connection. Keys of other servers
 // are refused with CROSSSLOT, as Redis Cluster does, and EXEC then fails.
+//
+// A failure of the pinned connection (a timeout, a server that closed it)
+// ends what the connection carried, and the connection is closed. Before
+// MULTI that is the client's watches: the transaction that follows is
+// answered as Redis answers one whose watched key was touched (MULTI and
+// the commands are accepted, EXEC returns a null reply and runs nothing),
+// since the proxy cannot tell whether one was. In MULTI a command that
+// cannot be queued aborts the transaction, as Redis does, and EXEC answers
+// EXECABORT. A failed EXEC or DISCARD answers the error naming the server
+// and leaves the client outside MULTI; UNWATCH answers +OK, as the watches
+// are gone either way.
 type txState struct {
-	inMulti  bool
-	aborted  bool
-	pinned   *dedicatedConn
-	preamble []byte // keyless commands queued in MULTI before a key picked the server
-	queued   int    // how many commands preamble holds
+	inMulti   bool
+	aborted   bool // a command could not be queued: EXEC answers EXECABORT
+	watchLost bool // a WATCH died with its connection: EXEC answers null
+	pinned    *dedicatedConn
+	preamble  []byte // keyless commands queued in MULTI before a key picked the server
+	queued    int    // how many commands preamble holds
+	req       []byte // scratch for the request that pins a connection
 }
 
 func (t *txState) active() bool { return t.inMulti || t.pinned != nil }
+
+// doomed reports whether EXEC will run nothing, so that commands in MULTI
+// need not reach a server.
+func (t *txState) doomed() bool { return t.aborted || t.watchLost }
 
 // reset forgets the transaction and closes a pinned connection whose server
 // side state is unknown.
@@ -29,7 +46,7 @@ func (t *txState) reset() {
 	if t.pinned != nil {
 		t.pinned.close()
 	}
-	*t = txState{preamble: t.preamble[:0]}
+	*t = txState{preamble: keepBuffer(t.preamble), req: keepBuffer(t.req)}
 }
 
 // release returns a pinned connection whose server state is clean.
@@ -37,9 +54,15 @@ func (t *txState) release() {
 	if t.pinned != nil {
 		t.pinned.release()
 	}
-	t.pinned = nil
-	t.inMulti, t.aborted, t.queued = false, false, 0
-	t.preamble = t.preamble[:0]
+	*t = txState{preamble: keepBuffer(t.preamble), req: keepBuffer(t.req)}
+}
+
+// keepBuffer empties b for reuse, or drops it if a large request grew it.
+func keepBuffer(b []byte) []byte {
+	if cap(b) > maxKeptBuffer {
+		return nil
+	}
+	return b[:0]
 }
 
 // rejectInTx marks a transaction whose command was refused, as Redis does
@@ -49,6 +72,13 @@ func (c *client) rejectInTx() {
 		c.tx.aborted = true
 	}
 }
+
+var (
+	replyOK     = []byte("+OK\r\n")
+	replyQueued = []byte("+QUEUED\r\n")
+	// replyNullArray is EXEC's answer when a watched key was touched.
+	replyNullArray = []byte("*-1\r\n")
+)
 
 // transaction handles MULTI, EXEC, DISCARD, WATCH and UNWATCH.
 func (c *client) transaction(def *command, cmd *parsedCommand) {
@@ -61,52 +91,42 @@ func (c *client) transaction(def *command, cmd *parsedCommand) {
 		}
 		t.inMulti, t.aborted = true, false
 		if t.pinned != nil {
-			c.pinnedCall(cmd.raw, cmd)
+			reply, err := c.pinnedDo(cmd)
+			if err != nil {
+				// MULTI itself needs no server: the transaction goes on
+				// unpinned, and the lost watches fail its EXEC.
+				t.watchLost = true
+				reply = replyOK
+			}
+			c.reply(reply)
 			return
 		}
-		c.reply([]byte("+OK\r\n"))
+		c.reply(replyOK)
 	case "exec":
 		if !t.inMulti {
 			c.replyError("ERR EXEC without MULTI")
 			return
 		}
-		if t.aborted {
-			if t.pinned != nil {
-				c.settle()
-				if _, err := t.pinned.do(appendCommand(nil, []byte("DISCARD")), 1); err != nil {
-					t.reset()
-				}
-			}
-			t.release()
-			c.replyError(msgExecAbort)
-			return
-		}
-		if t.pinned == nil {
-			if t.queued == 0 {
-				c.reply([]byte("*0\r\n"))
-				t.release()
-				return
-			}
-			if !c.pin(c.ring.Lookup([]byte("placeholder"))) {
-				return
-			}
-		}
-		if c.pinnedCall(cmd.raw, cmd) {
-			t.release()
-		}
+		c.exec(cmd)
 	case "discard":
 		if !t.inMulti {
 			c.replyError("ERR DISCARD without MULTI")
 			return
 		}
-		if t.pinned != nil {
-			if c.pinnedCall(cmd.raw, cmd) {
-				t.release()
-			}
+		if t.pinned == nil {
+			t.release()
+			c.reply(replyOK)
 			return
 		}
+		reply, err := c.pinnedDo(cmd)
+		if err != nil {
+			// Nothing ran: the transaction ended with its connection.
+			t.reset()
+			c.replyError(err.Error())
+			return
+		}
+		c.reply(reply) // before release: reply is in the connection's buffer
 		t.release()
-		c.reply([]byte("+OK\r\n"))
 	case "watch":
 		if t.inMulti {
 			c.replyError("ERR WATCH inside MULTI is not allowed")
@@ -120,23 +140,85 @@ func (c *client) transaction(def *command, cmd *parsedCommand) {
 			c.replyError(msg)
 			return
 		}
-		if t.pinned == nil && !c.pin(idx) {
+		var reply []byte
+		var err error
+		if t.pinned == nil {
+			reply, err = c.pin(idx, cmd)
+		} else if reply, err = c.pinnedDo(cmd); err != nil {
+			t.watchLost = true // the watches of the connection that failed
+		}
+		if err != nil {
+			c.replyError(err.Error())
 			return
 		}
-		c.pinnedCall(cmd.raw, cmd)
+		c.reply(reply)
 	case "unwatch":
 		if t.inMulti {
 			c.txQueue(cmd)
 			return
 		}
 		if t.pinned == nil {
-			c.reply([]byte("+OK\r\n"))
+			t.watchLost = false
+			c.reply(replyOK)
 			return
 		}
-		if c.pinnedCall(cmd.raw, cmd) {
+		if _, err := c.pinnedDo(cmd); err != nil {
+			// The watches went with the connection: UNWATCH's work is done.
+			t.reset()
+		} else {
 			t.release()
 		}
+		c.reply(replyOK)
 	}
+}
+
+// exec answers EXEC. However it ends, the client is outside MULTI after it.
+func (c *client) exec(cmd *parsedCommand) {
+	t := &c.tx
+	switch {
+	case t.aborted:
+		c.discardOnServer()
+		c.replyError(msgExecAbort)
+		return
+	case t.watchLost:
+		c.discardOnServer()
+		c.reply(replyNullArray)
+		return
+	case t.pinned == nil && t.queued == 0:
+		t.release()
+		c.reply([]byte("*0\r\n"))
+		return
+	case t.pinned == nil:
+		if _, err := c.pin(c.ring.Lookup(placeholderKey), nil); err != nil {
+			t.reset()
+			c.replyError(err.Error())
+			return
+		}
+	}
+	reply, err := c.pinnedDo(cmd)
+	if err != nil {
+		// The transaction may or may not have run: the error says what
+		// failed, and the connection whose state is unknown is closed.
+		t.reset()
+		c.replyError(err.Error())
+		return
+	}
+	c.reply(reply) // before release: reply is in the connection's buffer
+	t.release()
+}
+
+// discardOnServer ends a transaction that must not run: DISCARD on the
+// pinned connection, if there is one, and the client leaves MULTI.
+func (c *client) discardOnServer() {
+	t := &c.tx
+	if t.pinned != nil {
+		c.settle()
+		if _, err := t.pinned.do(appendCommand(t.req[:0], []byte("DISCARD")), 1); err != nil {
+			t.reset()
+			return
+		}
+	}
+	t.release()
 }
 
 // txCommand handles a command while the client is pinned or in MULTI.
@@ -149,11 +231,15 @@ func (c *client) txCommand(def *command, cmd *parsedCommand) {
 	}
 	switch def.kind {
 	case local:
-		if def.name == "ping" || def.name == "echo" {
+		if def.name == "ping" || def.name == "echo" || def.name == "select" && c.isPoolDB(cmd.args[1]) {
 			c.txQueue(cmd)
 			return
 		}
 		c.rejectInTx()
+		if def.name == "select" {
+			c.selectDB(cmd.args[1])
+			return
+		}
 		c.replyError("ERR '" + def.name + "' is not allowed inside MULTI by shardproxy")
 	case unsupported:
 		c.rejectInTx()
@@ -177,10 +263,23 @@ func (c *client) txCommand(def *command, cmd *parsedCommand) {
 			c.replyError(msg)
 			return
 		}
-		if t.pinned == nil && !c.pin(idx) {
+		if t.doomed() {
+			c.reply(replyQueued)
 			return
 		}
-		c.pinnedCall(cmd.raw, cmd)
+		var reply []byte
+		var err error
+		if t.pinned == nil {
+			reply, err = c.pin(idx, cmd)
+		} else {
+			reply, err = c.pinnedDo(cmd)
+		}
+		if err != nil {
+			c.rejectInTx()
+			c.replyError(err.Error())
+			return
+		}
+		c.reply(reply)
 	}
 }
 
@@ -210,70 +309,102 @@ func (c *client) txOwner(def *command, args [][]byte) (int, string) {
 // txQueue queues a keyless command in MULTI: on the pinned connection, or
 // held back until a key picks the server.
 func (c *client) txQueue(cmd *parsedCommand) {
-	if c.tx.pinned != nil {
-		c.pinnedCall(cmd.raw, cmd)
-		return
+	t := &c.tx
+	switch {
+	case t.doomed():
+		c.reply(replyQueued)
+	case t.pinned != nil:
+		reply, err := c.pinnedDo(cmd)
+		if err != nil {
+			c.rejectInTx()
+			c.replyError(err.Error())
+			return
+		}
+		c.reply(reply)
+	default:
+		t.preamble = appendRequest(t.preamble, cmd)
+		t.queued++
+		c.reply(replyQueued)
 	}
-	if cmd.inline {
-		c.tx.preamble = appendCommand(c.tx.preamble, cmd.args...)
-	} else {
-		c.tx.preamble = append(c.tx.preamble, cmd.raw...)
-	}
-	c.tx.queued++
-	c.reply([]byte("+QUEUED\r\n"))
 }
 
-// pin takes a dedicated connection to server idx. In MULTI it opens the
-// transaction there and replays the commands queued so far.
-func (c *client) pin(idx int) bool {
+// appendRequest appends cmd as the server is sent it: the client's bytes,
+// or, for an inline command, the command in RESP.
+func appendRequest(dst []byte, cmd *parsedCommand) []byte {
+	if cmd.inline {
+		return appendCommand(dst, cmd.args...)
+	}
+	return append(dst, cmd.raw...)
+}
+
+// idleConnClosed reports whether an idle dedicated connection was closed
+// by its server. It is a variable so that a test can turn the check off
+// and show that the redial in pin copes on its own.
+var idleConnClosed = peerClosed
+
+// pin takes a dedicated connection to server idx and sends cmd (if not
+// nil) as its first request; in MULTI, MULTI and the commands queued so far
+// go first. It returns the last reply. All of it may be sent again: WATCH,
+// MULTI and queued commands live and die with their connection, and none
+// runs before EXEC. So when a connection taken from the idle pool fails
+// (the server restarted or its timeout setting closed the connection just
+// as it was taken), the request goes again on a newly dialled one. A
+// timeout is not retried: that server is slow, not gone.
+func (c *client) pin(idx int, cmd *parsedCommand) ([]byte, error) {
+	t := &c.tx
 	if idx < 0 {
-		c.rejectInTx()
-		c.replyError(msgNoServer)
-		return false
+		return nil, errors.New(msgNoServer)
 	}
 	c.settle()
 	srv := c.pool.servers[idx]
+	req, n := t.req[:0], 0
+	if t.inMulti {
+		req = appendCommand(req, []byte("MULTI"))
+		req = append(req, t.preamble...)
+		n = 1 + t.queued
+	}
+	if cmd != nil {
+		req = appendRequest(req, cmd)
+		n++
+	}
+	t.req = req
 	d, err := srv.dedicated()
 	if err != nil {
-		c.rejectInTx()
-		c.replyError(srv.errText(describe(err)))
-		return false
+		return nil, errors.New(srv.errText(describe(err)))
 	}
-	c.tx.pinned = d
-	if c.tx.inMulti {
-		req := appendCommand(nil, []byte("MULTI"))
-		req = append(req, c.tx.preamble...)
-		if _, err := d.do(req, 1+c.tx.queued); err != nil {
-			c.tx.pinned = nil
-			d.close()
-			c.rejectInTx()
-			c.replyError(srv.errText(describe(err)))
-			return false
+	reply, err := d.do(req, n)
+	if err != nil && d.reused && !isTimeout(err) {
+		d.close()
+		if d, err = srv.dialDedicated(); err == nil {
+			reply, err = d.do(req, n)
 		}
-		c.tx.preamble, c.tx.queued = c.tx.preamble[:0], 0
 	}
-	return true
+	if err != nil {
+		if d != nil {
+			d.close()
+		}
+		return nil, errors.New(srv.errText(describe(err)))
+	}
+	t.pinned = d
+	t.preamble, t.queued = t.preamble[:0], 0
+	return reply, nil
 }
 
-// pinnedCall sends one command on the pinned connection and records its
-// reply. It reports whether the connection is still good.
-func (c *client) pinnedCall(raw []byte, cmd *parsedCommand) bool {
+// pinnedDo sends one command on the pinned connection and returns its
+// reply. When that fails, the connection is closed and unpinned, and the
+// error is the reply for the client, naming the server and the cause.
+func (c *client) pinnedDo(cmd *parsedCommand) ([]byte, error) {
 	c.settle()
-	req := raw
-	if cmd.inline {
-		req = appendCommand(nil, cmd.args...)
-	}
-	d := c.tx.pinned
-	reply, err := d.do(req, 1)
+	t := &c.tx
+	d := t.pinned
+	t.req = appendRequest(t.req[:0], cmd)
+	reply, err := d.do(t.req, 1)
 	if err != nil {
-		c.tx.pinned = nil
+		t.pinned = nil
 		d.close()
-		c.rejectInTx()
-		c.replyError(d.srv.errText(describe(err)))
-		return false
+		return nil, errors.New(d.srv.errText(describe(err)))
 	}
-	c.reply(reply)
-	return true
+	return reply, nil
 }
 
 // settle submits what the batch staged so far and waits for it, so a
@@ -283,9 +414,10 @@ func (c *client) settle() { c.submit() }
 // dedicatedConn is a connection owned by one client at a time, for
 // transactions. Idle ones are kept per server for reuse.
 type dedicatedConn struct {
-	srv  *server
-	conn net.Conn
-	buf  []byte
+	srv    *server
+	conn   net.Conn
+	buf    []byte
+	reused bool // taken from the idle pool rather than dialled
 }
 
 // maxIdleDedicated bounds the idle dedicated connections kept per server.
@@ -296,18 +428,38 @@ type dedicatedPool struct {
 	idle []*dedicatedConn
 }
 
+// dedicated returns an idle connection to s that is still open, or dials
+// one.
 func (s *server) dedicated() (*dedicatedConn, error) {
 	if why := s.address.unavailable(); why != "" {
 		return nil, errors.New(why)
 	}
-	s.txConns.mu.Lock()
-	if n := len(s.txConns.idle); n > 0 {
+	for {
+		s.txConns.mu.Lock()
+		n := len(s.txConns.idle)
+		if n == 0 {
+			s.txConns.mu.Unlock()
+			break
+		}
 		d := s.txConns.idle[n-1]
+		s.txConns.idle[n-1] = nil
 		s.txConns.idle = s.txConns.idle[:n-1]
 		s.txConns.mu.Unlock()
+		if idleConnClosed(d.conn) {
+			d.close()
+			continue
+		}
+		d.reused = true
 		return d, nil
 	}
-	s.txConns.mu.Unlock()
+	return s.dialDedicated()
+}
+
+// dialDedicated opens a new dedicated connection to s.
+func (s *server) dialDedicated() (*dedicatedConn, error) {
+	if why := s.address.unavailable(); why != "" {
+		return nil, errors.New(why)
+	}
 	cfg := s.pool.cfg
 	timeout := cfg.Timeout
 	if timeout <= 0 {
