@@ -525,3 +525,63 @@ func TestTxSelectInMulti(t *testing.T) {
 		step("*3\r\n+OK\r\n+OK\r\n+OK\r\n", "EXEC"),
 	)
 }
+
+// go-redis' Watch and TxPipelined, with default options, commit at once
+// after the server restarted under the proxy's idle transaction
+// connections.
+func TestTxGoRedisAfterServerRestart(t *testing.T) {
+	tp := startProxy(t, 1, txPool)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rdb := redis.NewClient(&redis.Options{Addr: tp.addr})
+	defer rdb.Close()
+	incr := func() error {
+		return rdb.Watch(ctx, func(tx *redis.Tx) error {
+			n, err := tx.Get(ctx, "{txr}a").Int()
+			if err != nil && !errors.Is(err, redis.Nil) {
+				return err
+			}
+			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				p.Set(ctx, "{txr}a", n+1, 0)
+				return nil
+			})
+			return err
+		}, "{txr}a")
+	}
+	// Eight transactions at once leave eight idle transaction connections.
+	var wg sync.WaitGroup
+	errs := make(chan error, maxIdleDedicated)
+	for range maxIdleDedicated {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := incr(); err != nil && !errors.Is(err, redis.TxFailedErr) {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("transaction before the restart: %v", err)
+	}
+	if got := tp.idleTxConns(0); got == 0 {
+		t.Fatal("no idle transaction connection before the restart")
+	}
+	tp.redises[0].Restart(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for rdb.Ping(ctx).Err() != nil || rdb.Get(ctx, "{txr}a").Err() != redis.Nil {
+		if time.Now().After(deadline) {
+			t.Fatal("plain GET does not work after the restart")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for i := 0; i < 10; i++ {
+		if err := incr(); err != nil {
+			t.Fatalf("transaction %d of 10 after the restart: %v", i+1, err)
+		}
+	}
+	if v, err := rdb.Get(ctx, "{txr}a").Int(); err != nil || v != 10 {
+		t.Fatalf("GET after 10 transactions = %d, %v; want 10", v, err)
+	}
+}
