@@ -345,3 +345,34 @@ func TestReloadNewAuthOrDBDialsAgain(t *testing.T) {
 		t.Fatalf("GET in db 1 = %q, want the write made after the reload", got)
 	}
 }
+
+// Shutdown also ends a client whose transaction is pinned to a server that
+// a reload removed, once no pool holds that server any more.
+func TestShutdownClosesPinnedConnectionOfRemovedServer(t *testing.T) {
+	a, b := proxytest.StartRedis(t), proxytest.StartRedis(t)
+	listen := fmt.Sprintf("127.0.0.1:%d", proxytest.FreePort(t))
+	srv := startServer(t, poolYAML(listen, "", a.Addr+":1 s0"), Options{})
+	c := proxytest.Dial(t, listen)
+	if got := do(t, c, "WATCH", "k"); got != "+OK\r\n" {
+		t.Fatalf("WATCH = %q", got)
+	}
+	if err := srv.Reload(mustParse(t, poolYAML(listen, "", b.Addr+":1 s1"))); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the old pool giving s0 back", func() bool {
+		srv.registry.mu.Lock()
+		defer srv.registry.mu.Unlock()
+		return len(srv.registry.upstreams) == 1 && len(srv.registry.retired) == 1
+	})
+	a.Pause()
+	defer a.Resume()
+	c.Send("MULTI")
+	c.Flush()
+	time.Sleep(100 * time.Millisecond) // let the client send MULTI on its pinned connection
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	srv.Shutdown(ctx)
+	if n := srv.stats.currConnections.Load(); n != 0 {
+		t.Fatalf("%d client still served after Shutdown returned, want 0", n)
+	}
+}
