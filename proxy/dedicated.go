@@ -15,6 +15,7 @@ import (
 type dedicatedConn struct {
 	up     *upstream
 	conn   net.Conn
+	check  *peerCheck // whether the server closed it while idle
 	buf    []byte
 	reused bool // taken from the idle pool rather than dialled
 	at     int  // its index in the pool's pinned list while pinned, else -1
@@ -36,10 +37,18 @@ type dedicatedPool struct {
 
 var errUpstreamRetired = errors.New("connection closed")
 
-// idleConnClosed reports whether an idle dedicated connection was closed
-// by its server. It is a variable so that a test can turn the check off
-// and show that the redial in pin copes on its own.
-var idleConnClosed = peerClosed
+// idleConnClosed, when set, replaces the check that an idle dedicated
+// connection was not closed by its server. It is a variable so that a test
+// can turn the check off and show that the redial in pin copes on its own.
+var idleConnClosed func(net.Conn) bool
+
+// peerClosed reports whether the server closed the idle connection d.
+func (d *dedicatedConn) peerClosed() bool {
+	if idleConnClosed != nil {
+		return idleConnClosed(d.conn)
+	}
+	return d.check.peerClosed()
+}
 
 // takeDedicated returns an idle connection to u that is still open, or
 // dials one. The connection is pinned until release or close.
@@ -64,7 +73,7 @@ func (u *upstream) takeDedicated() (*dedicatedConn, error) {
 		p.idle = p.idle[:n-1]
 		p.pinLocked(d)
 		p.mu.Unlock()
-		if idleConnClosed(d.conn) {
+		if d.peerClosed() {
 			d.close()
 			continue
 		}
@@ -83,7 +92,7 @@ func (u *upstream) dialDedicated() (*dedicatedConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &dedicatedConn{up: u, conn: conn}
+	d := &dedicatedConn{up: u, conn: conn, check: newPeerCheck(conn)}
 	p := &u.dedicated
 	p.mu.Lock()
 	if p.closed {
