@@ -35,6 +35,8 @@ type dedicatedPool struct {
 	closed bool // its upstream is retired: keep nothing, dial nothing
 }
 
+// errUpstreamRetired is why a server that no pool uses any more gets no
+// new transaction connection.
 var errUpstreamRetired = errors.New("connection closed")
 
 // idleConnClosed, when set, replaces the check that an idle dedicated
