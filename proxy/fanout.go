@@ -3,7 +3,7 @@ package proxy
 import (
 	"bytes"
 
-	"github.com/tidwall/redcon"
+	"github.com/shardproxy/shardproxy/proxy/resp"
 )
 
 // Fan-out commands: SCRIPT LOAD, EXISTS and FLUSH and FUNCTION LOAD, DELETE
@@ -75,15 +75,15 @@ func findSubcommand(subs []subcommand, name []byte) *subcommand {
 
 // fanOut handles SCRIPT and FUNCTION: it sends the request to every server
 // of the ring, or to one, or refuses it. The servers check the arguments.
-func (c *client) fanOut(def *command, cmd *parsedCommand) {
+func (c *client) fanOut(def *command, cmd *resp.Command) {
 	subs := scriptSubcommands
 	if def.name == "function" {
 		subs = functionSubcommands
 	}
-	sub := findSubcommand(subs, cmd.args[1])
+	sub := findSubcommand(subs, cmd.Args[1])
 	switch {
 	case sub == nil:
-		c.replyError(unknownSubcommand(cmd.args))
+		c.replyError(unknownSubcommand(cmd.Args))
 		return
 	case sub.why != "":
 		c.replyError("ERR unsupported command '" + def.name + "|" + sub.name + "' in shardproxy: " + sub.why)
@@ -128,7 +128,7 @@ func (f *fragment) mergeSame(out []byte) []byte {
 	first := f.subs[0].buf
 	for _, s := range f.subs[1:] {
 		if !bytes.Equal(s.buf, first) {
-			return appendErr(out, msgFanOutDiffer)
+			return resp.AppendError(out, msgFanOutDiffer)
 		}
 	}
 	return append(out, first...)
@@ -141,24 +141,24 @@ func (f *fragment) mergeAnd(out []byte) []byte {
 	f.cursor = f.cursor[:0]
 	count := -1
 	for _, s := range f.subs {
-		line, n := readLine(s.buf, 0)
+		line, n := resp.ReadLine(s.buf, 0)
 		if n < 0 || len(line) == 0 || line[0] != '*' {
-			return appendErr(out, msgFanOutBadReply)
+			return resp.AppendError(out, msgFanOutBadReply)
 		}
-		m, ok := parseLength(line[1:])
+		m, ok := resp.ParseLength(line[1:])
 		if !ok || m < 0 || count >= 0 && m != count {
-			return appendErr(out, msgFanOutBadReply)
+			return resp.AppendError(out, msgFanOutBadReply)
 		}
 		count = m
 		f.cursor = append(f.cursor, n)
 	}
-	out = redcon.AppendArray(out, count)
+	out = resp.AppendArray(out, count)
 	for range count {
 		all := true
 		for j, s := range f.subs {
-			line, n := readLine(s.buf, f.cursor[j])
+			line, n := resp.ReadLine(s.buf, f.cursor[j])
 			if n < 0 || len(line) != 2 || line[0] != ':' || line[1] != '0' && line[1] != '1' {
-				return appendErr(out[:start], msgFanOutBadReply)
+				return resp.AppendError(out[:start], msgFanOutBadReply)
 			}
 			all = all && line[1] == '1'
 			f.cursor[j] = n

@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tidwall/redcon"
+	"github.com/shardproxy/shardproxy/proxy/resp"
 )
 
 // Version is shardproxy's version, stamped at build time.
@@ -31,20 +31,20 @@ const (
 )
 
 // local answers the commands the proxy handles itself.
-func (c *client) local(def *command, cmd *parsedCommand) {
-	args := cmd.args
+func (c *client) local(def *command, cmd *resp.Command) {
+	args := cmd.Args
 	switch def.name {
 	case "ping":
 		switch len(args) {
 		case 1:
 			c.reply([]byte("+PONG\r\n"))
 		case 2:
-			c.reply(redcon.AppendBulk(nil, args[1]))
+			c.reply(resp.AppendBulk(nil, args[1]))
 		default:
 			c.replyError(wrongArity("ping"))
 		}
 	case "echo":
-		c.reply(redcon.AppendBulk(nil, args[1]))
+		c.reply(resp.AppendBulk(nil, args[1]))
 	case "quit":
 		c.reply([]byte("+OK\r\n"))
 		c.quit = true
@@ -57,7 +57,7 @@ func (c *client) local(def *command, cmd *parsedCommand) {
 	case "client":
 		c.clientCommand(args[1:])
 	case "info":
-		c.reply(redcon.AppendBulkString(nil, c.info(args[1:])))
+		c.reply(resp.AppendBulkString(nil, c.info(args[1:])))
 	case "reset":
 		c.tx.reset()
 		c.name = nil
@@ -176,21 +176,21 @@ func (c *client) hello(args [][]byte) {
 		}
 		c.name = append(c.name[:0], name...)
 	}
-	b := redcon.AppendArray(nil, 14)
-	b = redcon.AppendBulkString(b, "server")
-	b = redcon.AppendBulkString(b, "redis")
-	b = redcon.AppendBulkString(b, "version")
-	b = redcon.AppendBulkString(b, redisVersion)
-	b = redcon.AppendBulkString(b, "proto")
-	b = redcon.AppendInt(b, 2)
-	b = redcon.AppendBulkString(b, "id")
-	b = redcon.AppendInt(b, c.id)
-	b = redcon.AppendBulkString(b, "mode")
-	b = redcon.AppendBulkString(b, "standalone")
-	b = redcon.AppendBulkString(b, "role")
-	b = redcon.AppendBulkString(b, "master")
-	b = redcon.AppendBulkString(b, "modules")
-	b = redcon.AppendArray(b, 0)
+	b := resp.AppendArray(nil, 14)
+	b = resp.AppendBulkString(b, "server")
+	b = resp.AppendBulkString(b, "redis")
+	b = resp.AppendBulkString(b, "version")
+	b = resp.AppendBulkString(b, redisVersion)
+	b = resp.AppendBulkString(b, "proto")
+	b = resp.AppendInt(b, 2)
+	b = resp.AppendBulkString(b, "id")
+	b = resp.AppendInt(b, c.id)
+	b = resp.AppendBulkString(b, "mode")
+	b = resp.AppendBulkString(b, "standalone")
+	b = resp.AppendBulkString(b, "role")
+	b = resp.AppendBulkString(b, "master")
+	b = resp.AppendBulkString(b, "modules")
+	b = resp.AppendArray(b, 0)
 	c.reply(b)
 }
 
@@ -221,17 +221,17 @@ func (c *client) clientCommand(args [][]byte) {
 		c.reply([]byte("+OK\r\n"))
 	case "getname":
 		if len(c.name) == 0 {
-			c.reply(redcon.AppendNull(nil))
+			c.reply(resp.AppendNull(nil))
 		} else {
-			c.reply(redcon.AppendBulk(nil, c.name))
+			c.reply(resp.AppendBulk(nil, c.name))
 		}
 	case "id":
-		c.reply(redcon.AppendInt(nil, c.id))
+		c.reply(resp.AppendInt(nil, c.id))
 	case "setinfo", "no-evict", "no-touch":
 		c.reply([]byte("+OK\r\n"))
 	case "info", "list":
 		line := fmt.Sprintf("id=%d addr=%s laddr=%s name=%s db=%d\n", c.id, c.addr(), c.laddr(), c.name, c.pool.cfg.RedisDB)
-		c.reply(redcon.AppendBulkString(nil, line))
+		c.reply(resp.AppendBulkString(nil, line))
 	case "reply":
 		if len(args) == 2 && bytes.EqualFold(args[1], []byte("on")) {
 			c.reply([]byte("+OK\r\n"))
@@ -359,7 +359,7 @@ func (c *client) clientKill(args [][]byte) {
 	}
 	switch {
 	case !oldForm:
-		c.reply(redcon.AppendInt(nil, int64(killed)))
+		c.reply(resp.AppendInt(nil, int64(killed)))
 	case killed == 0:
 		c.replyError("ERR No such client")
 	default:

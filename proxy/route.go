@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"strings"
+
+	"github.com/shardproxy/shardproxy/proxy/resp"
 )
 
 // Error replies the proxy writes itself. Where Redis has a wording, it is
@@ -57,8 +59,8 @@ func refusal(name, why string) string {
 
 // dispatch handles one command: answers it, stages it for its server, or
 // splits it over several servers.
-func (c *client) dispatch(cmd *parsedCommand) {
-	args := cmd.args
+func (c *client) dispatch(cmd *resp.Command) {
+	args := cmd.Args
 	def := lookupCommand(args[0])
 	if def == nil {
 		c.rejectInTx()
@@ -94,8 +96,8 @@ func (c *client) dispatch(cmd *parsedCommand) {
 }
 
 // dispatchKind handles a command that passed the checks, by its kind.
-func (c *client) dispatchKind(def *command, cmd *parsedCommand) {
-	args := cmd.args
+func (c *client) dispatchKind(def *command, cmd *resp.Command) {
+	args := cmd.Args
 	switch def.kind {
 	case local:
 		c.local(def, cmd)
@@ -168,7 +170,7 @@ func (c *client) owner(def *command, args [][]byte) (int, string) {
 }
 
 // route stages cmd for server idx.
-func (c *client) route(idx int, cmd *parsedCommand) {
+func (c *client) route(idx int, cmd *resp.Command) {
 	if idx < 0 {
 		c.replyError(msgNoServer)
 		return
