@@ -7,13 +7,11 @@
 //	config.go    nutcracker.yml, parsed as nutcracker 0.5.0 does
 //	server.go    listeners, accept, Reload, Shutdown
 //	client.go    read a batch of complete commands, reply in order
-//	command.go   the command table: what redis-server says of each command
-//	             (commandtable.go, generated from its COMMAND INFO) and how
-//	             the proxy handles it
-//	keyspec.go   where a command's keys are: Redis' key specs and key finders
-//	route.go     answer, refuse, or pick the server by the keys
+//	route.go     look the command up; answer, refuse, or pick the server
+//	             by the keys (and by SORT's patterns; keyless EVAL goes to
+//	             the placeholder's server)
 //	fragment.go  split MGET/DEL/UNLINK/EXISTS/TOUCH/MSET per server, merge
-//	fanout.go    SCRIPT and FUNCTION to every server, merge; keyless EVAL
+//	fanout.go    SCRIPT and FUNCTION to every server, merge
 //	local.go     PING, ECHO, QUIT, SELECT, AUTH, HELLO, CLIENT, INFO
 //	tx.go        MULTI/EXEC/WATCH on a connection pinned to one server
 //	backend.go   shared server connections: write queue, reply reader
@@ -30,6 +28,9 @@
 //
 //	resp         the wire format: parse requests (bounded, resumable), find
 //	             where replies end, encode requests and replies
+//	command      the command table: what redis-server says of each command
+//	             (generated from its COMMAND INFO), how the proxy handles
+//	             it, and where its keys are (Redis' key specs and key finders)
 //
 // Reload builds the new pools (and any new listener) before it swaps
 // anything; each client picks up its listener's current pool at the start

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 
+	"github.com/shardproxy/shardproxy/proxy/command"
 	"github.com/shardproxy/shardproxy/proxy/resp"
 )
 
@@ -17,10 +18,10 @@ import (
 
 // subcommand says how the proxy handles one SCRIPT or FUNCTION subcommand.
 type subcommand struct {
-	name  string    // lower case
-	merge mergeKind // for those sent to every server
-	one   bool      // sent to one server only: the owner of "placeholder"
-	why   string    // for refused ones: what the client should know
+	name  string        // lower case
+	merge command.Merge // for those sent to every server
+	one   bool          // sent to one server only: the owner of "placeholder"
+	why   string        // for refused ones: what the client should know
 }
 
 // The reasons given for refused subcommands.
@@ -32,18 +33,18 @@ const (
 )
 
 var scriptSubcommands = []subcommand{
-	{name: "load", merge: mergeSame},
-	{name: "exists", merge: mergeAnd},
-	{name: "flush", merge: mergeSame},
+	{name: "load", merge: command.MergeSame},
+	{name: "exists", merge: command.MergeAnd},
+	{name: "flush", merge: command.MergeSame},
 	{name: "help", one: true},
 	{name: "kill", why: whyScriptKill},
 	{name: "debug", why: whyScriptDebug},
 }
 
 var functionSubcommands = []subcommand{
-	{name: "load", merge: mergeSame},
-	{name: "delete", merge: mergeSame},
-	{name: "flush", merge: mergeSame},
+	{name: "load", merge: command.MergeSame},
+	{name: "delete", merge: command.MergeSame},
+	{name: "flush", merge: command.MergeSame},
 	{name: "help", one: true},
 	{name: "kill", why: whyScriptKill},
 	{name: "list", why: whyPerServer},
@@ -59,8 +60,8 @@ const (
 
 // fanOutInMulti is the error for a fan-out command inside MULTI: a
 // transaction runs on one server.
-func fanOutInMulti(def *command) string {
-	return "ERR '" + def.name + "' is not allowed inside MULTI by shardproxy: it goes to every server"
+func fanOutInMulti(def *command.Spec) string {
+	return "ERR '" + def.Name + "' is not allowed inside MULTI by shardproxy: it goes to every server"
 }
 
 // findSubcommand looks name up in subs, ignoring case, without allocating.
@@ -75,9 +76,9 @@ func findSubcommand(subs []subcommand, name []byte) *subcommand {
 
 // fanOut handles SCRIPT and FUNCTION: it sends the request to every server
 // of the ring, or to one, or refuses it. The servers check the arguments.
-func (c *client) fanOut(def *command, cmd *resp.Command) {
+func (c *client) fanOut(def *command.Spec, cmd *resp.Command) {
 	subs := scriptSubcommands
-	if def.name == "function" {
+	if def.Name == "function" {
 		subs = functionSubcommands
 	}
 	sub := findSubcommand(subs, cmd.Args[1])
@@ -86,7 +87,7 @@ func (c *client) fanOut(def *command, cmd *resp.Command) {
 		c.replyError(unknownSubcommand(cmd.Args))
 		return
 	case sub.why != "":
-		c.replyError("ERR unsupported command '" + def.name + "|" + sub.name + "' in shardproxy: " + sub.why)
+		c.replyError("ERR unsupported command '" + def.Name + "|" + sub.name + "' in shardproxy: " + sub.why)
 		return
 	case sub.one:
 		c.route(c.ring.Lookup(placeholderKey), cmd)
@@ -113,13 +114,6 @@ func (c *client) fanOut(def *command, cmd *resp.Command) {
 		f.subs = append(f.subs, c.forward(c.pool.servers[i], cmd))
 	}
 	c.calls = append(c.calls, call{frag: f})
-}
-
-// keylessScript reports whether args is EVAL, EVALSHA, FCALL or a read-only
-// variant (the commands Redis flags no-mandatory-keys) with numkeys 0,
-// which runs on the owner of "placeholder".
-func keylessScript(def *command, args [][]byte) bool {
-	return def.flags&cmdNoMandatoryKeys != 0 && def.keyCountIsZero(args)
 }
 
 // mergeSame is the reply every server gave (SCRIPT LOAD's digest, FUNCTION

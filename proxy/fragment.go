@@ -1,13 +1,16 @@
 package proxy
 
-import "github.com/shardproxy/shardproxy/proxy/resp"
+import (
+	"github.com/shardproxy/shardproxy/proxy/command"
+	"github.com/shardproxy/shardproxy/proxy/resp"
+)
 
 // fragment is a multi-key command split per server: one sub-request per
 // server in ascending server order, each with that server's keys in the
 // client's order, and what is needed to merge the replies as one Redis
 // server would have answered.
 type fragment struct {
-	kind   mergeKind
+	kind   command.Merge
 	nkeys  int
 	subs   []*replySlot
 	subSrv []int   // server index of each sub-request
@@ -18,7 +21,7 @@ type fragment struct {
 	starts []int   // MGET: first element offset of each sub reply
 }
 
-func (c *client) newFragment(kind mergeKind) *fragment {
+func (c *client) newFragment(kind command.Merge) *fragment {
 	if c.nfrags == len(c.frags) {
 		c.frags = append(c.frags, &fragment{})
 	}
@@ -32,14 +35,14 @@ func (c *client) newFragment(kind mergeKind) *fragment {
 // split routes MGET, DEL, UNLINK, EXISTS, TOUCH and MSET. When every key is
 // on one server the command goes there unchanged; otherwise each server gets
 // the same command with its own keys.
-func (c *client) split(def *command, cmd *resp.Command) {
+func (c *client) split(def *command.Spec, cmd *resp.Command) {
 	args := cmd.Args
-	step := def.step
+	step := def.Step
 	if step == 2 && (len(args)-1)%2 != 0 {
-		c.replyError(wrongArity(def.name))
+		c.replyError(wrongArity(def.Name))
 		return
 	}
-	f := c.newFragment(def.merge)
+	f := c.newFragment(def.Merge)
 	for i := 1; i < len(args); i += step {
 		idx := c.ring.Lookup(args[i])
 		if idx < 0 {
@@ -112,7 +115,7 @@ func (f *fragment) merge(out []byte) []byte {
 		}
 	}
 	switch f.kind {
-	case mergeSum:
+	case command.MergeSum:
 		var sum int64
 		for _, s := range f.subs {
 			n, ok := resp.ParseInteger(s.buf)
@@ -122,11 +125,11 @@ func (f *fragment) merge(out []byte) []byte {
 			sum += n
 		}
 		return resp.AppendInt(out, sum)
-	case mergeOK:
+	case command.MergeOK:
 		return resp.AppendOK(out)
-	case mergeSame:
+	case command.MergeSame:
 		return f.mergeSame(out)
-	case mergeAnd:
+	case command.MergeAnd:
 		return f.mergeAnd(out)
 	}
 	return f.mergeArray(out)

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shardproxy/shardproxy/proxy/command"
 	"github.com/shardproxy/shardproxy/proxy/resp"
 )
 
@@ -31,9 +32,9 @@ const (
 )
 
 // local answers the commands the proxy handles itself.
-func (c *client) local(def *command, cmd *resp.Command) {
+func (c *client) local(def *command.Spec, cmd *resp.Command) {
 	args := cmd.Args
-	switch def.name {
+	switch def.Name {
 	case "ping":
 		switch len(args) {
 		case 1:

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shardproxy/shardproxy/proxy/command"
 	"github.com/shardproxy/shardproxy/proxy/resp"
 )
 
@@ -83,9 +84,9 @@ var (
 )
 
 // transaction handles MULTI, EXEC, DISCARD, WATCH and UNWATCH.
-func (c *client) transaction(def *command, cmd *resp.Command) {
+func (c *client) transaction(def *command.Spec, cmd *resp.Command) {
 	t := &c.tx
-	switch def.name {
+	switch def.Name {
 	case "multi":
 		if t.inMulti {
 			c.replyError("ERR MULTI calls can not be nested")
@@ -224,35 +225,35 @@ func (c *client) discardOnServer() {
 }
 
 // txCommand handles a command while the client is pinned or in MULTI.
-func (c *client) txCommand(def *command, cmd *resp.Command) {
+func (c *client) txCommand(def *command.Spec, cmd *resp.Command) {
 	t := &c.tx
 	if !t.inMulti {
 		// WATCH pinned the client but no MULTI yet: commands go their usual way.
 		c.dispatchKind(def, cmd)
 		return
 	}
-	switch def.kind {
-	case local:
-		if def.name == "ping" || def.name == "echo" || def.name == "select" && c.isPoolDB(cmd.Args[1]) {
+	switch def.Kind {
+	case command.Local:
+		if def.Name == "ping" || def.Name == "echo" || def.Name == "select" && c.isPoolDB(cmd.Args[1]) {
 			c.txQueue(cmd)
 			return
 		}
 		c.rejectInTx()
-		if def.name == "select" {
+		if def.Name == "select" {
 			c.selectDB(cmd.Args[1])
 			return
 		}
-		c.replyError("ERR '" + def.name + "' is not allowed inside MULTI by shardproxy")
-	case unsupported:
+		c.replyError("ERR '" + def.Name + "' is not allowed inside MULTI by shardproxy")
+	case command.Unsupported:
 		c.rejectInTx()
 		c.replyError(unsupportedCommand(def))
-	case fanOut:
+	case command.FanOut:
 		c.rejectInTx()
 		c.replyError(fanOutInMulti(def))
-	case routePlaceholder:
+	case command.RoutePlaceholder:
 		c.txQueue(cmd)
 	default:
-		if keylessScript(def, cmd.Args) {
+		if def.OmitsKeys(cmd.Args) {
 			c.txQueue(cmd) // runs on the transaction's server, like other keyless commands
 			return
 		}
@@ -287,13 +288,13 @@ func (c *client) txCommand(def *command, cmd *resp.Command) {
 
 // txOwner is owner for any keyed command, split ones included: inside a
 // transaction every key must be on the pinned server.
-func (c *client) txOwner(def *command, args [][]byte) (int, string) {
-	if def.kind == splitKeys || def.kind == splitPairs {
-		if def.step == 2 && (len(args)-1)%2 != 0 {
-			return -1, wrongArity(def.name)
+func (c *client) txOwner(def *command.Spec, args [][]byte) (int, string) {
+	if def.Kind == command.SplitKeys || def.Kind == command.SplitPairs {
+		if def.Step == 2 && (len(args)-1)%2 != 0 {
+			return -1, wrongArity(def.Name)
 		}
 		idx := -1
-		for i := 1; i < len(args); i += def.step {
+		for i := 1; i < len(args); i += def.Step {
 			j := c.ring.Lookup(args[i])
 			if j < 0 {
 				return -1, msgNoServer
