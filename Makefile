@@ -44,7 +44,7 @@ test: lint e2e-binaries
 fuzz:
 	$(GO) test -run XXX -fuzz FuzzRequestParser -fuzztime 30s ./proxy/resp
 	$(GO) test -run XXX -fuzz FuzzReplyScanner -fuzztime 30s ./proxy/resp
-	$(GO) test -run XXX -fuzz FuzzParseConfig -fuzztime 30s ./proxy
+	$(GO) test -run XXX -fuzz FuzzParseConfig -fuzztime 30s ./proxy/config
 	$(GO) test -run XXX -fuzz FuzzLookup -fuzztime 30s ./hashring
 
 bench: deps

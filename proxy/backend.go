@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/shardproxy/shardproxy/proxy/config"
 	"github.com/shardproxy/shardproxy/proxy/resp"
 )
 
@@ -265,7 +266,7 @@ func (b *backendConn) dial() {
 }
 
 // handshake authenticates and selects the database on a new connection.
-func handshake(conn net.Conn, cfg *PoolConfig, timeout time.Duration) error {
+func handshake(conn net.Conn, cfg *config.Pool, timeout time.Duration) error {
 	var req []byte
 	n := 0
 	if cfg.RedisAuth != "" {

@@ -1,10 +1,10 @@
-// Package proxy serves nutcracker's Redis pools: it reads nutcracker.yml
-// (Config), listens on every pool's address, routes each request to the
-// server that hashring says owns its key, and reports nutcracker's stats.
+// Package proxy serves nutcracker's Redis pools: given a config.Config (a
+// parsed nutcracker.yml), it listens on every pool's address, routes each
+// request to the server that hashring says owns its key, and reports
+// nutcracker's stats.
 //
 // A request travels top to bottom through these files:
 //
-//	config.go    nutcracker.yml, parsed as nutcracker 0.5.0 does
 //	server.go    listeners, accept, Reload, Shutdown
 //	client.go    read a batch of complete commands, reply in order
 //	route.go     look the command up; answer, refuse, or pick the server
@@ -26,6 +26,7 @@
 //
 // and the packages beneath it, which import nothing of proxy:
 //
+//	config       nutcracker.yml, parsed as nutcracker 0.5.0 does
 //	resp         the wire format: parse requests (bounded, resumable), find
 //	             where replies end, encode requests and replies
 //	command      the command table: what redis-server says of each command

@@ -13,13 +13,14 @@ import (
 	"time"
 
 	"github.com/shardproxy/shardproxy/proxy/command"
+	"github.com/shardproxy/shardproxy/proxy/config"
 	"github.com/shardproxy/shardproxy/proxy/proxytest"
 )
 
 // testPool is a running shardproxy pool in front of real redis-servers.
 type testPool struct {
 	srv     *Server
-	cfg     *Config
+	cfg     *config.Config
 	addr    string
 	redises []*proxytest.Redis
 }
@@ -37,7 +38,7 @@ func startProxy(t *testing.T, n int, extra string, opts ...proxytest.RedisOption
 	}
 	port := proxytest.FreePort(t)
 	yaml := fmt.Sprintf("alpha:\n  listen: 127.0.0.1:%d\n  redis: true\n%s  servers:\n%s", port, extra, servers.String())
-	cfg, err := ParseConfig([]byte(yaml))
+	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
 		t.Fatalf("ParseConfig: %v\n%s", err, yaml)
 	}
