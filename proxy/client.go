@@ -27,8 +27,6 @@ const (
 	maxRequestLen = resp.MaxBulkLen + 16<<20
 )
 
-var errRequestTooLarge = resp.ProtocolError("request is too large")
-
 // client is one client connection. Its goroutine reads a batch of complete
 // commands, routes them, submits each touched server's share at once, waits
 // for the replies and writes them back in request order with one write.

@@ -14,6 +14,8 @@
 //	fanout.go    SCRIPT and FUNCTION to every server, merge
 //	local.go     PING, ECHO, QUIT, SELECT, AUTH, HELLO, CLIENT, INFO
 //	tx.go        MULTI/EXEC/WATCH on a connection pinned to one server
+//	errors.go    the error replies the proxy writes itself, in Redis'
+//	             wording where Redis has one
 //	backend.go   shared server connections: write queue, reply reader
 //	direct.go    a lone request's reply written by the server's reader
 //	output.go    backpressure and client_output_buffer_limit

@@ -24,14 +24,6 @@ type subcommand struct {
 	why   string        // for refused ones: what the client should know
 }
 
-// The reasons given for refused subcommands.
-const (
-	whyScriptKill = "a busy server reads nothing more from the connection whose script it runs, " +
-		"and that connection is shared; send it to the Redis server directly"
-	whyScriptDebug = "script debugging needs a connection of its own; use redis-cli --ldb against the Redis server directly"
-	whyPerServer   = "each server has its own answer; send it to each Redis server directly"
-)
-
 var scriptSubcommands = []subcommand{
 	{name: "load", merge: command.MergeSame},
 	{name: "exists", merge: command.MergeAnd},
@@ -51,17 +43,6 @@ var functionSubcommands = []subcommand{
 	{name: "dump", why: whyPerServer},
 	{name: "restore", why: whyPerServer},
 	{name: "stats", why: whyPerServer},
-}
-
-const (
-	msgFanOutDiffer   = "ERR the servers of this pool gave different replies"
-	msgFanOutBadReply = "ERR unexpected reply from a server to a command sent to every server"
-)
-
-// fanOutInMulti is the error for a fan-out command inside MULTI: a
-// transaction runs on one server.
-func fanOutInMulti(def *command.Spec) string {
-	return "ERR '" + def.Name + "' is not allowed inside MULTI by shardproxy: it goes to every server"
 }
 
 // findSubcommand looks name up in subs, ignoring case, without allocating.
@@ -87,7 +68,7 @@ func (c *client) fanOut(def *command.Spec, cmd *resp.Command) {
 		c.replyError(unknownSubcommand(cmd.Args))
 		return
 	case sub.why != "":
-		c.replyError("ERR unsupported command '" + def.Name + "|" + sub.name + "' in shardproxy: " + sub.why)
+		c.replyError(refusal(def.Name+"|"+sub.name, sub.why))
 		return
 	case sub.one:
 		c.route(c.ring.Lookup(placeholderKey), cmd)

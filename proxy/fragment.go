@@ -120,7 +120,7 @@ func (f *fragment) merge(out []byte) []byte {
 		for _, s := range f.subs {
 			n, ok := resp.ParseInteger(s.buf)
 			if !ok {
-				return resp.AppendError(out, "ERR unexpected reply from a server to a split command")
+				return resp.AppendError(out, msgSplitBadReply)
 			}
 			sum += n
 		}
@@ -142,11 +142,11 @@ func (f *fragment) mergeArray(out []byte) []byte {
 		b := s.buf
 		line, n := resp.ReadLine(b, 0)
 		if n < 0 || len(line) == 0 || line[0] != '*' {
-			return resp.AppendError(out, "ERR unexpected reply from a server to a split command")
+			return resp.AppendError(out, msgSplitBadReply)
 		}
 		count, _ := resp.ParseLength(line[1:])
 		if count != f.counts[j] {
-			return resp.AppendError(out, "ERR unexpected reply from a server to a split command")
+			return resp.AppendError(out, msgSplitBadReply)
 		}
 		f.starts = append(f.starts, len(f.elems))
 		f.cursor = append(f.cursor, len(f.elems))
@@ -154,7 +154,7 @@ func (f *fragment) mergeArray(out []byte) []byte {
 		for i := 0; i < count; i++ {
 			m := resp.ReplyLen(b[n:])
 			if m == 0 {
-				return resp.AppendError(out, "ERR unexpected reply from a server to a split command")
+				return resp.AppendError(out, msgSplitBadReply)
 			}
 			n += m
 			f.elems = append(f.elems, n)

@@ -25,12 +25,6 @@ var Version = "dev"
 // features by it, and every command shardproxy routes exists in Redis 7.0.
 const redisVersion = "7.0.0"
 
-const (
-	msgWrongPass  = "WRONGPASS invalid username-password pair or user is disabled."
-	msgNoPassword = "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"
-	msgNoProto    = "NOPROTO sorry, this protocol version is not supported."
-)
-
 // local answers the commands the proxy handles itself.
 func (c *client) local(def *command.Spec, cmd *resp.Command) {
 	args := cmd.Args
@@ -76,9 +70,9 @@ func (c *client) selectDB(arg []byte) {
 	n, err := strconv.Atoi(string(arg))
 	switch {
 	case err != nil:
-		c.replyError("ERR value is not an integer or out of range")
+		c.replyError(msgNotInteger)
 	case n != c.pool.cfg.RedisDB:
-		c.replyError(fmt.Sprintf("ERR DB index is out of range: this pool serves only db %d (redis_db)", c.pool.cfg.RedisDB))
+		c.replyError(dbOutOfRange(c.pool.cfg.RedisDB))
 	default:
 		c.reply([]byte("+OK\r\n"))
 	}
@@ -96,7 +90,7 @@ func (c *client) isPoolDB(arg []byte) bool {
 // in constant time.
 func (c *client) auth(args [][]byte) {
 	if len(args) > 2 {
-		c.replyError("ERR syntax error")
+		c.replyError(msgSyntax)
 		return
 	}
 	if msg := c.checkAuth(args); msg != "" {
@@ -138,7 +132,7 @@ func (c *client) hello(args [][]byte) {
 	if len(args) > 0 {
 		v, err := strconv.Atoi(string(args[0]))
 		if err != nil {
-			c.replyError("ERR Protocol version is not an integer or out of range")
+			c.replyError(msgProtoNotInteger)
 			return
 		}
 		if v != 2 {
@@ -162,7 +156,7 @@ func (c *client) hello(args [][]byte) {
 			name, setName = args[1], true
 			args = args[2:]
 		default:
-			c.replyError("ERR Syntax error in HELLO option '" + string(limitArg(args[0])) + "'")
+			c.replyError(helloBadOption(args[0]))
 			return
 		}
 	}
@@ -172,7 +166,7 @@ func (c *client) hello(args [][]byte) {
 	}
 	if setName {
 		if !validClientName(name) {
-			c.replyError("ERR Client names cannot contain spaces, newlines or special characters.")
+			c.replyError(msgBadClientName)
 			return
 		}
 		c.name = append(c.name[:0], name...)
@@ -215,7 +209,7 @@ func (c *client) clientCommand(args [][]byte) {
 			return
 		}
 		if !validClientName(args[1]) {
-			c.replyError("ERR Client names cannot contain spaces, newlines or special characters.")
+			c.replyError(msgBadClientName)
 			return
 		}
 		c.name = append(c.name[:0], args[1]...)
@@ -238,7 +232,7 @@ func (c *client) clientCommand(args [][]byte) {
 			c.reply([]byte("+OK\r\n"))
 			return
 		}
-		c.replyError("ERR unsupported command 'client|reply' in shardproxy: only CLIENT REPLY ON is supported")
+		c.replyError(refusal("client|reply", whyClientReply))
 	case "kill":
 		if len(args) < 2 {
 			c.replyError(wrongArity("client|kill"))
@@ -254,7 +248,7 @@ func (c *client) clientCommand(args [][]byte) {
 		}
 		c.clientTracking(args[1], args[2:])
 	default:
-		c.replyError("ERR unknown subcommand '" + string(limitArg(args[0])) + "'. Try CLIENT HELP.")
+		c.replyError(unknownSubcommandOf("CLIENT", args[0]))
 	}
 }
 
@@ -289,7 +283,7 @@ func (c *client) clientKill(args [][]byte) {
 	}
 	for i := 0; !oldForm && i < len(args); i += 2 {
 		if i+1 == len(args) {
-			c.replyError("ERR syntax error")
+			c.replyError(msgSyntax)
 			return
 		}
 		value := args[i+1]
@@ -297,7 +291,7 @@ func (c *client) clientKill(args [][]byte) {
 		case "id":
 			n, err := strconv.ParseInt(string(value), 10, 64)
 			if err != nil || n < 1 {
-				c.replyError("ERR client-id should be greater than 0")
+				c.replyError(msgBadClientID)
 				return
 			}
 			id = n
@@ -307,7 +301,7 @@ func (c *client) clientKill(args [][]byte) {
 			case "master", "slave", "replica", "pubsub":
 				noneOfType = true
 			default:
-				c.replyError("ERR Unknown client type '" + string(limitArg(value)) + "'")
+				c.replyError(unknownClientType(value))
 				return
 			}
 		case "addr":
@@ -317,7 +311,7 @@ func (c *client) clientKill(args [][]byte) {
 		case "user":
 			// Every client of the proxy is Redis' default user.
 			if string(value) != "default" {
-				c.replyError("ERR No such user '" + string(limitArg(value)) + "'")
+				c.replyError(noSuchUser(value))
 				return
 			}
 		case "skipme":
@@ -327,11 +321,11 @@ func (c *client) clientKill(args [][]byte) {
 			case "no":
 				skipMe = false
 			default:
-				c.replyError("ERR syntax error")
+				c.replyError(msgSyntax)
 				return
 			}
 		default:
-			c.replyError("ERR syntax error")
+			c.replyError(msgSyntax)
 			return
 		}
 	}
@@ -362,7 +356,7 @@ func (c *client) clientKill(args [][]byte) {
 	case !oldForm:
 		c.reply(resp.AppendInt(nil, int64(killed)))
 	case killed == 0:
-		c.replyError("ERR No such client")
+		c.replyError(msgNoSuchClient)
 	default:
 		c.reply([]byte("+OK\r\n"))
 	}
@@ -387,15 +381,15 @@ func (c *client) clientUnblock(args [][]byte) {
 		return
 	case 2, 3:
 	default:
-		c.replyError("ERR unknown subcommand or wrong number of arguments for '" + string(limitArg(args[0])) + "'. Try CLIENT HELP.")
+		c.replyError(clientUnblockUsage(args[0]))
 		return
 	}
 	if len(args) == 3 && !bytes.EqualFold(args[2], []byte("timeout")) && !bytes.EqualFold(args[2], []byte("error")) {
-		c.replyError("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")
+		c.replyError(msgUnblockReason)
 		return
 	}
 	if _, err := strconv.ParseInt(string(args[1]), 10, 64); err != nil {
-		c.replyError("ERR value is not an integer or out of range")
+		c.replyError(msgNotInteger)
 		return
 	}
 	c.reply([]byte(":0\r\n"))
@@ -412,27 +406,27 @@ func (c *client) clientTracking(mode []byte, opts [][]byte) {
 		case "bcast", "optin", "optout", "noloop":
 		case "prefix":
 			if !more {
-				c.replyError("ERR syntax error")
+				c.replyError(msgSyntax)
 				return
 			}
 			i++
 		case "redirect":
 			if !more {
-				c.replyError("ERR syntax error")
+				c.replyError(msgSyntax)
 				return
 			}
 			i++
 			id, err := strconv.ParseInt(string(opts[i]), 10, 64)
 			if err != nil {
-				c.replyError("ERR value is not an integer or out of range")
+				c.replyError(msgNotInteger)
 				return
 			}
 			if !c.srv.hasClient(id) {
-				c.replyError("ERR The client ID you want redirect to does not exist")
+				c.replyError(msgNoRedirectID)
 				return
 			}
 		default:
-			c.replyError("ERR syntax error")
+			c.replyError(msgSyntax)
 			return
 		}
 	}
@@ -440,9 +434,9 @@ func (c *client) clientTracking(mode []byte, opts [][]byte) {
 	case bytes.EqualFold(mode, []byte("off")):
 		c.reply([]byte("+OK\r\n"))
 	case bytes.EqualFold(mode, []byte("on")):
-		c.replyError("ERR unsupported command 'client|tracking' in shardproxy: only CLIENT TRACKING OFF is supported (client-side caching is not supported by shardproxy)")
+		c.replyError(refusal("client|tracking", whyClientTracks))
 	default:
-		c.replyError("ERR syntax error")
+		c.replyError(msgSyntax)
 	}
 }
 

@@ -186,6 +186,10 @@ func TestProxyMultiKeyCommandsMergeLikeOneRedis(t *testing.T) {
 	}
 }
 
+// msgBadNumKeys is redis-server's reply to EVAL with more keys than
+// arguments, which the proxy passes on from the server.
+const msgBadNumKeys = "ERR Number of keys can't be greater than number of args"
+
 func TestProxyLocalCommands(t *testing.T) {
 	tp := startProxy(t, 2, "")
 	c := tp.client(t)

@@ -2,81 +2,11 @@ package proxy
 
 import (
 	"bytes"
-	"strings"
 
 	"github.com/shardproxy/shardproxy/hashring"
 	"github.com/shardproxy/shardproxy/proxy/command"
 	"github.com/shardproxy/shardproxy/proxy/resp"
 )
-
-// Error replies the proxy writes itself. Where Redis has a wording, it is
-// Redis' own, so clients recognise it.
-const (
-	msgNoAuth     = "NOAUTH Authentication required."
-	msgCrossSlot  = "CROSSSLOT Keys in request don't hash to the same slot"
-	msgNoServer   = "ERR no server of this pool is available (all are ejected)"
-	msgExecAbort  = "EXECABORT Transaction discarded because of previous errors."
-	msgBadNumKeys = "ERR Number of keys can't be greater than number of args"
-)
-
-func wrongArity(name string) string {
-	return "ERR wrong number of arguments for '" + strings.ToLower(name) + "' command"
-}
-
-func unknownCommand(args [][]byte) string {
-	var b strings.Builder
-	b.WriteString("ERR unknown command '")
-	b.Write(limitArg(args[0]))
-	b.WriteString("', with args beginning with: ")
-	for _, a := range args[1:] {
-		if b.Len() > 128 {
-			break
-		}
-		b.WriteByte('\'')
-		b.Write(limitArg(a))
-		b.WriteString("' ")
-	}
-	return b.String()
-}
-
-func limitArg(a []byte) []byte {
-	if len(a) > 128 {
-		return a[:128]
-	}
-	return a
-}
-
-// unknownSubcommand is Redis' reply to a container command (OBJECT, ...)
-// with a subcommand it does not have.
-func unknownSubcommand(args [][]byte) string {
-	return "ERR unknown subcommand '" + string(limitArg(args[1])) + "'. Try " + strings.ToUpper(string(args[0])) + " HELP."
-}
-
-// The reasons given for unsupported commands.
-const (
-	whyAllServers = "it needs every server, and shardproxy routes each request by its key"
-	whyBlocking   = "blocking commands would hold a shared server connection"
-	whyPubSub     = "publish/subscribe is not proxied"
-	whyAdmin      = "administrative commands must be sent to each Redis server directly"
-	whyDB         = "the pool's database is set by redis_db"
-)
-
-// reasons words the command table's reasons for refusing a command.
-var reasons = [...]string{
-	command.WhyAllServers: whyAllServers,
-	command.WhyBlocking:   whyBlocking,
-	command.WhyPubSub:     whyPubSub,
-	command.WhyAdmin:      whyAdmin,
-	command.WhyDB:         whyDB,
-}
-
-func unsupportedCommand(c *command.Spec) string {
-	return refusal(c.Name, reasons[c.Why])
-}
-
-func refusal(name, why string) string {
-	return "ERR unsupported command '" + name + "' in shardproxy: " + why
-}
 
 // dispatch handles one command: answers it, stages it for its server, or
 // splits it over several servers.

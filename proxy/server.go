@@ -335,7 +335,7 @@ func (s *Server) acceptLoop(l *listener) {
 		s.stats.totalConnections.Add(1)
 		p := l.pool.Load()
 		if limit := p.cfg.ClientConnections; limit > 0 && p.stats.clientConnections.Load() >= int64(limit) {
-			conn.Write([]byte("-ERR max number of clients reached\r\n"))
+			conn.Write([]byte("-" + msgMaxClients + "\r\n"))
 			conn.Close()
 			continue
 		}

@@ -89,7 +89,7 @@ func (c *client) transaction(def *command.Spec, cmd *resp.Command) {
 	switch def.Name {
 	case "multi":
 		if t.inMulti {
-			c.replyError("ERR MULTI calls can not be nested")
+			c.replyError(msgNestedMulti)
 			return
 		}
 		t.inMulti, t.aborted = true, false
@@ -107,13 +107,13 @@ func (c *client) transaction(def *command.Spec, cmd *resp.Command) {
 		c.reply(replyOK)
 	case "exec":
 		if !t.inMulti {
-			c.replyError("ERR EXEC without MULTI")
+			c.replyError(msgExecWithoutMulti)
 			return
 		}
 		c.exec(cmd)
 	case "discard":
 		if !t.inMulti {
-			c.replyError("ERR DISCARD without MULTI")
+			c.replyError(msgDiscardWithoutMulti)
 			return
 		}
 		if t.pinned == nil {
@@ -132,7 +132,7 @@ func (c *client) transaction(def *command.Spec, cmd *resp.Command) {
 		t.release()
 	case "watch":
 		if t.inMulti {
-			c.replyError("ERR WATCH inside MULTI is not allowed")
+			c.replyError(msgWatchInMulti)
 			return
 		}
 		idx, msg := c.owner(def, cmd.Args)
@@ -243,13 +243,13 @@ func (c *client) txCommand(def *command.Spec, cmd *resp.Command) {
 			c.selectDB(cmd.Args[1])
 			return
 		}
-		c.replyError("ERR '" + def.Name + "' is not allowed inside MULTI by shardproxy")
+		c.replyError(notInMulti(def.Name))
 	case command.Unsupported:
 		c.rejectInTx()
 		c.replyError(unsupportedCommand(def))
 	case command.FanOut:
 		c.rejectInTx()
-		c.replyError(fanOutInMulti(def))
+		c.replyError(fanOutInMulti(def.Name))
 	case command.RoutePlaceholder:
 		c.txQueue(cmd)
 	default:
