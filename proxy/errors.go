@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 
@@ -62,28 +63,36 @@ func wrongArity(name string) string {
 }
 
 // unknownCommand is Redis' reply to a command it does not have: the name
-// and the first arguments, each cut at 128 bytes, until 128 bytes are
-// written.
+// (at most 128 bytes) and the first arguments, quoted, each cut to what is
+// left of 128 bytes for all of them.
 func unknownCommand(args [][]byte) string {
 	var b strings.Builder
 	b.WriteString("ERR unknown command '")
-	b.Write(limitArg(args[0]))
+	b.Write(quoted(args[0], 128))
 	b.WriteString("', with args beginning with: ")
+	n := 0 // bytes of the quoted arguments so far
 	for _, a := range args[1:] {
-		if b.Len() > 128 {
+		if n >= 128 {
 			break
 		}
+		a = quoted(a, 128-n)
 		b.WriteByte('\'')
-		b.Write(limitArg(a))
+		b.Write(a)
 		b.WriteString("' ")
+		n += len(a) + 3
 	}
 	return b.String()
 }
 
-// limitArg cuts an argument quoted in an error at 128 bytes, as Redis does.
-func limitArg(a []byte) []byte {
-	if len(a) > 128 {
-		return a[:128]
+// quoted is an argument as Redis quotes it in an error reply, through C's
+// "%.*s": up to its first NUL byte, and at most max bytes (max < 0: any
+// number).
+func quoted(a []byte, max int) []byte {
+	if i := bytes.IndexByte(a, 0); i >= 0 {
+		a = a[:i]
+	}
+	if max >= 0 && len(a) > max {
+		a = a[:max]
 	}
 	return a
 }
@@ -97,29 +106,29 @@ func unknownSubcommand(args [][]byte) string {
 // unknownSubcommandOf is unknownSubcommand for the container named
 // container (in upper case).
 func unknownSubcommandOf(container string, sub []byte) string {
-	return "ERR unknown subcommand '" + string(limitArg(sub)) + "'. Try " + container + " HELP."
+	return "ERR unknown subcommand '" + string(quoted(sub, 128)) + "'. Try " + container + " HELP."
 }
 
 // helloBadOption is Redis' reply to a HELLO option it does not take.
 func helloBadOption(opt []byte) string {
-	return "ERR Syntax error in HELLO option '" + string(limitArg(opt)) + "'"
+	return "ERR Syntax error in HELLO option '" + string(quoted(opt, -1)) + "'"
 }
 
 // unknownClientType is Redis' reply to CLIENT KILL TYPE with another type.
 func unknownClientType(typ []byte) string {
-	return "ERR Unknown client type '" + string(limitArg(typ)) + "'"
+	return "ERR Unknown client type '" + string(quoted(typ, -1)) + "'"
 }
 
 // noSuchUser is Redis' reply to CLIENT KILL USER with a user it does not
 // have.
 func noSuchUser(user []byte) string {
-	return "ERR No such user '" + string(limitArg(user)) + "'"
+	return "ERR No such user '" + string(quoted(user, -1)) + "'"
 }
 
 // clientUnblockUsage is Redis' reply to CLIENT UNBLOCK with too many
 // arguments.
 func clientUnblockUsage(sub []byte) string {
-	return "ERR unknown subcommand or wrong number of arguments for '" + string(limitArg(sub)) + "'. Try CLIENT HELP."
+	return "ERR unknown subcommand or wrong number of arguments for '" + string(quoted(sub, 128)) + "'. Try CLIENT HELP."
 }
 
 // dbOutOfRange answers SELECT of another database than the pool's.

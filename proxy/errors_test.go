@@ -1,9 +1,11 @@
 package proxy
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/shardproxy/shardproxy/proxy/command"
+	"github.com/shardproxy/shardproxy/proxy/proxytest"
 )
 
 // The error replies built from parts read as they always did, byte for
@@ -39,6 +41,38 @@ func TestErrorTexts(t *testing.T) {
 	for _, tc := range tests {
 		if tc.got != tc.want {
 			t.Errorf("got  %q\nwant %q", tc.got, tc.want)
+		}
+	}
+}
+
+// Errors that quote the client's arguments quote them as redis-server
+// does: the unknown command's arguments within 128 bytes in all, the
+// values of HELLO and CLIENT KILL whole, everything up to a NUL byte.
+func TestErrorsQuoteArgumentsLikeRedis(t *testing.T) {
+	tp := startProxy(t, 1, "")
+	c := tp.client(t)
+	single := proxytest.StartRedis(t).Client(t)
+	long := strings.Repeat("o", 200)
+	ten := strings.Fields(strings.Repeat("abcdefghij ", 20))
+	for _, args := range [][]string{
+		append([]string{"FOO"}, ten...),
+		{"FOO", long, "b"},
+		{"FOO", "a", long},
+		{strings.Repeat("f", 140), "a", "b"},
+		{"FOO", "a\x00b", "c"},
+		{"FOO\x00BAR", "a"},
+		{"HELLO", "2", long},
+		{"HELLO", "2", "x\x00y"},
+		{"CLIENT", "KILL", "TYPE", long},
+		{"CLIENT", "KILL", "USER", long},
+		{"CLIENT", "KILL", "TYPE", "a\x00b"},
+		{"CLIENT", long},
+		{"OBJECT", long},
+		{"OBJECT", "a\x00b"},
+	} {
+		want := do(t, single, args...)
+		if got := do(t, c, args...); got != want {
+			t.Errorf("%q = %q, redis-server says %q", args, got, want)
 		}
 	}
 }
