@@ -450,7 +450,8 @@ func TestClientReadingLargeRepliesIsNotClosed(t *testing.T) {
 // The batch limit shrinks in proportion to replies over the budget and
 // doubles back after full batches of small ones.
 func TestBatchLimitFollowsReplySizes(t *testing.T) {
-	c := &client{limit: initialBatch, pool: &pool{cfg: &config.Pool{ClientOutputBufferLimit: config.DefaultClientOutputBufferLimit}}}
+	defaultLimit := mustParse(t, "alpha:\n  listen: 127.0.0.1:22121\n  redis: true\n  servers:\n    - 127.0.0.1:6379:1\n").Pools[0].ClientOutputBufferLimit
+	c := &client{limit: initialBatch, pool: &pool{cfg: &config.Pool{ClientOutputBufferLimit: defaultLimit}}}
 	steps := []struct {
 		n     int
 		total int64
@@ -486,7 +487,7 @@ func TestBatchLimitFollowsReplySizes(t *testing.T) {
 		want int64
 	}{
 		{config.OutputBufferLimit{}, replyBudget},
-		{config.DefaultClientOutputBufferLimit, replyBudget},
+		{defaultLimit, replyBudget},
 		{config.OutputBufferLimit{Hard: 8 * mb}, 2 * mb},
 		{config.OutputBufferLimit{Soft: 2 * mb, SoftTime: time.Second}, mb},
 		{config.OutputBufferLimit{Hard: 8 * mb, Soft: 1 * mb}, mb / 2},

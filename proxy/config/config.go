@@ -178,8 +178,8 @@ type Pool struct {
 	// means 1.
 	KubernetesWeight int
 	// ClientOutputBufferLimit (client_output_buffer_limit, ours) bounds the
-	// replies a client of the pool may leave unread;
-	// DefaultClientOutputBufferLimit when absent.
+	// replies a client of the pool may leave unread; "64mb 16mb 60" when
+	// absent (defaultClientOutputBufferLimit).
 	ClientOutputBufferLimit OutputBufferLimit
 	// Servers are in nutcracker's server order (hashring.SortNodes): by ring
 	// name, shorter first, then bytewise. A server's index in this slice is
@@ -200,13 +200,14 @@ type OutputBufferLimit struct {
 	SoftTime time.Duration
 }
 
-// DefaultClientOutputBufferLimit ("64mb 16mb 60") keeps one client from
+// defaultClientOutputBufferLimit ("64mb 16mb 60") keeps one client from
 // making a proxy in a 256 MiB container (deploy/) hold more than a quarter
 // of it: the Go heap may grow to twice what is live before it is collected.
-// A client's batches hold about 4 MB of replies (output.go), so one that
-// reads them is closed only for a value of 64 MB or more, a first batch of
-// 16 values of 4 MB, or a value of 16 MB or more left unread for a minute.
-var DefaultClientOutputBufferLimit = OutputBufferLimit{Hard: 64 << 20, Soft: 16 << 20, SoftTime: 60 * time.Second}
+// A client's batches hold about 4 MB of replies (proxy/output.go), so one
+// that reads them is closed only for a value of 64 MB or more, a first
+// batch of 16 values of 4 MB, or a value of 16 MB or more left unread for a
+// minute.
+var defaultClientOutputBufferLimit = OutputBufferLimit{Hard: 64 << 20, Soft: 16 << 20, SoftTime: 60 * time.Second}
 
 // Server is one line of a pool's servers list:
 // "host:port:weight [name]" or "/path/to.sock:weight [name]".
@@ -623,7 +624,7 @@ func newPoolBuilder(name *yaml.Node) *poolBuilder {
 			ServerRetryTimeout: defaultServerRetryTimeout,
 			ServerFailureLimit: defaultServerFailureLimit,
 
-			ClientOutputBufferLimit: DefaultClientOutputBufferLimit,
+			ClientOutputBufferLimit: defaultClientOutputBufferLimit,
 		},
 		line:        name.Line,
 		seen:        map[string]bool{},

@@ -221,7 +221,7 @@ func configDefaultPool(name, listen string, servers ...Server) Pool {
 		ServerFailureLimit: 2,
 		Servers:            servers,
 
-		ClientOutputBufferLimit: DefaultClientOutputBufferLimit,
+		ClientOutputBufferLimit: defaultClientOutputBufferLimit,
 	}
 }
 
@@ -291,7 +291,7 @@ func TestParseConfigValid(t *testing.T) {
 				TCPKeepalive:       true,
 				Servers:            []Server{configTCPServer("127.0.0.1:6379", 1)},
 
-				ClientOutputBufferLimit: DefaultClientOutputBufferLimit,
+				ClientOutputBufferLimit: defaultClientOutputBufferLimit,
 			}},
 		},
 		{
@@ -1008,8 +1008,8 @@ func TestConfigClientOutputBufferLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := cfg.Pools[0].ClientOutputBufferLimit; got != DefaultClientOutputBufferLimit {
-		t.Errorf("default = %+v, want %+v", got, DefaultClientOutputBufferLimit)
+	if got := cfg.Pools[0].ClientOutputBufferLimit; got != defaultClientOutputBufferLimit {
+		t.Errorf("default = %+v, want %+v", got, defaultClientOutputBufferLimit)
 	}
 	for _, tc := range []struct {
 		value string
