@@ -118,7 +118,7 @@ func routeKeys(ring *hashring.Ring, args [][]byte, keys []int) int {
 	}
 	idx := ring.Lookup(args[keys[0]])
 	all := def.AppendSortPatterns(keys, args)
-	if !sortPatternsOn(args, all[len(keys):], ring, idx) {
+	if patterns := all[len(keys):]; len(patterns) > 0 && !sortPatternsOn(args, patterns, ring, idx) {
 		return -1
 	}
 	return idx

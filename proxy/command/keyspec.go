@@ -420,9 +420,12 @@ func appendMigrateKeys(dst []int, args [][]byte) []int {
 // server of the sorted key.
 func (c *Spec) AppendSortPatterns(dst []int, args [][]byte) []int {
 	if c.keysProc != keysSort && c.keysProc != keysSortRO {
-		return dst
+		return dst // the common case, inlined into the caller
 	}
-	readonly := c.keysProc == keysSortRO
+	return appendSortPatterns(dst, args, c.keysProc == keysSortRO)
+}
+
+func appendSortPatterns(dst []int, args [][]byte, readonly bool) []int {
 	for j := 2; j < len(args); j++ {
 		left := len(args) - j - 1
 		a := args[j]
