@@ -7,13 +7,14 @@ import (
 	"time"
 
 	"github.com/shardproxy/shardproxy/hashring"
+	"github.com/shardproxy/shardproxy/proxy/config"
 )
 
 // pool is one configured pool while it serves: its servers, its ring, and
 // the counters nutcracker reports for it.
 type pool struct {
 	srv     *Server
-	cfg     *PoolConfig
+	cfg     *config.Pool
 	servers []*server // in ring index order
 	full    *hashring.Ring
 	ring    atomic.Pointer[hashring.Ring] // full, or rebuilt without ejected servers
@@ -23,11 +24,11 @@ type pool struct {
 }
 
 // server is one configured server while it serves: its connections, its
-// health and its counters. ServerConfig is what the file says; this is what
+// health and its counters. config.Server is what the file says; this is what
 // is live.
 type server struct {
 	pool  *pool
-	cfg   ServerConfig
+	cfg   config.Server
 	index int
 	conns []*backendConn
 	next  atomic.Uint32 // round robin over conns
@@ -50,7 +51,7 @@ type serverHealth struct {
 // newPool builds a pool. prev is the pool of the same name in the config
 // it replaces, or nil; servers it shares with prev keep their counters and
 // health.
-func newPool(srv *Server, cfg *PoolConfig, prev *pool) (*pool, error) {
+func newPool(srv *Server, cfg *config.Pool, prev *pool) (*pool, error) {
 	nodes := make([]hashring.Node, len(cfg.Servers))
 	for i, s := range cfg.Servers {
 		nodes[i] = s.Node()
@@ -89,7 +90,7 @@ func newPool(srv *Server, cfg *PoolConfig, prev *pool) (*pool, error) {
 }
 
 // server returns p's server with the same name and address as sc, or nil.
-func (p *pool) server(sc ServerConfig) *server {
+func (p *pool) server(sc config.Server) *server {
 	if p == nil {
 		return nil
 	}
