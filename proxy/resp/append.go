@@ -1,10 +1,10 @@
 package resp
 
-import "strconv"
+import "github.com/tidwall/redcon"
 
 // Encoders append one RESP2 value to dst and return the extended slice, as
 // strconv's Append functions do, so a caller reuses one buffer for a whole
-// batch of replies.
+// batch of replies. Where redcon has the encoder, it writes the bytes.
 
 // AppendCommand appends args as a request: an array of bulk strings.
 func AppendCommand(dst []byte, args ...[]byte) []byte {
@@ -31,43 +31,20 @@ func AppendError(dst []byte, msg string) []byte {
 }
 
 // AppendOK appends the status reply +OK.
-func AppendOK(dst []byte) []byte {
-	return append(dst, "+OK\r\n"...)
-}
+func AppendOK(dst []byte) []byte { return redcon.AppendOK(dst) }
 
 // AppendInt appends an integer reply.
-func AppendInt(dst []byte, n int64) []byte {
-	return appendHeader(dst, ':', n)
-}
+func AppendInt(dst []byte, n int64) []byte { return redcon.AppendInt(dst, n) }
 
 // AppendArray appends the header of an array of n elements; the elements
 // follow.
-func AppendArray(dst []byte, n int) []byte {
-	return appendHeader(dst, '*', int64(n))
-}
+func AppendArray(dst []byte, n int) []byte { return redcon.AppendArray(dst, n) }
 
 // AppendBulk appends b as a bulk string.
-func AppendBulk(dst, b []byte) []byte {
-	dst = appendHeader(dst, '$', int64(len(b)))
-	dst = append(dst, b...)
-	return append(dst, '\r', '\n')
-}
+func AppendBulk(dst, b []byte) []byte { return redcon.AppendBulk(dst, b) }
 
 // AppendBulkString appends s as a bulk string.
-func AppendBulkString(dst []byte, s string) []byte {
-	dst = appendHeader(dst, '$', int64(len(s)))
-	dst = append(dst, s...)
-	return append(dst, '\r', '\n')
-}
+func AppendBulkString(dst []byte, s string) []byte { return redcon.AppendBulkString(dst, s) }
 
 // AppendNull appends the null bulk string, $-1, RESP2's nil.
-func AppendNull(dst []byte) []byte {
-	return append(dst, "$-1\r\n"...)
-}
-
-// appendHeader appends a type byte, a decimal number and CRLF.
-func appendHeader(dst []byte, kind byte, n int64) []byte {
-	dst = append(dst, kind)
-	dst = strconv.AppendInt(dst, n, 10)
-	return append(dst, '\r', '\n')
-}
+func AppendNull(dst []byte) []byte { return redcon.AppendNull(dst) }

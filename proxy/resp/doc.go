@@ -32,5 +32,7 @@
 //
 // The encoders follow strconv: AppendBulk(dst, b) appends to dst and
 // returns the extended slice, so a batch of replies is built in one
-// reused buffer.
+// reused buffer. redcon's append functions write the bytes where it has
+// one; AppendCommand and AppendError, whose rules are the proxy's, are
+// written here.
 package resp
