@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/shardproxy/shardproxy/hashring"
+	"github.com/shardproxy/shardproxy/proxy/config"
 )
 
 // AddressStatus is a server's current address and where it came from, for
@@ -24,7 +25,7 @@ type AddressStatus struct {
 // initAddress sets where a new upstream of sc, a server of a pool with
 // kubernetes_service service ("" for none), is dialled: at the configured
 // address, or, for a pod, nowhere until discovery says where the pod is.
-func initAddress(a *serverAddress, sc ServerConfig, service string) {
+func initAddress(a *serverAddress, sc config.Server, service string) {
 	if sc.Pod == "" || service == "" {
 		a.set(sc.DialAddr, "config", "")
 		return
@@ -45,7 +46,7 @@ type PodAddress struct {
 // EndpointSlices): the port stays the configured one. dial and source are
 // "" when they stay as they are; reason is why the server cannot take
 // requests, "" when it can.
-func podAddress(sc ServerConfig, pa PodAddress, found bool) (dial, source, reason string) {
+func podAddress(sc config.Server, pa PodAddress, found bool) (dial, source, reason string) {
 	switch {
 	case !found:
 		return "", "", "pod " + sc.Pod + " is not in the Service's EndpointSlices"
@@ -132,14 +133,14 @@ func (s *Server) applyPods(p *pool, pods map[string]PodAddress, logs bool) {
 }
 
 // podsFor returns the last pod snapshot of a pool's Service, or nil.
-func (s *Server) podsFor(cfg *PoolConfig) map[string]PodAddress {
+func (s *Server) podsFor(cfg *config.Pool) map[string]PodAddress {
 	s.podsMu.Lock()
 	defer s.podsMu.Unlock()
 	return s.pods[Service{Namespace: s.namespace(cfg), Name: cfg.KubernetesService}]
 }
 
 // membersConfig is cfg with the Service's pods as its servers.
-func membersConfig(cfg *PoolConfig, pods map[string]PodAddress) *PoolConfig {
+func membersConfig(cfg *config.Pool, pods map[string]PodAddress) *config.Pool {
 	next := *cfg
 	port := cmp.Or(cfg.KubernetesPort, 6379)
 	weight := cmp.Or(cfg.KubernetesWeight, 1)
@@ -148,9 +149,9 @@ func membersConfig(cfg *PoolConfig, pods map[string]PodAddress) *PoolConfig {
 		nodes = append(nodes, hashring.Node{Name: pod, Addr: net.JoinHostPort(pod, strconv.Itoa(port)), Weight: weight})
 	}
 	hashring.SortNodes(nodes)
-	next.Servers = make([]ServerConfig, len(nodes))
+	next.Servers = make([]config.Server, len(nodes))
 	for i, n := range nodes {
-		next.Servers[i] = ServerConfig{Name: n.Name, Addr: n.Addr, Network: "tcp", Weight: weight, ExplicitName: true, Port: port, Pod: n.Name}
+		next.Servers[i] = config.Server{Name: n.Name, Addr: n.Addr, Network: "tcp", Weight: weight, ExplicitName: true, Port: port, Pod: n.Name}
 	}
 	return &next
 }
@@ -192,7 +193,7 @@ func (s *Server) Services() []Service {
 }
 
 // namespace is the namespace of a pool's kubernetes_service.
-func (s *Server) namespace(cfg *PoolConfig) string {
+func (s *Server) namespace(cfg *config.Pool) string {
 	if cfg.KubernetesNamespace != "" {
 		return cfg.KubernetesNamespace
 	}

@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"sync"
 	"time"
+
+	"github.com/shardproxy/shardproxy/proxy/resp"
 )
 
 // replySink receives the reply to one request from the server connection
@@ -231,7 +233,7 @@ func (b *backendConn) readLoop(conn net.Conn, sock *rawSocket, gen uint64) {
 	up := b.up
 	buf := make([]byte, 16<<10)
 	start, end := 0, 0
-	var scanner replyScanner
+	var scanner resp.ReplyScanner
 	var ends []int
 	var waiters []waiter
 	for {
@@ -240,7 +242,7 @@ func (b *backendConn) readLoop(conn net.Conn, sock *rawSocket, gen uint64) {
 		first := start
 		ends = ends[:0]
 		for start < end {
-			m, perr := scanner.scan(buf[start:end])
+			m, perr := scanner.Scan(buf[start:end])
 			if perr != nil {
 				b.fail(gen, perr)
 				return

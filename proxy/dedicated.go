@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/shardproxy/shardproxy/proxy/resp"
 )
 
 // dedicatedConn is a connection owned by one client at a time, for
@@ -145,11 +147,11 @@ func (d *dedicatedConn) do(req []byte, n int) ([]byte, error) {
 	if _, err := d.conn.Write(req); err != nil {
 		return nil, err
 	}
-	var scanner replyScanner
+	var scanner resp.ReplyScanner
 	start, end := 0, 0
 	last := 0
 	for got := 0; got < n; {
-		m, err := scanner.scan(d.buf[start:end])
+		m, err := scanner.Scan(d.buf[start:end])
 		if err != nil {
 			return nil, err
 		}
@@ -175,7 +177,7 @@ func (d *dedicatedConn) do(req []byte, n int) ([]byte, error) {
 	up.stats.responseBytes.Add(int64(end))
 	d.conn.SetDeadline(time.Time{})
 	if start != end {
-		return nil, errBadReply
+		return nil, resp.ErrBadReply
 	}
 	return d.buf[last:start], nil
 }

@@ -6,6 +6,8 @@ import (
 	"net"
 	"strconv"
 	"time"
+
+	"github.com/shardproxy/shardproxy/proxy/resp"
 )
 
 // defaultDialTimeout bounds a dial when the pool sets no timeout.
@@ -48,11 +50,11 @@ func (d *dialer) handshake(conn net.Conn, timeout time.Duration) error {
 	var req []byte
 	n := 0
 	if d.auth != "" {
-		req = appendCommand(req, []byte("AUTH"), []byte(d.auth))
+		req = resp.AppendCommand(req, []byte("AUTH"), []byte(d.auth))
 		n++
 	}
 	if d.db > 0 {
-		req = appendCommand(req, []byte("SELECT"), strconv.AppendInt(nil, int64(d.db), 10))
+		req = resp.AppendCommand(req, []byte("SELECT"), strconv.AppendInt(nil, int64(d.db), 10))
 		n++
 	}
 	if n == 0 {

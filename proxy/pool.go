@@ -8,13 +8,14 @@ import (
 	"time"
 
 	"github.com/shardproxy/shardproxy/hashring"
+	"github.com/shardproxy/shardproxy/proxy/config"
 )
 
 // pool is one configured pool while it serves: its servers, its ring, and
 // the counters nutcracker reports for it.
 type pool struct {
 	srv     *Server
-	cfg     *PoolConfig
+	cfg     *config.Pool
 	servers []*server // in ring index order
 	full    *hashring.Ring
 	ring    atomic.Pointer[hashring.Ring] // full, or rebuilt without ejected servers
@@ -24,12 +25,12 @@ type pool struct {
 }
 
 // server is one configured server while it serves: its place in the ring
-// and the upstream it reaches. ServerConfig is what the file says; this is
+// and the upstream it reaches. config.Server is what the file says; this is
 // what is live. Its connections, health and counters are the upstream's,
 // which the registry keeps across configs.
 type server struct {
 	pool  *pool
-	cfg   ServerConfig
+	cfg   config.Server
 	index int
 	up    *upstream
 	upCfg *upstreamConfig // what the pool hands up once it serves
@@ -45,7 +46,7 @@ type server struct {
 // it replaces, or nil; the pool keeps its counters. Servers take their
 // upstreams from the registry, so a server a reload keeps keeps its
 // connections, health and counters; the pool holds them until release.
-func newPool(srv *Server, cfg *PoolConfig, prev *pool) (*pool, error) {
+func newPool(srv *Server, cfg *config.Pool, prev *pool) (*pool, error) {
 	nodes := make([]hashring.Node, len(cfg.Servers))
 	for i, s := range cfg.Servers {
 		nodes[i] = s.Node()
@@ -84,7 +85,7 @@ func newPool(srv *Server, cfg *PoolConfig, prev *pool) (*pool, error) {
 }
 
 // keyFor is the key of sc's upstream, but for nth.
-func (p *pool) keyFor(sc ServerConfig) upstreamKey {
+func (p *pool) keyFor(sc config.Server) upstreamKey {
 	key := upstreamKey{pool: p.cfg.Name, network: sc.Network, addr: cmp.Or(sc.DialAddr, sc.Addr), auth: p.cfg.RedisAuth, db: p.cfg.RedisDB}
 	if sc.Pod != "" {
 		key.service = p.srv.namespace(p.cfg) + "/" + p.cfg.KubernetesService
@@ -93,7 +94,7 @@ func (p *pool) keyFor(sc ServerConfig) upstreamKey {
 }
 
 // configFor is what the pool hands the upstream of sc.
-func (p *pool) configFor(sc ServerConfig) *upstreamConfig {
+func (p *pool) configFor(sc config.Server) *upstreamConfig {
 	prefix := fmt.Sprintf("ERR server %s (%s): ", sc.Name, sc.Addr)
 	if sc.Name == sc.Addr {
 		prefix = fmt.Sprintf("ERR server %s: ", sc.Name)

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/shardproxy/shardproxy/proxy/config"
 )
 
 // Options are the parts of a Server that do not come from nutcracker.yml.
@@ -60,7 +62,7 @@ type listener struct {
 }
 
 // NewServer builds the pools of cfg. Nothing listens or dials until Start.
-func NewServer(cfg *Config, opts Options) (*Server, error) {
+func NewServer(cfg *config.Config, opts Options) (*Server, error) {
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -85,7 +87,7 @@ func (s *Server) poolList() []*pool { return *s.pools.Load() }
 
 // buildPools builds the pools of cfg; prev are the pools it replaces. On
 // error the pools built so far give their upstreams back.
-func (s *Server) buildPools(cfg *Config, prev []*pool) (pools []*pool, err error) {
+func (s *Server) buildPools(cfg *config.Config, prev []*pool) (pools []*pool, err error) {
 	byName := map[string]*pool{}
 	for _, p := range prev {
 		byName[p.cfg.Name] = p
@@ -217,7 +219,7 @@ func (s *Server) switchListeners(pools []*pool, opened map[string]*listener) {
 // are idle. A cfg that cannot be served
 // (a listener that does not open, an invalid pool) is rejected whole and
 // the old configuration keeps serving.
-func (s *Server) Reload(cfg *Config) error {
+func (s *Server) Reload(cfg *config.Config) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	old := s.poolList()
@@ -302,7 +304,7 @@ func (s *Server) ReloadCounts() (ok, rejected int64) { return s.reloads.Load(), 
 
 // listen opens a pool's listener: TCP, or a unix socket whose stale file is
 // removed first and whose permissions are set as configured.
-func listen(cfg *PoolConfig) (net.Listener, error) {
+func listen(cfg *config.Pool) (net.Listener, error) {
 	if cfg.ListenNetwork == "unix" {
 		if fi, err := os.Lstat(cfg.ListenAddr); err == nil && fi.Mode()&os.ModeSocket != 0 {
 			os.Remove(cfg.ListenAddr)
@@ -360,7 +362,7 @@ func (s *Server) acceptLoop(l *listener) {
 		s.stats.totalConnections.Add(1)
 		p := l.pool.Load()
 		if limit := p.cfg.ClientConnections; limit > 0 && p.stats.clientConnections.Load() >= int64(limit) {
-			conn.Write([]byte("-ERR max number of clients reached\r\n"))
+			conn.Write([]byte("-" + msgMaxClients + "\r\n"))
 			conn.Close()
 			continue
 		}

@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/shardproxy/shardproxy/proxy/config"
 	"github.com/shardproxy/shardproxy/proxy/proxytest"
 )
 
@@ -71,7 +72,7 @@ var statsTestPools = []struct {
 // newStatsTestServer builds a Server for yaml without starting it.
 func newStatsTestServer(t *testing.T, yaml string) *Server {
 	t.Helper()
-	cfg, err := ParseConfig([]byte(yaml))
+	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
 		t.Fatalf("ParseConfig: %v\n%s", err, yaml)
 	}
@@ -393,9 +394,9 @@ func TestStatsNutcrackerFormat(t *testing.T) {
 func TestStatsJSONEscapesNames(t *testing.T) {
 	weirdPool := "we\"ird\\pool\x01"
 	weirdServer := "tab\there \xff é"
-	cfg := &Config{Pools: []PoolConfig{{
+	cfg := &config.Config{Pools: []config.Pool{{
 		Name: weirdPool, Redis: true, Hash: "fnv1a_64", Distribution: "ketama", ServerConnections: 1,
-		Servers: []ServerConfig{{Name: weirdServer, Addr: "127.0.0.1:7101", Network: "tcp",
+		Servers: []config.Server{{Name: weirdServer, Addr: "127.0.0.1:7101", Network: "tcp",
 			DialAddr: "127.0.0.1:7101", Weight: 1, ExplicitName: true}},
 	}}}
 	srv, err := NewServer(cfg, Options{})
@@ -446,7 +447,7 @@ func viaEncodingJSON(t *testing.T, s string) string {
 
 // Without pools the document is still valid JSON (nutcracker always has one).
 func TestStatsJSONWithoutPools(t *testing.T) {
-	srv, err := NewServer(&Config{}, Options{})
+	srv, err := NewServer(&config.Config{}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -838,7 +839,7 @@ func BenchmarkStatsJSON(b *testing.B) {
 	for i := range 100 {
 		yaml += fmt.Sprintf("    - 10.0.%d.%d:6379:1\n", i/250, i%250+1)
 	}
-	cfg, err := ParseConfig([]byte(yaml))
+	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
 		b.Fatal(err)
 	}
