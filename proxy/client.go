@@ -79,7 +79,61 @@ type stage struct {
 	srv   *server
 	conn  *backendConn
 	buf   []byte
-	slots []*replySlot
+	slots []replySink // the replySlot of each request
+}
+
+// replySlot receives one reply from a server: it is the client's
+// replySink. The client that owns it waits for its batch; the server
+// connection's reader fills it and counts it done.
+type replySlot struct {
+	buf   []byte
+	batch *batch
+	// to, when set, is the client the reply is written to directly: the
+	// slot is its whole batch and the client is not waiting for it.
+	to *client
+}
+
+// batch counts the replies a client still waits for. The client holds one
+// extra count while it submits, so done is signalled exactly once per batch
+// and only after everything was submitted.
+type batch struct {
+	pending atomic.Int32
+	done    chan struct{}
+	// held counts the bytes of the batch's large replies, which readers
+	// stop keeping once they reach hard, the client's hard output buffer
+	// limit (0: none), set before the batch is submitted (output.go).
+	held atomic.Int64
+	hard int64
+}
+
+func (s *replySlot) complete() {
+	if s.batch.pending.Add(-1) == 0 {
+		s.batch.done <- struct{}{}
+	}
+}
+
+// deliver copies the reply into the slot, or writes a direct reply.
+func (s *replySlot) deliver(reply []byte) {
+	if s.to != nil {
+		s.to.deliver(reply)
+		return
+	}
+	if len(reply) >= largeReply && !s.batch.hold(len(reply)) {
+		s.buf = s.buf[:0] // the client is over its hard limit and will be closed
+	} else {
+		s.buf = append(s.buf[:0], reply...)
+	}
+	s.complete()
+}
+
+// fail completes the slot with an error reply.
+func (s *replySlot) fail(msg string) {
+	s.buf = resp.AppendError(s.buf[:0], msg)
+	if s.to != nil {
+		s.to.deliver(s.buf)
+		return
+	}
+	s.complete()
 }
 
 func newClient(s *Server, l *listener, p *pool, conn net.Conn) *client {
@@ -316,12 +370,9 @@ func (c *client) submit() {
 
 // send hands the stage's requests to its server connection.
 func (st *stage) send(now time.Time) {
-	for _, s := range st.slots {
-		s.sent = now
-	}
 	st.srv.stats.requests.Add(int64(len(st.slots)))
 	st.srv.stats.requestBytes.Add(int64(len(st.buf)))
-	st.conn.submit(st.buf, st.slots)
+	st.conn.submit(st.buf, st.slots, now)
 }
 
 // releaseStages empties the batch's stages for the next batch.
@@ -341,8 +392,9 @@ func (c *client) releaseStages() {
 // them to the client in request order.
 func (c *client) finishBatch() error {
 	if c.canAnswerDirect() {
+		slot := c.calls[0].slot
 		c.endBatch() // first: the slot belongs to the server's reader once submitted
-		c.submitDirect()
+		c.submitDirect(slot)
 		return nil
 	}
 	c.submit()
