@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/shardproxy/shardproxy/hashring"
 	"github.com/shardproxy/shardproxy/proxy/resp"
 )
 
@@ -46,7 +45,7 @@ type client struct {
 	limit        int  // commands the next batch may hold (output.go)
 	overSoft     bool // the replies being written are over the soft limit (output.go)
 
-	ring   *hashring.Ring // loaded once per batch
+	layout *layout // the pool's, loaded once per batch
 	calls  []call
 	slots  []*replySlot // reusable slots; the first nslots are in use
 	nslots int
@@ -432,7 +431,7 @@ func (c *client) endBatch() {
 	c.calls = c.calls[:0]
 	c.nslots = 0
 	c.nfrags = 0
-	c.ring = nil
+	c.layout = nil
 }
 
 // isTimeout reports whether err is a deadline expiry.

@@ -1,6 +1,6 @@
 // Package proxy serves nutcracker's Redis pools: given a config.Config (a
 // parsed nutcracker.yml), it listens on every pool's address, routes each
-// request to the server that hashring says owns its key, and reports
+// request to the server that its placement says owns its key, and reports
 // nutcracker's stats.
 //
 // A request travels top to bottom through these files:
@@ -24,7 +24,8 @@
 //	direct.go    a lone request's reply written by the server's reader
 //	output.go    backpressure and client_output_buffer_limit
 //	rawsock.go   socket reads and writes as raw non-blocking syscalls
-//	pool.go      servers, ring, ejection
+//	pool.go      servers, ring, ejection; the layout (placement and
+//	             servers) clients load once per batch
 //	address.go   where a server is dialled: configured, or its pod's IP
 //	stats.go, statsport.go, metrics.go, discoverystate.go
 //	             counters, nutcracker's stats JSON, /metrics, /readyz,
@@ -38,6 +39,8 @@
 //	command      the command table: what redis-server says of each command
 //	             (generated from its COMMAND INFO), how the proxy handles
 //	             it, and where its keys are (Redis' key specs and key finders)
+//	placement    which server owns a key: the Placement interface and the
+//	             nutcracker ring over hashring, immutable values
 //
 // Reload builds the new pools (and any new listener) before it swaps
 // anything; each client picks up its listener's current pool at the start
