@@ -90,7 +90,27 @@ type replySlot struct {
 	// to, when set, is the client the reply is written to directly: the
 	// slot is its whole batch and the client is not waiting for it.
 	to *client
+	// req is the request the reply answers, for a forwarded one.
+	req request
 }
+
+// request is a forwarded request as it went out: the server it was sent to
+// and its bytes, the range of the batch's stage buffer for that server that
+// it occupies. Both stay valid until the request's reply, or its final
+// error, is delivered to its slot, so that the request can be sent again to
+// another server or dropped: a stage buffer is reused only by the client's
+// next batch, which starts once every reply of this one is in (a direct
+// reply too: the client waits for it before it stages anything), and a
+// stage buffer that grows moves to a new array, leaving the old one, and
+// the requests in it, as they were.
+type request struct {
+	srv   *server
+	bytes []byte
+}
+
+// onDeliver, when set, sees every reply as it reaches its slot, before the
+// slot takes it. Tests set it before any client starts.
+var onDeliver atomic.Pointer[func(s *replySlot, reply []byte)]
 
 // batch counts the replies a client still waits for. The client holds one
 // extra count while it submits, so done is signalled exactly once per batch
@@ -113,6 +133,9 @@ func (s *replySlot) complete() {
 
 // deliver copies the reply into the slot, or writes a direct reply.
 func (s *replySlot) deliver(reply []byte) {
+	if f := onDeliver.Load(); f != nil {
+		(*f)(s, reply)
+	}
 	if s.to != nil {
 		s.to.deliver(reply)
 		return
@@ -294,7 +317,7 @@ func (c *client) newSlot() *replySlot {
 	}
 	s := c.slots[c.nslots]
 	c.nslots++
-	s.buf, s.to = s.buf[:0], nil
+	s.buf, s.to, s.req = s.buf[:0], nil, request{}
 	return s
 }
 
@@ -336,12 +359,21 @@ func (c *client) stageFor(srv *server) *stage {
 // forward stages cmd for srv and returns the slot its reply will fill.
 func (c *client) forward(srv *server, cmd *resp.Command) *replySlot {
 	st := c.stageFor(srv)
+	start := len(st.buf)
 	if cmd.Inline {
 		st.buf = resp.AppendCommand(st.buf, cmd.Args...)
 	} else {
 		st.buf = append(st.buf, cmd.Raw...)
 	}
+	return c.staged(st, start)
+}
+
+// staged returns the slot for the request that st's buffer holds from
+// start on, the last one staged.
+func (c *client) staged(st *stage, start int) *replySlot {
 	s := c.newSlot()
+	end := len(st.buf)
+	s.req = request{srv: st.srv, bytes: st.buf[start:end:end]}
 	st.slots = append(st.slots, s)
 	return s
 }
@@ -392,7 +424,9 @@ func (c *client) releaseStages() {
 func (c *client) finishBatch() error {
 	if c.canAnswerDirect() {
 		slot := c.calls[0].slot
+		req := slot.req
 		c.endBatch() // first: the slot belongs to the server's reader once submitted
+		slot.req = req
 		c.submitDirect(slot)
 		return nil
 	}
@@ -420,12 +454,14 @@ func (c *client) finishBatch() error {
 	return err
 }
 
-// endBatch forgets the batch's calls once their replies are out of the slots.
+// endBatch forgets the batch's calls once their replies are out of the
+// slots, and their requests.
 func (c *client) endBatch() {
 	for i := 0; i < c.nslots; i++ {
 		if cap(c.slots[i].buf) > maxKeptBuffer {
 			c.slots[i].buf = nil
 		}
+		c.slots[i].req = request{}
 	}
 	clear(c.calls)
 	c.calls = c.calls[:0]

@@ -88,6 +88,7 @@ func (c *client) split(def *command.Spec, cmd *resp.Command) {
 	}
 	for _, j := range order {
 		st := c.stageFor(c.layout.servers[f.subSrv[j]])
+		start := len(st.buf)
 		st.buf = resp.AppendArray(st.buf, 1+f.counts[j]*step)
 		st.buf = resp.AppendBulk(st.buf, args[0])
 		k := 0
@@ -99,9 +100,7 @@ func (c *client) split(def *command.Spec, cmd *resp.Command) {
 			}
 			k++
 		}
-		slot := c.newSlot()
-		st.slots = append(st.slots, slot)
-		f.subs[j] = slot
+		f.subs[j] = c.staged(st, start)
 	}
 	c.calls = append(c.calls, call{frag: f})
 }
