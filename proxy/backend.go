@@ -19,6 +19,7 @@ type replySlot struct {
 	buf   []byte
 	batch *batch
 	sent  time.Time // when the request was submitted, for the latency histogram
+	size  int       // the request's bytes, for out_queue_bytes
 	// to, when set, is the client the reply is written to directly: the
 	// slot is its whole batch and the client is not waiting for it.
 	to *client
@@ -137,6 +138,7 @@ func (b *backendConn) submit(reqs []byte, slots []*replySlot) {
 	b.unsentB += int64(len(reqs))
 	st := b.srv.stats
 	st.outQueue.Add(int64(len(slots)))
+	st.outQueueBytes.Add(int64(len(reqs)))
 	st.inQueue.Add(int64(len(slots)))
 	st.inQueueBytes.Add(int64(len(reqs)))
 	if b.state == connConnected {
@@ -225,7 +227,7 @@ func (b *backendConn) dial() {
 		b.dropUnsentLocked()
 		msg := b.lastErr
 		b.mu.Unlock()
-		srv.stats.outQueue.Add(-int64(len(slots)))
+		srv.stats.unqueue(slots)
 		srv.stats.serverErr.Add(1)
 		srv.pool.srv.logger.Warn("server connect failed", "pool", cfg.Name, "server", srv.cfg.Name, "addr", addr, "err", err)
 		srv.pool.stats.forwardError.Add(int64(len(slots)))
@@ -347,7 +349,7 @@ func (b *backendConn) readLoop(conn net.Conn, sock *rawSocket, gen uint64) {
 				}
 			}
 			b.mu.Unlock()
-			srv.stats.outQueue.Add(-int64(len(slots)))
+			srv.stats.unqueue(slots)
 			srv.stats.responses.Add(int64(len(slots)))
 			srv.stats.responseBytes.Add(int64(start - first))
 			srv.ok()
@@ -431,7 +433,7 @@ func (b *backendConn) endLocked(gen uint64, err error, failure bool) {
 	b.dropUnsentLocked()
 	slots := b.queue.drain()
 	srv.stats.connections.Add(-1)
-	srv.stats.outQueue.Add(-int64(len(slots)))
+	srv.stats.unqueue(slots)
 	var ne net.Error
 	switch {
 	case !failure:

@@ -242,7 +242,7 @@ func (c *client) newSlot() *replySlot {
 	}
 	s := c.slots[c.nslots]
 	c.nslots++
-	s.buf, s.to = s.buf[:0], nil
+	s.buf, s.to, s.size = s.buf[:0], nil, 0
 	return s
 }
 
@@ -284,12 +284,14 @@ func (c *client) stageFor(srv *server) *stage {
 // forward stages cmd for srv and returns the slot its reply will fill.
 func (c *client) forward(srv *server, cmd *parsedCommand) *replySlot {
 	st := c.stageFor(srv)
+	start := len(st.buf)
 	if cmd.inline {
 		st.buf = appendCommand(st.buf, cmd.args...)
 	} else {
 		st.buf = append(st.buf, cmd.raw...)
 	}
 	s := c.newSlot()
+	s.size = len(st.buf) - start
 	st.slots = append(st.slots, s)
 	return s
 }

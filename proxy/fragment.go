@@ -89,6 +89,7 @@ func (c *client) split(def *command, cmd *parsedCommand) {
 	}
 	for _, j := range order {
 		st := c.stageFor(c.pool.servers[f.subSrv[j]])
+		start := len(st.buf)
 		st.buf = redcon.AppendArray(st.buf, 1+f.counts[j]*step)
 		st.buf = redcon.AppendBulk(st.buf, args[0])
 		k := 0
@@ -101,6 +102,7 @@ func (c *client) split(def *command, cmd *parsedCommand) {
 			k++
 		}
 		slot := c.newSlot()
+		slot.size = len(st.buf) - start
 		st.slots = append(st.slots, slot)
 		f.subs[j] = slot
 	}

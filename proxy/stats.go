@@ -22,8 +22,7 @@ type serverStats struct {
 	// inQueue and inQueueBytes count the requests (bytes) of outQueue
 	// (outQueueBytes) not yet written to the server. nutcracker's in_queue
 	// and out_queue are disjoint, so the stats report in_queue = inQueue and
-	// out_queue = outQueue - inQueue, and the same for the bytes. They read
-	// 0 until the request path maintains them.
+	// out_queue = outQueue - inQueue, and the same for the bytes.
 	inQueue       atomic.Int64
 	inQueueBytes  atomic.Int64
 	outQueueBytes atomic.Int64 // bytes of the requests in outQueue
@@ -32,6 +31,17 @@ type serverStats struct {
 	// connection to reading its reply (waiting behind other clients'
 	// requests included). /metrics shows it per server and, summed, per pool.
 	latency latencyHistogram
+}
+
+// unqueue takes answered or failed requests out of outQueue and
+// outQueueBytes.
+func (s *serverStats) unqueue(slots []*replySlot) {
+	n := 0
+	for _, slot := range slots {
+		n += slot.size
+	}
+	s.outQueue.Add(-int64(len(slots)))
+	s.outQueueBytes.Add(-int64(n))
 }
 
 // queues returns nutcracker's in_queue, in_queue_bytes, out_queue and

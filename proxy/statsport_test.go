@@ -853,3 +853,104 @@ func BenchmarkStatsJSON(b *testing.B) {
 		buf = srv.appendStatsJSON(buf[:0], time.Now())
 	}
 }
+
+// statsValue reads one number from the stats JSON served at addr.
+func statsValue(t *testing.T, addr, path string) int64 {
+	t.Helper()
+	_, body := httpGet(t, "http://"+addr+"/")
+	v, ok := flattenStats(t, body)[path].(float64)
+	if !ok {
+		t.Fatalf("no %s in the stats document:\n%s", path, body)
+	}
+	return int64(v)
+}
+
+// out_queue_bytes counts the bytes of requests written to a server and not yet answered.
+func TestStatsOutQueueBytesThroughTraffic(t *testing.T) {
+	tp := startProxy(t, 1, "")
+	addr := startStatsServer(t, tp.srv, httpOnly)
+	c := tp.client(t)
+	if got := do(t, c, "SET", "k", "v"); got != "+OK\r\n" { // connects
+		t.Fatalf("SET = %q", got)
+	}
+	r := tp.redises[0]
+	r.Pause()
+	t.Cleanup(r.Resume)
+	c.Send("GET", "k")
+	c.Send("SET", "k2", "a longer value")
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	want := int64(len(proxytest.AppendCommand(nil, "GET", "k")) + len(proxytest.AppendCommand(nil, "SET", "k2", "a longer value")))
+	prefix := "alpha/server0/"
+	deadline := time.Now().Add(10 * time.Second)
+	for statsValue(t, addr, prefix+"out_queue") != 2 || statsValue(t, addr, prefix+"in_queue") != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("out_queue %d, in_queue %d: the two requests were never written to the paused server",
+				statsValue(t, addr, prefix+"out_queue"), statsValue(t, addr, prefix+"in_queue"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := statsValue(t, addr, prefix+"out_queue_bytes"); got != want {
+		t.Errorf("out_queue_bytes with two requests in flight = %d, want %d", got, want)
+	}
+	if got := statsValue(t, addr, prefix+"in_queue_bytes"); got != 0 {
+		t.Errorf("in_queue_bytes with everything written = %d, want 0", got)
+	}
+	server := map[string]string{"pool": "alpha", "server": "server0"}
+	if got := metricWith(t, scrapeMetrics(t, addr), "shardproxy_server_out_queue_bytes", server).GetGauge().GetValue(); got != float64(want) {
+		t.Errorf("shardproxy_server_out_queue_bytes = %v, want %d", got, want)
+	}
+	r.Resume()
+	for _, want := range []string{"$1\r\nv\r\n", "+OK\r\n"} {
+		if rep, err := c.Read(); err != nil || string(rep.Raw()) != want {
+			t.Fatalf("reply = %q, %v; want %q", rep.Raw(), err, want)
+		}
+	}
+	for _, f := range []string{"out_queue", "out_queue_bytes", "in_queue", "in_queue_bytes"} {
+		if got := statsValue(t, addr, prefix+f); got != 0 {
+			t.Errorf("%s after the replies = %d, want 0", f, got)
+		}
+	}
+	if got := metricWith(t, scrapeMetrics(t, addr), "shardproxy_server_out_queue_bytes", server).GetGauge().GetValue(); got != 0 {
+		t.Errorf("shardproxy_server_out_queue_bytes after the replies = %v, want 0", got)
+	}
+}
+
+// A request in flight on a transaction's connection counts in out_queue and out_queue_bytes too.
+func TestStatsOutQueueBytesOnTransactionConnection(t *testing.T) {
+	tp := startProxy(t, 1, "")
+	addr := startStatsServer(t, tp.srv, httpOnly)
+	c := tp.client(t)
+	if got := do(t, c, "WATCH", "k"); got != "+OK\r\n" { // pins a connection
+		t.Fatalf("WATCH = %q", got)
+	}
+	r := tp.redises[0]
+	r.Pause()
+	t.Cleanup(r.Resume)
+	c.Send("MULTI") // on the connection WATCH pinned
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	want := int64(len(proxytest.AppendCommand(nil, "MULTI")))
+	prefix := "alpha/server0/"
+	deadline := time.Now().Add(10 * time.Second)
+	for statsValue(t, addr, prefix+"out_queue") != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("out_queue %d: MULTI never reached the paused server", statsValue(t, addr, prefix+"out_queue"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := statsValue(t, addr, prefix+"out_queue_bytes"); got != want {
+		t.Errorf("out_queue_bytes with MULTI in flight on the pinned connection = %d, want %d", got, want)
+	}
+	r.Resume()
+	if rep, err := c.Read(); err != nil || string(rep.Raw()) != "+OK\r\n" {
+		t.Fatalf("MULTI = %q, %v", rep.Raw(), err)
+	}
+	for _, f := range []string{"out_queue", "out_queue_bytes"} {
+		if got := statsValue(t, addr, prefix+f); got != 0 {
+			t.Errorf("%s after the reply = %d, want 0", f, got)
+		}
+	}
+}

@@ -483,8 +483,17 @@ func (d *dedicatedConn) do(req []byte, n int) ([]byte, error) {
 		d.conn.SetDeadline(time.Now().Add(t))
 	}
 	began := time.Now()
-	d.srv.stats.requests.Add(int64(n))
-	d.srv.stats.requestBytes.Add(int64(len(req)))
+	st := d.srv.stats
+	st.requests.Add(int64(n))
+	st.requestBytes.Add(int64(len(req)))
+	// In flight until its replies are read or the connection fails, like
+	// the requests on shared connections.
+	st.outQueue.Add(int64(n))
+	st.outQueueBytes.Add(int64(len(req)))
+	defer func() {
+		st.outQueue.Add(-int64(n))
+		st.outQueueBytes.Add(-int64(len(req)))
+	}()
 	if _, err := d.conn.Write(req); err != nil {
 		return nil, err
 	}
