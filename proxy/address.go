@@ -26,18 +26,6 @@ type serverAddress struct {
 	changedAt time.Time
 }
 
-// AddressStatus is a server's current address and where it came from, for
-// stats and logs.
-type AddressStatus struct {
-	Pool      string    `json:"pool"`
-	Server    string    `json:"server"`
-	Addr      string    `json:"addr"`   // "" while unknown
-	Source    string    `json:"source"` // "config" or "endpointslice/<name>"
-	Usable    bool      `json:"usable"`
-	Reason    string    `json:"reason,omitempty"` // why not usable
-	ChangedAt time.Time `json:"changed_at"`
-}
-
 func (a *serverAddress) init(sc ServerConfig, service string) {
 	a.changedAt = time.Now()
 	if sc.Pod == "" || service == "" {
@@ -247,19 +235,6 @@ func (s *Server) namespace(cfg *PoolConfig) string {
 		return cfg.KubernetesNamespace
 	}
 	return s.defaultNamespace
-}
-
-// Addresses reports every server's current address and its source.
-func (s *Server) Addresses() []AddressStatus {
-	var out []AddressStatus
-	for _, p := range s.poolList() {
-		for _, srv := range p.servers {
-			addr, source, at := srv.address.status()
-			why := srv.address.unavailable()
-			out = append(out, AddressStatus{Pool: p.cfg.Name, Server: srv.cfg.Name, Addr: addr, Source: source, Usable: why == "", Reason: why, ChangedAt: at})
-		}
-	}
-	return out
 }
 
 // closeConns closes the server's connections so that the next request

@@ -103,7 +103,7 @@ type backendConn struct {
 func (b *backendConn) submit(reqs []byte, slots []*replySlot) {
 	if why := b.srv.address.unavailable(); why != "" {
 		msg := b.srv.errText(why)
-		b.srv.pool.stats.forwardError.Add(int64(len(slots)))
+		b.srv.pool.stats.ForwardError.Add(int64(len(slots)))
 		for _, s := range slots {
 			s.fail(msg)
 		}
@@ -137,10 +137,10 @@ func (b *backendConn) submit(reqs []byte, slots []*replySlot) {
 	b.unsent += int64(len(slots))
 	b.unsentB += int64(len(reqs))
 	st := b.srv.stats
-	st.outQueue.Add(int64(len(slots)))
-	st.outQueueBytes.Add(int64(len(reqs)))
-	st.inQueue.Add(int64(len(slots)))
-	st.inQueueBytes.Add(int64(len(reqs)))
+	st.OutQueue.Add(int64(len(slots)))
+	st.OutQueueBytes.Add(int64(len(reqs)))
+	st.InQueue.Add(int64(len(slots)))
+	st.InQueueBytes.Add(int64(len(reqs)))
 	if b.state == connConnected {
 		if wasEmpty && b.srv.pool.cfg.Timeout > 0 {
 			b.conn.SetReadDeadline(time.Now().Add(b.srv.pool.cfg.Timeout))
@@ -227,10 +227,10 @@ func (b *backendConn) dial() {
 		b.dropUnsentLocked()
 		msg := b.lastErr
 		b.mu.Unlock()
-		srv.stats.unqueue(slots)
-		srv.stats.serverErr.Add(1)
+		unqueue(srv.stats, slots)
+		srv.stats.ServerErr.Add(1)
 		srv.pool.srv.logger.Warn("server connect failed", "pool", cfg.Name, "server", srv.cfg.Name, "addr", addr, "err", err)
-		srv.pool.stats.forwardError.Add(int64(len(slots)))
+		srv.pool.stats.ForwardError.Add(int64(len(slots)))
 		// Count the failure (and eject) before answering, so a client's
 		// next request already sees the rebuilt ring.
 		srv.failed()
@@ -252,8 +252,8 @@ func (b *backendConn) dial() {
 	b.sock = newRawSocket(conn)
 	b.gen++
 	b.backoff = 0
-	srv.stats.connections.Add(1)
-	srv.pool.srv.stats.totalConnections.Add(1)
+	srv.stats.Connections.Add(1)
+	srv.pool.srv.stats.TotalConnections.Add(1)
 	go b.readLoop(conn, b.sock, b.gen)
 	if b.queue.len() > 0 && cfg.Timeout > 0 {
 		conn.SetReadDeadline(time.Now().Add(cfg.Timeout))
@@ -349,16 +349,16 @@ func (b *backendConn) readLoop(conn net.Conn, sock *rawSocket, gen uint64) {
 				}
 			}
 			b.mu.Unlock()
-			srv.stats.unqueue(slots)
-			srv.stats.responses.Add(int64(len(slots)))
-			srv.stats.responseBytes.Add(int64(start - first))
+			unqueue(srv.stats, slots)
+			srv.stats.Responses.Add(int64(len(slots)))
+			srv.stats.ResponseBytes.Add(int64(start - first))
 			srv.ok()
 			now := time.Now()
 			from := first
 			for i, s := range slots {
 				reply := buf[from:ends[i]]
 				from = ends[i]
-				srv.stats.latency.observe(now.Sub(s.sent))
+				srv.stats.Latency.Observe(now.Sub(s.sent))
 				if s.to != nil {
 					s.to.deliver(reply)
 					continue
@@ -402,8 +402,8 @@ func (b *backendConn) dropUnsentLocked() {
 	if b.unsent == 0 {
 		return
 	}
-	b.srv.stats.inQueue.Add(-b.unsent)
-	b.srv.stats.inQueueBytes.Add(-b.unsentB)
+	b.srv.stats.InQueue.Add(-b.unsent)
+	b.srv.stats.InQueueBytes.Add(-b.unsentB)
 	b.unsent, b.unsentB = 0, 0
 }
 
@@ -432,17 +432,17 @@ func (b *backendConn) endLocked(gen uint64, err error, failure bool) {
 	b.wbuf = b.wbuf[:0]
 	b.dropUnsentLocked()
 	slots := b.queue.drain()
-	srv.stats.connections.Add(-1)
-	srv.stats.unqueue(slots)
+	srv.stats.Connections.Add(-1)
+	unqueue(srv.stats, slots)
 	var ne net.Error
 	switch {
 	case !failure:
 	case errors.As(err, &ne) && ne.Timeout():
-		srv.stats.serverTimedout.Add(1)
+		srv.stats.ServerTimedout.Add(1)
 	case errors.Is(err, io.EOF):
-		srv.stats.serverEOF.Add(1)
+		srv.stats.ServerEOF.Add(1)
 	default:
-		srv.stats.serverErr.Add(1)
+		srv.stats.ServerErr.Add(1)
 	}
 	msg := srv.errText(describe(err))
 	// Complete the slots without the lock: a client may be waiting on them
@@ -451,7 +451,7 @@ func (b *backendConn) endLocked(gen uint64, err error, failure bool) {
 	if !b.closed {
 		srv.pool.srv.logger.Warn("server connection lost", "pool", srv.pool.cfg.Name, "server", srv.cfg.Name, "addr", b.addr, "err", err, "failed_requests", len(slots))
 	}
-	srv.pool.stats.forwardError.Add(int64(len(slots)))
+	srv.pool.stats.ForwardError.Add(int64(len(slots)))
 	if failure {
 		srv.failed() // before answering, as in dial
 	}

@@ -107,7 +107,7 @@ func (c *client) serve() {
 	c.rbuf = make([]byte, readBufferSize)
 	for {
 		if err := c.beginBatch(); err != nil {
-			c.pool.stats.clientErr.Add(1)
+			c.pool.stats.ClientErr.Add(1)
 			return
 		}
 		var perr error
@@ -128,13 +128,13 @@ func (c *client) serve() {
 		full := len(c.calls) >= c.limit
 		if len(c.calls) > 0 {
 			if err := c.finishBatch(); err != nil {
-				c.pool.stats.clientErr.Add(1)
+				c.pool.stats.ClientErr.Add(1)
 				return
 			}
 		}
 		if perr != nil {
 			c.write(appendErr(c.out[:0], "ERR "+perr.Error()))
-			c.pool.stats.clientErr.Add(1)
+			c.pool.stats.ClientErr.Add(1)
 			return
 		}
 		if c.quit {
@@ -150,14 +150,14 @@ func (c *client) serve() {
 			var ne net.Error
 			switch {
 			case errors.Is(err, io.EOF):
-				c.pool.stats.clientEOF.Add(1)
+				c.pool.stats.ClientEOF.Add(1)
 			case c.stopping.Load() && (errors.As(err, &ne) && ne.Timeout() || errors.Is(err, net.ErrClosed)):
 				// Stopped by shutdown or CLIENT KILL: not the client's error.
 			case errors.Is(err, errRequestTooLarge):
 				c.write(appendErr(c.out[:0], "ERR "+err.Error()))
-				c.pool.stats.clientErr.Add(1)
+				c.pool.stats.ClientErr.Add(1)
 			default:
-				c.pool.stats.clientErr.Add(1)
+				c.pool.stats.ClientErr.Add(1)
 			}
 			return
 		}
@@ -179,8 +179,8 @@ func (c *client) beginBatch() error {
 	}
 	p := c.l.pool.Load()
 	if p != c.pool {
-		c.pool.stats.clientConnections.Add(-1)
-		p.stats.clientConnections.Add(1)
+		c.pool.stats.ClientConnections.Add(-1)
+		p.stats.ClientConnections.Add(1)
 		c.pool = p
 	}
 	c.batch.hard = p.cfg.ClientOutputBufferLimit.Hard
@@ -322,8 +322,8 @@ func (st *stage) send(now time.Time) {
 	for _, s := range st.slots {
 		s.sent = now
 	}
-	st.srv.stats.requests.Add(int64(len(st.slots)))
-	st.srv.stats.requestBytes.Add(int64(len(st.buf)))
+	st.srv.stats.Requests.Add(int64(len(st.slots)))
+	st.srv.stats.RequestBytes.Add(int64(len(st.buf)))
 	st.conn.submit(st.buf, st.slots)
 }
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/shardproxy/shardproxy/hashring"
+	"github.com/shardproxy/shardproxy/proxy/stats"
 )
 
 // pool is one configured pool while it serves: its servers, its ring, and
@@ -17,7 +18,7 @@ type pool struct {
 	servers []*server // in ring index order
 	full    *hashring.Ring
 	ring    atomic.Pointer[hashring.Ring] // full, or rebuilt without ejected servers
-	stats   *poolStats                    // shared with the same pool before and after a reload
+	stats   *stats.Pool                   // shared with the same pool before and after a reload
 
 	ejectMu sync.Mutex // serialises ring rebuilds after ejections
 }
@@ -34,7 +35,7 @@ type server struct {
 
 	// stats and health outlive a reload that keeps the server (same pool,
 	// name and address), so counters and ejections carry over.
-	stats   *serverStats
+	stats   *stats.Server
 	health  *serverHealth
 	address serverAddress
 	txConns dedicatedPool
@@ -63,13 +64,13 @@ func newPool(srv *Server, cfg *PoolConfig, prev *pool) (*pool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pool %q: %w", cfg.Name, err)
 	}
-	p := &pool{srv: srv, cfg: cfg, full: ring, stats: new(poolStats)}
+	p := &pool{srv: srv, cfg: cfg, full: ring, stats: new(stats.Pool)}
 	if prev != nil {
 		p.stats = prev.stats
 	}
 	p.ring.Store(ring)
 	for i, sc := range cfg.Servers {
-		s := &server{pool: p, cfg: sc, index: i, stats: new(serverStats), health: new(serverHealth)}
+		s := &server{pool: p, cfg: sc, index: i, stats: new(stats.Server), health: new(serverHealth)}
 		if old := prev.server(sc); old != nil {
 			s.stats, s.health = old.stats, old.health
 		}
@@ -133,7 +134,7 @@ func (p *pool) close() {
 // idle reports whether no request waits on any of the pool's connections.
 func (p *pool) idle() bool {
 	for _, s := range p.servers {
-		if s.stats.outQueue.Load() > 0 {
+		if s.stats.OutQueue.Load() > 0 {
 			for _, b := range s.conns {
 				b.mu.Lock()
 				n := b.queue.len()
@@ -190,7 +191,7 @@ func (s *server) failed() {
 	now := time.Now()
 	s.health.ejectedUntil.Store(now.Add(cfg.ServerRetryTimeout).UnixNano())
 	s.health.ejectedAt.Store(now.UnixMicro())
-	s.pool.stats.serverEjects.Add(1)
+	s.pool.stats.ServerEjects.Add(1)
 	s.pool.srv.logger.Warn("server ejected", "pool", cfg.Name, "server", s.cfg.Name, "retry_in", cfg.ServerRetryTimeout)
 	s.pool.rebuildRing()
 	time.AfterFunc(cfg.ServerRetryTimeout, s.pool.rebuildRing)

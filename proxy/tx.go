@@ -473,7 +473,7 @@ func (s *server) dialDedicated() (*dedicatedConn, error) {
 		conn.Close()
 		return nil, err
 	}
-	s.stats.connections.Add(1)
+	s.stats.Connections.Add(1)
 	return &dedicatedConn{srv: s, conn: conn}, nil
 }
 
@@ -484,15 +484,15 @@ func (d *dedicatedConn) do(req []byte, n int) ([]byte, error) {
 	}
 	began := time.Now()
 	st := d.srv.stats
-	st.requests.Add(int64(n))
-	st.requestBytes.Add(int64(len(req)))
+	st.Requests.Add(int64(n))
+	st.RequestBytes.Add(int64(len(req)))
 	// In flight until its replies are read or the connection fails, like
 	// the requests on shared connections.
-	st.outQueue.Add(int64(n))
-	st.outQueueBytes.Add(int64(len(req)))
+	st.OutQueue.Add(int64(n))
+	st.OutQueueBytes.Add(int64(len(req)))
 	defer func() {
-		st.outQueue.Add(-int64(n))
-		st.outQueueBytes.Add(-int64(len(req)))
+		st.OutQueue.Add(-int64(n))
+		st.OutQueueBytes.Add(-int64(len(req)))
 	}()
 	if _, err := d.conn.Write(req); err != nil {
 		return nil, err
@@ -522,9 +522,9 @@ func (d *dedicatedConn) do(req []byte, n int) ([]byte, error) {
 			return nil, err
 		}
 	}
-	d.srv.stats.latency.observe(time.Since(began))
-	d.srv.stats.responses.Add(int64(n))
-	d.srv.stats.responseBytes.Add(int64(end))
+	d.srv.stats.Latency.Observe(time.Since(began))
+	d.srv.stats.Responses.Add(int64(n))
+	d.srv.stats.ResponseBytes.Add(int64(end))
 	d.conn.SetDeadline(time.Time{})
 	if start != end {
 		return nil, errBadReply
@@ -534,7 +534,7 @@ func (d *dedicatedConn) do(req []byte, n int) ([]byte, error) {
 
 func (d *dedicatedConn) close() {
 	d.conn.Close()
-	d.srv.stats.connections.Add(-1)
+	d.srv.stats.Connections.Add(-1)
 }
 
 func (d *dedicatedConn) release() {
