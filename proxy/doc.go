@@ -1,6 +1,8 @@
 // Package proxy serves nutcracker's Redis pools: it reads nutcracker.yml
 // (Config), listens on every pool's address, routes each request to the
-// server that hashring says owns its key, and reports nutcracker's stats.
+// server that hashring says owns its key, and counts what nutcracker's stats
+// report. It serves no HTTP: the stats port (package statsport) renders the
+// Server's Snapshot.
 //
 // A request travels top to bottom through these files:
 //
@@ -23,9 +25,11 @@
 //	rawsock.go   socket reads and writes as raw non-blocking syscalls
 //	pool.go      servers, ring, ejection
 //	address.go   where a server is dialled: configured, or its pod's IP
-//	stats.go, statsport.go, metrics.go, discoverystate.go
-//	             counters, nutcracker's stats JSON, /metrics, /readyz,
-//	             /discovery
+//	stats.go     Snapshot: every counter (package stats) and readiness,
+//	             for the stats port (package statsport)
+//	discoverystate.go
+//	             what discovery reports and the config's hash, for readiness
+//	             and the stats port
 //
 // Reload builds the new pools (and any new listener) before it swaps
 // anything; each client picks up its listener's current pool at the start

@@ -1,6 +1,8 @@
 package stats
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -177,4 +179,41 @@ func BenchmarkLatencyObserveParallel(b *testing.B) {
 			h.Observe(time.Duration(i&1023) * time.Microsecond)
 		}
 	})
+}
+
+// readmeRow is f's row in the README's table of stats.
+func readmeRow(f *Field) string {
+	name, metric := "", ""
+	if f.Nutcracker != "" {
+		name = "`" + f.Nutcracker + "`"
+	}
+	if f.Metric != "" {
+		metric = "`shardproxy_" + f.Metric + f.Scope.labelSuffix() + "`"
+	}
+	kind := [...]string{Counter: "counter", Gauge: "gauge", Histogram: "histogram"}[f.Kind]
+	return "| " + name + " | " + metric + " | " + kind + " | " + f.Help + " |"
+}
+
+// The README's table of stats is the table's, row for row.
+func TestReadmeListsEveryField(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const header = "| nutcracker field | metric | kind | what it counts |\n|---|---|---|---|\n"
+	var want strings.Builder
+	want.WriteString(header)
+	for i := range Fields {
+		want.WriteString(readmeRow(&Fields[i]) + "\n")
+	}
+	_, rest, ok := strings.Cut(string(readme), header)
+	got := header
+	for ok && strings.HasPrefix(rest, "|") {
+		line, after, _ := strings.Cut(rest, "\n")
+		got += line + "\n"
+		rest = after
+	}
+	if got != want.String() {
+		t.Errorf("README's table of stats:\n%s\nwant:\n%s", got, want.String())
+	}
 }
