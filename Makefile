@@ -42,13 +42,13 @@ test: lint e2e-binaries
 # Short fuzzing runs of every parser, on top of the seed corpora that
 # `make test` already runs.
 fuzz:
-	$(GO) test -run XXX -fuzz FuzzRequestParser -fuzztime 30s ./proxy
-	$(GO) test -run XXX -fuzz FuzzReplyScanner -fuzztime 30s ./proxy
-	$(GO) test -run XXX -fuzz FuzzParseConfig -fuzztime 30s ./proxy
+	$(GO) test -run XXX -fuzz FuzzRequestParser -fuzztime 30s ./proxy/resp
+	$(GO) test -run XXX -fuzz FuzzReplyScanner -fuzztime 30s ./proxy/resp
+	$(GO) test -run XXX -fuzz FuzzParseConfig -fuzztime 30s ./proxy/config
 	$(GO) test -run XXX -fuzz FuzzLookup -fuzztime 30s ./hashring
 
 bench: deps
-	$(GO) test -run XXX -bench . -benchmem ./hashring ./proxy
+	$(GO) test -run XXX -bench . -benchmem ./hashring ./proxy/...
 	bash bench/compare.sh
 
 clean:

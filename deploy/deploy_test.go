@@ -36,7 +36,7 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	k8syaml "sigs.k8s.io/yaml"
 
-	"github.com/shardproxy/shardproxy/proxy"
+	"github.com/shardproxy/shardproxy/proxy/config"
 )
 
 // The kustomizations, relative to this directory.
@@ -673,9 +673,9 @@ func secretEnv(t *testing.T, c *corev1.Container, name string) *corev1.SecretKey
 }
 
 // parseConfig parses a nutcracker.yml as shardproxy does.
-func parseConfig(t *testing.T, data []byte) *proxy.Config {
+func parseConfig(t *testing.T, data []byte) *config.Config {
 	t.Helper()
-	cfg, err := proxy.ParseConfig(data)
+	cfg, err := config.Parse(data)
 	if err != nil {
 		t.Fatalf("ParseConfig: %v\n%s", err, data)
 	}

@@ -7,12 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sync/atomic"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/shardproxy/shardproxy/proxy/config"
 )
 
 // DefaultDebounce is the wait after the last file system event before the
@@ -44,7 +45,8 @@ type ConfigFileOptions struct {
 // writing a new file and renaming it over the old one; a watch on the file
 // itself would follow the old inode and go quiet. Any event in the
 // directory starts (or restarts) the debounce timer; when it fires, the
-// file is read through its symlinks and its hash compared with the last
+// file is read through its symlinks, as start-up reads it (config.ReadFile:
+// a regular file of bounded size), and its hash compared with the last
 // bytes seen, so events for other files cost one read and no call.
 //
 // Write the file by rename, as editors and the kubelet do. A writer that
@@ -186,10 +188,11 @@ func (c *ConfigFile) Run(ctx context.Context) error {
 // check reads the file and calls OnChange if its hash differs from the last
 // seen, or always when forced.
 func (c *ConfigFile) check(force bool) {
-	data, err := os.ReadFile(c.path) // follows ..data and other symlinks
+	data, err := config.ReadFile(c.path) // follows ..data and other symlinks
 	if err != nil {
 		// Between a delete and a re-create, or mid-swap on some file
-		// systems. The next event brings another read.
+		// systems; or the path is not a regular file, or is over
+		// config.ReadFile's bound. The next event brings another read.
 		c.logger.Warn("cannot read config file; keeping the running config", "err", err)
 		return
 	}

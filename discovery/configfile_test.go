@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -164,6 +165,56 @@ func TestConfigFileReload(t *testing.T) {
 	at = time.Now()
 	w.cf.Reload()
 	w.expect("alpha: 3\n", at)
+}
+
+// A config path that is a FIFO or a file larger than the config's bound is
+// refused without blocking the watch, and the watch goes on.
+func TestConfigFileNotRegularOrTooLarge(t *testing.T) {
+	dir := t.TempDir()
+	path := writeFile(t, filepath.Join(dir, "nutcracker.yml"), "alpha: 1\n")
+	w := startConfigWatch(t, path, []byte("alpha: 1\n"), time.Hour) // only Reload reads
+	refused := func(what string) {
+		t.Helper()
+		before := w.logs.count("cannot read config file")
+		w.cf.Reload()
+		waitUntil(t, changeBound, what+" refused", func() bool {
+			return w.logs.count("cannot read config file") > before
+		})
+	}
+
+	big := writeFile(t, filepath.Join(dir, "big.tmp"), "#"+strings.Repeat("x", 8<<20)) // over the 4 MiB bound
+	if err := os.Rename(big, path); err != nil {
+		t.Fatal(err)
+	}
+	refused("the oversized file")
+
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Whatever happens, let a reader stuck in opening the FIFO go, so
+	// that the watch can stop.
+	t.Cleanup(func() {
+		if f, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			f.Close()
+		}
+	})
+	refused("the FIFO")
+
+	select {
+	case c := <-w.calls:
+		t.Fatalf("OnChange with %d bytes, want none", len(c.data))
+	default:
+	}
+	tmp := writeFile(t, filepath.Join(dir, "next.tmp"), "alpha: 2\n")
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now()
+	w.cf.Reload()
+	w.expect("alpha: 2\n", at)
 }
 
 // A change between the caller's read and Run is handed over at start.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/shardproxy/shardproxy/hashring"
+	"github.com/shardproxy/shardproxy/proxy/config"
 )
 
 // serverAddress is where a server is dialled. For a server of a pool with
@@ -26,7 +27,7 @@ type serverAddress struct {
 	changedAt time.Time
 }
 
-func (a *serverAddress) init(sc ServerConfig, service string) {
+func (a *serverAddress) init(sc config.Server, service string) {
 	a.changedAt = time.Now()
 	if sc.Pod == "" || service == "" {
 		a.dial, a.source = sc.DialAddr, "config"
@@ -61,7 +62,7 @@ type PodAddress struct {
 
 // update points the address at pa (the port stays the configured one) and
 // reports whether the dial address and the usability changed.
-func (a *serverAddress) update(sc ServerConfig, pa PodAddress, found bool) (moved, usableChanged bool) {
+func (a *serverAddress) update(sc config.Server, pa PodAddress, found bool) (moved, usableChanged bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	wasUsable := a.unusable.Load() == nil
@@ -170,14 +171,14 @@ func (s *Server) applyPods(p *pool, pods map[string]PodAddress, logs bool) {
 }
 
 // podsFor returns the last pod snapshot of a pool's Service, or nil.
-func (s *Server) podsFor(cfg *PoolConfig) map[string]PodAddress {
+func (s *Server) podsFor(cfg *config.Pool) map[string]PodAddress {
 	s.podsMu.Lock()
 	defer s.podsMu.Unlock()
 	return s.pods[Service{Namespace: s.namespace(cfg), Name: cfg.KubernetesService}]
 }
 
 // membersConfig is cfg with the Service's pods as its servers.
-func membersConfig(cfg *PoolConfig, pods map[string]PodAddress) *PoolConfig {
+func membersConfig(cfg *config.Pool, pods map[string]PodAddress) *config.Pool {
 	next := *cfg
 	port := cmp.Or(cfg.KubernetesPort, 6379)
 	weight := cmp.Or(cfg.KubernetesWeight, 1)
@@ -186,9 +187,9 @@ func membersConfig(cfg *PoolConfig, pods map[string]PodAddress) *PoolConfig {
 		nodes = append(nodes, hashring.Node{Name: pod, Addr: net.JoinHostPort(pod, strconv.Itoa(port)), Weight: weight})
 	}
 	hashring.SortNodes(nodes)
-	next.Servers = make([]ServerConfig, len(nodes))
+	next.Servers = make([]config.Server, len(nodes))
 	for i, n := range nodes {
-		next.Servers[i] = ServerConfig{Name: n.Name, Addr: n.Addr, Network: "tcp", Weight: weight, ExplicitName: true, Port: port, Pod: n.Name}
+		next.Servers[i] = config.Server{Name: n.Name, Addr: n.Addr, Network: "tcp", Weight: weight, ExplicitName: true, Port: port, Pod: n.Name}
 	}
 	return &next
 }
@@ -230,7 +231,7 @@ func (s *Server) Services() []Service {
 }
 
 // namespace is the namespace of a pool's kubernetes_service.
-func (s *Server) namespace(cfg *PoolConfig) string {
+func (s *Server) namespace(cfg *config.Pool) string {
 	if cfg.KubernetesNamespace != "" {
 		return cfg.KubernetesNamespace
 	}

@@ -11,6 +11,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/shardproxy/shardproxy/proxy/config"
+	"github.com/shardproxy/shardproxy/proxy/resp"
 )
 
 // replySlot receives one reply from a server. The client that owns it waits
@@ -46,7 +49,7 @@ func (s *replySlot) complete() {
 
 // fail completes the slot with an error reply.
 func (s *replySlot) fail(msg string) {
-	s.buf = appendErr(s.buf[:0], msg)
+	s.buf = resp.AppendError(s.buf[:0], msg)
 	if s.to != nil {
 		s.to.deliver(s.buf)
 		return
@@ -265,15 +268,15 @@ func (b *backendConn) dial() {
 }
 
 // handshake authenticates and selects the database on a new connection.
-func handshake(conn net.Conn, cfg *PoolConfig, timeout time.Duration) error {
+func handshake(conn net.Conn, cfg *config.Pool, timeout time.Duration) error {
 	var req []byte
 	n := 0
 	if cfg.RedisAuth != "" {
-		req = appendCommand(req, []byte("AUTH"), []byte(cfg.RedisAuth))
+		req = resp.AppendCommand(req, []byte("AUTH"), []byte(cfg.RedisAuth))
 		n++
 	}
 	if cfg.RedisDB > 0 {
-		req = appendCommand(req, []byte("SELECT"), fmt.Appendf(nil, "%d", cfg.RedisDB))
+		req = resp.AppendCommand(req, []byte("SELECT"), fmt.Appendf(nil, "%d", cfg.RedisDB))
 		n++
 	}
 	if n == 0 {
@@ -313,7 +316,7 @@ func (b *backendConn) readLoop(conn net.Conn, sock *rawSocket, gen uint64) {
 	srv := b.srv
 	buf := make([]byte, 16<<10)
 	start, end := 0, 0
-	var scanner replyScanner
+	var scanner resp.ReplyScanner
 	var ends []int
 	var slots []*replySlot
 	for {
@@ -322,7 +325,7 @@ func (b *backendConn) readLoop(conn net.Conn, sock *rawSocket, gen uint64) {
 		first := start
 		ends = ends[:0]
 		for start < end {
-			m, perr := scanner.scan(buf[start:end])
+			m, perr := scanner.Scan(buf[start:end])
 			if perr != nil {
 				b.fail(gen, perr)
 				return

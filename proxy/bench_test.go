@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/shardproxy/shardproxy/hashring"
+	"github.com/shardproxy/shardproxy/proxy/command"
 )
 
 // benchmarkProxy sends GETs through the proxy from one connection with the
@@ -104,19 +105,20 @@ var keyRoutingCases = []string{
 // routeKeys does what dispatch and owner do for args before any server is
 // involved, and reports the owner of the first key.
 func routeKeys(ring *hashring.Ring, args [][]byte, keys []int) int {
-	def := lookupCommand(args[0])
-	if def.subcommands != nil && len(args) > 1 {
-		def = def.subcommand(args[1])
+	def := command.Lookup(args[0])
+	if def.HasSubcommands() && len(args) > 1 {
+		def = def.Subcommand(args[1])
 	}
-	if !def.arityOK(len(args)) || def.blocks(args) {
+	if !def.ArityOK(len(args)) || def.Blocks(args) {
 		return -1
 	}
-	keys, _ = def.appendKeys(keys[:0], args)
+	keys, _ = def.AppendKeys(keys[:0], args)
 	if len(keys) == 0 {
 		return -1
 	}
 	idx := ring.Lookup(args[keys[0]])
-	if def.keysProc == keysSort && !sortPatternsOn(args, false, ring, "{}", idx) {
+	all := def.AppendSortPatterns(keys, args)
+	if patterns := all[len(keys):]; len(patterns) > 0 && !sortPatternsOn(args, patterns, ring, idx) {
 		return -1
 	}
 	return idx

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/shardproxy/shardproxy/hashring"
+	"github.com/shardproxy/shardproxy/proxy/resp"
 )
 
 const (
@@ -21,12 +22,10 @@ const (
 	readBufferSize = 16 << 10
 	// maxKeptBuffer is the largest buffer kept for reuse after a request.
 	maxKeptBuffer = 64 << 10
-	// maxRequestLen bounds one request; together with MaxBulkLen it bounds
+	// maxRequestLen bounds one request; together with resp.MaxBulkLen it bounds
 	// what a single client can make the proxy hold.
-	maxRequestLen = MaxBulkLen + 16<<20
+	maxRequestLen = resp.MaxBulkLen + 16<<20
 )
-
-var errRequestTooLarge = protocolError("request is too large")
 
 // client is one client connection. Its goroutine reads a batch of complete
 // commands, routes them, submits each touched server's share at once, waits
@@ -41,8 +40,8 @@ type client struct {
 
 	rbuf         []byte
 	rstart, rend int
-	parser       requestParser
-	cmd          parsedCommand
+	parser       resp.Parser
+	cmd          resp.Command
 	out          []byte
 	limit        int  // commands the next batch may hold (output.go)
 	overSoft     bool // the replies being written are over the soft limit (output.go)
@@ -112,7 +111,7 @@ func (c *client) serve() {
 		}
 		var perr error
 		for len(c.calls) < c.limit && !c.quit {
-			n, err := c.parser.next(c.rbuf[c.rstart:c.rend], &c.cmd)
+			n, err := c.parser.Next(c.rbuf[c.rstart:c.rend], &c.cmd)
 			if err != nil {
 				perr = err
 				break
@@ -121,7 +120,7 @@ func (c *client) serve() {
 				break
 			}
 			c.rstart += n
-			if len(c.cmd.args) > 0 {
+			if len(c.cmd.Args) > 0 {
 				c.dispatch(&c.cmd)
 			}
 		}
@@ -133,7 +132,7 @@ func (c *client) serve() {
 			}
 		}
 		if perr != nil {
-			c.write(appendErr(c.out[:0], "ERR "+perr.Error()))
+			c.write(resp.AppendError(c.out[:0], "ERR "+perr.Error()))
 			c.pool.stats.ClientErr.Add(1)
 			return
 		}
@@ -154,7 +153,7 @@ func (c *client) serve() {
 			case c.stopping.Load() && (errors.As(err, &ne) && ne.Timeout() || errors.Is(err, net.ErrClosed)):
 				// Stopped by shutdown or CLIENT KILL: not the client's error.
 			case errors.Is(err, errRequestTooLarge):
-				c.write(appendErr(c.out[:0], "ERR "+err.Error()))
+				c.write(resp.AppendError(c.out[:0], "ERR "+err.Error()))
 				c.pool.stats.ClientErr.Add(1)
 			default:
 				c.pool.stats.ClientErr.Add(1)
@@ -259,7 +258,7 @@ func (c *client) reply(b []byte) {
 // replyError records an error reply; msg starts with the error code.
 func (c *client) replyError(msg string) {
 	s := c.newSlot()
-	s.buf = appendErr(s.buf, msg)
+	s.buf = resp.AppendError(s.buf, msg)
 	c.calls = append(c.calls, call{slot: s})
 }
 
@@ -282,13 +281,13 @@ func (c *client) stageFor(srv *server) *stage {
 }
 
 // forward stages cmd for srv and returns the slot its reply will fill.
-func (c *client) forward(srv *server, cmd *parsedCommand) *replySlot {
+func (c *client) forward(srv *server, cmd *resp.Command) *replySlot {
 	st := c.stageFor(srv)
 	start := len(st.buf)
-	if cmd.inline {
-		st.buf = appendCommand(st.buf, cmd.args...)
+	if cmd.Inline {
+		st.buf = resp.AppendCommand(st.buf, cmd.Args...)
 	} else {
-		st.buf = append(st.buf, cmd.raw...)
+		st.buf = append(st.buf, cmd.Raw...)
 	}
 	s := c.newSlot()
 	s.size = len(st.buf) - start
@@ -384,21 +383,6 @@ func (c *client) endBatch() {
 	c.nslots = 0
 	c.nfrags = 0
 	c.ring = nil
-}
-
-func isError(reply []byte) bool { return len(reply) > 0 && reply[0] == '-' }
-
-// appendErr appends an error reply; msg starts with its code ("ERR ...").
-func appendErr(dst []byte, msg string) []byte {
-	dst = append(dst, '-')
-	for i := 0; i < len(msg); i++ {
-		if b := msg[i]; b == '\r' || b == '\n' {
-			dst = append(dst, ' ')
-		} else {
-			dst = append(dst, b)
-		}
-	}
-	return append(dst, '\r', '\n')
 }
 
 // isTimeout reports whether err is a deadline expiry.

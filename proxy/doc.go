@@ -1,24 +1,22 @@
-// Package proxy serves nutcracker's Redis pools: it reads nutcracker.yml
-// (Config), listens on every pool's address, routes each request to the
-// server that hashring says owns its key, and counts what nutcracker's stats
-// report. It serves no HTTP: the stats port (package statsport) renders the
-// Server's Snapshot.
+// Package proxy serves nutcracker's Redis pools: given a config.Config (a
+// parsed nutcracker.yml), it listens on every pool's address, routes each
+// request to the server that hashring says owns its key, and counts what
+// nutcracker's stats report. It serves no HTTP: the stats port (package
+// statsport) renders the Server's Snapshot.
 //
 // A request travels top to bottom through these files:
 //
-//	config.go    nutcracker.yml, parsed as nutcracker 0.5.0 does
 //	server.go    listeners, accept, Reload, Shutdown
 //	client.go    read a batch of complete commands, reply in order
-//	resp.go      parse requests (bounded, resumable), find reply ends
-//	command.go   the command table: what redis-server says of each command
-//	             (commandtable.go, generated from its COMMAND INFO) and how
-//	             the proxy handles it
-//	keyspec.go   where a command's keys are: Redis' key specs and key finders
-//	route.go     answer, refuse, or pick the server by the keys
+//	route.go     look the command up; answer, refuse, or pick the server
+//	             by the keys (and by SORT's patterns; keyless EVAL goes to
+//	             the placeholder's server)
 //	fragment.go  split MGET/DEL/UNLINK/EXISTS/TOUCH/MSET per server, merge
-//	fanout.go    SCRIPT and FUNCTION to every server, merge; keyless EVAL
+//	fanout.go    SCRIPT and FUNCTION to every server, merge
 //	local.go     PING, ECHO, QUIT, SELECT, AUTH, HELLO, CLIENT, INFO
 //	tx.go        MULTI/EXEC/WATCH on a connection pinned to one server
+//	errors.go    the error replies the proxy writes itself, in Redis'
+//	             wording where Redis has one
 //	backend.go   shared server connections: write queue, reply reader
 //	direct.go    a lone request's reply written by the server's reader
 //	output.go    backpressure and client_output_buffer_limit
@@ -30,6 +28,18 @@
 //	discoverystate.go
 //	             what discovery reports and the config's hash, for readiness
 //	             and the stats port
+//
+// and the packages beneath it, which import nothing of proxy:
+//
+//	config       nutcracker.yml, parsed as nutcracker 0.5.0 does
+//	resp         the wire format: parse requests (bounded, resumable), find
+//	             where replies end, encode requests and replies
+//	command      the command table: what redis-server says of each command
+//	             (generated from its COMMAND INFO), how the proxy handles
+//	             it, and where its keys are (Redis' key specs and key finders)
+//	stats        counters, latency histograms, snapshots and the field table
+//	             of the stats JSON, /metrics and -D
+//	statsport    the stats port, rendering a Snapshot (cmd serves it)
 //
 // Reload builds the new pools (and any new listener) before it swaps
 // anything; each client picks up its listener's current pool at the start
@@ -72,21 +82,17 @@
 // GOMAXPROCS at the cores the load keeps busy, because idle Ps cost thread
 // wake-ups too.
 //
-// Limits: a bulk string may be at most MaxBulkLen (512 MB, Redis' default
-// proto-max-bulk-len), a request at most MaxArgs arguments, an inline
-// request at most MaxInlineLen bytes. Declared lengths are checked before
-// anything is allocated; buffers grow only with bytes that arrived. A
-// malformed request gets Redis' "-ERR Protocol error: ..." reply after the
-// replies to the commands before it, and that connection closes; every
-// other client goes on. What a client makes the proxy hold is its batch's
+// Limits: a bulk string may be at most resp.MaxBulkLen (512 MB, Redis'
+// default proto-max-bulk-len), a request at most resp.MaxArgs arguments, an
+// inline request at most resp.MaxInlineLen bytes. Declared lengths are
+// checked before anything is allocated; buffers grow only with bytes that
+// arrived. A malformed request gets Redis' "-ERR Protocol error: ..." reply
+// after the replies to the commands before it, and that connection closes;
+// every other client goes on. What a client makes the proxy hold is its batch's
 // replies: the client reads no more commands while they are written, its
 // batch limit shrinks so that they stay within a reply budget (4 MB, less
 // under a small client_output_buffer_limit) and grows back to maxBatch when
 // they are small, and client_output_buffer_limit closes a client whose
 // unwritten replies reach the hard limit, or stay over the soft one for
 // its time, as Redis' client-output-buffer-limit does (output.go).
-//
-// Reply encoding uses github.com/tidwall/redcon's append functions. Requests
-// are parsed by our own parser rather than redcon's reader, which panics on
-// a negative bulk length and allocates per command.
 package proxy

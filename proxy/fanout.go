@@ -3,7 +3,8 @@ package proxy
 import (
 	"bytes"
 
-	"github.com/tidwall/redcon"
+	"github.com/shardproxy/shardproxy/proxy/command"
+	"github.com/shardproxy/shardproxy/proxy/resp"
 )
 
 // Fan-out commands: SCRIPT LOAD, EXISTS and FLUSH and FUNCTION LOAD, DELETE
@@ -17,50 +18,31 @@ import (
 
 // subcommand says how the proxy handles one SCRIPT or FUNCTION subcommand.
 type subcommand struct {
-	name  string    // lower case
-	merge mergeKind // for those sent to every server
-	one   bool      // sent to one server only: the owner of "placeholder"
-	why   string    // for refused ones: what the client should know
+	name  string        // lower case
+	merge command.Merge // for those sent to every server
+	one   bool          // sent to one server only: the owner of "placeholder"
+	why   string        // for refused ones: what the client should know
 }
 
-// The reasons given for refused subcommands.
-const (
-	whyScriptKill = "a busy server reads nothing more from the connection whose script it runs, " +
-		"and that connection is shared; send it to the Redis server directly"
-	whyScriptDebug = "script debugging needs a connection of its own; use redis-cli --ldb against the Redis server directly"
-	whyPerServer   = "each server has its own answer; send it to each Redis server directly"
-)
-
 var scriptSubcommands = []subcommand{
-	{name: "load", merge: mergeSame},
-	{name: "exists", merge: mergeAnd},
-	{name: "flush", merge: mergeSame},
+	{name: "load", merge: command.MergeSame},
+	{name: "exists", merge: command.MergeAnd},
+	{name: "flush", merge: command.MergeSame},
 	{name: "help", one: true},
 	{name: "kill", why: whyScriptKill},
 	{name: "debug", why: whyScriptDebug},
 }
 
 var functionSubcommands = []subcommand{
-	{name: "load", merge: mergeSame},
-	{name: "delete", merge: mergeSame},
-	{name: "flush", merge: mergeSame},
+	{name: "load", merge: command.MergeSame},
+	{name: "delete", merge: command.MergeSame},
+	{name: "flush", merge: command.MergeSame},
 	{name: "help", one: true},
 	{name: "kill", why: whyScriptKill},
 	{name: "list", why: whyPerServer},
 	{name: "dump", why: whyPerServer},
 	{name: "restore", why: whyPerServer},
 	{name: "stats", why: whyPerServer},
-}
-
-const (
-	msgFanOutDiffer   = "ERR the servers of this pool gave different replies"
-	msgFanOutBadReply = "ERR unexpected reply from a server to a command sent to every server"
-)
-
-// fanOutInMulti is the error for a fan-out command inside MULTI: a
-// transaction runs on one server.
-func fanOutInMulti(def *command) string {
-	return "ERR '" + def.name + "' is not allowed inside MULTI by shardproxy: it goes to every server"
 }
 
 // findSubcommand looks name up in subs, ignoring case, without allocating.
@@ -75,18 +57,18 @@ func findSubcommand(subs []subcommand, name []byte) *subcommand {
 
 // fanOut handles SCRIPT and FUNCTION: it sends the request to every server
 // of the ring, or to one, or refuses it. The servers check the arguments.
-func (c *client) fanOut(def *command, cmd *parsedCommand) {
+func (c *client) fanOut(def *command.Spec, cmd *resp.Command) {
 	subs := scriptSubcommands
-	if def.name == "function" {
+	if def.Name == "function" {
 		subs = functionSubcommands
 	}
-	sub := findSubcommand(subs, cmd.args[1])
+	sub := findSubcommand(subs, cmd.Args[1])
 	switch {
 	case sub == nil:
-		c.replyError(unknownSubcommand(cmd.args))
+		c.replyError(unknownSubcommand(cmd.Args))
 		return
 	case sub.why != "":
-		c.replyError("ERR unsupported command '" + def.name + "|" + sub.name + "' in shardproxy: " + sub.why)
+		c.replyError(refusal(def.Name+"|"+sub.name, sub.why))
 		return
 	case sub.one:
 		c.route(c.ring.Lookup(placeholderKey), cmd)
@@ -115,20 +97,13 @@ func (c *client) fanOut(def *command, cmd *parsedCommand) {
 	c.calls = append(c.calls, call{frag: f})
 }
 
-// keylessScript reports whether args is EVAL, EVALSHA, FCALL or a read-only
-// variant (the commands Redis flags no-mandatory-keys) with numkeys 0,
-// which runs on the owner of "placeholder".
-func keylessScript(def *command, args [][]byte) bool {
-	return def.flags&cmdNoMandatoryKeys != 0 && def.keyCountIsZero(args)
-}
-
 // mergeSame is the reply every server gave (SCRIPT LOAD's digest, FUNCTION
 // LOAD's library name, +OK).
 func (f *fragment) mergeSame(out []byte) []byte {
 	first := f.subs[0].buf
 	for _, s := range f.subs[1:] {
 		if !bytes.Equal(s.buf, first) {
-			return appendErr(out, msgFanOutDiffer)
+			return resp.AppendError(out, msgFanOutDiffer)
 		}
 	}
 	return append(out, first...)
@@ -141,24 +116,24 @@ func (f *fragment) mergeAnd(out []byte) []byte {
 	f.cursor = f.cursor[:0]
 	count := -1
 	for _, s := range f.subs {
-		line, n := readLine(s.buf, 0)
+		line, n := resp.ReadLine(s.buf, 0)
 		if n < 0 || len(line) == 0 || line[0] != '*' {
-			return appendErr(out, msgFanOutBadReply)
+			return resp.AppendError(out, msgFanOutBadReply)
 		}
-		m, ok := parseLength(line[1:])
+		m, ok := resp.ParseLength(line[1:])
 		if !ok || m < 0 || count >= 0 && m != count {
-			return appendErr(out, msgFanOutBadReply)
+			return resp.AppendError(out, msgFanOutBadReply)
 		}
 		count = m
 		f.cursor = append(f.cursor, n)
 	}
-	out = redcon.AppendArray(out, count)
+	out = resp.AppendArray(out, count)
 	for range count {
 		all := true
 		for j, s := range f.subs {
-			line, n := readLine(s.buf, f.cursor[j])
+			line, n := resp.ReadLine(s.buf, f.cursor[j])
 			if n < 0 || len(line) != 2 || line[0] != ':' || line[1] != '0' && line[1] != '1' {
-				return appendErr(out[:start], msgFanOutBadReply)
+				return resp.AppendError(out[:start], msgFanOutBadReply)
 			}
 			all = all && line[1] == '1'
 			f.cursor[j] = n

@@ -1,9 +1,8 @@
 package proxy
 
 import (
-	"strconv"
-
-	"github.com/tidwall/redcon"
+	"github.com/shardproxy/shardproxy/proxy/command"
+	"github.com/shardproxy/shardproxy/proxy/resp"
 )
 
 // fragment is a multi-key command split per server: one sub-request per
@@ -11,7 +10,7 @@ import (
 // client's order, and what is needed to merge the replies as one Redis
 // server would have answered.
 type fragment struct {
-	kind   mergeKind
+	kind   command.Merge
 	nkeys  int
 	subs   []*replySlot
 	subSrv []int   // server index of each sub-request
@@ -22,7 +21,7 @@ type fragment struct {
 	starts []int   // MGET: first element offset of each sub reply
 }
 
-func (c *client) newFragment(kind mergeKind) *fragment {
+func (c *client) newFragment(kind command.Merge) *fragment {
 	if c.nfrags == len(c.frags) {
 		c.frags = append(c.frags, &fragment{})
 	}
@@ -36,14 +35,14 @@ func (c *client) newFragment(kind mergeKind) *fragment {
 // split routes MGET, DEL, UNLINK, EXISTS, TOUCH and MSET. When every key is
 // on one server the command goes there unchanged; otherwise each server gets
 // the same command with its own keys.
-func (c *client) split(def *command, cmd *parsedCommand) {
-	args := cmd.args
-	step := def.step
+func (c *client) split(def *command.Spec, cmd *resp.Command) {
+	args := cmd.Args
+	step := def.Step
 	if step == 2 && (len(args)-1)%2 != 0 {
-		c.replyError(wrongArity(def.name))
+		c.replyError(wrongArity(def.Name))
 		return
 	}
-	f := c.newFragment(def.merge)
+	f := c.newFragment(def.Merge)
 	for i := 1; i < len(args); i += step {
 		idx := c.ring.Lookup(args[i])
 		if idx < 0 {
@@ -90,13 +89,13 @@ func (c *client) split(def *command, cmd *parsedCommand) {
 	for _, j := range order {
 		st := c.stageFor(c.pool.servers[f.subSrv[j]])
 		start := len(st.buf)
-		st.buf = redcon.AppendArray(st.buf, 1+f.counts[j]*step)
-		st.buf = redcon.AppendBulk(st.buf, args[0])
+		st.buf = resp.AppendArray(st.buf, 1+f.counts[j]*step)
+		st.buf = resp.AppendBulk(st.buf, args[0])
 		k := 0
 		for i := 1; i < len(args); i += step {
 			if int(f.keySub[k]) == j {
 				for s := 0; s < step; s++ {
-					st.buf = redcon.AppendBulk(st.buf, args[i+s])
+					st.buf = resp.AppendBulk(st.buf, args[i+s])
 				}
 			}
 			k++
@@ -113,26 +112,26 @@ func (c *client) split(def *command, cmd *parsedCommand) {
 // (the first in server order); nothing is half-merged.
 func (f *fragment) merge(out []byte) []byte {
 	for _, s := range f.subs {
-		if isError(s.buf) {
+		if resp.IsError(s.buf) {
 			return append(out, s.buf...)
 		}
 	}
 	switch f.kind {
-	case mergeSum:
+	case command.MergeSum:
 		var sum int64
 		for _, s := range f.subs {
-			n, ok := integerReply(s.buf)
+			n, ok := resp.ParseInteger(s.buf)
 			if !ok {
-				return appendErr(out, "ERR unexpected reply from a server to a split command")
+				return resp.AppendError(out, msgSplitBadReply)
 			}
 			sum += n
 		}
-		return redcon.AppendInt(out, sum)
-	case mergeOK:
-		return redcon.AppendOK(out)
-	case mergeSame:
+		return resp.AppendInt(out, sum)
+	case command.MergeOK:
+		return resp.AppendOK(out)
+	case command.MergeSame:
 		return f.mergeSame(out)
-	case mergeAnd:
+	case command.MergeAnd:
 		return f.mergeAnd(out)
 	}
 	return f.mergeArray(out)
@@ -143,27 +142,27 @@ func (f *fragment) mergeArray(out []byte) []byte {
 	f.elems, f.starts, f.cursor = f.elems[:0], f.starts[:0], f.cursor[:0]
 	for j, s := range f.subs {
 		b := s.buf
-		line, n := readLine(b, 0)
+		line, n := resp.ReadLine(b, 0)
 		if n < 0 || len(line) == 0 || line[0] != '*' {
-			return appendErr(out, "ERR unexpected reply from a server to a split command")
+			return resp.AppendError(out, msgSplitBadReply)
 		}
-		count, _ := parseLength(line[1:])
+		count, _ := resp.ParseLength(line[1:])
 		if count != f.counts[j] {
-			return appendErr(out, "ERR unexpected reply from a server to a split command")
+			return resp.AppendError(out, msgSplitBadReply)
 		}
 		f.starts = append(f.starts, len(f.elems))
 		f.cursor = append(f.cursor, len(f.elems))
 		f.elems = append(f.elems, n)
 		for i := 0; i < count; i++ {
-			m := replyLen(b[n:])
+			m := resp.ReplyLen(b[n:])
 			if m == 0 {
-				return appendErr(out, "ERR unexpected reply from a server to a split command")
+				return resp.AppendError(out, msgSplitBadReply)
 			}
 			n += m
 			f.elems = append(f.elems, n)
 		}
 	}
-	out = redcon.AppendArray(out, f.nkeys)
+	out = resp.AppendArray(out, f.nkeys)
 	for _, sub := range f.keySub {
 		cur := f.cursor[sub]
 		b := f.subs[sub].buf
@@ -171,14 +170,4 @@ func (f *fragment) mergeArray(out []byte) []byte {
 		f.cursor[sub] = cur + 1
 	}
 	return out
-}
-
-// integerReply parses ":<n>\r\n".
-func integerReply(b []byte) (int64, bool) {
-	line, n := readLine(b, 0)
-	if n != len(b) || len(line) < 2 || line[0] != ':' {
-		return 0, false
-	}
-	v, err := strconv.ParseInt(string(line[1:]), 10, 64)
-	return v, err == nil
 }

@@ -14,7 +14,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tidwall/redcon"
+	"github.com/shardproxy/shardproxy/proxy/command"
+	"github.com/shardproxy/shardproxy/proxy/resp"
 )
 
 // Version is shardproxy's version, stamped at build time.
@@ -24,27 +25,21 @@ var Version = "dev"
 // features by it, and every command shardproxy routes exists in Redis 7.0.
 const redisVersion = "7.0.0"
 
-const (
-	msgWrongPass  = "WRONGPASS invalid username-password pair or user is disabled."
-	msgNoPassword = "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"
-	msgNoProto    = "NOPROTO sorry, this protocol version is not supported."
-)
-
 // local answers the commands the proxy handles itself.
-func (c *client) local(def *command, cmd *parsedCommand) {
-	args := cmd.args
-	switch def.name {
+func (c *client) local(def *command.Spec, cmd *resp.Command) {
+	args := cmd.Args
+	switch def.Name {
 	case "ping":
 		switch len(args) {
 		case 1:
 			c.reply([]byte("+PONG\r\n"))
 		case 2:
-			c.reply(redcon.AppendBulk(nil, args[1]))
+			c.reply(resp.AppendBulk(nil, args[1]))
 		default:
 			c.replyError(wrongArity("ping"))
 		}
 	case "echo":
-		c.reply(redcon.AppendBulk(nil, args[1]))
+		c.reply(resp.AppendBulk(nil, args[1]))
 	case "quit":
 		c.reply([]byte("+OK\r\n"))
 		c.quit = true
@@ -57,7 +52,7 @@ func (c *client) local(def *command, cmd *parsedCommand) {
 	case "client":
 		c.clientCommand(args[1:])
 	case "info":
-		c.reply(redcon.AppendBulkString(nil, c.info(args[1:])))
+		c.reply(resp.AppendBulkString(nil, c.info(args[1:])))
 	case "reset":
 		c.tx.reset()
 		c.name = nil
@@ -75,9 +70,9 @@ func (c *client) selectDB(arg []byte) {
 	n, err := strconv.Atoi(string(arg))
 	switch {
 	case err != nil:
-		c.replyError("ERR value is not an integer or out of range")
+		c.replyError(msgNotInteger)
 	case n != c.pool.cfg.RedisDB:
-		c.replyError(fmt.Sprintf("ERR DB index is out of range: this pool serves only db %d (redis_db)", c.pool.cfg.RedisDB))
+		c.replyError(dbOutOfRange(c.pool.cfg.RedisDB))
 	default:
 		c.reply([]byte("+OK\r\n"))
 	}
@@ -95,7 +90,7 @@ func (c *client) isPoolDB(arg []byte) bool {
 // in constant time.
 func (c *client) auth(args [][]byte) {
 	if len(args) > 2 {
-		c.replyError("ERR syntax error")
+		c.replyError(msgSyntax)
 		return
 	}
 	if msg := c.checkAuth(args); msg != "" {
@@ -137,7 +132,7 @@ func (c *client) hello(args [][]byte) {
 	if len(args) > 0 {
 		v, err := strconv.Atoi(string(args[0]))
 		if err != nil {
-			c.replyError("ERR Protocol version is not an integer or out of range")
+			c.replyError(msgProtoNotInteger)
 			return
 		}
 		if v != 2 {
@@ -161,7 +156,7 @@ func (c *client) hello(args [][]byte) {
 			name, setName = args[1], true
 			args = args[2:]
 		default:
-			c.replyError("ERR Syntax error in HELLO option '" + string(limitArg(args[0])) + "'")
+			c.replyError(helloBadOption(args[0]))
 			return
 		}
 	}
@@ -171,26 +166,26 @@ func (c *client) hello(args [][]byte) {
 	}
 	if setName {
 		if !validClientName(name) {
-			c.replyError("ERR Client names cannot contain spaces, newlines or special characters.")
+			c.replyError(msgBadClientName)
 			return
 		}
 		c.name = append(c.name[:0], name...)
 	}
-	b := redcon.AppendArray(nil, 14)
-	b = redcon.AppendBulkString(b, "server")
-	b = redcon.AppendBulkString(b, "redis")
-	b = redcon.AppendBulkString(b, "version")
-	b = redcon.AppendBulkString(b, redisVersion)
-	b = redcon.AppendBulkString(b, "proto")
-	b = redcon.AppendInt(b, 2)
-	b = redcon.AppendBulkString(b, "id")
-	b = redcon.AppendInt(b, c.id)
-	b = redcon.AppendBulkString(b, "mode")
-	b = redcon.AppendBulkString(b, "standalone")
-	b = redcon.AppendBulkString(b, "role")
-	b = redcon.AppendBulkString(b, "master")
-	b = redcon.AppendBulkString(b, "modules")
-	b = redcon.AppendArray(b, 0)
+	b := resp.AppendArray(nil, 14)
+	b = resp.AppendBulkString(b, "server")
+	b = resp.AppendBulkString(b, "redis")
+	b = resp.AppendBulkString(b, "version")
+	b = resp.AppendBulkString(b, redisVersion)
+	b = resp.AppendBulkString(b, "proto")
+	b = resp.AppendInt(b, 2)
+	b = resp.AppendBulkString(b, "id")
+	b = resp.AppendInt(b, c.id)
+	b = resp.AppendBulkString(b, "mode")
+	b = resp.AppendBulkString(b, "standalone")
+	b = resp.AppendBulkString(b, "role")
+	b = resp.AppendBulkString(b, "master")
+	b = resp.AppendBulkString(b, "modules")
+	b = resp.AppendArray(b, 0)
 	c.reply(b)
 }
 
@@ -214,30 +209,30 @@ func (c *client) clientCommand(args [][]byte) {
 			return
 		}
 		if !validClientName(args[1]) {
-			c.replyError("ERR Client names cannot contain spaces, newlines or special characters.")
+			c.replyError(msgBadClientName)
 			return
 		}
 		c.name = append(c.name[:0], args[1]...)
 		c.reply([]byte("+OK\r\n"))
 	case "getname":
 		if len(c.name) == 0 {
-			c.reply(redcon.AppendNull(nil))
+			c.reply(resp.AppendNull(nil))
 		} else {
-			c.reply(redcon.AppendBulk(nil, c.name))
+			c.reply(resp.AppendBulk(nil, c.name))
 		}
 	case "id":
-		c.reply(redcon.AppendInt(nil, c.id))
+		c.reply(resp.AppendInt(nil, c.id))
 	case "setinfo", "no-evict", "no-touch":
 		c.reply([]byte("+OK\r\n"))
 	case "info", "list":
 		line := fmt.Sprintf("id=%d addr=%s laddr=%s name=%s db=%d\n", c.id, c.addr(), c.laddr(), c.name, c.pool.cfg.RedisDB)
-		c.reply(redcon.AppendBulkString(nil, line))
+		c.reply(resp.AppendBulkString(nil, line))
 	case "reply":
 		if len(args) == 2 && bytes.EqualFold(args[1], []byte("on")) {
 			c.reply([]byte("+OK\r\n"))
 			return
 		}
-		c.replyError("ERR unsupported command 'client|reply' in shardproxy: only CLIENT REPLY ON is supported")
+		c.replyError(refusal("client|reply", whyClientReply))
 	case "kill":
 		if len(args) < 2 {
 			c.replyError(wrongArity("client|kill"))
@@ -253,7 +248,7 @@ func (c *client) clientCommand(args [][]byte) {
 		}
 		c.clientTracking(args[1], args[2:])
 	default:
-		c.replyError("ERR unknown subcommand '" + string(limitArg(args[0])) + "'. Try CLIENT HELP.")
+		c.replyError(unknownSubcommandOf("CLIENT", args[0]))
 	}
 }
 
@@ -288,7 +283,7 @@ func (c *client) clientKill(args [][]byte) {
 	}
 	for i := 0; !oldForm && i < len(args); i += 2 {
 		if i+1 == len(args) {
-			c.replyError("ERR syntax error")
+			c.replyError(msgSyntax)
 			return
 		}
 		value := args[i+1]
@@ -296,7 +291,7 @@ func (c *client) clientKill(args [][]byte) {
 		case "id":
 			n, err := strconv.ParseInt(string(value), 10, 64)
 			if err != nil || n < 1 {
-				c.replyError("ERR client-id should be greater than 0")
+				c.replyError(msgBadClientID)
 				return
 			}
 			id = n
@@ -306,7 +301,7 @@ func (c *client) clientKill(args [][]byte) {
 			case "master", "slave", "replica", "pubsub":
 				noneOfType = true
 			default:
-				c.replyError("ERR Unknown client type '" + string(limitArg(value)) + "'")
+				c.replyError(unknownClientType(value))
 				return
 			}
 		case "addr":
@@ -316,7 +311,7 @@ func (c *client) clientKill(args [][]byte) {
 		case "user":
 			// Every client of the proxy is Redis' default user.
 			if string(value) != "default" {
-				c.replyError("ERR No such user '" + string(limitArg(value)) + "'")
+				c.replyError(noSuchUser(value))
 				return
 			}
 		case "skipme":
@@ -326,11 +321,11 @@ func (c *client) clientKill(args [][]byte) {
 			case "no":
 				skipMe = false
 			default:
-				c.replyError("ERR syntax error")
+				c.replyError(msgSyntax)
 				return
 			}
 		default:
-			c.replyError("ERR syntax error")
+			c.replyError(msgSyntax)
 			return
 		}
 	}
@@ -359,9 +354,9 @@ func (c *client) clientKill(args [][]byte) {
 	}
 	switch {
 	case !oldForm:
-		c.reply(redcon.AppendInt(nil, int64(killed)))
+		c.reply(resp.AppendInt(nil, int64(killed)))
 	case killed == 0:
-		c.replyError("ERR No such client")
+		c.replyError(msgNoSuchClient)
 	default:
 		c.reply([]byte("+OK\r\n"))
 	}
@@ -386,15 +381,15 @@ func (c *client) clientUnblock(args [][]byte) {
 		return
 	case 2, 3:
 	default:
-		c.replyError("ERR unknown subcommand or wrong number of arguments for '" + string(limitArg(args[0])) + "'. Try CLIENT HELP.")
+		c.replyError(clientUnblockUsage(args[0]))
 		return
 	}
 	if len(args) == 3 && !bytes.EqualFold(args[2], []byte("timeout")) && !bytes.EqualFold(args[2], []byte("error")) {
-		c.replyError("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")
+		c.replyError(msgUnblockReason)
 		return
 	}
 	if _, err := strconv.ParseInt(string(args[1]), 10, 64); err != nil {
-		c.replyError("ERR value is not an integer or out of range")
+		c.replyError(msgNotInteger)
 		return
 	}
 	c.reply([]byte(":0\r\n"))
@@ -411,27 +406,27 @@ func (c *client) clientTracking(mode []byte, opts [][]byte) {
 		case "bcast", "optin", "optout", "noloop":
 		case "prefix":
 			if !more {
-				c.replyError("ERR syntax error")
+				c.replyError(msgSyntax)
 				return
 			}
 			i++
 		case "redirect":
 			if !more {
-				c.replyError("ERR syntax error")
+				c.replyError(msgSyntax)
 				return
 			}
 			i++
 			id, err := strconv.ParseInt(string(opts[i]), 10, 64)
 			if err != nil {
-				c.replyError("ERR value is not an integer or out of range")
+				c.replyError(msgNotInteger)
 				return
 			}
 			if !c.srv.hasClient(id) {
-				c.replyError("ERR The client ID you want redirect to does not exist")
+				c.replyError(msgNoRedirectID)
 				return
 			}
 		default:
-			c.replyError("ERR syntax error")
+			c.replyError(msgSyntax)
 			return
 		}
 	}
@@ -439,9 +434,9 @@ func (c *client) clientTracking(mode []byte, opts [][]byte) {
 	case bytes.EqualFold(mode, []byte("off")):
 		c.reply([]byte("+OK\r\n"))
 	case bytes.EqualFold(mode, []byte("on")):
-		c.replyError("ERR unsupported command 'client|tracking' in shardproxy: only CLIENT TRACKING OFF is supported (client-side caching is not supported by shardproxy)")
+		c.replyError(refusal("client|tracking", whyClientTracks))
 	default:
-		c.replyError("ERR syntax error")
+		c.replyError(msgSyntax)
 	}
 }
 

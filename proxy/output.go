@@ -3,6 +3,8 @@ package proxy
 import (
 	"errors"
 	"time"
+
+	"github.com/shardproxy/shardproxy/proxy/config"
 )
 
 // Backpressure and output buffer limits: what one client can make the
@@ -18,7 +20,7 @@ import (
 // keeps maxBatch; one of 1 MB replies gets three commands a batch.
 //
 // The budget cannot know a reply before it arrives, so the pool's
-// client_output_buffer_limit (OutputBufferLimit) bounds the rest, as Redis'
+// client_output_buffer_limit (config.OutputBufferLimit) bounds the rest, as Redis'
 // client-output-buffer-limit does: the server connection's reader stops
 // keeping a batch's large replies once they reach the hard limit (it still
 // reads them: it serves every client of the server and never waits for
@@ -51,8 +53,8 @@ const (
 
 var errOutputLimit = errors.New("client output buffer limit reached")
 
-// budget is the reply budget of a batch under l.
-func (l *OutputBufferLimit) budget() int64 {
+// batchBudget is the reply budget of a batch under l.
+func batchBudget(l *config.OutputBufferLimit) int64 {
 	b := int64(replyBudget)
 	if l.Hard > 0 {
 		b = min(b, l.Hard/4)
@@ -66,7 +68,7 @@ func (l *OutputBufferLimit) budget() int64 {
 // adapt sets the next batch's command limit from the n commands of the
 // batch just served and their total reply bytes.
 func (c *client) adapt(n int, total int64) {
-	budget := c.pool.cfg.ClientOutputBufferLimit.budget()
+	budget := batchBudget(&c.pool.cfg.ClientOutputBufferLimit)
 	switch {
 	case total > budget:
 		c.limit = max(1, min(c.limit, int(int64(n)*budget/total)))

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shardproxy/shardproxy/proxy/config"
 	"github.com/shardproxy/shardproxy/proxy/proxytest"
 )
 
@@ -445,7 +446,8 @@ func TestClientReadingLargeRepliesIsNotClosed(t *testing.T) {
 // The batch limit shrinks in proportion to replies over the budget and
 // doubles back after full batches of small ones.
 func TestBatchLimitFollowsReplySizes(t *testing.T) {
-	c := &client{limit: initialBatch, pool: &pool{cfg: &PoolConfig{ClientOutputBufferLimit: DefaultClientOutputBufferLimit}}}
+	defaultLimit := mustParse(t, "alpha:\n  listen: 127.0.0.1:22121\n  redis: true\n  servers:\n    - 127.0.0.1:6379:1\n").Pools[0].ClientOutputBufferLimit
+	c := &client{limit: initialBatch, pool: &pool{cfg: &config.Pool{ClientOutputBufferLimit: defaultLimit}}}
 	steps := []struct {
 		n     int
 		total int64
@@ -477,16 +479,16 @@ func TestBatchLimitFollowsReplySizes(t *testing.T) {
 	}
 	// A small hard or soft limit lowers the budget.
 	for _, tc := range []struct {
-		lim  OutputBufferLimit
+		lim  config.OutputBufferLimit
 		want int64
 	}{
-		{OutputBufferLimit{}, replyBudget},
-		{DefaultClientOutputBufferLimit, replyBudget},
-		{OutputBufferLimit{Hard: 8 * mb}, 2 * mb},
-		{OutputBufferLimit{Soft: 2 * mb, SoftTime: time.Second}, mb},
-		{OutputBufferLimit{Hard: 8 * mb, Soft: 1 * mb}, mb / 2},
+		{config.OutputBufferLimit{}, replyBudget},
+		{defaultLimit, replyBudget},
+		{config.OutputBufferLimit{Hard: 8 * mb}, 2 * mb},
+		{config.OutputBufferLimit{Soft: 2 * mb, SoftTime: time.Second}, mb},
+		{config.OutputBufferLimit{Hard: 8 * mb, Soft: 1 * mb}, mb / 2},
 	} {
-		if got := tc.lim.budget(); got != tc.want {
+		if got := batchBudget(&tc.lim); got != tc.want {
 			t.Errorf("%+v: budget %d, want %d", tc.lim, got, tc.want)
 		}
 	}

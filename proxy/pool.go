@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/shardproxy/shardproxy/hashring"
+	"github.com/shardproxy/shardproxy/proxy/config"
 	"github.com/shardproxy/shardproxy/proxy/stats"
 )
 
@@ -14,7 +15,7 @@ import (
 // the counters nutcracker reports for it.
 type pool struct {
 	srv     *Server
-	cfg     *PoolConfig
+	cfg     *config.Pool
 	servers []*server // in ring index order
 	full    *hashring.Ring
 	ring    atomic.Pointer[hashring.Ring] // full, or rebuilt without ejected servers
@@ -24,11 +25,11 @@ type pool struct {
 }
 
 // server is one configured server while it serves: its connections, its
-// health and its counters. ServerConfig is what the file says; this is what
+// health and its counters. config.Server is what the file says; this is what
 // is live.
 type server struct {
 	pool  *pool
-	cfg   ServerConfig
+	cfg   config.Server
 	index int
 	conns []*backendConn
 	next  atomic.Uint32 // round robin over conns
@@ -51,7 +52,7 @@ type serverHealth struct {
 // newPool builds a pool. prev is the pool of the same name in the config
 // it replaces, or nil; servers it shares with prev keep their counters and
 // health.
-func newPool(srv *Server, cfg *PoolConfig, prev *pool) (*pool, error) {
+func newPool(srv *Server, cfg *config.Pool, prev *pool) (*pool, error) {
 	nodes := make([]hashring.Node, len(cfg.Servers))
 	for i, s := range cfg.Servers {
 		nodes[i] = s.Node()
@@ -90,7 +91,7 @@ func newPool(srv *Server, cfg *PoolConfig, prev *pool) (*pool, error) {
 }
 
 // server returns p's server with the same name and address as sc, or nil.
-func (p *pool) server(sc ServerConfig) *server {
+func (p *pool) server(sc config.Server) *server {
 	if p == nil {
 		return nil
 	}

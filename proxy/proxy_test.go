@@ -12,13 +12,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shardproxy/shardproxy/proxy/command"
+	"github.com/shardproxy/shardproxy/proxy/config"
 	"github.com/shardproxy/shardproxy/proxy/proxytest"
 )
 
 // testPool is a running shardproxy pool in front of real redis-servers.
 type testPool struct {
 	srv     *Server
-	cfg     *Config
+	cfg     *config.Config
 	addr    string
 	redises []*proxytest.Redis
 }
@@ -36,7 +38,7 @@ func startProxy(t *testing.T, n int, extra string, opts ...proxytest.RedisOption
 	}
 	port := proxytest.FreePort(t)
 	yaml := fmt.Sprintf("alpha:\n  listen: 127.0.0.1:%d\n  redis: true\n%s  servers:\n%s", port, extra, servers.String())
-	cfg, err := ParseConfig([]byte(yaml))
+	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
 		t.Fatalf("ParseConfig: %v\n%s", err, yaml)
 	}
@@ -184,6 +186,10 @@ func TestProxyMultiKeyCommandsMergeLikeOneRedis(t *testing.T) {
 	}
 }
 
+// msgBadNumKeys is redis-server's reply to EVAL with more keys than
+// arguments, which the proxy passes on from the server.
+const msgBadNumKeys = "ERR Number of keys can't be greater than number of args"
+
 func TestProxyLocalCommands(t *testing.T) {
 	tp := startProxy(t, 2, "")
 	c := tp.client(t)
@@ -199,7 +205,7 @@ func TestProxyLocalCommands(t *testing.T) {
 		{[]string{"CLIENT", "SETNAME", "app"}, "+OK\r\n"},
 		{[]string{"CLIENT", "GETNAME"}, "$3\r\napp\r\n"},
 		{[]string{"CLIENT", "SETINFO", "lib-name", "x"}, "+OK\r\n"},
-		{[]string{"KEYS", "*"}, "-" + unsupportedCommand(commands["keys"]) + "\r\n"},
+		{[]string{"KEYS", "*"}, "-" + unsupportedCommand(command.Lookup([]byte("keys"))) + "\r\n"},
 		{[]string{"GET"}, "-ERR wrong number of arguments for 'get' command\r\n"},
 		{[]string{"NOSUCH", "a"}, "-ERR unknown command 'NOSUCH', with args beginning with: 'a' \r\n"},
 		{[]string{"AUTH", "x"}, "-" + msgNoPassword + "\r\n"},

@@ -9,13 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shardproxy/shardproxy/proxy/config"
 	"github.com/shardproxy/shardproxy/proxy/proxytest"
 	"github.com/shardproxy/shardproxy/proxy/stats"
 )
 
-func mustParse(t *testing.T, yaml string) *Config {
+func mustParse(t *testing.T, yaml string) *config.Config {
 	t.Helper()
-	cfg, err := ParseConfig([]byte(yaml))
+	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
 		t.Fatalf("ParseConfig: %v\n%s", err, yaml)
 	}

@@ -1,72 +1,25 @@
 package proxy
 
 import (
-	"strings"
+	"bytes"
+
+	"github.com/shardproxy/shardproxy/hashring"
+	"github.com/shardproxy/shardproxy/proxy/command"
+	"github.com/shardproxy/shardproxy/proxy/resp"
 )
-
-// Error replies the proxy writes itself. Where Redis has a wording, it is
-// Redis' own, so clients recognise it.
-const (
-	msgNoAuth     = "NOAUTH Authentication required."
-	msgCrossSlot  = "CROSSSLOT Keys in request don't hash to the same slot"
-	msgNoServer   = "ERR no server of this pool is available (all are ejected)"
-	msgExecAbort  = "EXECABORT Transaction discarded because of previous errors."
-	msgBadNumKeys = "ERR Number of keys can't be greater than number of args"
-)
-
-func wrongArity(name string) string {
-	return "ERR wrong number of arguments for '" + strings.ToLower(name) + "' command"
-}
-
-func unknownCommand(args [][]byte) string {
-	var b strings.Builder
-	b.WriteString("ERR unknown command '")
-	b.Write(limitArg(args[0]))
-	b.WriteString("', with args beginning with: ")
-	for _, a := range args[1:] {
-		if b.Len() > 128 {
-			break
-		}
-		b.WriteByte('\'')
-		b.Write(limitArg(a))
-		b.WriteString("' ")
-	}
-	return b.String()
-}
-
-func limitArg(a []byte) []byte {
-	if len(a) > 128 {
-		return a[:128]
-	}
-	return a
-}
-
-// unknownSubcommand is Redis' reply to a container command (OBJECT, ...)
-// with a subcommand it does not have.
-func unknownSubcommand(args [][]byte) string {
-	return "ERR unknown subcommand '" + string(limitArg(args[1])) + "'. Try " + strings.ToUpper(string(args[0])) + " HELP."
-}
-
-func unsupportedCommand(c *command) string {
-	return refusal(c.name, c.why)
-}
-
-func refusal(name, why string) string {
-	return "ERR unsupported command '" + name + "' in shardproxy: " + why
-}
 
 // dispatch handles one command: answers it, stages it for its server, or
 // splits it over several servers.
-func (c *client) dispatch(cmd *parsedCommand) {
-	args := cmd.args
-	def := lookupCommand(args[0])
+func (c *client) dispatch(cmd *resp.Command) {
+	args := cmd.Args
+	def := command.Lookup(args[0])
 	if def == nil {
 		c.rejectInTx()
 		c.replyError(unknownCommand(args))
 		return
 	}
-	if def.subcommands != nil && len(args) > 1 {
-		sub := def.subcommand(args[1])
+	if def.HasSubcommands() && len(args) > 1 {
+		sub := def.Subcommand(args[1])
 		if sub == nil {
 			c.rejectInTx()
 			c.replyError(unknownSubcommand(args))
@@ -78,15 +31,15 @@ func (c *client) dispatch(cmd *parsedCommand) {
 		c.replyError(msgNoAuth)
 		return
 	}
-	if !def.arityOK(len(args)) {
+	if !def.ArityOK(len(args)) {
 		c.rejectInTx()
-		c.replyError(wrongArity(def.name))
+		c.replyError(wrongArity(def.Name))
 		return
 	}
 	if c.ring == nil {
 		c.ring = c.pool.ring.Load()
 	}
-	if c.tx.active() && def.kind != transaction && def.name != "quit" && def.name != "reset" {
+	if c.tx.active() && def.Kind != command.Transaction && def.Name != "quit" && def.Name != "reset" {
 		c.txCommand(def, cmd)
 		return
 	}
@@ -94,23 +47,23 @@ func (c *client) dispatch(cmd *parsedCommand) {
 }
 
 // dispatchKind handles a command that passed the checks, by its kind.
-func (c *client) dispatchKind(def *command, cmd *parsedCommand) {
-	args := cmd.args
-	switch def.kind {
-	case local:
+func (c *client) dispatchKind(def *command.Spec, cmd *resp.Command) {
+	args := cmd.Args
+	switch def.Kind {
+	case command.Local:
 		c.local(def, cmd)
-	case transaction:
+	case command.Transaction:
 		c.transaction(def, cmd)
-	case unsupported:
+	case command.Unsupported:
 		c.replyError(unsupportedCommand(def))
-	case routePlaceholder:
+	case command.RoutePlaceholder:
 		c.route(c.ring.Lookup(placeholderKey), cmd)
-	case splitKeys, splitPairs:
+	case command.SplitKeys, command.SplitPairs:
 		c.split(def, cmd)
-	case fanOut:
+	case command.FanOut:
 		c.fanOut(def, cmd)
 	default:
-		if keylessScript(def, args) {
+		if def.OmitsKeys(args) {
 			c.route(c.ring.Lookup(placeholderKey), cmd)
 			return
 		}
@@ -126,8 +79,8 @@ func (c *client) dispatchKind(def *command, cmd *parsedCommand) {
 // placeholderKey is the key nutcracker routes keyless commands by.
 var placeholderKey = []byte("placeholder")
 
-func allowedBeforeAuth(def *command) bool {
-	switch def.name {
+func allowedBeforeAuth(def *command.Spec) bool {
+	switch def.Name {
 	case "auth", "hello", "ping", "quit", "reset":
 		return true
 	}
@@ -137,11 +90,11 @@ func allowedBeforeAuth(def *command) bool {
 // owner finds the server of a keyed command, checking that every key it
 // names, and every key its SORT patterns form, lives there. msg is an error
 // reply when there is no single owner.
-func (c *client) owner(def *command, args [][]byte) (int, string) {
-	if def.blocks(args) {
-		return -1, refusal(def.name, whyBlocking)
+func (c *client) owner(def *command.Spec, args [][]byte) (int, string) {
+	if def.Blocks(args) {
+		return -1, refusal(def.Name, whyBlocking)
 	}
-	keys, _ := def.appendKeys(c.keys[:0], args)
+	keys, _ := def.AppendKeys(c.keys[:0], args)
 	c.keys = keys
 	if len(keys) == 0 {
 		// Redis' own key finding sees no key here either, and a command
@@ -159,16 +112,49 @@ func (c *client) owner(def *command, args [][]byte) (int, string) {
 			return -1, msgCrossSlot
 		}
 	}
-	if def.keysProc == keysSort || def.keysProc == keysSortRO {
-		if !sortPatternsOn(args, def.keysProc == keysSortRO, c.ring, c.ring.Options().HashTag, idx) {
-			return -1, msgCrossSlot
-		}
+	all := def.AppendSortPatterns(keys, args)
+	c.keys = all
+	if patterns := all[len(keys):]; len(patterns) > 0 && !sortPatternsOn(args, patterns, c.ring, idx) {
+		return -1, msgCrossSlot
 	}
 	return idx, ""
 }
 
+// sortPatternsOn reports whether every key that SORT's BY and GET patterns
+// (the arguments at positions patterns) may form is on server idx, the
+// server of the sorted key. A pattern forms keys only when it has a '*';
+// the formed keys are known to be on idx only when the part before the
+// first '*' holds the pool's whole hash tag and that tag is on idx, or
+// when the pool has just one server. This is Redis Cluster's rule for SORT
+// patterns, with the pool's hash_tag for Redis' braces.
+func sortPatternsOn(args [][]byte, patterns []int, ring *hashring.Ring, idx int) bool {
+	tag := ring.Options().HashTag
+	for _, p := range patterns {
+		if !patternOn(args[p], ring, tag, idx) {
+			return false
+		}
+	}
+	return true
+}
+
+// patternOn reports whether the keys a SORT pattern forms are on server idx.
+func patternOn(pattern []byte, ring *hashring.Ring, tag string, idx int) bool {
+	star := bytes.IndexByte(pattern, '*')
+	if star < 0 {
+		return true // no substitution: no key is read (GET # included)
+	}
+	if ring.Len() == 1 {
+		return true
+	}
+	prefix := pattern[:star]
+	if len(tag) != 2 || len(hashring.TagKey(prefix, tag)) == len(prefix) {
+		return false // the whole formed key is hashed, or its tag holds the element
+	}
+	return ring.Lookup(prefix) == idx
+}
+
 // route stages cmd for server idx.
-func (c *client) route(idx int, cmd *parsedCommand) {
+func (c *client) route(idx int, cmd *resp.Command) {
 	if idx < 0 {
 		c.replyError(msgNoServer)
 		return

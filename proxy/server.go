@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/shardproxy/shardproxy/proxy/config"
 )
 
 // Options are the parts of a Server that do not come from nutcracker.yml.
@@ -56,7 +58,7 @@ type listener struct {
 }
 
 // NewServer builds the pools of cfg. Nothing listens or dials until Start.
-func NewServer(cfg *Config, opts Options) (*Server, error) {
+func NewServer(cfg *config.Config, opts Options) (*Server, error) {
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -77,7 +79,7 @@ func NewServer(cfg *Config, opts Options) (*Server, error) {
 func (s *Server) poolList() []*pool { return *s.pools.Load() }
 
 // buildPools builds the pools of cfg; prev are the pools it replaces.
-func (s *Server) buildPools(cfg *Config, prev []*pool) ([]*pool, error) {
+func (s *Server) buildPools(cfg *config.Config, prev []*pool) ([]*pool, error) {
 	byName := map[string]*pool{}
 	for _, p := range prev {
 		byName[p.cfg.Name] = p
@@ -194,7 +196,7 @@ func (s *Server) switchListeners(pools []*pool, opened map[string]*listener) {
 // old servers are closed once they are idle. A cfg that cannot be served
 // (a listener that does not open, an invalid pool) is rejected whole and
 // the old configuration keeps serving.
-func (s *Server) Reload(cfg *Config) error {
+func (s *Server) Reload(cfg *config.Config) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	old := s.poolList()
@@ -272,7 +274,7 @@ func (s *Server) RejectReload() { s.failed.Add(1) }
 
 // listen opens a pool's listener: TCP, or a unix socket whose stale file is
 // removed first and whose permissions are set as configured.
-func listen(cfg *PoolConfig) (net.Listener, error) {
+func listen(cfg *config.Pool) (net.Listener, error) {
 	if cfg.ListenNetwork == "unix" {
 		if fi, err := os.Lstat(cfg.ListenAddr); err == nil && fi.Mode()&os.ModeSocket != 0 {
 			os.Remove(cfg.ListenAddr)
@@ -330,7 +332,7 @@ func (s *Server) acceptLoop(l *listener) {
 		s.stats.TotalConnections.Add(1)
 		p := l.pool.Load()
 		if limit := p.cfg.ClientConnections; limit > 0 && p.stats.ClientConnections.Load() >= int64(limit) {
-			conn.Write([]byte("-ERR max number of clients reached\r\n"))
+			conn.Write([]byte("-" + msgMaxClients + "\r\n"))
 			conn.Close()
 			continue
 		}

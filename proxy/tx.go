@@ -5,6 +5,9 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/shardproxy/shardproxy/proxy/command"
+	"github.com/shardproxy/shardproxy/proxy/resp"
 )
 
 // txState is a client's transaction: MULTI/EXEC and WATCH need a server
@@ -81,12 +84,12 @@ var (
 )
 
 // transaction handles MULTI, EXEC, DISCARD, WATCH and UNWATCH.
-func (c *client) transaction(def *command, cmd *parsedCommand) {
+func (c *client) transaction(def *command.Spec, cmd *resp.Command) {
 	t := &c.tx
-	switch def.name {
+	switch def.Name {
 	case "multi":
 		if t.inMulti {
-			c.replyError("ERR MULTI calls can not be nested")
+			c.replyError(msgNestedMulti)
 			return
 		}
 		t.inMulti, t.aborted = true, false
@@ -104,13 +107,13 @@ func (c *client) transaction(def *command, cmd *parsedCommand) {
 		c.reply(replyOK)
 	case "exec":
 		if !t.inMulti {
-			c.replyError("ERR EXEC without MULTI")
+			c.replyError(msgExecWithoutMulti)
 			return
 		}
 		c.exec(cmd)
 	case "discard":
 		if !t.inMulti {
-			c.replyError("ERR DISCARD without MULTI")
+			c.replyError(msgDiscardWithoutMulti)
 			return
 		}
 		if t.pinned == nil {
@@ -129,10 +132,10 @@ func (c *client) transaction(def *command, cmd *parsedCommand) {
 		t.release()
 	case "watch":
 		if t.inMulti {
-			c.replyError("ERR WATCH inside MULTI is not allowed")
+			c.replyError(msgWatchInMulti)
 			return
 		}
-		idx, msg := c.owner(def, cmd.args)
+		idx, msg := c.owner(def, cmd.Args)
 		if msg == "" && t.pinned != nil && t.pinned.srv.index != idx {
 			msg = msgCrossSlot
 		}
@@ -173,7 +176,7 @@ func (c *client) transaction(def *command, cmd *parsedCommand) {
 }
 
 // exec answers EXEC. However it ends, the client is outside MULTI after it.
-func (c *client) exec(cmd *parsedCommand) {
+func (c *client) exec(cmd *resp.Command) {
 	t := &c.tx
 	switch {
 	case t.aborted:
@@ -213,7 +216,7 @@ func (c *client) discardOnServer() {
 	t := &c.tx
 	if t.pinned != nil {
 		c.settle()
-		if _, err := t.pinned.do(appendCommand(t.req[:0], []byte("DISCARD")), 1); err != nil {
+		if _, err := t.pinned.do(resp.AppendCommand(t.req[:0], []byte("DISCARD")), 1); err != nil {
 			t.reset()
 			return
 		}
@@ -222,39 +225,39 @@ func (c *client) discardOnServer() {
 }
 
 // txCommand handles a command while the client is pinned or in MULTI.
-func (c *client) txCommand(def *command, cmd *parsedCommand) {
+func (c *client) txCommand(def *command.Spec, cmd *resp.Command) {
 	t := &c.tx
 	if !t.inMulti {
 		// WATCH pinned the client but no MULTI yet: commands go their usual way.
 		c.dispatchKind(def, cmd)
 		return
 	}
-	switch def.kind {
-	case local:
-		if def.name == "ping" || def.name == "echo" || def.name == "select" && c.isPoolDB(cmd.args[1]) {
+	switch def.Kind {
+	case command.Local:
+		if def.Name == "ping" || def.Name == "echo" || def.Name == "select" && c.isPoolDB(cmd.Args[1]) {
 			c.txQueue(cmd)
 			return
 		}
 		c.rejectInTx()
-		if def.name == "select" {
-			c.selectDB(cmd.args[1])
+		if def.Name == "select" {
+			c.selectDB(cmd.Args[1])
 			return
 		}
-		c.replyError("ERR '" + def.name + "' is not allowed inside MULTI by shardproxy")
-	case unsupported:
+		c.replyError(notInMulti(def.Name))
+	case command.Unsupported:
 		c.rejectInTx()
 		c.replyError(unsupportedCommand(def))
-	case fanOut:
+	case command.FanOut:
 		c.rejectInTx()
-		c.replyError(fanOutInMulti(def))
-	case routePlaceholder:
+		c.replyError(fanOutInMulti(def.Name))
+	case command.RoutePlaceholder:
 		c.txQueue(cmd)
 	default:
-		if keylessScript(def, cmd.args) {
+		if def.OmitsKeys(cmd.Args) {
 			c.txQueue(cmd) // runs on the transaction's server, like other keyless commands
 			return
 		}
-		idx, msg := c.txOwner(def, cmd.args)
+		idx, msg := c.txOwner(def, cmd.Args)
 		if msg == "" && t.pinned != nil && t.pinned.srv.index != idx {
 			msg = msgCrossSlot
 		}
@@ -285,13 +288,13 @@ func (c *client) txCommand(def *command, cmd *parsedCommand) {
 
 // txOwner is owner for any keyed command, split ones included: inside a
 // transaction every key must be on the pinned server.
-func (c *client) txOwner(def *command, args [][]byte) (int, string) {
-	if def.kind == splitKeys || def.kind == splitPairs {
-		if def.step == 2 && (len(args)-1)%2 != 0 {
-			return -1, wrongArity(def.name)
+func (c *client) txOwner(def *command.Spec, args [][]byte) (int, string) {
+	if def.Kind == command.SplitKeys || def.Kind == command.SplitPairs {
+		if def.Step == 2 && (len(args)-1)%2 != 0 {
+			return -1, wrongArity(def.Name)
 		}
 		idx := -1
-		for i := 1; i < len(args); i += def.step {
+		for i := 1; i < len(args); i += def.Step {
 			j := c.ring.Lookup(args[i])
 			if j < 0 {
 				return -1, msgNoServer
@@ -308,7 +311,7 @@ func (c *client) txOwner(def *command, args [][]byte) (int, string) {
 
 // txQueue queues a keyless command in MULTI: on the pinned connection, or
 // held back until a key picks the server.
-func (c *client) txQueue(cmd *parsedCommand) {
+func (c *client) txQueue(cmd *resp.Command) {
 	t := &c.tx
 	switch {
 	case t.doomed():
@@ -330,11 +333,11 @@ func (c *client) txQueue(cmd *parsedCommand) {
 
 // appendRequest appends cmd as the server is sent it: the client's bytes,
 // or, for an inline command, the command in RESP.
-func appendRequest(dst []byte, cmd *parsedCommand) []byte {
-	if cmd.inline {
-		return appendCommand(dst, cmd.args...)
+func appendRequest(dst []byte, cmd *resp.Command) []byte {
+	if cmd.Inline {
+		return resp.AppendCommand(dst, cmd.Args...)
 	}
-	return append(dst, cmd.raw...)
+	return append(dst, cmd.Raw...)
 }
 
 // idleConnClosed reports whether an idle dedicated connection was closed
@@ -350,7 +353,7 @@ var idleConnClosed = peerClosed
 // (the server restarted or its timeout setting closed the connection just
 // as it was taken), the request goes again on a newly dialled one. A
 // timeout is not retried: that server is slow, not gone.
-func (c *client) pin(idx int, cmd *parsedCommand) ([]byte, error) {
+func (c *client) pin(idx int, cmd *resp.Command) ([]byte, error) {
 	t := &c.tx
 	if idx < 0 {
 		return nil, errors.New(msgNoServer)
@@ -359,7 +362,7 @@ func (c *client) pin(idx int, cmd *parsedCommand) ([]byte, error) {
 	srv := c.pool.servers[idx]
 	req, n := t.req[:0], 0
 	if t.inMulti {
-		req = appendCommand(req, []byte("MULTI"))
+		req = resp.AppendCommand(req, []byte("MULTI"))
 		req = append(req, t.preamble...)
 		n = 1 + t.queued
 	}
@@ -393,7 +396,7 @@ func (c *client) pin(idx int, cmd *parsedCommand) ([]byte, error) {
 // pinnedDo sends one command on the pinned connection and returns its
 // reply. When that fails, the connection is closed and unpinned, and the
 // error is the reply for the client, naming the server and the cause.
-func (c *client) pinnedDo(cmd *parsedCommand) ([]byte, error) {
+func (c *client) pinnedDo(cmd *resp.Command) ([]byte, error) {
 	c.settle()
 	t := &c.tx
 	d := t.pinned
@@ -497,11 +500,11 @@ func (d *dedicatedConn) do(req []byte, n int) ([]byte, error) {
 	if _, err := d.conn.Write(req); err != nil {
 		return nil, err
 	}
-	var scanner replyScanner
+	var scanner resp.ReplyScanner
 	start, end := 0, 0
 	last := 0
 	for got := 0; got < n; {
-		m, err := scanner.scan(d.buf[start:end])
+		m, err := scanner.Scan(d.buf[start:end])
 		if err != nil {
 			return nil, err
 		}
@@ -527,7 +530,7 @@ func (d *dedicatedConn) do(req []byte, n int) ([]byte, error) {
 	d.srv.stats.ResponseBytes.Add(int64(end))
 	d.conn.SetDeadline(time.Time{})
 	if start != end {
-		return nil, errBadReply
+		return nil, resp.ErrBadReply
 	}
 	return d.buf[last:start], nil
 }

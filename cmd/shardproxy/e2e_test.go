@@ -44,7 +44,7 @@ import (
 
 	"github.com/shardproxy/shardproxy/discovery/kubetest"
 	"github.com/shardproxy/shardproxy/hashring"
-	"github.com/shardproxy/shardproxy/proxy"
+	"github.com/shardproxy/shardproxy/proxy/config"
 	"github.com/shardproxy/shardproxy/proxy/proxytest"
 	"github.com/shardproxy/shardproxy/proxy/stats"
 )
@@ -136,8 +136,8 @@ func TestKubernetesEndToEnd(t *testing.T) {
 	listen := fmt.Sprintf("127.0.0.1:%d", proxytest.FreePort(t))
 	conf := setListen(t, []byte(configMap.Data["nutcracker.yml"]), listen)
 	authEnv := redisAuthEnv(t, conf)
-	t.Setenv(authEnv, password) // for proxy.ParseConfig below
-	cfg, err := proxy.ParseConfig(conf)
+	t.Setenv(authEnv, password) // for config.Parse below
+	cfg, err := config.Parse(conf)
 	if err != nil {
 		t.Fatalf("ParseConfig: %v\n%s", err, conf)
 	}
@@ -331,7 +331,7 @@ func e2eValue(key string) string { return "value of " + key }
 // checkPlacement checks that every key is on the pod of the server a ring
 // built from the pool's config names, and that keys sharing a hash tag share
 // a pod.
-func checkPlacement(t *testing.T, pool *proxy.PoolConfig, keys []string, placed map[string]string) {
+func checkPlacement(t *testing.T, pool *config.Pool, keys []string, placed map[string]string) {
 	t.Helper()
 	nodes := make([]hashring.Node, len(pool.Servers))
 	for i, s := range pool.Servers {
@@ -372,7 +372,7 @@ func checkPlacement(t *testing.T, pool *proxy.PoolConfig, keys []string, placed 
 // servers, each at its pod's current address, and checks that it reads
 // every key with its value: twemproxy would find each key where shardproxy
 // put it, so a deployment moves from one to the other without moving keys.
-func nutcrackerReads(t *testing.T, pool *proxy.PoolConfig, pods map[string]*kubetest.Pod, password string, keys []string) {
+func nutcrackerReads(t *testing.T, pool *config.Pool, pods map[string]*kubetest.Pod, password string, keys []string) {
 	t.Helper()
 	listen := fmt.Sprintf("127.0.0.1:%d", proxytest.FreePort(t))
 	var conf strings.Builder
@@ -404,7 +404,7 @@ func nutcrackerReads(t *testing.T, pool *proxy.PoolConfig, pods map[string]*kube
 }
 
 // serverOf returns the pool's server on pod.
-func serverOf(t *testing.T, pool *proxy.PoolConfig, pod string) proxy.ServerConfig {
+func serverOf(t *testing.T, pool *config.Pool, pod string) config.Server {
 	t.Helper()
 	for _, s := range pool.Servers {
 		if s.Pod == pod {
@@ -412,7 +412,7 @@ func serverOf(t *testing.T, pool *proxy.PoolConfig, pod string) proxy.ServerConf
 		}
 	}
 	t.Fatalf("pool %q has no server on pod %s", pool.Name, pod)
-	return proxy.ServerConfig{}
+	return config.Server{}
 }
 
 // startRedisPod plays the kubelet for pod name: a redis-server with the

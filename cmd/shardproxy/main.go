@@ -21,6 +21,7 @@ import (
 
 	"github.com/shardproxy/shardproxy/discovery"
 	"github.com/shardproxy/shardproxy/proxy"
+	"github.com/shardproxy/shardproxy/proxy/config"
 	"github.com/shardproxy/shardproxy/proxy/stats"
 	"github.com/shardproxy/shardproxy/proxy/statsport"
 )
@@ -148,10 +149,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return daemonize(stderr)
 	}
 
-	data, err := os.ReadFile(o.confFile)
-	var cfg *proxy.Config
+	data, err := config.ReadFile(o.confFile)
+	var cfg *config.Config
 	if err == nil {
-		cfg, err = proxy.ParseConfigFile(o.confFile, data)
+		cfg, err = config.ParseFile(o.confFile, data)
 	}
 	if o.testConf {
 		if err != nil {
@@ -211,7 +212,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	logger.Info("stats listening", "addr", statsLn.Addr().String())
 
 	reload := func(data []byte) {
-		cfg, err := proxy.ParseConfigFile(o.confFile, data)
+		cfg, err := config.ParseFile(o.confFile, data)
 		if err == nil {
 			err = srv.Reload(cfg)
 		} else {
@@ -260,7 +261,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		logger.Info("SIGHUP: reloading the configuration", "file", o.confFile)
 		if o.noWatch {
-			if data, err := os.ReadFile(o.confFile); err != nil {
+			if data, err := config.ReadFile(o.confFile); err != nil {
 				logger.Error("configuration reload", "err", err)
 			} else {
 				reload(data)

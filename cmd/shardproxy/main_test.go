@@ -37,6 +37,42 @@ func TestTestConf(t *testing.T) {
 	}
 }
 
+// -t on a config path that is a FIFO or a file over the config's bound
+// answers an error instead of blocking or reading it all.
+func TestTestConfNotRegularOrTooLarge(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo.yml")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Let a reader stuck in opening the FIFO go when the test ends.
+	t.Cleanup(func() {
+		if f, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			f.Close()
+		}
+	})
+	big := filepath.Join(dir, "big.yml")
+	if err := os.WriteFile(big, []byte("#"+strings.Repeat("x", 8<<20)), 0o644); err != nil { // over the 4 MiB bound
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ file, want string }{
+		{fifo, "is not a regular file"},
+		{big, "larger than"},
+	} {
+		var out, errOut bytes.Buffer
+		done := make(chan int, 1)
+		go func() { done <- run([]string{"-t", "-c", tc.file}, &out, &errOut) }()
+		select {
+		case code := <-done:
+			if code != 1 || !strings.Contains(errOut.String(), tc.want) {
+				t.Errorf("-t -c %s: exit %d, stderr %q; want exit 1 and %q", tc.file, code, errOut.String(), tc.want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("-t -c %s: no answer within 10s", tc.file)
+		}
+	}
+}
+
 // Every configuration example in the README must pass -t.
 func TestReadmeExamples(t *testing.T) {
 	t.Setenv("REDIS_PASSWORD", "example")

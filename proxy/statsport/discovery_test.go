@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/shardproxy/shardproxy/proxy"
+	"github.com/shardproxy/shardproxy/proxy/config"
 	"github.com/shardproxy/shardproxy/proxy/proxytest"
 	"github.com/shardproxy/shardproxy/proxy/stats"
 )
@@ -18,7 +19,7 @@ import (
 // later; /discovery and /metrics show each server's address and source.
 func TestDiscoveryStateOnStatsPort(t *testing.T) {
 	listen := fmt.Sprintf("127.0.0.1:%d", proxytest.FreePort(t))
-	cfg, err := proxy.ParseConfig([]byte("alpha:\n  listen: " + listen + "\n  redis: true\n  kubernetes_service: redis\n  servers:\n    - redis-0:6379:1 server0\n"))
+	cfg, err := config.Parse([]byte("alpha:\n  listen: " + listen + "\n  redis: true\n  kubernetes_service: redis\n  servers:\n    - redis-0:6379:1 server0\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

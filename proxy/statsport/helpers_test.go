@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/shardproxy/shardproxy/proxy"
+	"github.com/shardproxy/shardproxy/proxy/config"
 	"github.com/shardproxy/shardproxy/proxy/proxytest"
 	"github.com/shardproxy/shardproxy/proxy/stats"
 )
@@ -92,7 +93,7 @@ func (tp *testProxy) client(t *testing.T, pool string) *proxytest.Conn {
 // shuts it down.
 func newServer(t *testing.T, yaml string) *proxy.Server {
 	t.Helper()
-	cfg, err := proxy.ParseConfig([]byte(yaml))
+	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
 		t.Fatalf("ParseConfig: %v\n%s", err, yaml)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/shardproxy/shardproxy/proxy"
+	"github.com/shardproxy/shardproxy/proxy/config"
 	"github.com/shardproxy/shardproxy/proxy/proxytest"
 	"github.com/shardproxy/shardproxy/proxy/stats"
 )
@@ -207,9 +208,9 @@ func TestStatsNutcrackerFormat(t *testing.T) {
 func TestStatsJSONEscapesNames(t *testing.T) {
 	weirdPool := "we\"ird\\pool\x01"
 	weirdServer := "tab\there \xff é"
-	cfg := &proxy.Config{Pools: []proxy.PoolConfig{{
+	cfg := &config.Config{Pools: []config.Pool{{
 		Name: weirdPool, Redis: true, Hash: "fnv1a_64", Distribution: "ketama", ServerConnections: 1,
-		Servers: []proxy.ServerConfig{{Name: weirdServer, Addr: "127.0.0.1:7101", Network: "tcp",
+		Servers: []config.Server{{Name: weirdServer, Addr: "127.0.0.1:7101", Network: "tcp",
 			DialAddr: "127.0.0.1:7101", Weight: 1, ExplicitName: true}},
 	}}}
 	srv, err := proxy.NewServer(cfg, proxy.Options{})
@@ -262,7 +263,7 @@ func viaEncodingJSON(t *testing.T, s string) string {
 
 // Without pools the document is still valid JSON (nutcracker always has one).
 func TestStatsJSONWithoutPools(t *testing.T) {
-	srv, err := proxy.NewServer(&proxy.Config{}, proxy.Options{})
+	srv, err := proxy.NewServer(&config.Config{}, proxy.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,7 +282,7 @@ func BenchmarkStatsJSON(b *testing.B) {
 	for i := range 100 {
 		yaml += fmt.Sprintf("    - 10.0.%d.%d:6379:1\n", i/250, i%250+1)
 	}
-	cfg, err := proxy.ParseConfig([]byte(yaml))
+	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
 		b.Fatal(err)
 	}

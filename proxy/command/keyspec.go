@@ -1,10 +1,4 @@
-package proxy
-
-import (
-	"bytes"
-
-	"github.com/shardproxy/shardproxy/hashring"
-)
+package command
 
 // redisCommand is a command as redis-server describes it in COMMAND INFO;
 // commandtable.go lists them all, generated from redis-server itself.
@@ -368,8 +362,8 @@ func appendXreadKeys(dst []int, args [][]byte) []int {
 
 // appendSortKeys finds SORT's keys as Redis' sortGetKeys does: the sorted
 // key, and the destination of the last STORE. LIMIT takes two arguments,
-// GET and BY one; the keys that BY and GET patterns form are checked by
-// sortPatternsOn.
+// GET and BY one; the keys that BY and GET patterns form are found by
+// AppendSortPatterns.
 func appendSortKeys(dst []int, args [][]byte) []int {
 	dst = append(dst, 1)
 	store := 0
@@ -417,15 +411,21 @@ func appendMigrateKeys(dst []int, args [][]byte) []int {
 	return dst
 }
 
-// sortPatternsOn reports whether every key that SORT's (or SORT_RO's) BY
-// and GET patterns may form is on server idx, the server of the sorted key.
-// It parses the options as Redis' sortCommand does. A pattern forms keys
-// only when it has a '*' (GET # and a BY or GET without one read no key);
-// the formed keys are known to be on idx only when the part before the
-// first '*' holds the pool's whole hash tag and that tag is on idx, or when
-// the pool has just one server. This is Redis Cluster's rule for SORT
-// patterns, with the pool's hash_tag for Redis' braces.
-func sortPatternsOn(args [][]byte, readonly bool, ring *hashring.Ring, tag string, idx int) bool {
+// AppendSortPatterns appends the positions of SORT's (or SORT_RO's) BY and
+// GET patterns in args to dst, reading the options as Redis' sortCommand
+// does, up to the first it does not take: that is a syntax error Redis
+// answers without reading a key. For other commands it appends nothing. A
+// pattern with a '*' forms a key from each element sorted (GET # and a
+// pattern without '*' read no key), so those keys, too, must be on the
+// server of the sorted key.
+func (c *Spec) AppendSortPatterns(dst []int, args [][]byte) []int {
+	if c.keysProc != keysSort && c.keysProc != keysSortRO {
+		return dst // the common case, inlined into the caller
+	}
+	return appendSortPatterns(dst, args, c.keysProc == keysSortRO)
+}
+
+func appendSortPatterns(dst []int, args [][]byte, readonly bool) []int {
 	for j := 2; j < len(args); j++ {
 		left := len(args) - j - 1
 		a := args[j]
@@ -436,31 +436,13 @@ func sortPatternsOn(args [][]byte, readonly bool, ring *hashring.Ring, tag strin
 		case !readonly && equalFold(a, "store") && left >= 1:
 			j++
 		case (equalFold(a, "by") || equalFold(a, "get")) && left >= 1:
-			if !patternOn(args[j+1], ring, tag, idx) {
-				return false
-			}
+			dst = append(dst, j+1)
 			j++
 		default:
-			return true // a syntax error: Redis answers it and reads no key
+			return dst
 		}
 	}
-	return true
-}
-
-// patternOn reports whether the keys a SORT pattern forms are on server idx.
-func patternOn(pattern []byte, ring *hashring.Ring, tag string, idx int) bool {
-	star := bytes.IndexByte(pattern, '*')
-	if star < 0 {
-		return true // no substitution: no key is read (GET # included)
-	}
-	if ring.Len() == 1 {
-		return true
-	}
-	prefix := pattern[:star]
-	if len(tag) != 2 || len(hashring.TagKey(prefix, tag)) == len(prefix) {
-		return false // the whole formed key is hashed, or its tag holds the element
-	}
-	return ring.Lookup(prefix) == idx
+	return dst
 }
 
 // equalFold reports whether a and s are the same ASCII word, ignoring case.

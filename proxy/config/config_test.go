@@ -1,4 +1,4 @@
-package proxy
+package config
 
 import (
 	"bufio"
@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,7 +26,7 @@ import (
 // configCorpus is the directory of the differential corpus: one config per
 // file, named "ok-*.yml" when nutcracker -t accepts it and "bad-*.yml" when
 // it does not. A "# error: TEXT" line in a file is a substring of the error
-// ParseConfig must return for it.
+// Parse must return for it.
 const configCorpus = "testdata/config"
 
 // configDifferences lists the corpus files on which shardproxy disagrees
@@ -85,7 +86,7 @@ func configCorpusFiles(t testing.TB) []string {
 }
 
 // TestConfigDifferential runs every corpus file through nutcracker -t and
-// LoadConfig: they must agree, except on the files of configDifferences,
+// loadConfig: they must agree, except on the files of configDifferences,
 // where they must disagree.
 func TestConfigDifferential(t *testing.T) {
 	bin := proxytest.NutcrackerBinary(t)
@@ -115,18 +116,18 @@ func TestConfigDifferential(t *testing.T) {
 			case !strings.HasPrefix(name, "ok-") && !strings.HasPrefix(name, "bad-"):
 				t.Fatalf("%s: a corpus file's name starts with ok- or bad-", name)
 			}
-			cfg, err := LoadConfig(path)
+			cfg, err := loadConfig(path)
 			ours := err == nil
 			if reason, ok := configDifferences[name]; ok {
 				if ours == ncOK {
-					t.Fatalf("LoadConfig and nutcracker -t agree (accept=%v), but %s is listed as a deliberate difference: %s (err: %v)", ours, name, reason, err)
+					t.Fatalf("loadConfig and nutcracker -t agree (accept=%v), but %s is listed as a deliberate difference: %s (err: %v)", ours, name, reason, err)
 				}
 			} else if ours != ncOK {
-				t.Fatalf("nutcracker -t accept=%v, LoadConfig: cfg=%v err=%v\nnutcracker says:\n%s", ncOK, cfg != nil, err, ncOut)
+				t.Fatalf("nutcracker -t accept=%v, loadConfig: cfg=%v err=%v\nnutcracker says:\n%s", ncOK, cfg != nil, err, ncOut)
 			}
 			for _, want := range configWantErrors(data) {
 				if err == nil || !strings.Contains(err.Error(), want) {
-					t.Errorf("LoadConfig error = %v, want it to contain %q", err, want)
+					t.Errorf("loadConfig error = %v, want it to contain %q", err, want)
 				}
 			}
 			if err == nil {
@@ -203,10 +204,10 @@ func compareConfigNames(a, b string) int {
 	return strings.Compare(a, b)
 }
 
-// pool returns the PoolConfig that a pool with nothing but listen, redis:
+// pool returns the Pool that a pool with nothing but listen, redis:
 // true and servers parses to: nutcracker's defaults.
-func configDefaultPool(name, listen string, servers ...ServerConfig) PoolConfig {
-	return PoolConfig{
+func configDefaultPool(name, listen string, servers ...Server) Pool {
+	return Pool{
 		Name:               name,
 		Listen:             listen,
 		ListenNetwork:      "tcp",
@@ -220,21 +221,21 @@ func configDefaultPool(name, listen string, servers ...ServerConfig) PoolConfig 
 		ServerFailureLimit: 2,
 		Servers:            servers,
 
-		ClientOutputBufferLimit: DefaultClientOutputBufferLimit,
+		ClientOutputBufferLimit: defaultClientOutputBufferLimit,
 	}
 }
 
-func configTCPServer(addr string, weight int) ServerConfig {
+func configTCPServer(addr string, weight int) Server {
 	_, port, _ := net.SplitHostPort(addr)
 	n, _ := strconv.Atoi(port)
-	return ServerConfig{Name: addr, Addr: addr, Network: "tcp", DialAddr: addr, Weight: weight, Port: n}
+	return Server{Name: addr, Addr: addr, Network: "tcp", DialAddr: addr, Weight: weight, Port: n}
 }
 
 func TestParseConfigValid(t *testing.T) {
 	tests := []struct {
 		name string
 		yml  string
-		want []PoolConfig
+		want []Pool
 	}{
 		{
 			name: "defaults",
@@ -244,7 +245,7 @@ func TestParseConfigValid(t *testing.T) {
   servers:
     - 127.0.0.1:6379:1
 `,
-			want: []PoolConfig{configDefaultPool("alpha", "127.0.0.1:22121", configTCPServer("127.0.0.1:6379", 1))},
+			want: []Pool{configDefaultPool("alpha", "127.0.0.1:22121", configTCPServer("127.0.0.1:6379", 1))},
 		},
 		{
 			name: "every directive",
@@ -268,7 +269,7 @@ func TestParseConfigValid(t *testing.T) {
   servers:
     - 127.0.0.1:6379:1
 `,
-			want: []PoolConfig{{
+			want: []Pool{{
 				Name:               "alpha",
 				Listen:             "127.0.0.1:22121",
 				ListenNetwork:      "tcp",
@@ -288,9 +289,9 @@ func TestParseConfigValid(t *testing.T) {
 				ServerRetryTimeout: 2 * time.Second,
 				ServerFailureLimit: 0,
 				TCPKeepalive:       true,
-				Servers:            []ServerConfig{configTCPServer("127.0.0.1:6379", 1)},
+				Servers:            []Server{configTCPServer("127.0.0.1:6379", 1)},
 
-				ClientOutputBufferLimit: DefaultClientOutputBufferLimit,
+				ClientOutputBufferLimit: defaultClientOutputBufferLimit,
 			}},
 		},
 		{
@@ -307,12 +308,12 @@ func TestParseConfigValid(t *testing.T) {
     - 10.0.0.4:6379:1 b
     - 10.0.0.5:6379:1 longername
 `,
-			want: []PoolConfig{configDefaultPool("alpha", "127.0.0.1:22121",
-				ServerConfig{Name: "b", Addr: "10.0.0.4:6379", Network: "tcp", DialAddr: "10.0.0.4:6379", Weight: 1, ExplicitName: true, Port: 6379},
-				ServerConfig{Name: "mid", Addr: "10.0.0.3:6379", Network: "tcp", DialAddr: "10.0.0.3:6379", Weight: 3, ExplicitName: true, Port: 6379},
-				ServerConfig{Name: "zeta", Addr: "10.0.0.1:6379", Network: "tcp", DialAddr: "10.0.0.1:6379", Weight: 1, ExplicitName: true, Port: 6379},
-				ServerConfig{Name: "alpha", Addr: "10.0.0.2:6379", Network: "tcp", DialAddr: "10.0.0.2:6379", Weight: 2, ExplicitName: true, Port: 6379},
-				ServerConfig{Name: "longername", Addr: "10.0.0.5:6379", Network: "tcp", DialAddr: "10.0.0.5:6379", Weight: 1, ExplicitName: true, Port: 6379},
+			want: []Pool{configDefaultPool("alpha", "127.0.0.1:22121",
+				Server{Name: "b", Addr: "10.0.0.4:6379", Network: "tcp", DialAddr: "10.0.0.4:6379", Weight: 1, ExplicitName: true, Port: 6379},
+				Server{Name: "mid", Addr: "10.0.0.3:6379", Network: "tcp", DialAddr: "10.0.0.3:6379", Weight: 3, ExplicitName: true, Port: 6379},
+				Server{Name: "zeta", Addr: "10.0.0.1:6379", Network: "tcp", DialAddr: "10.0.0.1:6379", Weight: 1, ExplicitName: true, Port: 6379},
+				Server{Name: "alpha", Addr: "10.0.0.2:6379", Network: "tcp", DialAddr: "10.0.0.2:6379", Weight: 2, ExplicitName: true, Port: 6379},
+				Server{Name: "longername", Addr: "10.0.0.5:6379", Network: "tcp", DialAddr: "10.0.0.5:6379", Weight: 1, ExplicitName: true, Port: 6379},
 			)},
 		},
 		{
@@ -329,14 +330,14 @@ func TestParseConfigValid(t *testing.T) {
     - 127.1:6381:1
     - cache.example.com:6382:1
 `,
-			want: []PoolConfig{configDefaultPool("alpha", "127.0.0.1:22121",
-				ServerConfig{Name: "::1:6380", Addr: "::1:6380", Network: "tcp", DialAddr: "[::1]:6380", Weight: 1, Port: 6380},
-				ServerConfig{Name: "127.0.0.2", Addr: "127.0.0.2:11211", Network: "tcp", DialAddr: "127.0.0.2:11211", Weight: 2, Port: 11211},
-				ServerConfig{Name: "127.0.0.3", Addr: "127.0.0.3:011211", Network: "tcp", DialAddr: "127.0.0.3:11211", Weight: 1, Port: 11211},
-				ServerConfig{Name: "127.1:6381", Addr: "127.1:6381", Network: "tcp", DialAddr: "127.0.0.1:6381", Weight: 1, Port: 6381},
-				ServerConfig{Name: "/tmp/r.sock:", Addr: "/tmp/r.sock", Network: "unix", DialAddr: "/tmp/r.sock", Weight: 1},
-				ServerConfig{Name: "127.0.0.1:06379", Addr: "127.0.0.1:06379", Network: "tcp", DialAddr: "127.0.0.1:6379", Weight: 1, Port: 6379},
-				ServerConfig{Name: "cache.example.com:6382", Addr: "cache.example.com:6382", Network: "tcp", DialAddr: "cache.example.com:6382", Weight: 1, Port: 6382},
+			want: []Pool{configDefaultPool("alpha", "127.0.0.1:22121",
+				Server{Name: "::1:6380", Addr: "::1:6380", Network: "tcp", DialAddr: "[::1]:6380", Weight: 1, Port: 6380},
+				Server{Name: "127.0.0.2", Addr: "127.0.0.2:11211", Network: "tcp", DialAddr: "127.0.0.2:11211", Weight: 2, Port: 11211},
+				Server{Name: "127.0.0.3", Addr: "127.0.0.3:011211", Network: "tcp", DialAddr: "127.0.0.3:11211", Weight: 1, Port: 11211},
+				Server{Name: "127.1:6381", Addr: "127.1:6381", Network: "tcp", DialAddr: "127.0.0.1:6381", Weight: 1, Port: 6381},
+				Server{Name: "/tmp/r.sock:", Addr: "/tmp/r.sock", Network: "unix", DialAddr: "/tmp/r.sock", Weight: 1},
+				Server{Name: "127.0.0.1:06379", Addr: "127.0.0.1:06379", Network: "tcp", DialAddr: "127.0.0.1:6379", Weight: 1, Port: 6379},
+				Server{Name: "cache.example.com:6382", Addr: "cache.example.com:6382", Network: "tcp", DialAddr: "cache.example.com:6382", Weight: 1, Port: 6382},
 			)},
 		},
 		{
@@ -347,8 +348,8 @@ func TestParseConfigValid(t *testing.T) {
   servers:
     - /var/run/redis.sock:3 local
 `,
-			want: []PoolConfig{configDefaultPool("alpha", "127.0.0.1:22121",
-				ServerConfig{Name: "local", Addr: "/var/run/redis.sock", Network: "unix", DialAddr: "/var/run/redis.sock", Weight: 3, ExplicitName: true},
+			want: []Pool{configDefaultPool("alpha", "127.0.0.1:22121",
+				Server{Name: "local", Addr: "/var/run/redis.sock", Network: "unix", DialAddr: "/var/run/redis.sock", Weight: 3, ExplicitName: true},
 			)},
 		},
 		{
@@ -374,23 +375,23 @@ zeros:
   servers:
     - 127.0.0.1:6379:1
 `,
-			want: []PoolConfig{
-				func() PoolConfig {
+			want: []Pool{
+				func() Pool {
 					p := configDefaultPool("bare", "/tmp/bare.sock", configTCPServer("127.0.0.1:6379", 1))
 					p.ListenNetwork = "unix"
 					return p
 				}(),
-				func() PoolConfig {
+				func() Pool {
 					p := configDefaultPool("ipv6", "::1:22121", configTCPServer("127.0.0.1:6379", 1))
 					p.ListenAddr = "[::1]:22121"
 					return p
 				}(),
-				func() PoolConfig {
+				func() Pool {
 					p := configDefaultPool("unix", "/tmp/gamma.sock 0666", configTCPServer("127.0.0.1:6379", 1))
 					p.ListenNetwork, p.ListenAddr, p.ListenPerm = "unix", "/tmp/gamma.sock", 0o666
 					return p
 				}(),
-				func() PoolConfig {
+				func() Pool {
 					p := configDefaultPool("zeros", "0x7f.1:022122", configTCPServer("127.0.0.1:6379", 1))
 					p.ListenAddr = "127.0.0.1:22122"
 					return p
@@ -416,7 +417,7 @@ beta:
   servers:
     - 127.0.0.1:6379:1
 `,
-			want: []PoolConfig{
+			want: []Pool{
 				configDefaultPool("beta", "127.0.0.1:22122", configTCPServer("127.0.0.1:6379", 1)),
 				configDefaultPool("alpha", "127.0.0.1:22121", configTCPServer("127.0.0.1:6379", 1)),
 				configDefaultPool("gamma", "127.0.0.1:22123", configTCPServer("127.0.0.1:6379", 1)),
@@ -432,7 +433,7 @@ beta:
   redis: true
   servers: 127.0.0.1:6379:1
 `,
-			want: []PoolConfig{configDefaultPool("alpha", "127.0.0.1:22121", configTCPServer("127.0.0.1:6379", 1))},
+			want: []Pool{configDefaultPool("alpha", "127.0.0.1:22121", configTCPServer("127.0.0.1:6379", 1))},
 		},
 		{
 			name: "servers given twice add up",
@@ -443,7 +444,7 @@ beta:
   redis: true
   servers: 127.0.0.1:6379:1
 `,
-			want: []PoolConfig{configDefaultPool("alpha", "127.0.0.1:22121", configTCPServer("127.0.0.1:6379", 1), configTCPServer("127.0.0.1:6380", 1))},
+			want: []Pool{configDefaultPool("alpha", "127.0.0.1:22121", configTCPServer("127.0.0.1:6379", 1), configTCPServer("127.0.0.1:6380", 1))},
 		},
 		{
 			name: "quoting, comments, block scalars",
@@ -458,7 +459,7 @@ beta:
   servers:
   - "127.0.0.1:6379:1"   # comment
 `,
-			want: []PoolConfig{func() PoolConfig {
+			want: []Pool{func() Pool {
 				p := configDefaultPool("alpha", "127.0.0.1:22121", configTCPServer("127.0.0.1:6379", 1))
 				p.Hash, p.RedisAuth = "md5", "first second"
 				return p
@@ -473,7 +474,7 @@ beta:
   servers:
     - 127.0.0.1:6379:1
 `,
-			want: []PoolConfig{func() PoolConfig {
+			want: []Pool{func() Pool {
 				p := configDefaultPool("alpha", "127.0.0.1:22121", configTCPServer("127.0.0.1:6379", 1))
 				p.Hash = "farm"
 				return p
@@ -482,12 +483,12 @@ beta:
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := ParseConfig([]byte(tc.yml))
+			cfg, err := Parse([]byte(tc.yml))
 			if err != nil {
-				t.Fatalf("ParseConfig: %v", err)
+				t.Fatalf("Parse: %v", err)
 			}
 			if !reflect.DeepEqual(cfg.Pools, tc.want) {
-				t.Errorf("ParseConfig pools:\n got %+v\nwant %+v", cfg.Pools, tc.want)
+				t.Errorf("Parse pools:\n got %+v\nwant %+v", cfg.Pools, tc.want)
 			}
 			checkConfigInvariants(t, cfg)
 		})
@@ -600,12 +601,12 @@ func TestParseConfigInvalid(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := ParseConfig([]byte(tc.yml))
+			cfg, err := Parse([]byte(tc.yml))
 			if err == nil {
-				t.Fatalf("ParseConfig = %+v, want error %q", cfg, tc.want)
+				t.Fatalf("Parse = %+v, want error %q", cfg, tc.want)
 			}
 			if got := err.Error(); got != tc.want && !(strings.HasPrefix(tc.want, "…") && strings.Contains(got, tc.want[len("…"):])) {
-				t.Errorf("ParseConfig error:\n got %q\nwant %q", err, tc.want)
+				t.Errorf("Parse error:\n got %q\nwant %q", err, tc.want)
 			}
 		})
 	}
@@ -676,6 +677,16 @@ func TestStrtolOctal(t *testing.T) {
 	}
 }
 
+// loadConfig reads and parses the config file at path, as start-up and
+// reload do.
+func loadConfig(path string) (*Config, error) {
+	data, err := ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseFile(path, data)
+}
+
 func TestLoadConfig(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, content string) string {
@@ -690,30 +701,30 @@ func TestLoadConfig(t *testing.T) {
 
 	t.Run("missing file", func(t *testing.T) {
 		p := filepath.Join(dir, "missing.yml")
-		_, err := LoadConfig(p)
+		_, err := loadConfig(p)
 		if err == nil || !strings.Contains(err.Error(), p) || !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("LoadConfig(%q) error = %v, want one naming the path and wrapping ErrNotExist", p, err)
+			t.Errorf("loadConfig(%q) error = %v, want one naming the path and wrapping ErrNotExist", p, err)
 		}
 	})
 	t.Run("error names the path", func(t *testing.T) {
 		p := write("bad.yml", "alpha:\n  listen: 127.0.0.1:22121\n  redis: yes\n  servers:\n    - 127.0.0.1:6379:1\n")
-		_, err := LoadConfig(p)
+		_, err := loadConfig(p)
 		want := p + `: pool "alpha": redis: "yes" is not true or false`
 		if err == nil || err.Error() != want {
-			t.Errorf("LoadConfig error = %v, want %q", err, want)
+			t.Errorf("loadConfig error = %v, want %q", err, want)
 		}
 	})
 	t.Run("too large", func(t *testing.T) {
 		p := write("big.yml", "#"+strings.Repeat("x", maxConfigSize))
-		_, err := LoadConfig(p)
+		_, err := loadConfig(p)
 		if err == nil || !strings.Contains(err.Error(), "larger than") {
-			t.Errorf("LoadConfig error = %v, want a size error", err)
+			t.Errorf("loadConfig error = %v, want a size error", err)
 		}
 	})
 	t.Run("redis_auth_file relative to the config", func(t *testing.T) {
 		write("password", "s3cret\r\n\n")
 		p := write("auth-file.yml", fmt.Sprintf(pool, "  redis_auth_file: password\n"))
-		cfg, err := LoadConfig(p)
+		cfg, err := loadConfig(p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -724,15 +735,57 @@ func TestLoadConfig(t *testing.T) {
 	t.Run("redis_auth_file empty", func(t *testing.T) {
 		pw := write("empty-password", "\n")
 		p := write("auth-empty.yml", fmt.Sprintf(pool, "  redis_auth_file: "+pw+"\n"))
-		_, err := LoadConfig(p)
+		_, err := loadConfig(p)
 		want := fmt.Sprintf(`%s: pool "alpha": redis_auth_file: %s is empty`, p, pw)
 		if err == nil || err.Error() != want {
-			t.Errorf("LoadConfig error = %v, want %q", err, want)
+			t.Errorf("loadConfig error = %v, want %q", err, want)
+		}
+	})
+	// A FIFO as the config or as its redis_auth_file is refused at once:
+	// opening it for reading must not wait for a writer.
+	t.Run("FIFO", func(t *testing.T) {
+		fifo := filepath.Join(dir, "fifo")
+		if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { // let a reader stuck in open go
+			if f, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+				f.Close()
+			}
+		})
+		authFIFO := write("auth-fifo.yml", fmt.Sprintf(pool, "  redis_auth_file: fifo\n"))
+		for _, tc := range []struct{ path, want string }{
+			{fifo, fifo + " is not a regular file"},
+			{authFIFO, fmt.Sprintf(`%s: pool "alpha": redis_auth_file: %s is not a regular file`, authFIFO, fifo)},
+		} {
+			done := make(chan error, 1)
+			go func() {
+				_, err := loadConfig(tc.path)
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				if err == nil || err.Error() != tc.want {
+					t.Errorf("loadConfig(%q) error = %v, want %q", tc.path, err, tc.want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Errorf("loadConfig(%q): no answer within 10s", tc.path)
+			}
+		}
+	})
+	t.Run("symlink", func(t *testing.T) {
+		target := write("target.yml", fmt.Sprintf(pool, ""))
+		link := filepath.Join(dir, "link.yml")
+		if err := os.Symlink(target, link); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := loadConfig(link); err != nil {
+			t.Errorf("loadConfig(%q) through a symlink: %v", link, err)
 		}
 	})
 	t.Run("redis_auth_env", func(t *testing.T) {
 		t.Setenv("SHARDPROXY_TEST_PASSWORD", "from-env")
-		cfg, err := ParseConfig([]byte(fmt.Sprintf(pool, "  redis_auth_env: SHARDPROXY_TEST_PASSWORD\n")))
+		cfg, err := Parse([]byte(fmt.Sprintf(pool, "  redis_auth_env: SHARDPROXY_TEST_PASSWORD\n")))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -742,15 +795,15 @@ func TestLoadConfig(t *testing.T) {
 	})
 	t.Run("redis_auth_env empty", func(t *testing.T) {
 		t.Setenv("SHARDPROXY_TEST_PASSWORD", "")
-		_, err := ParseConfig([]byte(fmt.Sprintf(pool, "  redis_auth_env: SHARDPROXY_TEST_PASSWORD\n")))
+		_, err := Parse([]byte(fmt.Sprintf(pool, "  redis_auth_env: SHARDPROXY_TEST_PASSWORD\n")))
 		want := `pool "alpha": redis_auth_env: environment variable "SHARDPROXY_TEST_PASSWORD" is empty`
 		if err == nil || err.Error() != want {
-			t.Errorf("ParseConfig error = %v, want %q", err, want)
+			t.Errorf("Parse error = %v, want %q", err, want)
 		}
 	})
 }
 
-// TestConfigDifferentialGenerated compares LoadConfig with nutcracker -t on
+// TestConfigDifferentialGenerated compares loadConfig with nutcracker -t on
 // random configs made of plausible and broken pieces, most of them valid
 // or nearly so. Disagreements are allowed only for the deliberate
 // differences, recognized by shardproxy's error.
@@ -802,7 +855,7 @@ func TestConfigDifferentialGenerated(t *testing.T) {
 
 	var both int
 	for i, yml := range configs {
-		cfg, err := LoadConfig(paths[i])
+		cfg, err := loadConfig(paths[i])
 		if err == nil {
 			checkConfigInvariants(t, cfg)
 		}
@@ -818,7 +871,7 @@ func TestConfigDifferentialGenerated(t *testing.T) {
 		if err == nil && strings.Contains(yml, "hash: farm") {
 			continue
 		}
-		t.Errorf("config %d: nutcracker -t accept=%v, LoadConfig error %v\n%s%s", i, ncOK[i], err, yml, ncOut[i])
+		t.Errorf("config %d: nutcracker -t accept=%v, loadConfig error %v\n%s%s", i, ncOK[i], err, yml, ncOut[i])
 	}
 	if both < n/8 {
 		t.Errorf("only %d of %d generated configs are valid; the generator needs tuning", both, n)
@@ -914,14 +967,14 @@ func generateConfig(r *rand.Rand) string {
 
 func TestParseConfigKubernetes(t *testing.T) {
 	base := "alpha:\n  listen: 127.0.0.1:22121\n  redis: true\n"
-	cfg, err := ParseConfig([]byte(base + "  kubernetes_service: redis\n  kubernetes_port: 7000\n  kubernetes_weight: 2\n"))
+	cfg, err := Parse([]byte(base + "  kubernetes_service: redis\n  kubernetes_port: 7000\n  kubernetes_weight: 2\n"))
 	if err != nil {
 		t.Fatalf("pods as members: %v", err)
 	}
 	if p := cfg.Pools[0]; !p.KubernetesMembers || p.KubernetesPort != 7000 || p.KubernetesWeight != 2 || len(p.Servers) != 0 {
 		t.Fatalf("pods as members: %+v", p)
 	}
-	cfg, err = ParseConfig([]byte(base + "  kubernetes_service: redis\n  kubernetes_namespace: shop\n  servers:\n    - redis-0.redis.shop.svc:6379:1 server0\n    - 10.0.0.9:6379:1 static\n"))
+	cfg, err = Parse([]byte(base + "  kubernetes_service: redis\n  kubernetes_namespace: shop\n  servers:\n    - redis-0.redis.shop.svc:6379:1 server0\n    - 10.0.0.9:6379:1 static\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -939,7 +992,7 @@ func TestParseConfigKubernetes(t *testing.T) {
 		{"  kubernetes_service: redis\n  kubernetes_weight: 0\n", "kubernetes_weight: must be at least 1"},
 		{"", "servers: missing"},
 	} {
-		_, err := ParseConfig([]byte(base + tc.extra))
+		_, err := Parse([]byte(base + tc.extra))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: err = %v, want %q", tc.extra, err, tc.want)
 		}
@@ -951,12 +1004,12 @@ func TestParseConfigKubernetes(t *testing.T) {
 func TestConfigClientOutputBufferLimit(t *testing.T) {
 	const head = "alpha:\n  listen: 127.0.0.1:22121\n  redis: true\n"
 	const servers = "  servers:\n    - 127.0.0.1:6379:1\n"
-	cfg, err := ParseConfig([]byte(head + servers))
+	cfg, err := Parse([]byte(head + servers))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := cfg.Pools[0].ClientOutputBufferLimit; got != DefaultClientOutputBufferLimit {
-		t.Errorf("default = %+v, want %+v", got, DefaultClientOutputBufferLimit)
+	if got := cfg.Pools[0].ClientOutputBufferLimit; got != defaultClientOutputBufferLimit {
+		t.Errorf("default = %+v, want %+v", got, defaultClientOutputBufferLimit)
 	}
 	for _, tc := range []struct {
 		value string
@@ -971,7 +1024,7 @@ func TestConfigClientOutputBufferLimit(t *testing.T) {
 		{"  12   34\t56 ", OutputBufferLimit{Hard: 12, Soft: 34, SoftTime: 56 * time.Second}},
 		{"8589934591gb 0 0", OutputBufferLimit{Hard: 8589934591 << 30}},
 	} {
-		cfg, err := ParseConfig([]byte(head + "  client_output_buffer_limit: \"" + tc.value + "\"\n" + servers))
+		cfg, err := Parse([]byte(head + "  client_output_buffer_limit: \"" + tc.value + "\"\n" + servers))
 		if err != nil {
 			t.Errorf("%q: %v", tc.value, err)
 			continue
@@ -994,12 +1047,12 @@ func TestConfigClientOutputBufferLimit(t *testing.T) {
 		{"64mb 16mb 1s", `soft seconds "1s" is not a number`},
 		{"64mb 16mb 2147483648", `soft seconds "2147483648" is too large`},
 	} {
-		_, err := ParseConfig([]byte(head + "  client_output_buffer_limit: \"" + tc.value + "\"\n" + servers))
+		_, err := Parse([]byte(head + "  client_output_buffer_limit: \"" + tc.value + "\"\n" + servers))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: err = %v, want %q", tc.value, err, tc.want)
 		}
 	}
-	_, err = ParseConfig([]byte(head + "  client_output_buffer_limit: 1 1 1\n  client_output_buffer_limit: 1 1 1\n" + servers))
+	_, err = Parse([]byte(head + "  client_output_buffer_limit: 1 1 1\n  client_output_buffer_limit: 1 1 1\n" + servers))
 	if want := `pool "alpha": client_output_buffer_limit: duplicate key`; err == nil || err.Error() != want {
 		t.Errorf("twice: err = %v, want %q", err, want)
 	}

@@ -1,4 +1,4 @@
-package proxy
+package command
 
 import (
 	"fmt"
@@ -8,19 +8,19 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/shardproxy/shardproxy/proxy/internal/redisinfo"
+	"github.com/shardproxy/shardproxy/proxy/command/internal/redisinfo"
 	"github.com/shardproxy/shardproxy/proxy/proxytest"
 )
 
 // refusedWithKeys are the commands with key specs that the proxy refuses,
 // and why. Every other command with keys must be routed by them.
-var refusedWithKeys = map[string]string{
-	"blpop": whyBlocking, "brpop": whyBlocking, "brpoplpush": whyBlocking, "blmove": whyBlocking,
-	"blmpop": whyBlocking, "bzpopmin": whyBlocking, "bzpopmax": whyBlocking, "bzmpop": whyBlocking,
-	"xread": whyBlocking, "xreadgroup": whyBlocking, // with BLOCK only
-	"ssubscribe": whyPubSub, "sunsubscribe": whyPubSub, "spublish": whyPubSub, // shard channels, not keys
-	"migrate": whyAdmin,
-	"move":    whyDB,
+var refusedWithKeys = map[string]Reason{
+	"blpop": WhyBlocking, "brpop": WhyBlocking, "brpoplpush": WhyBlocking, "blmove": WhyBlocking,
+	"blmpop": WhyBlocking, "bzpopmin": WhyBlocking, "bzpopmax": WhyBlocking, "bzmpop": WhyBlocking,
+	"xread": WhyBlocking, "xreadgroup": WhyBlocking, // with BLOCK only
+	"ssubscribe": WhyPubSub, "sunsubscribe": WhyPubSub, "spublish": WhyPubSub, // shard channels, not keys
+	"migrate": WhyAdmin,
+	"move":    WhyDB,
 }
 
 // The generated table is redis-server's COMMAND INFO: no command or
@@ -52,7 +52,7 @@ func compareCommands(t *testing.T, got, want []redisinfo.Command) {
 	for _, w := range want {
 		g, ok := byName[w.Name]
 		if !ok {
-			t.Errorf("command %s: missing from the table (run go generate ./proxy)", w.Name)
+			t.Errorf("command %s: missing from the table (run go generate ./proxy/command)", w.Name)
 			continue
 		}
 		delete(byName, w.Name)
@@ -248,21 +248,21 @@ func checkGetKeys(t *testing.T, conn *proxytest.Conn, args []string) {
 	for i, a := range args {
 		bargs[i] = []byte(a)
 	}
-	def := lookupCommand(bargs[0])
-	if def != nil && def.subcommands != nil && len(bargs) > 1 {
-		def = def.subcommand(bargs[1])
+	def := Lookup(bargs[0])
+	if def != nil && def.HasSubcommands() && len(bargs) > 1 {
+		def = def.Subcommand(bargs[1])
 	}
 	if def == nil {
 		t.Errorf("%q: the proxy does not know the command", args)
 		return
 	}
 	if r.IsError() && strings.Contains(string(r.Str), "number of arguments") {
-		if def.arityOK(len(args)) {
+		if def.ArityOK(len(args)) {
 			t.Errorf("%q: arity OK for the proxy; redis-server says %s", args, r)
 		}
 		return
 	}
-	if !def.arityOK(len(args)) {
+	if !def.ArityOK(len(args)) {
 		t.Errorf("%q: the proxy refuses the arity; redis-server takes it", args)
 		return
 	}
@@ -274,13 +274,13 @@ func checkGetKeys(t *testing.T, conn *proxytest.Conn, args []string) {
 	}
 	var got []string
 	var pos []int
-	switch def.kind {
-	case splitKeys, splitPairs:
-		for i := 1; i < len(bargs); i += def.step {
+	switch def.Kind {
+	case SplitKeys, SplitPairs:
+		for i := 1; i < len(bargs); i += def.Step {
 			pos = append(pos, i)
 		}
 	default:
-		pos, _ = def.appendKeys(nil, bargs)
+		pos, _ = def.AppendKeys(nil, bargs)
 	}
 	for _, p := range pos {
 		got = append(got, args[p])
@@ -291,22 +291,22 @@ func checkGetKeys(t *testing.T, conn *proxytest.Conn, args []string) {
 	if len(want) == 0 {
 		return
 	}
-	base := strings.SplitN(def.name, "|", 2)[0]
+	base := strings.SplitN(def.Name, "|", 2)[0]
 	switch {
-	case def.kind == unsupported || def.blocks(bargs):
-		why := def.why
-		if def.blocks(bargs) {
-			why = whyBlocking
+	case def.Kind == Unsupported || def.Blocks(bargs):
+		why := def.Why
+		if def.Blocks(bargs) {
+			why = WhyBlocking
 		}
 		if refusedWithKeys[base] != why {
-			t.Errorf("%q: the proxy refuses a command with keys (%s)", args, why)
+			t.Errorf("%q: the proxy refuses a command with keys (reason %d)", args, why)
 		}
-	case def.kind == routeKey, def.kind == splitKeys, def.kind == splitPairs, def.name == "watch":
+	case def.Kind == RouteKey, def.Kind == SplitKeys, def.Kind == SplitPairs, def.Name == "watch":
 		if why, listed := refusedWithKeys[base]; listed && !def.blockOption {
-			t.Errorf("%q: routed, but listed as refused (%s)", args, why)
+			t.Errorf("%q: routed, but listed as refused (reason %d)", args, why)
 		}
 	default:
-		t.Errorf("%q: a command with keys has kind %d, not routed by its keys", args, def.kind)
+		t.Errorf("%q: a command with keys has kind %d, not routed by its keys", args, def.Kind)
 	}
 }
 

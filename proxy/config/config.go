@@ -1,4 +1,4 @@
-package proxy
+package config
 
 // This file reads nutcracker.yml. It accepts what nutcracker 0.5.0's
 // src/nc_conf.c accepts and rejects what it rejects, so that a user's file
@@ -20,12 +20,12 @@ package proxy
 //	redis_auth_file: PATH  the Redis password is the content of the file at
 //	                       PATH, read when the config is loaded, trailing
 //	                       "\r" and "\n" removed. A relative PATH is relative
-//	                       to the config file's directory (LoadConfig) or to
-//	                       the working directory (ParseConfig).
+//	                       to the config file's directory (ParseFile) or to
+//	                       the working directory (Parse).
 //	redis_auth_env: NAME   the Redis password is the value of the
 //	                       environment variable NAME when the config is loaded.
 //	kubernetes_service: S  find the pool's servers through the EndpointSlices
-//	                       of the headless Service S (see PoolConfig).
+//	                       of the headless Service S (see Pool).
 //	kubernetes_namespace: N  S's namespace, when not shardproxy's own.
 //	kubernetes_port: P     with kubernetes_service and no servers list, every
 //	kubernetes_weight: W   pod of S is a server on port P (6379) with weight
@@ -78,6 +78,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -91,14 +92,14 @@ type Config struct {
 	// Pools are in nutcracker's pool order: by name, a shorter name first,
 	// then bytewise (nutcracker sorts pools by name with string_compare).
 	// This is the order of the pools in nutcracker's stats.
-	Pools []PoolConfig
+	Pools []Pool
 }
 
-// PoolConfig is one pool: a listen address and the servers behind it. The
+// Pool is one pool: a listen address and the servers behind it. The
 // YAML key of each field is nutcracker's directive name. Unless noted, a
 // field holds the directive's value, or nutcracker's default when the
 // directive is absent.
-type PoolConfig struct {
+type Pool struct {
 	// Name is the pool's key in the file.
 	Name string
 	// Listen is the listen directive as written: "host:port" (IPv6
@@ -177,13 +178,13 @@ type PoolConfig struct {
 	// means 1.
 	KubernetesWeight int
 	// ClientOutputBufferLimit (client_output_buffer_limit, ours) bounds the
-	// replies a client of the pool may leave unread;
-	// DefaultClientOutputBufferLimit when absent.
+	// replies a client of the pool may leave unread; "64mb 16mb 60" when
+	// absent (defaultClientOutputBufferLimit).
 	ClientOutputBufferLimit OutputBufferLimit
 	// Servers are in nutcracker's server order (hashring.SortNodes): by ring
 	// name, shorter first, then bytewise. A server's index in this slice is
 	// its index in the ring.
-	Servers []ServerConfig
+	Servers []Server
 }
 
 // OutputBufferLimit is Redis' client-output-buffer-limit for one client's
@@ -199,17 +200,18 @@ type OutputBufferLimit struct {
 	SoftTime time.Duration
 }
 
-// DefaultClientOutputBufferLimit ("64mb 16mb 60") keeps one client from
+// defaultClientOutputBufferLimit ("64mb 16mb 60") keeps one client from
 // making a proxy in a 256 MiB container (deploy/) hold more than a quarter
 // of it: the Go heap may grow to twice what is live before it is collected.
-// A client's batches hold about 4 MB of replies (output.go), so one that
-// reads them is closed only for a value of 64 MB or more, a first batch of
-// 16 values of 4 MB, or a value of 16 MB or more left unread for a minute.
-var DefaultClientOutputBufferLimit = OutputBufferLimit{Hard: 64 << 20, Soft: 16 << 20, SoftTime: 60 * time.Second}
+// A client's batches hold about 4 MB of replies (proxy/output.go), so one
+// that reads them is closed only for a value of 64 MB or more, a first
+// batch of 16 values of 4 MB, or a value of 16 MB or more left unread for a
+// minute.
+var defaultClientOutputBufferLimit = OutputBufferLimit{Hard: 64 << 20, Soft: 16 << 20, SoftTime: 60 * time.Second}
 
-// ServerConfig is one line of a pool's servers list:
+// Server is one line of a pool's servers list:
 // "host:port:weight [name]" or "/path/to.sock:weight [name]".
-type ServerConfig struct {
+type Server struct {
 	// Name is the ring name (hashring.Node.RingName): the explicit name, or
 	// else Addr, or the host alone for port 11211, or the path and ":" for a
 	// unix socket. It is the key of the server in the stats.
@@ -235,7 +237,7 @@ type ServerConfig struct {
 }
 
 // Node returns the server as hashring sees it.
-func (s ServerConfig) Node() hashring.Node {
+func (s Server) Node() hashring.Node {
 	n := hashring.Node{Addr: s.Addr, Weight: s.Weight}
 	if s.ExplicitName {
 		n.Name = s.Name
@@ -268,19 +270,17 @@ const (
 	defaultServerFailureLimit = 2
 )
 
-// LoadConfig reads and parses the config file at path. Errors name the path.
-func LoadConfig(path string) (*Config, error) {
-	data, err := readFileLimit(path, maxConfigSize)
-	if err != nil {
-		return nil, err
-	}
-	return ParseConfigFile(path, data)
+// ReadFile reads the config file at path, as start-up and every reload do:
+// a regular file (or a symlink to one, as in a Kubernetes ConfigMap volume)
+// of at most 4 MiB (maxConfigSize). A FIFO or a device is refused, not
+// read: it could block or never end. Errors name the path.
+func ReadFile(path string) ([]byte, error) {
+	return readFileLimit(path, maxConfigSize)
 }
 
-// ParseConfigFile parses data read from path: relative paths in it are
-// relative to path's directory and errors name path. A watcher that has
-// already read the file uses it instead of LoadConfig.
-func ParseConfigFile(path string, data []byte) (*Config, error) {
+// ParseFile parses data read from path (by ReadFile): relative paths in it
+// are relative to path's directory and errors name path.
+func ParseFile(path string, data []byte) (*Config, error) {
 	cfg, err := parseConfig(data, filepath.Dir(path))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
@@ -288,9 +288,9 @@ func ParseConfigFile(path string, data []byte) (*Config, error) {
 	return cfg, nil
 }
 
-// ParseConfig parses the contents of a nutcracker.yml. A relative
+// Parse parses the contents of a nutcracker.yml. A relative
 // redis_auth_file is read from the working directory.
-func ParseConfig(data []byte) (*Config, error) {
+func Parse(data []byte) (*Config, error) {
 	return parseConfig(data, "")
 }
 
@@ -298,7 +298,9 @@ func ParseConfig(data []byte) (*Config, error) {
 // Kubernetes mounts secrets), refusing one larger than limit; a FIFO or a
 // device could block or never end. Errors name the path.
 func readFileLimit(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
+	// Without O_NONBLOCK, opening a FIFO waits for a writer, before Stat
+	// can tell that it is one; a regular file reads the same either way.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -376,7 +378,7 @@ func parseConfig(data []byte, dir string) (*Config, error) {
 	}
 
 	// Pool checks, then checks across pools, as in conf_post_validate.
-	cfg := &Config{Pools: make([]PoolConfig, 0, len(builders))}
+	cfg := &Config{Pools: make([]Pool, 0, len(builders))}
 	for _, b := range builders {
 		pc, err := b.finish(dir)
 		if err != nil {
@@ -595,7 +597,7 @@ func hasKey(n *yaml.Node, key string) bool {
 
 // poolBuilder collects one pool's directives.
 type poolBuilder struct {
-	pc   PoolConfig
+	pc   Pool
 	line int
 	seen map[string]bool // directives given, for duplicates
 
@@ -607,13 +609,13 @@ type poolBuilder struct {
 
 // parsedServer is a servers entry and its index in the file.
 type parsedServer struct {
-	ServerConfig
+	Server
 	index int
 }
 
 func newPoolBuilder(name *yaml.Node) *poolBuilder {
 	return &poolBuilder{
-		pc: PoolConfig{
+		pc: Pool{
 			Name:               name.Value,
 			Hash:               defaultHash,
 			Distribution:       defaultDistribution,
@@ -622,7 +624,7 @@ func newPoolBuilder(name *yaml.Node) *poolBuilder {
 			ServerRetryTimeout: defaultServerRetryTimeout,
 			ServerFailureLimit: defaultServerFailureLimit,
 
-			ClientOutputBufferLimit: DefaultClientOutputBufferLimit,
+			ClientOutputBufferLimit: defaultClientOutputBufferLimit,
 		},
 		line:        name.Line,
 		seen:        map[string]bool{},
@@ -1100,7 +1102,7 @@ func (b *poolBuilder) addServer(value string) error {
 	case weight == 0:
 		return bad("weight must be at least 1")
 	}
-	s := ServerConfig{Addr: addr, Weight: weight, ExplicitName: named, Name: name}
+	s := Server{Addr: addr, Weight: weight, ExplicitName: named, Name: name}
 	if unix {
 		s.Network, s.DialAddr = "unix", addr
 	} else {
@@ -1121,13 +1123,13 @@ func (b *poolBuilder) addServer(value string) error {
 		return bad("the name after the last space is empty")
 	}
 	s.Name = s.Node().RingName()
-	b.servers = append(b.servers, parsedServer{ServerConfig: s, index: index})
+	b.servers = append(b.servers, parsedServer{Server: s, index: index})
 	return nil
 }
 
 // finish checks the pool as nutcracker's conf_validate_pool does, then
 // shardproxy's own rules, resolves the password and sorts the servers.
-func (b *poolBuilder) finish(dir string) (PoolConfig, error) {
+func (b *poolBuilder) finish(dir string) (Pool, error) {
 	pc := b.pc
 	if pc.Listen == "" {
 		return pc, b.errorf("listen", "missing")
@@ -1224,9 +1226,9 @@ func (b *poolBuilder) finish(dir string) (PoolConfig, error) {
 		nodes[i] = s.Node()
 	}
 	hashring.SortNodes(nodes)
-	pc.Servers = make([]ServerConfig, len(nodes))
+	pc.Servers = make([]Server, len(nodes))
 	for i, n := range nodes {
-		pc.Servers[i] = byName[n.RingName()].ServerConfig
+		pc.Servers[i] = byName[n.RingName()].Server
 	}
 	return pc, nil
 }
@@ -1235,7 +1237,7 @@ func (b *poolBuilder) finish(dir string) (PoolConfig, error) {
 // no two pools share a name or a listen string (nutcracker checks listen
 // strings first; a pool given twice reads better as such). Also no two pools
 // may have the same listen address (ours).
-func checkPools(pools []PoolConfig, builders []*poolBuilder) error {
+func checkPools(pools []Pool, builders []*poolBuilder) error {
 	byName := map[string]int{}
 	for i, p := range pools {
 		if j, ok := byName[p.Name]; ok {
@@ -1263,8 +1265,8 @@ func checkPools(pools []PoolConfig, builders []*poolBuilder) error {
 
 // sortPools sorts pools into nutcracker's order: by name, shorter first, then
 // bytewise (string_compare). Names are unique.
-func sortPools(pools []PoolConfig) {
-	slices.SortFunc(pools, func(a, b PoolConfig) int {
+func sortPools(pools []Pool) {
+	slices.SortFunc(pools, func(a, b Pool) int {
 		if len(a.Name) != len(b.Name) {
 			return len(a.Name) - len(b.Name)
 		}

@@ -1,4 +1,4 @@
-package proxy
+package config
 
 import (
 	"fmt"
@@ -61,20 +61,20 @@ func FuzzParseConfig(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		cfg, err := ParseConfig(data)
+		cfg, err := Parse(data)
 		if err != nil {
 			if cfg != nil || err.Error() == "" {
-				t.Fatalf("ParseConfig = %v, %q", cfg, err)
+				t.Fatalf("Parse = %v, %q", cfg, err)
 			}
 			return
 		}
 		checkConfigInvariants(t, cfg)
 		checkConfigRings(t, cfg)
-		// What ParseConfig accepts, written back as nutcracker YAML, parses
+		// What Parse accepts, written back as nutcracker YAML, parses
 		// to the same Config.
-		again, err := ParseConfig(formatConfig(cfg))
+		again, err := Parse(formatConfig(cfg))
 		if err != nil {
-			t.Fatalf("ParseConfig(formatConfig(cfg)): %v\n%s", err, formatConfig(cfg))
+			t.Fatalf("Parse(formatConfig(cfg)): %v\n%s", err, formatConfig(cfg))
 		}
 		if !reflect.DeepEqual(again, cfg) {
 			t.Fatalf("round trip:\n got %+v\nwant %+v", again, cfg)
@@ -178,14 +178,14 @@ func TestFormatConfigRoundTrip(t *testing.T) {
 	t.Setenv("SHARDPROXY_TEST_REDIS_PASSWORD", "hunter2")
 	n := 0
 	for _, path := range configCorpusFiles(t) {
-		cfg, err := LoadConfig(path)
+		cfg, err := loadConfig(path)
 		if err != nil {
 			continue
 		}
 		n++
-		again, err := ParseConfig(formatConfig(cfg))
+		again, err := Parse(formatConfig(cfg))
 		if err != nil {
-			t.Fatalf("%s: ParseConfig(formatConfig(cfg)): %v\n%s", path, err, formatConfig(cfg))
+			t.Fatalf("%s: Parse(formatConfig(cfg)): %v\n%s", path, err, formatConfig(cfg))
 		}
 		if !reflect.DeepEqual(again, cfg) {
 			t.Errorf("%s: round trip:\n got %+v\nwant %+v", path, again, cfg)

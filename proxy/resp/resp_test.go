@@ -1,4 +1,4 @@
-package proxy
+package resp
 
 import (
 	"bytes"
@@ -9,8 +9,8 @@ import (
 // parseAll feeds data to a parser in pieces cut at the given offsets, as a
 // client socket would deliver them, and returns the commands' arguments.
 func parseAll(data []byte, cuts []int) (cmds [][]string, err error) {
-	var p requestParser
-	var cmd parsedCommand
+	var p Parser
+	var cmd Command
 	buf := []byte{}
 	start := 0
 	prev := 0
@@ -18,7 +18,7 @@ func parseAll(data []byte, cuts []int) (cmds [][]string, err error) {
 		buf = append(buf, data[prev:cut]...)
 		prev = cut
 		for {
-			n, err := p.next(buf[start:], &cmd)
+			n, err := p.Next(buf[start:], &cmd)
 			if err != nil {
 				return cmds, err
 			}
@@ -26,9 +26,9 @@ func parseAll(data []byte, cuts []int) (cmds [][]string, err error) {
 				break
 			}
 			start += n
-			if len(cmd.args) > 0 {
+			if len(cmd.Args) > 0 {
 				var args []string
-				for _, a := range cmd.args {
+				for _, a := range cmd.Args {
 					args = append(args, string(a))
 				}
 				cmds = append(cmds, args)
@@ -89,13 +89,13 @@ func TestReplyScanner(t *testing.T) {
 		stream = append(stream, r...)
 	}
 	for cut := 0; cut <= len(stream); cut++ {
-		var s replyScanner
+		var s ReplyScanner
 		var got []string
 		buf := append([]byte{}, stream[:cut]...)
 		start := 0
 		feed := func() {
 			for {
-				n, err := s.scan(buf[start:])
+				n, err := s.Scan(buf[start:])
 				if err != nil {
 					t.Fatalf("cut %d: %v", cut, err)
 				}
@@ -114,8 +114,8 @@ func TestReplyScanner(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"?\r\n", "$-2\r\n", "*x\r\n", "\r\n"} {
-		var s replyScanner
-		if _, err := s.scan([]byte(bad)); err == nil {
+		var s ReplyScanner
+		if _, err := s.Scan([]byte(bad)); err == nil {
 			t.Errorf("scan(%q): no error", bad)
 		}
 	}
@@ -149,12 +149,12 @@ func FuzzReplyScanner(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var s replyScanner
-		n, err := s.scan(data)
+		var s ReplyScanner
+		n, err := s.Scan(data)
 		if err == nil && (n < 0 || n > len(data)) {
 			t.Fatalf("scan(%q) = %d", data, n)
 		}
-		if err == nil && n > 0 && replyLen(data[:n]) != n {
+		if err == nil && n > 0 && ReplyLen(data[:n]) != n {
 			t.Fatalf("scan(%q) = %d, but the reply alone does not scan to its length", data, n)
 		}
 	})
@@ -162,13 +162,91 @@ func FuzzReplyScanner(f *testing.F) {
 
 func BenchmarkRequestParser(b *testing.B) {
 	data := []byte("*3\r\n$3\r\nSET\r\n$16\r\nkey:000000000001\r\n$16\r\nvalue:0000000001\r\n")
-	var p requestParser
-	var cmd parsedCommand
+	var p Parser
+	var cmd Command
 	b.ReportAllocs()
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
-		if n, err := p.next(data, &cmd); n != len(data) || err != nil {
+		if n, err := p.Next(data, &cmd); n != len(data) || err != nil {
 			b.Fatal(n, err)
 		}
+	}
+}
+
+func TestAppend(t *testing.T) {
+	tests := []struct {
+		name string
+		got  []byte
+		want string
+	}{
+		{"command", AppendCommand(nil, []byte("SET"), []byte("k"), []byte("")), "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n"},
+		{"no args", AppendCommand(nil), "*0\r\n"},
+		{"error", AppendError(nil, "ERR a\r\nb"), "-ERR a  b\r\n"},
+		{"ok", AppendOK(nil), "+OK\r\n"},
+		{"int", AppendInt(nil, 7), ":7\r\n"},
+		{"negative int", AppendInt(nil, -12345678901), ":-12345678901\r\n"},
+		{"array", AppendArray(nil, 14), "*14\r\n"},
+		{"null array", AppendArray(nil, -1), "*-1\r\n"},
+		{"bulk", AppendBulk(nil, []byte("a\r\nb")), "$4\r\na\r\nb\r\n"},
+		{"empty bulk", AppendBulk(nil, nil), "$0\r\n\r\n"},
+		{"bulk string", AppendBulkString(nil, "redis"), "$5\r\nredis\r\n"},
+		{"null", AppendNull(nil), "$-1\r\n"},
+		{"appends", AppendInt([]byte("+OK\r\n"), 0), "+OK\r\n:0\r\n"},
+	}
+	for _, tc := range tests {
+		if string(tc.got) != tc.want {
+			t.Errorf("%s: got %q, want %q", tc.name, tc.got, tc.want)
+		}
+	}
+}
+
+func TestParseInteger(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{":12\r\n", 12, true},
+		{":-3\r\n", -3, true},
+		{":12\r\n:1\r\n", 0, false}, // one reply exactly
+		{":\r\n", 0, false},
+		{":x\r\n", 0, false},
+		{"+12\r\n", 0, false},
+		{":12", 0, false},
+	}
+	for _, tc := range tests {
+		if got, ok := ParseInteger([]byte(tc.in)); got != tc.want || ok != tc.ok {
+			t.Errorf("ParseInteger(%q) = %d, %v, want %d, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+	if !IsError([]byte("-ERR x\r\n")) || IsError([]byte("+OK\r\n")) || IsError(nil) {
+		t.Error("IsError: wrong answer")
+	}
+}
+
+// Parsing a request and scanning a reply allocate nothing once the
+// parser's slices have grown.
+func TestParseAllocatesNothing(t *testing.T) {
+	req := []byte("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\nGET \"k\"\r\n")
+	reply := []byte("*2\r\n$1\r\na\r\n*1\r\n:1\r\n")
+	buf := make([]byte, len(req))
+	var p Parser
+	var cmd Command
+	var s ReplyScanner
+	parse := func() {
+		copy(buf, req) // an inline command is unescaped in place
+		for rest := buf; len(rest) > 0; {
+			n, err := p.Next(rest, &cmd)
+			if n == 0 || err != nil {
+				t.Fatal(n, err)
+			}
+			rest = rest[n:]
+		}
+		if n, err := s.Scan(reply); n != len(reply) || err != nil {
+			t.Fatal(n, err)
+		}
+	}
+	if n := testing.AllocsPerRun(100, parse); n != 0 {
+		t.Errorf("%v allocations, want 0", n)
 	}
 }

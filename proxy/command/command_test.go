@@ -1,0 +1,54 @@
+package command
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+func TestAppendSortPatterns(t *testing.T) {
+	tests := []struct {
+		line string
+		want []int
+	}{
+		{"SORT k", nil},
+		{"SORT k BY w_* GET # GET o_*->f", []int{3, 5, 7}},
+		{"sort k limit 0 10 by w_* desc alpha get o_*", []int{6, 10}},
+		{"SORT k STORE d GET o_*", []int{5}},
+		{"SORT_RO k GET o_*", []int{3}},
+		{"SORT_RO k STORE d GET o_*", nil}, // STORE is a syntax error for SORT_RO
+		{"SORT k GET o_* NOSUCH GET p_*", []int{3}},
+		{"SORT k GET", nil},
+		{"GET k", nil},
+	}
+	for _, tc := range tests {
+		var args [][]byte
+		for _, a := range strings.Fields(tc.line) {
+			args = append(args, []byte(a))
+		}
+		got := Lookup(args[0]).AppendSortPatterns([]int{1}, args)[1:]
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("AppendSortPatterns(%q) = %v, want %v", tc.line, got, tc.want)
+		}
+	}
+}
+
+func TestLookup(t *testing.T) {
+	for _, name := range []string{"get", "GET", "GeoRadiusByMember_RO"} {
+		if c := Lookup([]byte(name)); c == nil || !strings.EqualFold(c.Name, name) {
+			t.Errorf("Lookup(%q) = %v", name, c)
+		}
+	}
+	for _, name := range []string{"", "nosuch", strings.Repeat("g", 100)} {
+		if c := Lookup([]byte(name)); c != nil {
+			t.Errorf("Lookup(%q) = %q, want nil", name, c.Name)
+		}
+	}
+	object := Lookup([]byte("OBJECT"))
+	if !object.HasSubcommands() || object.Subcommand([]byte("Encoding")).Name != "object|encoding" || object.Subcommand([]byte("x")) != nil {
+		t.Errorf("OBJECT's subcommands are not found")
+	}
+	if Lookup([]byte("get")).HasSubcommands() {
+		t.Errorf("GET has subcommands")
+	}
+}

@@ -1,0 +1,187 @@
+package proxy
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+
+	"github.com/shardproxy/shardproxy/proxy/command"
+	"github.com/shardproxy/shardproxy/proxy/resp"
+)
+
+// The error replies the proxy writes itself, each without its leading '-'
+// (resp.AppendError adds it). Where Redis answers the same situation, the
+// text is Redis' own, so that clients and their libraries recognise it; the
+// proxy's own errors start with ERR and name shardproxy or the pool. A
+// request a server could not answer gets "ERR server <name>: <cause>",
+// made with the server connection that knows the cause (pool.go).
+
+// Commands and their arguments, as redis-server words them.
+const (
+	msgNoAuth     = "NOAUTH Authentication required."
+	msgWrongPass  = "WRONGPASS invalid username-password pair or user is disabled."
+	msgNoPassword = "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"
+	msgNoProto    = "NOPROTO sorry, this protocol version is not supported."
+	msgCrossSlot  = "CROSSSLOT Keys in request don't hash to the same slot"
+	msgSyntax     = "ERR syntax error"
+	msgNotInteger = "ERR value is not an integer or out of range"
+
+	msgProtoNotInteger = "ERR Protocol version is not an integer or out of range"
+	msgBadClientName   = "ERR Client names cannot contain spaces, newlines or special characters."
+	msgBadClientID     = "ERR client-id should be greater than 0"
+	msgNoSuchClient    = "ERR No such client"
+	msgUnblockReason   = "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR"
+	msgNoRedirectID    = "ERR The client ID you want redirect to does not exist"
+	msgMaxClients      = "ERR max number of clients reached"
+)
+
+// Transactions, as redis-server words them.
+const (
+	msgNestedMulti         = "ERR MULTI calls can not be nested"
+	msgExecWithoutMulti    = "ERR EXEC without MULTI"
+	msgDiscardWithoutMulti = "ERR DISCARD without MULTI"
+	msgWatchInMulti        = "ERR WATCH inside MULTI is not allowed"
+	msgExecAbort           = "EXECABORT Transaction discarded because of previous errors."
+)
+
+// The proxy's own.
+const (
+	msgNoServer       = "ERR no server of this pool is available (all are ejected)"
+	msgSplitBadReply  = "ERR unexpected reply from a server to a split command"
+	msgFanOutDiffer   = "ERR the servers of this pool gave different replies"
+	msgFanOutBadReply = "ERR unexpected reply from a server to a command sent to every server"
+)
+
+// errRequestTooLarge is a request over maxRequestLen, answered as the
+// parser's protocol errors are ("ERR Protocol error: ...").
+var errRequestTooLarge = resp.ProtocolError("request is too large")
+
+// wrongArity is Redis' reply to a command with too few or too many
+// arguments.
+func wrongArity(name string) string {
+	return "ERR wrong number of arguments for '" + strings.ToLower(name) + "' command"
+}
+
+// unknownCommand is Redis' reply to a command it does not have: the name
+// (at most 128 bytes) and the first arguments, quoted, each cut to what is
+// left of 128 bytes for all of them.
+func unknownCommand(args [][]byte) string {
+	var b strings.Builder
+	b.WriteString("ERR unknown command '")
+	b.Write(quoted(args[0], 128))
+	b.WriteString("', with args beginning with: ")
+	n := 0 // bytes of the quoted arguments so far
+	for _, a := range args[1:] {
+		if n >= 128 {
+			break
+		}
+		a = quoted(a, 128-n)
+		b.WriteByte('\'')
+		b.Write(a)
+		b.WriteString("' ")
+		n += len(a) + 3
+	}
+	return b.String()
+}
+
+// quoted is an argument as Redis quotes it in an error reply, through C's
+// "%.*s": up to its first NUL byte, and at most max bytes (max < 0: any
+// number).
+func quoted(a []byte, max int) []byte {
+	if i := bytes.IndexByte(a, 0); i >= 0 {
+		a = a[:i]
+	}
+	if max >= 0 && len(a) > max {
+		a = a[:max]
+	}
+	return a
+}
+
+// unknownSubcommand is Redis' reply to a container command (OBJECT, ...)
+// with a subcommand it does not have.
+func unknownSubcommand(args [][]byte) string {
+	return unknownSubcommandOf(strings.ToUpper(string(args[0])), args[1])
+}
+
+// unknownSubcommandOf is unknownSubcommand for the container named
+// container (in upper case).
+func unknownSubcommandOf(container string, sub []byte) string {
+	return "ERR unknown subcommand '" + string(quoted(sub, 128)) + "'. Try " + container + " HELP."
+}
+
+// helloBadOption is Redis' reply to a HELLO option it does not take.
+func helloBadOption(opt []byte) string {
+	return "ERR Syntax error in HELLO option '" + string(quoted(opt, -1)) + "'"
+}
+
+// unknownClientType is Redis' reply to CLIENT KILL TYPE with another type.
+func unknownClientType(typ []byte) string {
+	return "ERR Unknown client type '" + string(quoted(typ, -1)) + "'"
+}
+
+// noSuchUser is Redis' reply to CLIENT KILL USER with a user it does not
+// have.
+func noSuchUser(user []byte) string {
+	return "ERR No such user '" + string(quoted(user, -1)) + "'"
+}
+
+// clientUnblockUsage is Redis' reply to CLIENT UNBLOCK with too many
+// arguments.
+func clientUnblockUsage(sub []byte) string {
+	return "ERR unknown subcommand or wrong number of arguments for '" + string(quoted(sub, 128)) + "'. Try CLIENT HELP."
+}
+
+// dbOutOfRange answers SELECT of another database than the pool's.
+func dbOutOfRange(db int) string {
+	return fmt.Sprintf("ERR DB index is out of range: this pool serves only db %d (redis_db)", db)
+}
+
+// notInMulti answers a command the proxy answers itself inside MULTI,
+// where the server of the transaction would have to queue it.
+func notInMulti(name string) string {
+	return "ERR '" + name + "' is not allowed inside MULTI by shardproxy"
+}
+
+// fanOutInMulti answers a fan-out command inside MULTI: a transaction runs
+// on one server.
+func fanOutInMulti(name string) string {
+	return notInMulti(name) + ": it goes to every server"
+}
+
+// refusal is the reply to a command the proxy does not serve, and why.
+func refusal(name, why string) string {
+	return "ERR unsupported command '" + name + "' in shardproxy: " + why
+}
+
+// unsupportedCommand is refusal for an Unsupported command of the table.
+func unsupportedCommand(c *command.Spec) string {
+	return refusal(c.Name, reasons[c.Why])
+}
+
+// The reasons given for unsupported commands.
+const (
+	whyAllServers = "it needs every server, and shardproxy routes each request by its key"
+	whyBlocking   = "blocking commands would hold a shared server connection"
+	whyPubSub     = "publish/subscribe is not proxied"
+	whyAdmin      = "administrative commands must be sent to each Redis server directly"
+	whyDB         = "the pool's database is set by redis_db"
+)
+
+// reasons words the command table's reasons for refusing a command.
+var reasons = [...]string{
+	command.WhyAllServers: whyAllServers,
+	command.WhyBlocking:   whyBlocking,
+	command.WhyPubSub:     whyPubSub,
+	command.WhyAdmin:      whyAdmin,
+	command.WhyDB:         whyDB,
+}
+
+// The reasons given for refused subcommands and options.
+const (
+	whyScriptKill = "a busy server reads nothing more from the connection whose script it runs, " +
+		"and that connection is shared; send it to the Redis server directly"
+	whyScriptDebug  = "script debugging needs a connection of its own; use redis-cli --ldb against the Redis server directly"
+	whyPerServer    = "each server has its own answer; send it to each Redis server directly"
+	whyClientReply  = "only CLIENT REPLY ON is supported"
+	whyClientTracks = "only CLIENT TRACKING OFF is supported (client-side caching is not supported by shardproxy)"
+)

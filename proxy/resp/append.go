@@ -1,0 +1,50 @@
+package resp
+
+import "github.com/tidwall/redcon"
+
+// Encoders append one RESP2 value to dst and return the extended slice, as
+// strconv's Append functions do, so a caller reuses one buffer for a whole
+// batch of replies. Where redcon has the encoder, it writes the bytes.
+
+// AppendCommand appends args as a request: an array of bulk strings.
+func AppendCommand(dst []byte, args ...[]byte) []byte {
+	dst = AppendArray(dst, len(args))
+	for _, a := range args {
+		dst = AppendBulk(dst, a)
+	}
+	return dst
+}
+
+// AppendError appends an error reply. msg starts with the error code ("ERR
+// ...", "WRONGTYPE ..."); a CR or LF in it, which would end the reply
+// early, is written as a space.
+func AppendError(dst []byte, msg string) []byte {
+	dst = append(dst, '-')
+	for i := 0; i < len(msg); i++ {
+		if b := msg[i]; b == '\r' || b == '\n' {
+			dst = append(dst, ' ')
+		} else {
+			dst = append(dst, b)
+		}
+	}
+	return append(dst, '\r', '\n')
+}
+
+// AppendOK appends the status reply +OK.
+func AppendOK(dst []byte) []byte { return redcon.AppendOK(dst) }
+
+// AppendInt appends an integer reply.
+func AppendInt(dst []byte, n int64) []byte { return redcon.AppendInt(dst, n) }
+
+// AppendArray appends the header of an array of n elements; the elements
+// follow.
+func AppendArray(dst []byte, n int) []byte { return redcon.AppendArray(dst, n) }
+
+// AppendBulk appends b as a bulk string.
+func AppendBulk(dst, b []byte) []byte { return redcon.AppendBulk(dst, b) }
+
+// AppendBulkString appends s as a bulk string.
+func AppendBulkString(dst []byte, s string) []byte { return redcon.AppendBulkString(dst, s) }
+
+// AppendNull appends the null bulk string, $-1, RESP2's nil.
+func AppendNull(dst []byte) []byte { return redcon.AppendNull(dst) }
