@@ -4,52 +4,20 @@ import (
 	"cmp"
 	"net"
 	"strconv"
-	"sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/shardproxy/shardproxy/hashring"
 	"github.com/shardproxy/shardproxy/proxy/config"
 )
 
-// serverAddress is where a server is dialled. For a server of a pool with
-// kubernetes_service whose host is a pod name it follows that pod's entry in
-// the Service's EndpointSlices; otherwise it is the configured address.
-type serverAddress struct {
-	// unusable is why requests cannot go to the server now (no address
-	// yet, pod not ready or terminating), nil when they can. The request
-	// path reads it with one atomic load.
-	unusable atomic.Pointer[string]
-
-	mu        sync.Mutex // guards the fields below
-	dial      string
-	source    string // "config" or "endpointslice/<name>"
-	changedAt time.Time
-}
-
-func (a *serverAddress) init(sc config.Server, service string) {
-	a.changedAt = time.Now()
+// initAddress sets where a new upstream of sc, a server of a pool with
+// kubernetes_service service ("" for none), is dialled: at the configured
+// address, or, for a pod, nowhere until discovery says where the pod is.
+func initAddress(a *serverAddress, sc config.Server, service string) {
 	if sc.Pod == "" || service == "" {
-		a.dial, a.source = sc.DialAddr, "config"
+		a.set(sc.DialAddr, "config", "")
 		return
 	}
-	a.source = "endpointslice"
-	reason := "pod " + sc.Pod + " is not in the EndpointSlices of service " + service + " yet"
-	a.unusable.Store(&reason)
-}
-
-// unavailable returns why the server cannot take requests now, or "".
-func (a *serverAddress) unavailable() string {
-	if r := a.unusable.Load(); r != nil {
-		return *r
-	}
-	return ""
-}
-
-func (a *serverAddress) dialAddr() string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.dial
+	a.set("", "endpointslice", "pod "+sc.Pod+" is not in the EndpointSlices of service "+service+" yet")
 }
 
 // PodAddress is what discovery knows about one pod of a Service.
@@ -60,43 +28,23 @@ type PodAddress struct {
 	Slice  string // the EndpointSlice it came from
 }
 
-// update points the address at pa (the port stays the configured one) and
-// reports whether the dial address and the usability changed.
-func (a *serverAddress) update(sc config.Server, pa PodAddress, found bool) (moved, usableChanged bool) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	wasUsable := a.unusable.Load() == nil
-	dial := a.dial
-	var reason string
+// podAddress is where the pod server sc is dialled, given what discovery
+// knows of its pod (found: whether the pod is in the Service's
+// EndpointSlices): the port stays the configured one. dial and source are
+// "" when they stay as they are; reason is why the server cannot take
+// requests, "" when it can.
+func podAddress(sc config.Server, pa PodAddress, found bool) (dial, source, reason string) {
 	switch {
 	case !found:
-		reason = "pod " + sc.Pod + " is not in the Service's EndpointSlices"
+		return "", "", "pod " + sc.Pod + " is not in the Service's EndpointSlices"
 	case pa.IP == "":
-		reason = "pod " + sc.Pod + " has no address"
-	default:
-		dial = net.JoinHostPort(pa.IP, strconv.Itoa(sc.Port))
-		if !pa.Usable {
-			reason = "pod " + sc.Pod + " is " + pa.Reason
-		}
-		a.source = "endpointslice/" + pa.Slice
+		return "", "", "pod " + sc.Pod + " has no address"
 	}
-	if reason == "" {
-		a.unusable.Store(nil)
-	} else {
-		a.unusable.Store(&reason)
+	dial, source = net.JoinHostPort(pa.IP, strconv.Itoa(sc.Port)), "endpointslice/"+pa.Slice
+	if !pa.Usable {
+		reason = "pod " + sc.Pod + " is " + pa.Reason
 	}
-	moved = dial != a.dial
-	if moved || wasUsable != (reason == "") {
-		a.changedAt = time.Now()
-	}
-	a.dial = dial
-	return moved, wasUsable != (reason == "")
-}
-
-func (a *serverAddress) status() (addr, source string, changedAt time.Time) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.dial, a.source, a.changedAt
+	return dial, source, reason
 }
 
 // SetPodAddresses tells the pools that find their servers through the
@@ -129,6 +77,7 @@ func (s *Server) SetPodAddresses(namespace, service string, pods map[string]PodA
 				continue
 			}
 			s.applyPods(next, pods, false)
+			next.activate()
 			s.replacePool(p, next)
 			s.logger.Info("pool members changed", "pool", p.cfg.Name, "servers", len(next.servers))
 			continue
@@ -146,7 +95,7 @@ func (s *Server) applyPods(p *pool, pods map[string]PodAddress, logs bool) {
 			continue
 		}
 		pa, found := pods[srv.cfg.Pod]
-		moved, usableChanged := srv.address.update(srv.cfg, pa, found)
+		moved, usableChanged := srv.address.set(podAddress(srv.cfg, pa, found))
 		if !logs {
 			rebuild = rebuild || usableChanged
 			continue
@@ -154,7 +103,7 @@ func (s *Server) applyPods(p *pool, pods map[string]PodAddress, logs bool) {
 		addr, source, _ := srv.address.status()
 		if moved {
 			s.logger.Info("server address changed", "pool", p.cfg.Name, "server", srv.cfg.Name, "pod", srv.cfg.Pod, "addr", addr, "source", source)
-			srv.closeConns()
+			srv.up.reset("server moved")
 		}
 		if usableChanged {
 			if why := srv.address.unavailable(); why != "" {
@@ -236,19 +185,4 @@ func (s *Server) namespace(cfg *config.Pool) string {
 		return cfg.KubernetesNamespace
 	}
 	return s.defaultNamespace
-}
-
-// closeConns closes the server's connections so that the next request
-// dials its current address.
-func (srv *server) closeConns() {
-	for _, b := range srv.conns {
-		b.reset("server moved")
-	}
-	srv.txConns.mu.Lock()
-	idle := srv.txConns.idle
-	srv.txConns.idle = nil
-	srv.txConns.mu.Unlock()
-	for _, d := range idle {
-		d.close()
-	}
 }

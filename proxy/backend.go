@@ -1,60 +1,34 @@
 package proxy
 
 import (
-	"bufio"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"os"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/shardproxy/shardproxy/proxy/config"
 	"github.com/shardproxy/shardproxy/proxy/resp"
 )
 
-// replySlot receives one reply from a server. The client that owns it waits
-// for its batch; the server connection's reader fills it and counts it done.
-type replySlot struct {
-	buf   []byte
-	batch *batch
-	sent  time.Time // when the request was submitted, for the latency histogram
-	size  int       // the request's bytes, for out_queue_bytes
-	// to, when set, is the client the reply is written to directly: the
-	// slot is its whole batch and the client is not waiting for it.
-	to *client
+// replySink receives the reply to one request from the server connection
+// that sent it. deliver gets the reply's bytes, which are valid only during
+// the call; fail gets an error reply's message ("ERR ...") when the request
+// got no reply. Either runs on the connection's reader or on whoever
+// submitted the request, and must not block.
+type replySink interface {
+	deliver(reply []byte)
+	fail(msg string)
 }
 
-// batch counts the replies a client still waits for. The client holds one
-// extra count while it submits, so done is signalled exactly once per batch
-// and only after everything was submitted.
-type batch struct {
-	pending atomic.Int32
-	done    chan struct{}
-	// held counts the bytes of the batch's large replies, which readers
-	// stop keeping once they reach hard, the client's hard output buffer
-	// limit (0: none), set before the batch is submitted (output.go).
-	held atomic.Int64
-	hard int64
-}
-
-func (s *replySlot) complete() {
-	if s.batch.pending.Add(-1) == 0 {
-		s.batch.done <- struct{}{}
-	}
-}
-
-// fail completes the slot with an error reply.
-func (s *replySlot) fail(msg string) {
-	s.buf = resp.AppendError(s.buf[:0], msg)
-	if s.to != nil {
-		s.to.deliver(s.buf)
-		return
-	}
-	s.complete()
+// waiter is a request a server connection owes a reply: where the reply
+// goes, when the request was submitted, for the latency histogram, and its
+// size, for out_queue_bytes.
+type waiter struct {
+	to   replySink
+	sent time.Time
+	size int
 }
 
 // connState is where a server connection is in its life.
@@ -71,17 +45,17 @@ const (
 const (
 	minBackoff = 100 * time.Millisecond
 	maxBackoff = 2 * time.Second
-	// defaultDialTimeout bounds a dial when the pool sets no timeout.
-	defaultDialTimeout = 5 * time.Second
 )
 
-// backendConn is one connection to a server, shared by every client of the
-// pool. Clients append whole batches of requests; whoever finds no write in
-// progress writes everything queued so far, so under load many clients'
-// requests leave in one syscall. A single reader matches replies to the
-// queue of slots in order.
+// backendConn is one connection to an upstream, shared by every client of
+// the pools that use it. Clients append whole batches of requests; whoever
+// finds no write in progress writes everything queued so far, so under load
+// many clients' requests leave in one syscall. A single reader matches
+// replies to the queue of waiters in order. It knows no client and no
+// pool: its upstream gives it the dialer, the address, the settings, the
+// counters and the health it reports to.
 type backendConn struct {
-	srv *server
+	up *upstream
 
 	mu       sync.Mutex // guards everything below
 	state    connState
@@ -91,23 +65,25 @@ type backendConn struct {
 	gen      uint64     // bumped on every new connection, so stale failures are ignored
 	wbuf     []byte     // requests not yet written
 	spare    []byte
-	queue    slotQueue // every slot submitted and not yet answered, in order
+	queue    waiterQueue // every request submitted and not yet answered, in order
 	flushing bool
 	unsent   int64 // requests in wbuf
 	unsentB  int64 // their bytes
 	retryAt  time.Time
 	backoff  time.Duration
 	lastErr  string
-	closed   bool // the pool is gone: fail everything, dial nothing
+	closed   bool // no pool uses it any more: fail everything, dial nothing
 }
 
-// submit queues requests (their bytes and one slot per request) and makes
-// sure they get written.
-func (b *backendConn) submit(reqs []byte, slots []*replySlot) {
-	if why := b.srv.address.unavailable(); why != "" {
-		msg := b.srv.errText(why)
-		b.srv.pool.stats.ForwardError.Add(int64(len(slots)))
-		for _, s := range slots {
+// submit queues requests (their bytes, and where each reply goes) and
+// makes sure they get written; sizes are the requests' sizes in reqs, and
+// sent is when the client submitted them.
+func (b *backendConn) submit(reqs []byte, to []replySink, sizes []int, sent time.Time) {
+	up := b.up
+	if why := up.address.unavailable(); why != "" {
+		msg := up.errText(why)
+		up.config.Load().forwardErrors.Add(int64(len(to)))
+		for _, s := range to {
 			s.fail(msg)
 		}
 		return
@@ -118,7 +94,7 @@ func (b *backendConn) submit(reqs []byte, slots []*replySlot) {
 		if time.Now().Before(b.retryAt) || b.closed {
 			msg := b.lastErr
 			b.mu.Unlock()
-			for _, s := range slots {
+			for _, s := range to {
 				s.fail(msg)
 			}
 			return
@@ -127,8 +103,9 @@ func (b *backendConn) submit(reqs []byte, slots []*replySlot) {
 	case connIdle:
 		if b.closed {
 			b.mu.Unlock()
-			for _, s := range slots {
-				s.fail(b.srv.errText("connection closed"))
+			msg := up.errText("connection closed")
+			for _, s := range to {
+				s.fail(msg)
 			}
 			return
 		}
@@ -136,17 +113,19 @@ func (b *backendConn) submit(reqs []byte, slots []*replySlot) {
 	}
 	wasEmpty := b.queue.len() == 0
 	b.wbuf = append(b.wbuf, reqs...)
-	b.queue.push(slots)
-	b.unsent += int64(len(slots))
+	b.queue.push(to, sizes, sent)
+	b.unsent += int64(len(to))
 	b.unsentB += int64(len(reqs))
-	st := b.srv.stats
-	st.OutQueue.Add(int64(len(slots)))
+	st := &up.stats
+	st.OutQueue.Add(int64(len(to)))
 	st.OutQueueBytes.Add(int64(len(reqs)))
-	st.InQueue.Add(int64(len(slots)))
+	st.InQueue.Add(int64(len(to)))
 	st.InQueueBytes.Add(int64(len(reqs)))
 	if b.state == connConnected {
-		if wasEmpty && b.srv.pool.cfg.Timeout > 0 {
-			b.conn.SetReadDeadline(time.Now().Add(b.srv.pool.cfg.Timeout))
+		if wasEmpty {
+			if t := up.config.Load().timeout; t > 0 {
+				b.conn.SetReadDeadline(time.Now().Add(t))
+			}
 		}
 		if !b.flushing {
 			b.flushLocked()
@@ -171,7 +150,7 @@ func (b *backendConn) flushLocked() {
 		b.spare = nil
 		b.dropUnsentLocked()
 		b.mu.Unlock()
-		if t := b.srv.pool.cfg.Timeout; t > 0 {
+		if t := b.up.config.Load().timeout; t > 0 {
 			conn.SetWriteDeadline(time.Now().Add(t))
 		}
 		_, err := sock.Write(out)
@@ -192,29 +171,18 @@ func (b *backendConn) startDialLocked() {
 	go b.dial()
 }
 
-// dial connects, authenticates and selects the pool's database before any
-// client request is written, so that AUTH always precedes SELECT (nutcracker
-// sends SELECT first and loses it against a password-protected server).
+// dial connects (the dialer authenticates and selects the database)
+// before any client request is written.
 func (b *backendConn) dial() {
-	srv := b.srv
-	cfg := srv.pool.cfg
-	timeout := cfg.Timeout
-	if timeout <= 0 {
-		timeout = defaultDialTimeout
-	}
-	addr := srv.address.dialAddr()
-	conn, err := net.DialTimeout(srv.cfg.Network, addr, timeout)
-	if err == nil {
-		err = handshake(conn, cfg, timeout)
-		if err != nil {
-			conn.Close()
-		}
-	}
+	up := b.up
+	cfg := up.config.Load()
+	addr := up.address.dialAddr()
+	conn, err := up.dialer.dial(addr, cfg.timeout)
 
 	b.mu.Lock()
 	if err == nil && b.closed {
 		conn.Close()
-		err = errors.New("pool closed")
+		err = errors.New("connection closed")
 	}
 	if err != nil {
 		b.state = connBackoff
@@ -224,42 +192,39 @@ func (b *backendConn) dial() {
 			b.backoff *= 2
 		}
 		b.retryAt = time.Now().Add(b.backoff)
-		b.lastErr = srv.errText(describe(err))
-		slots := b.queue.drain()
+		b.lastErr = up.errText(describe(err))
+		waiters := b.queue.drain()
 		b.wbuf = b.wbuf[:0]
 		b.dropUnsentLocked()
 		msg := b.lastErr
 		b.mu.Unlock()
-		unqueue(srv.stats, slots)
-		srv.stats.ServerErr.Add(1)
-		srv.pool.srv.logger.Warn("server connect failed", "pool", cfg.Name, "server", srv.cfg.Name, "addr", addr, "err", err)
-		srv.pool.stats.ForwardError.Add(int64(len(slots)))
+		unqueue(&up.stats, waiters)
+		up.stats.ServerErr.Add(1)
+		cfg.logger.Warn("server connect failed", "addr", addr, "err", err)
+		cfg.forwardErrors.Add(int64(len(waiters)))
 		// Count the failure (and eject) before answering, so a client's
 		// next request already sees the rebuilt ring.
-		srv.failed()
-		for _, s := range slots {
-			s.fail(msg)
+		up.failed()
+		for _, w := range waiters {
+			w.to.fail(msg)
 		}
 		return
 	}
-	if tcp, ok := conn.(*net.TCPConn); ok {
-		tcp.SetNoDelay(true)
-	}
 	if b.backoff > 0 {
-		srv.pool.srv.logger.Info("server reachable again", "pool", cfg.Name, "server", srv.cfg.Name, "addr", addr)
+		cfg.logger.Info("server reachable again", "addr", addr)
 	} else {
-		srv.pool.srv.logger.Debug("server connected", "pool", cfg.Name, "server", srv.cfg.Name, "addr", addr)
+		cfg.logger.Debug("server connected", "addr", addr)
 	}
 	b.state = connConnected
 	b.conn, b.addr = conn, addr
 	b.sock = newRawSocket(conn)
 	b.gen++
 	b.backoff = 0
-	srv.stats.Connections.Add(1)
-	srv.pool.srv.stats.TotalConnections.Add(1)
+	up.stats.Connections.Add(1)
+	cfg.totalConnections.Add(1)
 	go b.readLoop(conn, b.sock, b.gen)
-	if b.queue.len() > 0 && cfg.Timeout > 0 {
-		conn.SetReadDeadline(time.Now().Add(cfg.Timeout))
+	if b.queue.len() > 0 && cfg.timeout > 0 {
+		conn.SetReadDeadline(time.Now().Add(cfg.timeout))
 	}
 	if !b.flushing {
 		b.flushLocked()
@@ -267,58 +232,14 @@ func (b *backendConn) dial() {
 	b.mu.Unlock()
 }
 
-// handshake authenticates and selects the database on a new connection.
-func handshake(conn net.Conn, cfg *config.Pool, timeout time.Duration) error {
-	var req []byte
-	n := 0
-	if cfg.RedisAuth != "" {
-		req = resp.AppendCommand(req, []byte("AUTH"), []byte(cfg.RedisAuth))
-		n++
-	}
-	if cfg.RedisDB > 0 {
-		req = resp.AppendCommand(req, []byte("SELECT"), fmt.Appendf(nil, "%d", cfg.RedisDB))
-		n++
-	}
-	if n == 0 {
-		return nil
-	}
-	conn.SetDeadline(time.Now().Add(timeout))
-	defer conn.SetDeadline(time.Time{})
-	if _, err := conn.Write(req); err != nil {
-		return err
-	}
-	rd := bufio.NewReader(conn)
-	for i := 0; i < n; i++ {
-		line, err := rd.ReadString('\n')
-		if err != nil {
-			return err
-		}
-		if len(line) > 0 && line[0] == '-' {
-			what := "AUTH"
-			if cfg.RedisAuth == "" || i == 1 {
-				what = "SELECT"
-			}
-			return fmt.Errorf("%s refused: %s", what, trimCRLF(line[1:]))
-		}
-	}
-	return nil
-}
-
-func trimCRLF(s string) string {
-	for len(s) > 0 && (s[len(s)-1] == '\n' || s[len(s)-1] == '\r') {
-		s = s[:len(s)-1]
-	}
-	return s
-}
-
 // readLoop matches replies to the queue in order until the connection ends.
 func (b *backendConn) readLoop(conn net.Conn, sock *rawSocket, gen uint64) {
-	srv := b.srv
+	up := b.up
 	buf := make([]byte, 16<<10)
 	start, end := 0, 0
 	var scanner resp.ReplyScanner
 	var ends []int
-	var slots []*replySlot
+	var waiters []waiter
 	for {
 		n, err := sock.Read(buf[end:])
 		end += n
@@ -343,8 +264,8 @@ func (b *backendConn) readLoop(conn net.Conn, sock *rawSocket, gen uint64) {
 				b.fail(gen, errors.New("reply without a request"))
 				return
 			}
-			slots = b.queue.pop(slots[:0], len(ends))
-			if t := srv.pool.cfg.Timeout; t > 0 {
+			waiters = b.queue.pop(waiters[:0], len(ends))
+			if t := up.config.Load().timeout; t > 0 {
 				if b.queue.len() > 0 {
 					conn.SetReadDeadline(time.Now().Add(t))
 				} else {
@@ -352,28 +273,19 @@ func (b *backendConn) readLoop(conn net.Conn, sock *rawSocket, gen uint64) {
 				}
 			}
 			b.mu.Unlock()
-			unqueue(srv.stats, slots)
-			srv.stats.Responses.Add(int64(len(slots)))
-			srv.stats.ResponseBytes.Add(int64(start - first))
-			srv.ok()
+			unqueue(&up.stats, waiters)
+			up.stats.Responses.Add(int64(len(waiters)))
+			up.stats.ResponseBytes.Add(int64(start - first))
+			up.ok()
 			now := time.Now()
 			from := first
-			for i, s := range slots {
+			for i, w := range waiters {
 				reply := buf[from:ends[i]]
 				from = ends[i]
-				srv.stats.Latency.Observe(now.Sub(s.sent))
-				if s.to != nil {
-					s.to.deliver(reply)
-					continue
-				}
-				if len(reply) >= largeReply && !s.batch.hold(len(reply)) {
-					s.buf = s.buf[:0] // the client is over its hard limit and will be closed
-				} else {
-					s.buf = append(s.buf[:0], reply...)
-				}
-				s.complete()
+				up.stats.Latency.Observe(now.Sub(w.sent))
+				w.to.deliver(reply)
 			}
-			clear(slots)
+			clear(waiters)
 		}
 		if err != nil {
 			b.fail(gen, err)
@@ -405,8 +317,8 @@ func (b *backendConn) dropUnsentLocked() {
 	if b.unsent == 0 {
 		return
 	}
-	b.srv.stats.InQueue.Add(-b.unsent)
-	b.srv.stats.InQueueBytes.Add(-b.unsentB)
+	b.up.stats.InQueue.Add(-b.unsent)
+	b.up.stats.InQueueBytes.Add(-b.unsentB)
 	b.unsent, b.unsentB = 0, 0
 }
 
@@ -428,44 +340,45 @@ func (b *backendConn) endLocked(gen uint64, err error, failure bool) {
 	if gen != b.gen || b.state != connConnected {
 		return
 	}
-	srv := b.srv
+	up := b.up
 	b.conn.Close()
 	b.conn, b.sock = nil, nil
 	b.state = connIdle
 	b.wbuf = b.wbuf[:0]
 	b.dropUnsentLocked()
-	slots := b.queue.drain()
-	srv.stats.Connections.Add(-1)
-	unqueue(srv.stats, slots)
+	waiters := b.queue.drain()
+	up.stats.Connections.Add(-1)
+	unqueue(&up.stats, waiters)
 	var ne net.Error
 	switch {
 	case !failure:
 	case errors.As(err, &ne) && ne.Timeout():
-		srv.stats.ServerTimedout.Add(1)
+		up.stats.ServerTimedout.Add(1)
 	case errors.Is(err, io.EOF):
-		srv.stats.ServerEOF.Add(1)
+		up.stats.ServerEOF.Add(1)
 	default:
-		srv.stats.ServerErr.Add(1)
+		up.stats.ServerErr.Add(1)
 	}
-	msg := srv.errText(describe(err))
-	// Complete the slots without the lock: a client may be waiting on them
+	msg := up.errText(describe(err))
+	cfg := up.config.Load()
+	// Answer the waiters without the lock: a client may be waiting on them
 	// and the reader may be blocked on this mutex.
 	b.mu.Unlock()
 	if !b.closed {
-		srv.pool.srv.logger.Warn("server connection lost", "pool", srv.pool.cfg.Name, "server", srv.cfg.Name, "addr", b.addr, "err", err, "failed_requests", len(slots))
+		cfg.logger.Warn("server connection lost", "addr", b.addr, "err", err, "failed_requests", len(waiters))
 	}
-	srv.pool.stats.ForwardError.Add(int64(len(slots)))
+	cfg.forwardErrors.Add(int64(len(waiters)))
 	if failure {
-		srv.failed() // before answering, as in dial
+		up.failed() // before answering, as in dial
 	}
-	for _, s := range slots {
-		s.fail(msg)
+	for _, w := range waiters {
+		w.to.fail(msg)
 	}
 	b.mu.Lock()
 }
 
-// close ends the connection for good: used when a reload or shutdown drops
-// the server.
+// close ends the connection for good: used when no pool uses it any more,
+// and at shutdown.
 func (b *backendConn) close() {
 	b.mu.Lock()
 	b.closed = true
@@ -473,6 +386,13 @@ func (b *backendConn) close() {
 		b.endLocked(b.gen, errors.New("server removed"), false)
 	}
 	b.mu.Unlock()
+}
+
+// idle reports whether no request waits on the connection.
+func (b *backendConn) idle() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.queue.len() == 0
 }
 
 // reset closes the connection, if any, without counting a failure, and
@@ -510,15 +430,17 @@ func describe(err error) string {
 	return err.Error()
 }
 
-// slotQueue is a FIFO of slots that reuses its storage.
-type slotQueue struct {
-	buf  []*replySlot
+// waiterQueue is a FIFO of waiters that reuses its storage.
+type waiterQueue struct {
+	buf  []waiter
 	head int
 }
 
-func (q *slotQueue) len() int { return len(q.buf) - q.head }
+func (q *waiterQueue) len() int { return len(q.buf) - q.head }
 
-func (q *slotQueue) push(slots []*replySlot) {
+// push appends a waiter for each of to, of the size at the same index in
+// sizes, all sent at sent.
+func (q *waiterQueue) push(to []replySink, sizes []int, sent time.Time) {
 	if q.head > 0 && q.head == len(q.buf) {
 		q.buf, q.head = q.buf[:0], 0
 	} else if q.head > 1024 && q.head*2 > len(q.buf) {
@@ -526,20 +448,22 @@ func (q *slotQueue) push(slots []*replySlot) {
 		clear(q.buf[n:])
 		q.buf, q.head = q.buf[:n], 0
 	}
-	q.buf = append(q.buf, slots...)
+	for i, s := range to {
+		q.buf = append(q.buf, waiter{to: s, sent: sent, size: sizes[i]})
+	}
 }
 
-// pop appends the n oldest slots to dst and removes them.
-func (q *slotQueue) pop(dst []*replySlot, n int) []*replySlot {
+// pop appends the n oldest waiters to dst and removes them.
+func (q *waiterQueue) pop(dst []waiter, n int) []waiter {
 	dst = append(dst, q.buf[q.head:q.head+n]...)
 	clear(q.buf[q.head : q.head+n])
 	q.head += n
 	return dst
 }
 
-// drain removes and returns every slot.
-func (q *slotQueue) drain() []*replySlot {
-	out := append([]*replySlot(nil), q.buf[q.head:]...)
+// drain removes and returns every waiter.
+func (q *waiterQueue) drain() []waiter {
+	out := append([]waiter(nil), q.buf[q.head:]...)
 	clear(q.buf)
 	q.buf, q.head = q.buf[:0], 0
 	return out

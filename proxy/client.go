@@ -79,7 +79,68 @@ type stage struct {
 	srv   *server
 	conn  *backendConn
 	buf   []byte
-	slots []*replySlot
+	slots []replySink // the replySlot of each request
+	sizes []int       // the size of each request in buf
+}
+
+// add records that the request at buf[start:] has its reply go to s.
+func (st *stage) add(s *replySlot, start int) {
+	st.slots = append(st.slots, s)
+	st.sizes = append(st.sizes, len(st.buf)-start)
+}
+
+// replySlot receives one reply from a server: it is the client's
+// replySink. The client that owns it waits for its batch; the server
+// connection's reader fills it and counts it done.
+type replySlot struct {
+	buf   []byte
+	batch *batch
+	// to, when set, is the client the reply is written to directly: the
+	// slot is its whole batch and the client is not waiting for it.
+	to *client
+}
+
+// batch counts the replies a client still waits for. The client holds one
+// extra count while it submits, so done is signalled exactly once per batch
+// and only after everything was submitted.
+type batch struct {
+	pending atomic.Int32
+	done    chan struct{}
+	// held counts the bytes of the batch's large replies, which readers
+	// stop keeping once they reach hard, the client's hard output buffer
+	// limit (0: none), set before the batch is submitted (output.go).
+	held atomic.Int64
+	hard int64
+}
+
+func (s *replySlot) complete() {
+	if s.batch.pending.Add(-1) == 0 {
+		s.batch.done <- struct{}{}
+	}
+}
+
+// deliver copies the reply into the slot, or writes a direct reply.
+func (s *replySlot) deliver(reply []byte) {
+	if s.to != nil {
+		s.to.deliver(reply)
+		return
+	}
+	if len(reply) >= largeReply && !s.batch.hold(len(reply)) {
+		s.buf = s.buf[:0] // the client is over its hard limit and will be closed
+	} else {
+		s.buf = append(s.buf[:0], reply...)
+	}
+	s.complete()
+}
+
+// fail completes the slot with an error reply.
+func (s *replySlot) fail(msg string) {
+	s.buf = resp.AppendError(s.buf[:0], msg)
+	if s.to != nil {
+		s.to.deliver(s.buf)
+		return
+	}
+	s.complete()
 }
 
 func newClient(s *Server, l *listener, p *pool, conn net.Conn) *client {
@@ -241,7 +302,7 @@ func (c *client) newSlot() *replySlot {
 	}
 	s := c.slots[c.nslots]
 	c.nslots++
-	s.buf, s.to, s.size = s.buf[:0], nil, 0
+	s.buf, s.to = s.buf[:0], nil
 	return s
 }
 
@@ -276,7 +337,7 @@ func (c *client) stageFor(srv *server) *stage {
 	}
 	st := &c.stages[len(c.stages)-1]
 	st.srv, st.conn = srv, srv.pick()
-	st.buf, st.slots = st.buf[:0], st.slots[:0]
+	st.buf, st.slots, st.sizes = st.buf[:0], st.slots[:0], st.sizes[:0]
 	return st
 }
 
@@ -290,8 +351,7 @@ func (c *client) forward(srv *server, cmd *resp.Command) *replySlot {
 		st.buf = append(st.buf, cmd.Raw...)
 	}
 	s := c.newSlot()
-	s.size = len(st.buf) - start
-	st.slots = append(st.slots, s)
+	st.add(s, start)
 	return s
 }
 
@@ -318,12 +378,9 @@ func (c *client) submit() {
 
 // send hands the stage's requests to its server connection.
 func (st *stage) send(now time.Time) {
-	for _, s := range st.slots {
-		s.sent = now
-	}
 	st.srv.stats.Requests.Add(int64(len(st.slots)))
 	st.srv.stats.RequestBytes.Add(int64(len(st.buf)))
-	st.conn.submit(st.buf, st.slots)
+	st.conn.submit(st.buf, st.slots, st.sizes, now)
 }
 
 // releaseStages empties the batch's stages for the next batch.
@@ -343,8 +400,9 @@ func (c *client) releaseStages() {
 // them to the client in request order.
 func (c *client) finishBatch() error {
 	if c.canAnswerDirect() {
+		slot := c.calls[0].slot
 		c.endBatch() // first: the slot belongs to the server's reader once submitted
-		c.submitDirect()
+		c.submitDirect(slot)
 		return nil
 	}
 	c.submit()

@@ -42,11 +42,11 @@ func (c *client) canAnswerDirect() bool {
 		len(c.stages) == 1 && len(c.stages[0].slots) == 1
 }
 
-// submitDirect hands the batch's single request to its server connection,
-// whose reader will answer the client.
-func (c *client) submitDirect() {
+// submitDirect hands the batch's single request, whose reply goes to slot,
+// to its server connection, whose reader will answer the client.
+func (c *client) submitDirect(slot *replySlot) {
 	st := &c.stages[0]
-	st.slots[0].to = c
+	slot.to = c
 	c.direct.size = 0
 	c.direct.state.Store(directOutstanding)
 	st.send(time.Now())

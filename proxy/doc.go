@@ -18,6 +18,10 @@
 //	errors.go    the error replies the proxy writes itself, in Redis'
 //	             wording where Redis has one
 //	backend.go   shared server connections: write queue, reply reader
+//	dedicated.go connections pinned to one client at a time
+//	dialer.go    the one dialer: connect, AUTH, SELECT
+//	registry.go  upstreams: connections, health, ejection and counters
+//	             that outlive a config
 //	direct.go    a lone request's reply written by the server's reader
 //	output.go    backpressure and client_output_buffer_limit
 //	rawsock.go   socket reads and writes as raw non-blocking syscalls
@@ -44,8 +48,21 @@
 // Reload builds the new pools (and any new listener) before it swaps
 // anything; each client picks up its listener's current pool at the start
 // of its next batch, so a batch in flight finishes on the servers it
-// started with, and replaced pools close their connections once idle. A
-// pool with kubernetes_service dials each pod server at the address
+// started with. What outlives a config lives in the Server's registry of
+// upstreams, one per server connection target (pool, network, address,
+// redis_auth, redis_db): shared and dedicated connections, pinned ones
+// tracked, the failure count, the ejection and the timer that ends it, and
+// the counters. A new pool takes its servers' upstreams from the registry,
+// so a server that a reload or a Kubernetes membership change keeps keeps
+// its connections and health, and an ejection ends in the ring of whichever
+// pool serves then. Upstreams and connections no pool uses any more close
+// once idle; Shutdown closes all of them, pinned ones included, so no
+// client is left waiting on a server that stopped answering. A server
+// connection knows no client and no pool: its upstream hands it the
+// dialer, the address, the pool's settings, counters and a logger, and it
+// hands each reply to a replySink, which is the client's reply slot.
+//
+// A pool with kubernetes_service dials each pod server at the address
 // SetPodAddresses last gave; its ring keeps hashing the configured names,
 // so a pod that moves keeps its keys.
 //

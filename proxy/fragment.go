@@ -101,8 +101,7 @@ func (c *client) split(def *command.Spec, cmd *resp.Command) {
 			k++
 		}
 		slot := c.newSlot()
-		slot.size = len(st.buf) - start
-		st.slots = append(st.slots, slot)
+		st.add(slot, start)
 		f.subs[j] = slot
 	}
 	c.calls = append(c.calls, call{frag: f})

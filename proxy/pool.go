@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -24,34 +25,28 @@ type pool struct {
 	ejectMu sync.Mutex // serialises ring rebuilds after ejections
 }
 
-// server is one configured server while it serves: its connections, its
-// health and its counters. config.Server is what the file says; this is what
-// is live.
+// server is one configured server while it serves: its place in the ring
+// and the upstream it reaches. config.Server is what the file says; this is
+// what is live. Its connections, health and counters are the upstream's,
+// which the registry keeps across configs.
 type server struct {
 	pool  *pool
 	cfg   config.Server
 	index int
-	conns []*backendConn
-	next  atomic.Uint32 // round robin over conns
+	up    *upstream
+	upCfg *upstreamConfig // what the pool hands up once it serves
+	conns []*backendConn  // the first server_connections of up's
+	next  atomic.Uint32   // round robin over conns
 
-	// stats and health outlive a reload that keeps the server (same pool,
-	// name and address), so counters and ejections carry over.
-	stats   *stats.Server
-	health  *serverHealth
-	address serverAddress
-	txConns dedicatedPool
-}
-
-// serverHealth is a server's failure count and ejection, for auto_eject_hosts.
-type serverHealth struct {
-	failures     atomic.Int32 // consecutive failures
-	ejectedUntil atomic.Int64 // unix nanoseconds; 0 when live
-	ejectedAt    atomic.Int64 // unix microseconds of the last ejection, as nutcracker reports it
+	stats   *stats.Server  // up's
+	health  *serverHealth  // up's
+	address *serverAddress // up's
 }
 
 // newPool builds a pool. prev is the pool of the same name in the config
-// it replaces, or nil; servers it shares with prev keep their counters and
-// health.
+// it replaces, or nil; the pool keeps its counters. Servers take their
+// upstreams from the registry, so a server a reload keeps keeps its
+// connections, health and counters; the pool holds them until release.
 func newPool(srv *Server, cfg *config.Pool, prev *pool) (*pool, error) {
 	nodes := make([]hashring.Node, len(cfg.Servers))
 	for i, s := range cfg.Servers {
@@ -70,37 +65,75 @@ func newPool(srv *Server, cfg *config.Pool, prev *pool) (*pool, error) {
 		p.stats = prev.stats
 	}
 	p.ring.Store(ring)
+	n := max(cfg.ServerConnections, 1)
+	seen := map[upstreamKey]int{}
 	for i, sc := range cfg.Servers {
-		s := &server{pool: p, cfg: sc, index: i, stats: new(stats.Server), health: new(serverHealth)}
-		if old := prev.server(sc); old != nil {
-			s.stats, s.health = old.stats, old.health
+		s := &server{pool: p, cfg: sc, index: i}
+		key := p.keyFor(sc)
+		key.nth = seen[key]
+		seen[key]++
+		s.upCfg = p.configFor(sc)
+		var created bool
+		s.up, s.conns, created = srv.registry.acquire(key, n, s.upCfg)
+		if created {
+			initAddress(&s.up.address, sc, cfg.KubernetesService)
 		}
-		s.address.init(sc, cfg.KubernetesService)
-		n := cfg.ServerConnections
-		if n < 1 {
-			n = 1
-		}
-		s.conns = make([]*backendConn, n)
-		for j := range s.conns {
-			s.conns[j] = &backendConn{srv: s}
-		}
+		s.stats, s.health, s.address = &s.up.stats, &s.up.health, &s.up.address
 		p.servers = append(p.servers, s)
 	}
 	p.rebuildRing()
 	return p, nil
 }
 
-// server returns p's server with the same name and address as sc, or nil.
-func (p *pool) server(sc config.Server) *server {
-	if p == nil {
-		return nil
+// keyFor is the key of sc's upstream, but for nth.
+func (p *pool) keyFor(sc config.Server) upstreamKey {
+	key := upstreamKey{pool: p.cfg.Name, network: sc.Network, addr: cmp.Or(sc.DialAddr, sc.Addr), auth: p.cfg.RedisAuth, db: p.cfg.RedisDB}
+	if sc.Pod != "" {
+		key.service = p.srv.namespace(p.cfg) + "/" + p.cfg.KubernetesService
 	}
+	return key
+}
+
+// configFor is what the pool hands the upstream of sc.
+func (p *pool) configFor(sc config.Server) *upstreamConfig {
+	prefix := fmt.Sprintf("ERR server %s (%s): ", sc.Name, sc.Addr)
+	if sc.Name == sc.Addr {
+		prefix = fmt.Sprintf("ERR server %s: ", sc.Name)
+	}
+	return &upstreamConfig{
+		timeout:          p.cfg.Timeout,
+		autoEject:        p.cfg.AutoEjectHosts,
+		failureLimit:     int32(max(p.cfg.ServerFailureLimit, 1)),
+		retryTimeout:     p.cfg.ServerRetryTimeout,
+		errPrefix:        prefix,
+		logger:           p.srv.logger.With("pool", p.cfg.Name, "server", sc.Name),
+		forwardErrors:    &p.stats.ForwardError,
+		ejects:           &p.stats.ServerEjects,
+		totalConnections: &p.srv.stats.TotalConnections,
+		ringChanged:      p.rebuildRing,
+	}
+}
+
+// activate makes p the pool its upstreams report to: from now on they use
+// its settings and counters, and their ejections rebuild its ring. Called
+// as p starts to serve, after which it is the upstreams' current pool.
+func (p *pool) activate() {
 	for _, s := range p.servers {
-		if s.cfg.Name == sc.Name && s.cfg.Addr == sc.Addr && s.cfg.Network == sc.Network {
-			return s
+		s.up.config.Store(s.upCfg)
+		if !p.cfg.AutoEjectHosts {
+			s.health.forgive()
 		}
 	}
-	return nil
+}
+
+// release gives p's upstreams back to the registry, once p no longer
+// serves, and returns the shared connections no pool uses any more.
+func (p *pool) release() []*backendConn {
+	var unused []*backendConn
+	for _, s := range p.servers {
+		unused = append(unused, p.srv.registry.release(s.up, len(s.conns))...)
+	}
+	return unused
 }
 
 // connectAll dials every server connection now (the preconnect option);
@@ -117,85 +150,12 @@ func (p *pool) connectAll() {
 	}
 }
 
-func (p *pool) close() {
-	for _, s := range p.servers {
-		for _, b := range s.conns {
-			b.close()
-		}
-		s.txConns.mu.Lock()
-		idle := s.txConns.idle
-		s.txConns.idle = nil
-		s.txConns.mu.Unlock()
-		for _, d := range idle {
-			d.close()
-		}
-	}
-}
-
-// idle reports whether no request waits on any of the pool's connections.
-func (p *pool) idle() bool {
-	for _, s := range p.servers {
-		if s.stats.OutQueue.Load() > 0 {
-			for _, b := range s.conns {
-				b.mu.Lock()
-				n := b.queue.len()
-				b.mu.Unlock()
-				if n > 0 {
-					return false
-				}
-			}
-		}
-	}
-	return true
-}
-
 // pick returns the connection a client uses for this server in one batch.
 func (s *server) pick() *backendConn {
 	if len(s.conns) == 1 {
 		return s.conns[0]
 	}
 	return s.conns[int(s.next.Add(1))%len(s.conns)]
-}
-
-// errText is the error reply for a request this server could not answer.
-func (s *server) errText(cause string) string {
-	if s.cfg.Name == s.cfg.Addr {
-		return fmt.Sprintf("ERR server %s: %s", s.cfg.Name, cause)
-	}
-	return fmt.Sprintf("ERR server %s (%s): %s", s.cfg.Name, s.cfg.Addr, cause)
-}
-
-// ok records that the server answered, which resets its failure count.
-func (s *server) ok() {
-	if s.health.failures.Load() != 0 {
-		s.health.failures.Store(0)
-	}
-}
-
-// failed records a failed connection. With auto_eject_hosts, the
-// server_failure_limit'th consecutive failure takes the server out of the
-// ring for server_retry_timeout; it comes back without a health check, as in
-// nutcracker.
-func (s *server) failed() {
-	cfg := s.pool.cfg
-	if !cfg.AutoEjectHosts {
-		return
-	}
-	limit := int32(cfg.ServerFailureLimit)
-	if limit < 1 {
-		limit = 1
-	}
-	if s.health.failures.Add(1) < limit {
-		return
-	}
-	s.health.failures.Store(0)
-	now := time.Now()
-	s.health.ejectedUntil.Store(now.Add(cfg.ServerRetryTimeout).UnixNano())
-	s.health.ejectedAt.Store(now.UnixMicro())
-	s.pool.stats.ServerEjects.Add(1)
-	s.pool.srv.logger.Warn("server ejected", "pool", cfg.Name, "server", s.cfg.Name, "retry_in", cfg.ServerRetryTimeout)
-	s.pool.rebuildRing()
-	time.AfterFunc(cfg.ServerRetryTimeout, s.pool.rebuildRing)
 }
 
 // rebuildRing stores a ring over the servers that are not ejected now.
@@ -208,7 +168,7 @@ func (p *pool) rebuildRing() {
 	ejected := make([]bool, len(p.servers))
 	any := false
 	for i, s := range p.servers {
-		if until := s.health.ejectedUntil.Load(); until != 0 {
+		if until := s.health.ejectedUntil.Load(); until != 0 && p.cfg.AutoEjectHosts {
 			if until > now {
 				ejected[i], any = true, true
 			} else {

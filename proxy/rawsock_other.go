@@ -13,6 +13,10 @@ const canRawSyscall = false
 func rawRead(uintptr, []byte) (int, syscall.Errno)  { return 0, syscall.EINVAL }
 func rawWrite(uintptr, []byte) (int, syscall.Errno) { return 0, syscall.EINVAL }
 
-// peerClosed cannot peek at a socket here; a closed connection is found
+// peerCheck cannot peek at a socket here; a closed connection is found
 // when its request fails.
-func peerClosed(net.Conn) bool { return false }
+type peerCheck struct{}
+
+func newPeerCheck(net.Conn) *peerCheck { return &peerCheck{} }
+
+func (*peerCheck) peerClosed() bool { return false }

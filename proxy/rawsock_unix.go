@@ -23,33 +23,52 @@ func rawWrite(fd uintptr, p []byte) (int, syscall.Errno) {
 	return int(n), errno
 }
 
-// peerClosed reports, without waiting, whether the peer of an idle
+// peerCheck tells, without waiting, whether the peer of an idle
 // connection has closed it or sent something unasked: either way the
-// connection cannot carry a request. The net package keeps sockets
+// connection cannot carry a request. It is made once per connection, so
+// that a check allocates nothing. The net package keeps sockets
 // non-blocking, so the peek returns at once.
-func peerClosed(conn net.Conn) bool {
-	sc, ok := conn.(syscall.Conn)
-	if !ok {
-		return false
+type peerCheck struct {
+	rc     syscall.RawConn // nil when the connection has no descriptor
+	err    error           // why rc is missing, if it is
+	buf    [1]byte
+	closed bool
+	peekFn func(fd uintptr) bool // peek, made once
+}
+
+func newPeerCheck(conn net.Conn) *peerCheck {
+	pc := &peerCheck{}
+	if sc, ok := conn.(syscall.Conn); ok {
+		pc.rc, pc.err = sc.SyscallConn()
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
+	pc.peekFn = pc.peek
+	return pc
+}
+
+// peerClosed reports whether the peer closed the connection, or sent
+// something unasked.
+func (pc *peerCheck) peerClosed() bool {
+	if pc.err != nil {
 		return true
 	}
-	closed := false
-	var b [1]byte
-	err = rc.Read(func(fd uintptr) bool {
-		for {
-			_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK)
-			switch err {
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN: // nothing to read: open
-			default: // data, the end of the stream, or an error
-				closed = true
-			}
-			return true
+	if pc.rc == nil {
+		return false
+	}
+	pc.closed = false
+	err := pc.rc.Read(pc.peekFn)
+	return pc.closed || err != nil
+}
+
+func (pc *peerCheck) peek(fd uintptr) bool {
+	for {
+		_, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&pc.buf[0])), 1, syscall.MSG_PEEK, 0, 0)
+		switch errno {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN: // nothing to read: open
+		default: // data, the end of the stream, or an error
+			pc.closed = true
 		}
-	})
-	return closed || err != nil
+		return true
+	}
 }

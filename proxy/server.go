@@ -37,6 +37,10 @@ type Server struct {
 	reloads  atomic.Int64            // successful reloads
 	failed   atomic.Int64            // rejected reloads
 
+	// registry keeps server connections, health and counters across
+	// configs.
+	registry registry
+
 	discovery discoveryState
 	podsMu    sync.Mutex // guards pods
 	pods      map[Service]map[string]PodAddress
@@ -71,6 +75,9 @@ func NewServer(cfg *config.Config, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	for _, p := range pools {
+		p.activate()
+	}
 	s.pools.Store(&pools)
 	return s, nil
 }
@@ -78,17 +85,23 @@ func NewServer(cfg *config.Config, opts Options) (*Server, error) {
 // poolList returns the current pools.
 func (s *Server) poolList() []*pool { return *s.pools.Load() }
 
-// buildPools builds the pools of cfg; prev are the pools it replaces.
-func (s *Server) buildPools(cfg *config.Config, prev []*pool) ([]*pool, error) {
+// buildPools builds the pools of cfg; prev are the pools it replaces. On
+// error the pools built so far give their upstreams back.
+func (s *Server) buildPools(cfg *config.Config, prev []*pool) (pools []*pool, err error) {
 	byName := map[string]*pool{}
 	for _, p := range prev {
 		byName[p.cfg.Name] = p
 	}
-	var pools []*pool
+	defer func() {
+		if err != nil {
+			s.discard(pools)
+			pools = nil
+		}
+	}()
 	for i := range cfg.Pools {
 		pc := &cfg.Pools[i]
 		if !pc.Redis {
-			return nil, fmt.Errorf("pool %q: only redis pools (redis: true) are supported", pc.Name)
+			return pools, fmt.Errorf("pool %q: only redis pools (redis: true) are supported", pc.Name)
 		}
 		if pc.KubernetesService != "" {
 			if pods := s.podsFor(pc); pods != nil {
@@ -97,7 +110,7 @@ func (s *Server) buildPools(cfg *config.Config, prev []*pool) ([]*pool, error) {
 				}
 				p, err := newPool(s, pc, byName[pc.Name])
 				if err != nil {
-					return nil, err
+					return pools, err
 				}
 				s.applyPods(p, pods, false)
 				pools = append(pools, p)
@@ -106,11 +119,18 @@ func (s *Server) buildPools(cfg *config.Config, prev []*pool) ([]*pool, error) {
 		}
 		p, err := newPool(s, pc, byName[pc.Name])
 		if err != nil {
-			return nil, err
+			return pools, err
 		}
 		pools = append(pools, p)
 	}
 	return pools, nil
+}
+
+// discard gives back the upstreams of pools that never served.
+func (s *Server) discard(pools []*pool) {
+	for _, p := range pools {
+		s.registry.closeUnused(p.release(), time.Now())
+	}
 }
 
 // Start listens on every pool's address and starts accepting clients. On
@@ -192,8 +212,11 @@ func (s *Server) switchListeners(pools []*pool, opened map[string]*listener) {
 // Reload replaces the configuration without dropping clients: pools,
 // servers, weights, auth and timeouts change; a pool whose listen address
 // changed moves to a new listener. Each client switches at its next batch,
-// so requests in flight finish on their old servers; connections to the
-// old servers are closed once they are idle. A cfg that cannot be served
+// so requests in flight finish on their old servers. A server the new
+// config keeps (the same address in the same pool, with the same
+// redis_auth and redis_db) keeps its connections, failure count, ejection
+// and counters; connections no pool uses any more are closed once they
+// are idle. A cfg that cannot be served
 // (a listener that does not open, an invalid pool) is rejected whole and
 // the old configuration keeps serving.
 func (s *Server) Reload(cfg *config.Config) error {
@@ -209,15 +232,20 @@ func (s *Server) Reload(cfg *config.Config) error {
 	running, closing := s.running, s.closing
 	s.mu.Unlock()
 	if closing {
+		s.discard(pools)
 		s.failed.Add(1)
 		return errors.New("shutting down")
 	}
 	var opened map[string]*listener
 	if running {
 		if opened, err = s.openListeners(pools); err != nil {
+			s.discard(pools)
 			s.failed.Add(1)
 			return err
 		}
+	}
+	for _, p := range pools {
+		p.activate()
 	}
 	s.pools.Store(&pools)
 	if running {
@@ -255,17 +283,16 @@ const (
 	drainTimeout = 30 * time.Second
 )
 
-// drain closes the connections of replaced pools once nothing waits on
-// them, or after drainTimeout.
+// drain gives back the upstreams of replaced pools and closes the
+// connections that no current pool uses once nothing waits on them, or
+// after drainTimeout.
 func (s *Server) drain(pools []*pool) {
 	time.Sleep(drainDelay)
-	deadline := time.Now().Add(drainTimeout)
+	var unused []*backendConn
 	for _, p := range pools {
-		for !p.idle() && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
-		}
-		p.close()
+		unused = append(unused, p.release()...)
 	}
+	s.registry.closeUnused(unused, time.Now().Add(drainTimeout))
 }
 
 // RejectReload counts a configuration that was refused before it reached
@@ -399,11 +426,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			c.conn.Close()
 		}
 		s.mu.Unlock()
-		// Closing the pools fails requests still waiting on a server, so
-		// their clients return.
-		for _, p := range s.poolList() {
-			p.close()
-		}
+		// Closing every server connection, pinned ones included, fails
+		// requests still waiting on a server, so their clients return.
+		s.registry.close()
 		// Everything a client could wait on has failed; a client that still
 		// does not return must not keep the process from exiting.
 		select {
@@ -415,8 +440,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			s.logger.Error("clients did not end after their connections were closed", "clients", n)
 		}
 	}
-	for _, p := range s.poolList() {
-		p.close()
-	}
+	s.registry.close()
 	return err
 }

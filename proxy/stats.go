@@ -22,12 +22,12 @@ type globalStats struct {
 }
 
 // unqueue takes answered or failed requests out of the server's out_queue.
-func unqueue(st *stats.Server, slots []*replySlot) {
+func unqueue(st *stats.Server, waiters []waiter) {
 	n := 0
-	for _, s := range slots {
-		n += s.size
+	for _, w := range waiters {
+		n += w.size
 	}
-	st.OutQueue.Add(-int64(len(slots)))
+	st.OutQueue.Add(-int64(len(waiters)))
 	st.OutQueueBytes.Add(-int64(n))
 }
 

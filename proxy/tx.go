@@ -2,9 +2,6 @@ package proxy
 
 import (
 	"errors"
-	"net"
-	"sync"
-	"time"
 
 	"github.com/shardproxy/shardproxy/proxy/command"
 	"github.com/shardproxy/shardproxy/proxy/resp"
@@ -32,6 +29,7 @@ type txState struct {
 	aborted   bool // a command could not be queued: EXEC answers EXECABORT
 	watchLost bool // a WATCH died with its connection: EXEC answers null
 	pinned    *dedicatedConn
+	pinnedIdx int    // the index in the pool of pinned's server
 	preamble  []byte // keyless commands queued in MULTI before a key picked the server
 	queued    int    // how many commands preamble holds
 	req       []byte // scratch for the request that pins a connection
@@ -136,7 +134,7 @@ func (c *client) transaction(def *command.Spec, cmd *resp.Command) {
 			return
 		}
 		idx, msg := c.owner(def, cmd.Args)
-		if msg == "" && t.pinned != nil && t.pinned.srv.index != idx {
+		if msg == "" && t.pinned != nil && t.pinnedIdx != idx {
 			msg = msgCrossSlot
 		}
 		if msg != "" {
@@ -258,7 +256,7 @@ func (c *client) txCommand(def *command.Spec, cmd *resp.Command) {
 			return
 		}
 		idx, msg := c.txOwner(def, cmd.Args)
-		if msg == "" && t.pinned != nil && t.pinned.srv.index != idx {
+		if msg == "" && t.pinned != nil && t.pinnedIdx != idx {
 			msg = msgCrossSlot
 		}
 		if msg != "" {
@@ -340,11 +338,6 @@ func appendRequest(dst []byte, cmd *resp.Command) []byte {
 	return append(dst, cmd.Raw...)
 }
 
-// idleConnClosed reports whether an idle dedicated connection was closed
-// by its server. It is a variable so that a test can turn the check off
-// and show that the redial in pin copes on its own.
-var idleConnClosed = peerClosed
-
 // pin takes a dedicated connection to server idx and sends cmd (if not
 // nil) as its first request; in MULTI, MULTI and the commands queued so far
 // go first. It returns the last reply. All of it may be sent again: WATCH,
@@ -371,14 +364,15 @@ func (c *client) pin(idx int, cmd *resp.Command) ([]byte, error) {
 		n++
 	}
 	t.req = req
-	d, err := srv.dedicated()
+	up := srv.up
+	d, err := up.takeDedicated()
 	if err != nil {
-		return nil, errors.New(srv.errText(describe(err)))
+		return nil, errors.New(up.errText(describe(err)))
 	}
 	reply, err := d.do(req, n)
 	if err != nil && d.reused && !isTimeout(err) {
 		d.close()
-		if d, err = srv.dialDedicated(); err == nil {
+		if d, err = up.dialDedicated(); err == nil {
 			reply, err = d.do(req, n)
 		}
 	}
@@ -386,9 +380,9 @@ func (c *client) pin(idx int, cmd *resp.Command) ([]byte, error) {
 		if d != nil {
 			d.close()
 		}
-		return nil, errors.New(srv.errText(describe(err)))
+		return nil, errors.New(up.errText(describe(err)))
 	}
-	t.pinned = d
+	t.pinned, t.pinnedIdx = d, idx
 	t.preamble, t.queued = t.preamble[:0], 0
 	return reply, nil
 }
@@ -405,7 +399,7 @@ func (c *client) pinnedDo(cmd *resp.Command) ([]byte, error) {
 	if err != nil {
 		t.pinned = nil
 		d.close()
-		return nil, errors.New(d.srv.errText(describe(err)))
+		return nil, errors.New(d.up.errText(describe(err)))
 	}
 	return reply, nil
 }
@@ -413,141 +407,3 @@ func (c *client) pinnedDo(cmd *resp.Command) ([]byte, error) {
 // settle submits what the batch staged so far and waits for it, so a
 // command on the pinned connection runs after the commands sent before it.
 func (c *client) settle() { c.submit() }
-
-// dedicatedConn is a connection owned by one client at a time, for
-// transactions. Idle ones are kept per server for reuse.
-type dedicatedConn struct {
-	srv    *server
-	conn   net.Conn
-	buf    []byte
-	reused bool // taken from the idle pool rather than dialled
-}
-
-// maxIdleDedicated bounds the idle dedicated connections kept per server.
-const maxIdleDedicated = 8
-
-type dedicatedPool struct {
-	mu   sync.Mutex // guards idle
-	idle []*dedicatedConn
-}
-
-// dedicated returns an idle connection to s that is still open, or dials
-// one.
-func (s *server) dedicated() (*dedicatedConn, error) {
-	if why := s.address.unavailable(); why != "" {
-		return nil, errors.New(why)
-	}
-	for {
-		s.txConns.mu.Lock()
-		n := len(s.txConns.idle)
-		if n == 0 {
-			s.txConns.mu.Unlock()
-			break
-		}
-		d := s.txConns.idle[n-1]
-		s.txConns.idle[n-1] = nil
-		s.txConns.idle = s.txConns.idle[:n-1]
-		s.txConns.mu.Unlock()
-		if idleConnClosed(d.conn) {
-			d.close()
-			continue
-		}
-		d.reused = true
-		return d, nil
-	}
-	return s.dialDedicated()
-}
-
-// dialDedicated opens a new dedicated connection to s.
-func (s *server) dialDedicated() (*dedicatedConn, error) {
-	if why := s.address.unavailable(); why != "" {
-		return nil, errors.New(why)
-	}
-	cfg := s.pool.cfg
-	timeout := cfg.Timeout
-	if timeout <= 0 {
-		timeout = defaultDialTimeout
-	}
-	conn, err := net.DialTimeout(s.cfg.Network, s.address.dialAddr(), timeout)
-	if err != nil {
-		return nil, err
-	}
-	if err := handshake(conn, cfg, timeout); err != nil {
-		conn.Close()
-		return nil, err
-	}
-	s.stats.Connections.Add(1)
-	return &dedicatedConn{srv: s, conn: conn}, nil
-}
-
-// do writes req and reads n replies, returning the last.
-func (d *dedicatedConn) do(req []byte, n int) ([]byte, error) {
-	if t := d.srv.pool.cfg.Timeout; t > 0 {
-		d.conn.SetDeadline(time.Now().Add(t))
-	}
-	began := time.Now()
-	st := d.srv.stats
-	st.Requests.Add(int64(n))
-	st.RequestBytes.Add(int64(len(req)))
-	// In flight until its replies are read or the connection fails, like
-	// the requests on shared connections.
-	st.OutQueue.Add(int64(n))
-	st.OutQueueBytes.Add(int64(len(req)))
-	defer func() {
-		st.OutQueue.Add(-int64(n))
-		st.OutQueueBytes.Add(-int64(len(req)))
-	}()
-	if _, err := d.conn.Write(req); err != nil {
-		return nil, err
-	}
-	var scanner resp.ReplyScanner
-	start, end := 0, 0
-	last := 0
-	for got := 0; got < n; {
-		m, err := scanner.Scan(d.buf[start:end])
-		if err != nil {
-			return nil, err
-		}
-		if m > 0 {
-			last = start
-			start += m
-			got++
-			continue
-		}
-		if end == len(d.buf) {
-			nb := make([]byte, max(2*len(d.buf), 4096))
-			copy(nb, d.buf[:end])
-			d.buf = nb
-		}
-		k, err := d.conn.Read(d.buf[end:])
-		end += k
-		if k == 0 && err != nil {
-			return nil, err
-		}
-	}
-	d.srv.stats.Latency.Observe(time.Since(began))
-	d.srv.stats.Responses.Add(int64(n))
-	d.srv.stats.ResponseBytes.Add(int64(end))
-	d.conn.SetDeadline(time.Time{})
-	if start != end {
-		return nil, resp.ErrBadReply
-	}
-	return d.buf[last:start], nil
-}
-
-func (d *dedicatedConn) close() {
-	d.conn.Close()
-	d.srv.stats.Connections.Add(-1)
-}
-
-func (d *dedicatedConn) release() {
-	p := &d.srv.txConns
-	p.mu.Lock()
-	if len(p.idle) < maxIdleDedicated && cap(d.buf) <= maxKeptBuffer {
-		p.idle = append(p.idle, d)
-		p.mu.Unlock()
-		return
-	}
-	p.mu.Unlock()
-	d.close()
-}

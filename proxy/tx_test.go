@@ -58,10 +58,10 @@ func (tp *testPool) serverError(i int) string {
 
 // idleTxConns is how many dedicated connections server i keeps for reuse.
 func (tp *testPool) idleTxConns(i int) int {
-	s := tp.srv.poolList()[0].servers[i]
-	s.txConns.mu.Lock()
-	defer s.txConns.mu.Unlock()
-	return len(s.txConns.idle)
+	p := &tp.srv.poolList()[0].servers[i].up.dedicated
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.idle)
 }
 
 const txPool = "  hash_tag: \"{}\"\n"

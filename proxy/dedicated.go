@@ -1,0 +1,257 @@
+package proxy
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/shardproxy/shardproxy/proxy/resp"
+)
+
+// dedicatedConn is a connection owned by one client at a time, for
+// transactions: pinned to the client until the transaction ends, then idle
+// in its upstream's dedicated pool for reuse. Like a shared connection it
+// knows no client and no pool.
+type dedicatedConn struct {
+	up     *upstream
+	conn   net.Conn
+	check  *peerCheck // whether the server closed it while idle
+	buf    []byte
+	reused bool // taken from the idle pool rather than dialled
+	at     int  // its index in the pool's pinned list while pinned, else -1
+	closed atomic.Bool
+}
+
+// maxIdleDedicated bounds the idle dedicated connections kept per upstream.
+const maxIdleDedicated = 8
+
+// dedicatedPool is an upstream's dedicated connections: the idle ones, and
+// the pinned ones, tracked so that Shutdown can close a connection whose
+// client waits on a server that stopped answering.
+type dedicatedPool struct {
+	mu     sync.Mutex // guards idle, pinned and closed
+	idle   []*dedicatedConn
+	pinned []*dedicatedConn
+	closed bool // its upstream is retired: keep nothing, dial nothing
+}
+
+// errUpstreamRetired is why a server that no pool uses any more gets no
+// new transaction connection.
+var errUpstreamRetired = errors.New("connection closed")
+
+// idleConnClosed, when set, replaces the check that an idle dedicated
+// connection was not closed by its server. It is a variable so that a test
+// can turn the check off and show that the redial in pin copes on its own.
+var idleConnClosed func(net.Conn) bool
+
+// peerClosed reports whether the server closed the idle connection d.
+func (d *dedicatedConn) peerClosed() bool {
+	if idleConnClosed != nil {
+		return idleConnClosed(d.conn)
+	}
+	return d.check.peerClosed()
+}
+
+// takeDedicated returns an idle connection to u that is still open, or
+// dials one. The connection is pinned until release or close.
+func (u *upstream) takeDedicated() (*dedicatedConn, error) {
+	if why := u.address.unavailable(); why != "" {
+		return nil, errors.New(why)
+	}
+	p := &u.dedicated
+	for {
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return nil, errUpstreamRetired
+		}
+		n := len(p.idle)
+		if n == 0 {
+			p.mu.Unlock()
+			break
+		}
+		d := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		p.pinLocked(d)
+		p.mu.Unlock()
+		if d.peerClosed() {
+			d.close()
+			continue
+		}
+		d.reused = true
+		return d, nil
+	}
+	return u.dialDedicated()
+}
+
+// dialDedicated opens a new dedicated connection to u, pinned.
+func (u *upstream) dialDedicated() (*dedicatedConn, error) {
+	if why := u.address.unavailable(); why != "" {
+		return nil, errors.New(why)
+	}
+	conn, err := u.dialer.dial(u.address.dialAddr(), u.config.Load().timeout)
+	if err != nil {
+		return nil, err
+	}
+	d := &dedicatedConn{up: u, conn: conn, check: newPeerCheck(conn)}
+	p := &u.dedicated
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		conn.Close()
+		return nil, errUpstreamRetired
+	}
+	p.pinLocked(d)
+	p.mu.Unlock()
+	u.stats.Connections.Add(1)
+	return d, nil
+}
+
+func (p *dedicatedPool) pinLocked(d *dedicatedConn) {
+	d.at = len(p.pinned)
+	p.pinned = append(p.pinned, d)
+}
+
+func (p *dedicatedPool) unpinLocked(d *dedicatedConn) {
+	i := d.at
+	if i < 0 || i >= len(p.pinned) || p.pinned[i] != d {
+		return
+	}
+	last := len(p.pinned) - 1
+	p.pinned[i] = p.pinned[last]
+	p.pinned[i].at = i
+	p.pinned[last] = nil
+	p.pinned = p.pinned[:last]
+	d.at = -1
+}
+
+// numPinned reports how many connections are pinned now.
+func (p *dedicatedPool) numPinned() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.pinned)
+}
+
+// do writes req and reads n replies, returning the last.
+func (d *dedicatedConn) do(req []byte, n int) ([]byte, error) {
+	up := d.up
+	if t := up.config.Load().timeout; t > 0 {
+		d.conn.SetDeadline(time.Now().Add(t))
+	}
+	began := time.Now()
+	st := &up.stats
+	st.Requests.Add(int64(n))
+	st.RequestBytes.Add(int64(len(req)))
+	// In flight until its replies are read or the connection fails, like
+	// the requests on shared connections.
+	st.OutQueue.Add(int64(n))
+	st.OutQueueBytes.Add(int64(len(req)))
+	defer func() {
+		st.OutQueue.Add(-int64(n))
+		st.OutQueueBytes.Add(-int64(len(req)))
+	}()
+	if _, err := d.conn.Write(req); err != nil {
+		return nil, err
+	}
+	var scanner resp.ReplyScanner
+	start, end := 0, 0
+	last := 0
+	for got := 0; got < n; {
+		m, err := scanner.Scan(d.buf[start:end])
+		if err != nil {
+			return nil, err
+		}
+		if m > 0 {
+			last = start
+			start += m
+			got++
+			continue
+		}
+		if end == len(d.buf) {
+			nb := make([]byte, max(2*len(d.buf), 4096))
+			copy(nb, d.buf[:end])
+			d.buf = nb
+		}
+		k, err := d.conn.Read(d.buf[end:])
+		end += k
+		if k == 0 && err != nil {
+			return nil, err
+		}
+	}
+	up.stats.Latency.Observe(time.Since(began))
+	up.stats.Responses.Add(int64(n))
+	up.stats.ResponseBytes.Add(int64(end))
+	d.conn.SetDeadline(time.Time{})
+	if start != end {
+		return nil, resp.ErrBadReply
+	}
+	return d.buf[last:start], nil
+}
+
+// close closes the connection, whose server state is unknown. It may run
+// more than once: at Shutdown and by its client.
+func (d *dedicatedConn) close() {
+	p := &d.up.dedicated
+	p.mu.Lock()
+	p.unpinLocked(d)
+	p.mu.Unlock()
+	d.closeConn()
+}
+
+func (d *dedicatedConn) closeConn() {
+	if d.closed.CompareAndSwap(false, true) {
+		d.conn.Close()
+		d.up.stats.Connections.Add(-1)
+	}
+}
+
+// release returns a pinned connection whose server state is clean to the
+// idle pool, or closes it if the pool keeps enough or is retired.
+func (d *dedicatedConn) release() {
+	p := &d.up.dedicated
+	p.mu.Lock()
+	p.unpinLocked(d)
+	if !p.closed && !d.closed.Load() && len(p.idle) < maxIdleDedicated && cap(d.buf) <= maxKeptBuffer {
+		p.idle = append(p.idle, d)
+		p.mu.Unlock()
+		return
+	}
+	p.mu.Unlock()
+	d.closeConn()
+}
+
+// closeIdle closes the idle connections: the server moved, and the next
+// transaction dials its new address.
+func (p *dedicatedPool) closeIdle() {
+	p.mu.Lock()
+	idle := p.idle
+	p.idle = nil
+	p.mu.Unlock()
+	for _, d := range idle {
+		d.closeConn()
+	}
+}
+
+// retire closes the idle connections and keeps none from now on; pinned
+// ones close when their clients let go of them.
+func (p *dedicatedPool) retire() {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	p.closeIdle()
+}
+
+// closeAll closes every connection, pinned ones included, for Shutdown:
+// a client waiting on one gets an error and goes on.
+func (p *dedicatedPool) closeAll() {
+	p.retire()
+	p.mu.Lock()
+	pinned := append([]*dedicatedConn(nil), p.pinned...)
+	p.mu.Unlock()
+	for _, d := range pinned {
+		d.closeConn()
+	}
+}
