@@ -71,7 +71,7 @@ func (c *client) split(def *command.Spec, cmd *resp.Command) {
 		c.route(f.subSrv[0], cmd)
 		return
 	}
-	c.pool.stats.fragments.Add(int64(len(f.subSrv)))
+	c.pool.stats.Fragments.Add(int64(len(f.subSrv)))
 	// Emit sub-requests in ascending server order, like nutcracker.
 	order := c.keys[:0]
 	for j := range f.subSrv {
@@ -88,6 +88,7 @@ func (c *client) split(def *command.Spec, cmd *resp.Command) {
 	}
 	for _, j := range order {
 		st := c.stageFor(c.pool.servers[f.subSrv[j]])
+		start := len(st.buf)
 		st.buf = resp.AppendArray(st.buf, 1+f.counts[j]*step)
 		st.buf = resp.AppendBulk(st.buf, args[0])
 		k := 0
@@ -100,7 +101,7 @@ func (c *client) split(def *command.Spec, cmd *resp.Command) {
 			k++
 		}
 		slot := c.newSlot()
-		st.slots = append(st.slots, slot)
+		st.add(slot, start)
 		f.subs[j] = slot
 	}
 	c.calls = append(c.calls, call{frag: f})

@@ -9,6 +9,7 @@ import (
 
 	"github.com/shardproxy/shardproxy/hashring"
 	"github.com/shardproxy/shardproxy/proxy/config"
+	"github.com/shardproxy/shardproxy/proxy/stats"
 )
 
 // pool is one configured pool while it serves: its servers, its ring, and
@@ -19,7 +20,7 @@ type pool struct {
 	servers []*server // in ring index order
 	full    *hashring.Ring
 	ring    atomic.Pointer[hashring.Ring] // full, or rebuilt without ejected servers
-	stats   *poolStats                    // shared with the same pool before and after a reload
+	stats   *stats.Pool                   // shared with the same pool before and after a reload
 
 	ejectMu sync.Mutex // serialises ring rebuilds after ejections
 }
@@ -37,7 +38,7 @@ type server struct {
 	conns []*backendConn  // the first server_connections of up's
 	next  atomic.Uint32   // round robin over conns
 
-	stats   *serverStats   // up's
+	stats   *stats.Server  // up's
 	health  *serverHealth  // up's
 	address *serverAddress // up's
 }
@@ -59,7 +60,7 @@ func newPool(srv *Server, cfg *config.Pool, prev *pool) (*pool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pool %q: %w", cfg.Name, err)
 	}
-	p := &pool{srv: srv, cfg: cfg, full: ring, stats: new(poolStats)}
+	p := &pool{srv: srv, cfg: cfg, full: ring, stats: new(stats.Pool)}
 	if prev != nil {
 		p.stats = prev.stats
 	}
@@ -106,9 +107,9 @@ func (p *pool) configFor(sc config.Server) *upstreamConfig {
 		retryTimeout:     p.cfg.ServerRetryTimeout,
 		errPrefix:        prefix,
 		logger:           p.srv.logger.With("pool", p.cfg.Name, "server", sc.Name),
-		forwardErrors:    &p.stats.forwardError,
-		ejects:           &p.stats.serverEjects,
-		totalConnections: &p.srv.stats.totalConnections,
+		forwardErrors:    &p.stats.ForwardError,
+		ejects:           &p.stats.ServerEjects,
+		totalConnections: &p.srv.stats.TotalConnections,
 		ringChanged:      p.rebuildRing,
 	}
 }
