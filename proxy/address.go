@@ -4,23 +4,10 @@ import (
 	"cmp"
 	"net"
 	"strconv"
-	"time"
 
 	"github.com/shardproxy/shardproxy/hashring"
 	"github.com/shardproxy/shardproxy/proxy/config"
 )
-
-// AddressStatus is a server's current address and where it came from, for
-// stats and logs.
-type AddressStatus struct {
-	Pool      string    `json:"pool"`
-	Server    string    `json:"server"`
-	Addr      string    `json:"addr"`   // "" while unknown
-	Source    string    `json:"source"` // "config" or "endpointslice/<name>"
-	Usable    bool      `json:"usable"`
-	Reason    string    `json:"reason,omitempty"` // why not usable
-	ChangedAt time.Time `json:"changed_at"`
-}
 
 // initAddress sets where a new upstream of sc, a server of a pool with
 // kubernetes_service service ("" for none), is dialled: at the configured
@@ -198,17 +185,4 @@ func (s *Server) namespace(cfg *config.Pool) string {
 		return cfg.KubernetesNamespace
 	}
 	return s.defaultNamespace
-}
-
-// Addresses reports every server's current address and its source.
-func (s *Server) Addresses() []AddressStatus {
-	var out []AddressStatus
-	for _, p := range s.poolList() {
-		for _, srv := range p.servers {
-			addr, source, at := srv.address.status()
-			why := srv.address.unavailable()
-			out = append(out, AddressStatus{Pool: p.cfg.Name, Server: srv.cfg.Name, Addr: addr, Source: source, Usable: why == "", Reason: why, ChangedAt: at})
-		}
-	}
-	return out
 }

@@ -23,10 +23,12 @@ type replySink interface {
 }
 
 // waiter is a request a server connection owes a reply: where the reply
-// goes, and when the request was submitted, for the latency histogram.
+// goes, when the request was submitted, for the latency histogram, and its
+// size, for out_queue_bytes.
 type waiter struct {
 	to   replySink
 	sent time.Time
+	size int
 }
 
 // connState is where a server connection is in its life.
@@ -74,8 +76,9 @@ type backendConn struct {
 }
 
 // submit queues requests (their bytes, and where each reply goes) and
-// makes sure they get written; sent is when the client submitted them.
-func (b *backendConn) submit(reqs []byte, to []replySink, sent time.Time) {
+// makes sure they get written; sizes are the requests' sizes in reqs, and
+// sent is when the client submitted them.
+func (b *backendConn) submit(reqs []byte, to []replySink, sizes []int, sent time.Time) {
 	up := b.up
 	if why := up.address.unavailable(); why != "" {
 		msg := up.errText(why)
@@ -110,13 +113,14 @@ func (b *backendConn) submit(reqs []byte, to []replySink, sent time.Time) {
 	}
 	wasEmpty := b.queue.len() == 0
 	b.wbuf = append(b.wbuf, reqs...)
-	b.queue.push(to, sent)
+	b.queue.push(to, sizes, sent)
 	b.unsent += int64(len(to))
 	b.unsentB += int64(len(reqs))
 	st := &up.stats
-	st.outQueue.Add(int64(len(to)))
-	st.inQueue.Add(int64(len(to)))
-	st.inQueueBytes.Add(int64(len(reqs)))
+	st.OutQueue.Add(int64(len(to)))
+	st.OutQueueBytes.Add(int64(len(reqs)))
+	st.InQueue.Add(int64(len(to)))
+	st.InQueueBytes.Add(int64(len(reqs)))
 	if b.state == connConnected {
 		if wasEmpty {
 			if t := up.config.Load().timeout; t > 0 {
@@ -194,8 +198,8 @@ func (b *backendConn) dial() {
 		b.dropUnsentLocked()
 		msg := b.lastErr
 		b.mu.Unlock()
-		up.stats.outQueue.Add(-int64(len(waiters)))
-		up.stats.serverErr.Add(1)
+		unqueue(&up.stats, waiters)
+		up.stats.ServerErr.Add(1)
 		cfg.logger.Warn("server connect failed", "addr", addr, "err", err)
 		cfg.forwardErrors.Add(int64(len(waiters)))
 		// Count the failure (and eject) before answering, so a client's
@@ -216,7 +220,7 @@ func (b *backendConn) dial() {
 	b.sock = newRawSocket(conn)
 	b.gen++
 	b.backoff = 0
-	up.stats.connections.Add(1)
+	up.stats.Connections.Add(1)
 	cfg.totalConnections.Add(1)
 	go b.readLoop(conn, b.sock, b.gen)
 	if b.queue.len() > 0 && cfg.timeout > 0 {
@@ -269,16 +273,16 @@ func (b *backendConn) readLoop(conn net.Conn, sock *rawSocket, gen uint64) {
 				}
 			}
 			b.mu.Unlock()
-			up.stats.outQueue.Add(-int64(len(waiters)))
-			up.stats.responses.Add(int64(len(waiters)))
-			up.stats.responseBytes.Add(int64(start - first))
+			unqueue(&up.stats, waiters)
+			up.stats.Responses.Add(int64(len(waiters)))
+			up.stats.ResponseBytes.Add(int64(start - first))
 			up.ok()
 			now := time.Now()
 			from := first
 			for i, w := range waiters {
 				reply := buf[from:ends[i]]
 				from = ends[i]
-				up.stats.latency.observe(now.Sub(w.sent))
+				up.stats.Latency.Observe(now.Sub(w.sent))
 				w.to.deliver(reply)
 			}
 			clear(waiters)
@@ -313,8 +317,8 @@ func (b *backendConn) dropUnsentLocked() {
 	if b.unsent == 0 {
 		return
 	}
-	b.up.stats.inQueue.Add(-b.unsent)
-	b.up.stats.inQueueBytes.Add(-b.unsentB)
+	b.up.stats.InQueue.Add(-b.unsent)
+	b.up.stats.InQueueBytes.Add(-b.unsentB)
 	b.unsent, b.unsentB = 0, 0
 }
 
@@ -343,17 +347,17 @@ func (b *backendConn) endLocked(gen uint64, err error, failure bool) {
 	b.wbuf = b.wbuf[:0]
 	b.dropUnsentLocked()
 	waiters := b.queue.drain()
-	up.stats.connections.Add(-1)
-	up.stats.outQueue.Add(-int64(len(waiters)))
+	up.stats.Connections.Add(-1)
+	unqueue(&up.stats, waiters)
 	var ne net.Error
 	switch {
 	case !failure:
 	case errors.As(err, &ne) && ne.Timeout():
-		up.stats.serverTimedout.Add(1)
+		up.stats.ServerTimedout.Add(1)
 	case errors.Is(err, io.EOF):
-		up.stats.serverEOF.Add(1)
+		up.stats.ServerEOF.Add(1)
 	default:
-		up.stats.serverErr.Add(1)
+		up.stats.ServerErr.Add(1)
 	}
 	msg := up.errText(describe(err))
 	cfg := up.config.Load()
@@ -434,8 +438,9 @@ type waiterQueue struct {
 
 func (q *waiterQueue) len() int { return len(q.buf) - q.head }
 
-// push appends a waiter for each of to, all sent at sent.
-func (q *waiterQueue) push(to []replySink, sent time.Time) {
+// push appends a waiter for each of to, of the size at the same index in
+// sizes, all sent at sent.
+func (q *waiterQueue) push(to []replySink, sizes []int, sent time.Time) {
 	if q.head > 0 && q.head == len(q.buf) {
 		q.buf, q.head = q.buf[:0], 0
 	} else if q.head > 1024 && q.head*2 > len(q.buf) {
@@ -443,8 +448,8 @@ func (q *waiterQueue) push(to []replySink, sent time.Time) {
 		clear(q.buf[n:])
 		q.buf, q.head = q.buf[:n], 0
 	}
-	for _, s := range to {
-		q.buf = append(q.buf, waiter{to: s, sent: sent})
+	for i, s := range to {
+		q.buf = append(q.buf, waiter{to: s, sent: sent, size: sizes[i]})
 	}
 }
 

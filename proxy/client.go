@@ -79,6 +79,13 @@ type stage struct {
 	conn  *backendConn
 	buf   []byte
 	slots []replySink // the replySlot of each request
+	sizes []int       // the size of each request in buf
+}
+
+// add records that the request at buf[start:] has its reply go to s.
+func (st *stage) add(s *replySlot, start int) {
+	st.slots = append(st.slots, s)
+	st.sizes = append(st.sizes, len(st.buf)-start)
 }
 
 // replySlot receives one reply from a server: it is the client's
@@ -182,7 +189,7 @@ func (c *client) serve() {
 	c.rbuf = make([]byte, readBufferSize)
 	for {
 		if err := c.beginBatch(); err != nil {
-			c.pool.stats.clientErr.Add(1)
+			c.pool.stats.ClientErr.Add(1)
 			return
 		}
 		var perr error
@@ -203,13 +210,13 @@ func (c *client) serve() {
 		full := len(c.calls) >= c.limit
 		if len(c.calls) > 0 {
 			if err := c.finishBatch(); err != nil {
-				c.pool.stats.clientErr.Add(1)
+				c.pool.stats.ClientErr.Add(1)
 				return
 			}
 		}
 		if perr != nil {
 			c.write(resp.AppendError(c.out[:0], "ERR "+perr.Error()))
-			c.pool.stats.clientErr.Add(1)
+			c.pool.stats.ClientErr.Add(1)
 			return
 		}
 		if c.quit {
@@ -225,14 +232,14 @@ func (c *client) serve() {
 			var ne net.Error
 			switch {
 			case errors.Is(err, io.EOF):
-				c.pool.stats.clientEOF.Add(1)
+				c.pool.stats.ClientEOF.Add(1)
 			case c.stopping.Load() && (errors.As(err, &ne) && ne.Timeout() || errors.Is(err, net.ErrClosed)):
 				// Stopped by shutdown or CLIENT KILL: not the client's error.
 			case errors.Is(err, errRequestTooLarge):
 				c.write(resp.AppendError(c.out[:0], "ERR "+err.Error()))
-				c.pool.stats.clientErr.Add(1)
+				c.pool.stats.ClientErr.Add(1)
 			default:
-				c.pool.stats.clientErr.Add(1)
+				c.pool.stats.ClientErr.Add(1)
 			}
 			return
 		}
@@ -254,8 +261,8 @@ func (c *client) beginBatch() error {
 	}
 	p := c.l.pool.Load()
 	if p != c.pool {
-		c.pool.stats.clientConnections.Add(-1)
-		p.stats.clientConnections.Add(1)
+		c.pool.stats.ClientConnections.Add(-1)
+		p.stats.ClientConnections.Add(1)
 		c.pool = p
 	}
 	c.batch.hard = p.cfg.ClientOutputBufferLimit.Hard
@@ -352,7 +359,7 @@ func (c *client) stageFor(srv *server) *stage {
 	}
 	st := &c.stages[len(c.stages)-1]
 	st.srv, st.conn = srv, srv.pick()
-	st.buf, st.slots = st.buf[:0], st.slots[:0]
+	st.buf, st.slots, st.sizes = st.buf[:0], st.slots[:0], st.sizes[:0]
 	return st
 }
 
@@ -374,7 +381,7 @@ func (c *client) staged(st *stage, start int) *replySlot {
 	s := c.newSlot()
 	end := len(st.buf)
 	s.req = request{srv: st.srv, bytes: st.buf[start:end:end]}
-	st.slots = append(st.slots, s)
+	st.add(s, start)
 	return s
 }
 
@@ -401,9 +408,9 @@ func (c *client) submit() {
 
 // send hands the stage's requests to its server connection.
 func (st *stage) send(now time.Time) {
-	st.srv.stats.requests.Add(int64(len(st.slots)))
-	st.srv.stats.requestBytes.Add(int64(len(st.buf)))
-	st.conn.submit(st.buf, st.slots, now)
+	st.srv.stats.Requests.Add(int64(len(st.slots)))
+	st.srv.stats.RequestBytes.Add(int64(len(st.buf)))
+	st.conn.submit(st.buf, st.slots, st.sizes, now)
 }
 
 // releaseStages empties the batch's stages for the next batch.

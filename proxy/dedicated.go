@@ -106,7 +106,7 @@ func (u *upstream) dialDedicated() (*dedicatedConn, error) {
 	}
 	p.pinLocked(d)
 	p.mu.Unlock()
-	u.stats.connections.Add(1)
+	u.stats.Connections.Add(1)
 	return d, nil
 }
 
@@ -142,8 +142,17 @@ func (d *dedicatedConn) do(req []byte, n int) ([]byte, error) {
 		d.conn.SetDeadline(time.Now().Add(t))
 	}
 	began := time.Now()
-	up.stats.requests.Add(int64(n))
-	up.stats.requestBytes.Add(int64(len(req)))
+	st := &up.stats
+	st.Requests.Add(int64(n))
+	st.RequestBytes.Add(int64(len(req)))
+	// In flight until its replies are read or the connection fails, like
+	// the requests on shared connections.
+	st.OutQueue.Add(int64(n))
+	st.OutQueueBytes.Add(int64(len(req)))
+	defer func() {
+		st.OutQueue.Add(-int64(n))
+		st.OutQueueBytes.Add(-int64(len(req)))
+	}()
 	if _, err := d.conn.Write(req); err != nil {
 		return nil, err
 	}
@@ -172,9 +181,9 @@ func (d *dedicatedConn) do(req []byte, n int) ([]byte, error) {
 			return nil, err
 		}
 	}
-	up.stats.latency.observe(time.Since(began))
-	up.stats.responses.Add(int64(n))
-	up.stats.responseBytes.Add(int64(end))
+	up.stats.Latency.Observe(time.Since(began))
+	up.stats.Responses.Add(int64(n))
+	up.stats.ResponseBytes.Add(int64(end))
 	d.conn.SetDeadline(time.Time{})
 	if start != end {
 		return nil, resp.ErrBadReply
@@ -195,7 +204,7 @@ func (d *dedicatedConn) close() {
 func (d *dedicatedConn) closeConn() {
 	if d.closed.CompareAndSwap(false, true) {
 		d.conn.Close()
-		d.up.stats.connections.Add(-1)
+		d.up.stats.Connections.Add(-1)
 	}
 }
 

@@ -170,9 +170,9 @@ func TestProxyClientsVanishingMidReply(t *testing.T) {
 	}
 	// Every vanished client's goroutine ends, spilled replies included.
 	deadline := time.Now().Add(10 * time.Second)
-	for tp.srv.stats.currConnections.Load() != 1 {
+	for tp.srv.stats.CurrConnections.Load() != 1 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d client connections still open, want only the first", tp.srv.stats.currConnections.Load())
+			t.Fatalf("%d client connections still open, want only the first", tp.srv.stats.CurrConnections.Load())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -1,7 +1,8 @@
 // Package proxy serves nutcracker's Redis pools: given a config.Config (a
 // parsed nutcracker.yml), it listens on every pool's address, routes each
-// request to the server that its placement says owns its key, and reports
-// nutcracker's stats.
+// request to the server that its placement says owns its key, and counts
+// what nutcracker's stats report. It serves no HTTP: the stats port
+// (package statsport) renders the Server's Snapshot.
 //
 // A request travels top to bottom through these files:
 //
@@ -27,9 +28,11 @@
 //	pool.go      servers, ring, ejection; the layout (placement and
 //	             servers) clients load once per batch
 //	address.go   where a server is dialled: configured, or its pod's IP
-//	stats.go, statsport.go, metrics.go, discoverystate.go
-//	             counters, nutcracker's stats JSON, /metrics, /readyz,
-//	             /discovery
+//	stats.go     Snapshot: every counter (package stats) and readiness,
+//	             for the stats port (package statsport)
+//	discoverystate.go
+//	             what discovery reports and the config's hash, for readiness
+//	             and the stats port
 //
 // and the packages beneath it, which import nothing of proxy:
 //
@@ -41,6 +44,9 @@
 //	             it, and where its keys are (Redis' key specs and key finders)
 //	placement    which server owns a key: the Placement interface and the
 //	             nutcracker ring over hashring, immutable values
+//	stats        counters, latency histograms, snapshots and the field table
+//	             of the stats JSON, /metrics and -D
+//	statsport    the stats port, rendering a Snapshot (cmd serves it)
 //
 // Reload builds the new pools (and any new listener) before it swaps
 // anything; each client picks up its listener's current pool at the start

@@ -90,7 +90,7 @@ func (c *client) fanOut(def *command.Spec, cmd *resp.Command) {
 		c.route(f.subSrv[0], cmd)
 		return
 	}
-	c.pool.stats.fragments.Add(int64(len(f.subSrv)))
+	c.pool.stats.Fragments.Add(int64(len(f.subSrv)))
 	for _, i := range f.subSrv {
 		f.subs = append(f.subs, c.forward(c.layout.servers[i], cmd))
 	}

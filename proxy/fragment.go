@@ -71,7 +71,7 @@ func (c *client) split(def *command.Spec, cmd *resp.Command) {
 		c.route(f.subSrv[0], cmd)
 		return
 	}
-	c.pool.stats.fragments.Add(int64(len(f.subSrv)))
+	c.pool.stats.Fragments.Add(int64(len(f.subSrv)))
 	// Emit sub-requests in ascending server order, like nutcracker.
 	order := c.keys[:0]
 	for j := range f.subSrv {

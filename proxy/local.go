@@ -515,7 +515,7 @@ func (c *client) infoServer(b *strings.Builder) {
 }
 
 func (c *client) infoClients(b *strings.Builder) {
-	fmt.Fprintf(b, "# Clients\r\nconnected_clients:%d\r\n", c.pool.stats.clientConnections.Load())
+	fmt.Fprintf(b, "# Clients\r\nconnected_clients:%d\r\n", c.pool.stats.ClientConnections.Load())
 }
 
 // infoMemory reports the proxy's own memory: used_memory is what the Go

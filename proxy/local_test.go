@@ -203,7 +203,7 @@ func TestClientSubcommandsLikeRedis(t *testing.T) {
 
 // proxyClients is how many clients the proxy serves on tp's pool.
 func (tp *testPool) proxyClients() int {
-	return int(tp.srv.poolList()[0].stats.clientConnections.Load())
+	return int(tp.srv.poolList()[0].stats.ClientConnections.Load())
 }
 
 // waitProxyClients waits until tp's pool has n clients.

@@ -215,7 +215,7 @@ func (c *client) underSoft() {
 func (c *client) closeOverLimit(which string, n int64) error {
 	if c.limitClosed.CompareAndSwap(false, true) {
 		lim := &c.pool.cfg.ClientOutputBufferLimit
-		c.pool.stats.clientOutputLimit.Add(1)
+		c.pool.stats.ClientOutputLimitCloses.Add(1)
 		c.srv.logger.Warn("client closed for overcoming its output buffer limit",
 			"pool", c.pool.cfg.Name, "client", c.conn.RemoteAddr().String(), "limit", which,
 			"unwritten_bytes", n, "hard_limit_bytes", lim.Hard, "soft_limit_bytes", lim.Soft,

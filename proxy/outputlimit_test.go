@@ -258,7 +258,7 @@ func TestSlowClientDoesNotGrowProxyMemory(t *testing.T) {
 // outputLimitCloses returns how many clients of the test pool were closed
 // for their output buffer limit.
 func (tp *testPool) outputLimitCloses() int64 {
-	return tp.srv.poolList()[0].stats.clientOutputLimit.Load()
+	return tp.srv.poolList()[0].stats.ClientOutputLimitCloses.Load()
 }
 
 // waitOutputLimitCloses waits until n clients were closed for their output

@@ -10,6 +10,7 @@ import (
 	"github.com/shardproxy/shardproxy/hashring"
 	"github.com/shardproxy/shardproxy/proxy/config"
 	"github.com/shardproxy/shardproxy/proxy/placement"
+	"github.com/shardproxy/shardproxy/proxy/stats"
 )
 
 // pool is one configured pool while it serves: its servers, its ring, and
@@ -21,7 +22,7 @@ type pool struct {
 	ring    *placement.Ring        // over every server, all live
 	full    *layout                // ring and servers
 	layout  atomic.Pointer[layout] // full, or rebuilt without ejected servers
-	stats   *poolStats             // shared with the same pool before and after a reload
+	stats   *stats.Pool            // shared with the same pool before and after a reload
 
 	ejectMu sync.Mutex // serialises ring rebuilds after ejections
 }
@@ -48,7 +49,7 @@ type server struct {
 	conns []*backendConn  // the first server_connections of up's
 	next  atomic.Uint32   // round robin over conns
 
-	stats   *serverStats   // up's
+	stats   *stats.Server  // up's
 	health  *serverHealth  // up's
 	address *serverAddress // up's
 }
@@ -70,7 +71,7 @@ func newPool(srv *Server, cfg *config.Pool, prev *pool) (*pool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pool %q: %w", cfg.Name, err)
 	}
-	p := &pool{srv: srv, cfg: cfg, ring: ring, stats: new(poolStats)}
+	p := &pool{srv: srv, cfg: cfg, ring: ring, stats: new(stats.Pool)}
 	if prev != nil {
 		p.stats = prev.stats
 	}
@@ -118,9 +119,9 @@ func (p *pool) configFor(sc config.Server) *upstreamConfig {
 		retryTimeout:     p.cfg.ServerRetryTimeout,
 		errPrefix:        prefix,
 		logger:           p.srv.logger.With("pool", p.cfg.Name, "server", sc.Name),
-		forwardErrors:    &p.stats.forwardError,
-		ejects:           &p.stats.serverEjects,
-		totalConnections: &p.srv.stats.totalConnections,
+		forwardErrors:    &p.stats.ForwardError,
+		ejects:           &p.stats.ServerEjects,
+		totalConnections: &p.srv.stats.TotalConnections,
 		ringChanged:      p.rebuildRing,
 	}
 }

@@ -371,7 +371,7 @@ func TestProxyEjectionAndReturn(t *testing.T) {
 	if owner := tp.owner(t, key); owner == dead {
 		t.Fatalf("ring still places %q on the ejected server", key)
 	}
-	if n := tp.srv.poolList()[0].stats.serverEjects.Load(); n != 1 {
+	if n := tp.srv.poolList()[0].stats.ServerEjects.Load(); n != 1 {
 		t.Fatalf("server_ejects = %d, want 1", n)
 	}
 	dead.Restart(t)
@@ -431,7 +431,7 @@ func TestProxyClientConnectionsLimit(t *testing.T) {
 	}
 	a.Close()
 	deadline := time.Now().Add(5 * time.Second)
-	for tp.srv.poolList()[0].stats.clientConnections.Load() > 1 {
+	for tp.srv.poolList()[0].stats.ClientConnections.Load() > 1 {
 		if time.Now().After(deadline) {
 			t.Fatal("closed client still counted")
 		}
@@ -502,9 +502,9 @@ func TestProxyPreconnectAndServerConnections(t *testing.T) {
 	tp := startProxy(t, 2, "  preconnect: true\n  server_connections: 3\n")
 	deadline := time.Now().Add(5 * time.Second)
 	for _, s := range tp.srv.poolList()[0].servers {
-		for s.stats.connections.Load() != 3 {
+		for s.stats.Connections.Load() != 3 {
 			if time.Now().After(deadline) {
-				t.Fatalf("server %s: %d connections after preconnect, want 3", s.cfg.Name, s.stats.connections.Load())
+				t.Fatalf("server %s: %d connections after preconnect, want 3", s.cfg.Name, s.stats.Connections.Load())
 			}
 			time.Sleep(10 * time.Millisecond)
 		}

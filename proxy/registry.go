@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/shardproxy/shardproxy/proxy/stats"
 )
 
 // The registry keeps what outlives a config: each upstream (one Redis
@@ -61,7 +63,7 @@ type upstream struct {
 	key     upstreamKey
 	dialer  dialer
 	config  atomic.Pointer[upstreamConfig]
-	stats   serverStats
+	stats   stats.Server
 	health  serverHealth
 	address serverAddress
 

@@ -3,13 +3,16 @@ package proxy
 import (
 	"context"
 	"fmt"
-	"net/http/httptest"
+	"io"
+	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/shardproxy/shardproxy/proxy/proxytest"
+	"github.com/shardproxy/shardproxy/proxy/statsport"
 )
 
 // connectionsReceived is the redis-server's total_connections_received.
@@ -55,7 +58,7 @@ func TestReloadKeepsServerConnections(t *testing.T) {
 		t.Fatalf("WATCH = %q", got)
 	}
 	do(t, c, "UNWATCH") // its transaction connection is idle now
-	requests := tp.srv.poolList()[0].servers[0].stats.requests.Load()
+	requests := tp.srv.poolList()[0].servers[0].stats.Requests.Load()
 	before := connectionsReceived(t, admin)
 
 	if err := tp.srv.Reload(tp.cfg); err != nil {
@@ -78,7 +81,7 @@ func TestReloadKeepsServerConnections(t *testing.T) {
 	if after := connectionsReceived(t, admin); after != before {
 		t.Fatalf("the server received %d connections during and after an identical reload, want 0", after-before)
 	}
-	if got := tp.srv.poolList()[0].servers[0].stats.requests.Load(); got <= requests {
+	if got := tp.srv.poolList()[0].servers[0].stats.Requests.Load(); got <= requests {
 		t.Fatalf("server requests = %d after the reload, want more than the %d before", got, requests)
 	}
 }
@@ -108,10 +111,26 @@ func TestReloadKeepsFailureCount(t *testing.T) {
 // /metrics.
 func serverEjectedMetric(t *testing.T, srv *Server, server string) string {
 	t.Helper()
-	rec := httptest.NewRecorder()
-	NewStatsServer(srv, StatsOptions{}).Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := statsport.New(srv, statsport.Options{})
+	go port.Serve(ln)
+	defer port.Close()
+	client := &http.Client{Timeout: 10 * time.Second}
+	defer client.CloseIdleConnections()
+	res, err := client.Get("http://" + ln.Addr().String() + "/metrics")
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	body, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
 	prefix := fmt.Sprintf(`shardproxy_server_ejected{pool="alpha",server=%q} `, server)
-	for _, line := range strings.Split(rec.Body.String(), "\n") {
+	for _, line := range strings.Split(string(body), "\n") {
 		if v, ok := strings.CutPrefix(line, prefix); ok {
 			return v
 		}
@@ -235,7 +254,7 @@ func TestShutdownClosesPinnedConnections(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	tp.srv.Shutdown(ctx)
-	if n := tp.srv.stats.currConnections.Load(); n != 0 {
+	if n := tp.srv.stats.CurrConnections.Load(); n != 0 {
 		t.Fatalf("%d client still served after Shutdown returned, want 0", n)
 	}
 }
@@ -372,7 +391,7 @@ func TestShutdownClosesPinnedConnectionOfRemovedServer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	srv.Shutdown(ctx)
-	if n := srv.stats.currConnections.Load(); n != 0 {
+	if n := srv.stats.CurrConnections.Load(); n != 0 {
 		t.Fatalf("%d client still served after Shutdown returned, want 0", n)
 	}
 }

@@ -3,7 +3,6 @@ package proxy
 import (
 	"fmt"
 	"net"
-	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/shardproxy/shardproxy/proxy/config"
 	"github.com/shardproxy/shardproxy/proxy/proxytest"
+	"github.com/shardproxy/shardproxy/proxy/stats"
 )
 
 func mustParse(t *testing.T, yaml string) *config.Config {
@@ -35,6 +35,27 @@ func startServer(t *testing.T, yaml string, opts Options) *Server {
 	}
 	t.Cleanup(func() { srv.Shutdown(t.Context()) })
 	return srv
+}
+
+// addresses reports every server's current address, from a Snapshot.
+func addresses(srv *Server) []stats.AddressStatus {
+	var snap stats.Snapshot
+	srv.Snapshot(&snap)
+	var out []stats.AddressStatus
+	for _, p := range snap.Pools {
+		for _, s := range p.Servers {
+			out = append(out, s.Address)
+		}
+	}
+	return out
+}
+
+// reloadCounts reports how many reloads took effect and how many were
+// rejected, from a Snapshot.
+func reloadCounts(srv *Server) (ok, rejected int64) {
+	var snap stats.Snapshot
+	srv.Snapshot(&snap)
+	return snap.Reloads, snap.ReloadsRejected
 }
 
 func poolYAML(listen string, extra string, servers ...string) string {
@@ -69,7 +90,7 @@ func TestReloadKeepsClients(t *testing.T) {
 	if got := do(t, admin, "GET", "k"); got != "$4\r\non-a\r\n" {
 		t.Fatalf("old server has %q", got)
 	}
-	if ok, rejected := srv.ReloadCounts(); ok != 1 || rejected != 0 {
+	if ok, rejected := reloadCounts(srv); ok != 1 || rejected != 0 {
 		t.Fatalf("ReloadCounts = %d, %d", ok, rejected)
 	}
 	// The old server's connection is drained and closed.
@@ -104,7 +125,7 @@ func TestReloadRejectsWhatCannotServe(t *testing.T) {
 	if got := do(t, proxytest.Dial(t, listen), "SET", "k", "v"); got != "+OK\r\n" {
 		t.Fatalf("old config after a rejected reload: %q", got)
 	}
-	if _, rejected := srv.ReloadCounts(); rejected != 1 {
+	if _, rejected := reloadCounts(srv); rejected != 1 {
 		t.Fatalf("rejected reloads = %d, want 1", rejected)
 	}
 }
@@ -181,7 +202,7 @@ func TestPodAddresses(t *testing.T) {
 	if got := do(t, c, "SET", "k", "first"); got != "+OK\r\n" {
 		t.Fatalf("SET at the first address = %q", got)
 	}
-	st := srv.Addresses()
+	st := addresses(srv)
 	if len(st) != 1 || st[0].Addr != fmt.Sprintf("127.0.0.2:%d", port) || st[0].Source != "endpointslice/redis-abc" || !st[0].Usable {
 		t.Fatalf("Addresses = %+v", st)
 	}
@@ -204,53 +225,6 @@ func TestPodAddresses(t *testing.T) {
 	srv.SetPodAddresses("default", "redis", map[string]PodAddress{})
 	if got := do(t, c, "GET", "k"); !strings.Contains(got, "not in the Service's EndpointSlices") {
 		t.Fatalf("GET after the pod left = %q", got)
-	}
-}
-
-// Discovery's state shows on the stats port: /readyz waits for the first
-// list of EndpointSlices but not for an API server that stops answering
-// later; /discovery and /metrics show each server's address and source.
-func TestDiscoveryStateOnStatsPort(t *testing.T) {
-	listen := fmt.Sprintf("127.0.0.1:%d", proxytest.FreePort(t))
-	srv := startServer(t, poolYAML(listen, "  kubernetes_service: redis\n", "redis-0:6379:1 server0"), Options{Namespace: "shop"})
-	srv.SetReady(true)
-	h := NewStatsServer(srv, StatsOptions{}).Handler()
-	get := func(path string) (int, string) {
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
-		return rec.Code, rec.Body.String()
-	}
-	status := ServiceStatus{Service: Service{"shop", "redis"}}
-	srv.SetServiceStatus(func() []ServiceStatus { return []ServiceStatus{status} })
-	if code, body := get("/readyz"); code != 503 || !strings.Contains(body, "shop/redis not listed yet") {
-		t.Fatalf("/readyz before the first list = %d %q", code, body)
-	}
-	status.Synced, status.Healthy = true, true
-	srv.SetPodAddresses("shop", "redis", map[string]PodAddress{"redis-0": {IP: "198.18.0.2", Usable: true, Slice: "redis-x"}})
-	if code, body := get("/readyz"); code != 200 || body != "ok" {
-		t.Fatalf("/readyz after sync = %d %q", code, body)
-	}
-	status.Healthy, status.LastError = false, "connection refused"
-	if code, body := get("/readyz"); code != 200 || !strings.Contains(body, "warning: serving the last known addresses of shop/redis: connection refused") {
-		t.Fatalf("/readyz with the API server down = %d %q", code, body)
-	}
-	srv.SetConfigHash("abc123")
-	_, body := get("/discovery")
-	for _, want := range []string{`"addr": "198.18.0.2:6379"`, `"source": "endpointslice/redis-x"`, `"config_sha256": "abc123"`, `"healthy": false`} {
-		if !strings.Contains(body, want) {
-			t.Errorf("/discovery lacks %s:\n%s", want, body)
-		}
-	}
-	_, body = get("/metrics")
-	for _, want := range []string{
-		`shardproxy_server_address_info{address="198.18.0.2:6379",pool="alpha",server="server0",source="endpointslice/redis-x"} 1`,
-		`shardproxy_discovery_healthy{namespace="shop",service="redis"} 0`,
-		`shardproxy_config_info{sha256="abc123"} 1`,
-		`shardproxy_config_reloads_total{result="ok"} 0`,
-	} {
-		if !strings.Contains(body, want) {
-			t.Errorf("/metrics lacks %s", want)
-		}
 	}
 }
 
@@ -292,7 +266,7 @@ func TestPodsAsMembers(t *testing.T) {
 	}
 	srv.SetPodAddresses("default", "redis", pods)
 	var names []string
-	for _, a := range srv.Addresses() {
+	for _, a := range addresses(srv) {
 		names = append(names, a.Server)
 	}
 	if fmt.Sprint(names) != "[redis-1 redis-2 redis-10]" {
@@ -314,7 +288,7 @@ func TestPodsAsMembers(t *testing.T) {
 	}
 	delete(pods, "redis-10")
 	srv.SetPodAddresses("default", "redis", pods)
-	if n := len(srv.Addresses()); n != 2 {
+	if n := len(addresses(srv)); n != 2 {
 		t.Fatalf("%d members after a pod left, want 2", n)
 	}
 	if got := do(t, c, "SET", "after", "v"); got != "+OK\r\n" {

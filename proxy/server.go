@@ -299,9 +299,6 @@ func (s *Server) drain(pools []*pool) {
 // Reload, such as one that does not parse.
 func (s *Server) RejectReload() { s.failed.Add(1) }
 
-// ReloadCounts reports how many reloads succeeded and how many were rejected.
-func (s *Server) ReloadCounts() (ok, rejected int64) { return s.reloads.Load(), s.failed.Load() }
-
 // listen opens a pool's listener: TCP, or a unix socket whose stale file is
 // removed first and whose permissions are set as configured.
 func listen(cfg *config.Pool) (net.Listener, error) {
@@ -359,9 +356,9 @@ func (s *Server) acceptLoop(l *listener) {
 			continue
 		}
 		delay = 0
-		s.stats.totalConnections.Add(1)
+		s.stats.TotalConnections.Add(1)
 		p := l.pool.Load()
-		if limit := p.cfg.ClientConnections; limit > 0 && p.stats.clientConnections.Load() >= int64(limit) {
+		if limit := p.cfg.ClientConnections; limit > 0 && p.stats.ClientConnections.Load() >= int64(limit) {
 			conn.Write([]byte("-" + msgMaxClients + "\r\n"))
 			conn.Close()
 			continue
@@ -381,8 +378,8 @@ func (s *Server) acceptLoop(l *listener) {
 		s.clients[c] = struct{}{}
 		s.wg.Add(1)
 		s.mu.Unlock()
-		p.stats.clientConnections.Add(1)
-		s.stats.currConnections.Add(1)
+		p.stats.ClientConnections.Add(1)
+		s.stats.CurrConnections.Add(1)
 		go c.serve()
 	}
 }
@@ -391,8 +388,8 @@ func (s *Server) removeClient(c *client) {
 	s.mu.Lock()
 	delete(s.clients, c)
 	s.mu.Unlock()
-	c.pool.stats.clientConnections.Add(-1)
-	s.stats.currConnections.Add(-1)
+	c.pool.stats.ClientConnections.Add(-1)
+	s.stats.CurrConnections.Add(-1)
 	s.wg.Done()
 }
 

@@ -44,9 +44,9 @@ import (
 
 	"github.com/shardproxy/shardproxy/discovery/kubetest"
 	"github.com/shardproxy/shardproxy/hashring"
-	"github.com/shardproxy/shardproxy/proxy"
 	"github.com/shardproxy/shardproxy/proxy/config"
 	"github.com/shardproxy/shardproxy/proxy/proxytest"
+	"github.com/shardproxy/shardproxy/proxy/stats"
 )
 
 const (
@@ -783,12 +783,12 @@ func (p *e2eProxy) get(path string) (int, []byte, error) {
 
 // discoveryDoc is the stats port's /discovery document.
 type discoveryDoc struct {
-	Services []proxy.ServiceStatus `json:"services"`
+	Services []stats.ServiceStatus `json:"services"`
 	Servers  []serverStatus        `json:"servers"`
 }
 
 // serverStatus is one server of /discovery.
-type serverStatus = proxy.AddressStatus
+type serverStatus = stats.AddressStatus
 
 func (d discoveryDoc) server(pool, name string) (serverStatus, bool) {
 	for _, s := range d.Servers {

@@ -22,6 +22,8 @@ import (
 	"github.com/shardproxy/shardproxy/discovery"
 	"github.com/shardproxy/shardproxy/proxy"
 	"github.com/shardproxy/shardproxy/proxy/config"
+	"github.com/shardproxy/shardproxy/proxy/stats"
+	"github.com/shardproxy/shardproxy/proxy/statsport"
 )
 
 // options are the command-line flags. nutcracker's short flags keep their
@@ -141,7 +143,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "This is shardproxy-%s (nutcracker 0.5.0 compatible)\n", proxy.Version)
 		return 0
 	case o.describeStats:
-		fmt.Fprint(stdout, proxy.DescribeStats())
+		fmt.Fprint(stdout, stats.Describe(proxy.Version))
 		return 0
 	case o.daemonize && os.Getenv(daemonEnv) == "":
 		return daemonize(stderr)
@@ -203,9 +205,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		logger.Error("listen failed", "err", err)
 		return 1
 	}
-	stats := proxy.NewStatsServer(srv, proxy.StatsOptions{})
-	go stats.Serve(statsLn)
-	defer stats.Close()
+	statsPort := statsport.New(srv, statsport.Options{Logger: logger})
+	go statsPort.Serve(statsLn)
+	defer statsPort.Close()
 	srv.SetReady(true)
 	logger.Info("stats listening", "addr", statsLn.Addr().String())
 
@@ -326,12 +328,12 @@ func startDiscovery(ctx context.Context, o options, srv *proxy.Server, logger *s
 	services := discovery.NewServices(client, logger, func(k discovery.ServiceKey, eps map[string]discovery.Endpoint) {
 		srv.SetPodAddresses(k.Namespace, k.Name, podAddresses(eps))
 	})
-	srv.SetServiceStatus(func() []proxy.ServiceStatus {
-		var out []proxy.ServiceStatus
+	srv.SetServiceStatus(func() []stats.ServiceStatus {
+		var out []stats.ServiceStatus
 		for k, st := range services.Status() {
-			out = append(out, proxy.ServiceStatus{
-				Service: proxy.Service{Namespace: k.Namespace, Name: k.Name},
-				Synced:  st.Synced, Healthy: st.Healthy, LastError: st.LastError,
+			out = append(out, stats.ServiceStatus{
+				Namespace: k.Namespace, Name: k.Name,
+				Synced: st.Synced, Healthy: st.Healthy, LastError: st.LastError,
 				LastErrorAt: st.LastErrorAt, LastChangeAt: st.LastChangeAt, Endpoints: st.Endpoints,
 			})
 		}
