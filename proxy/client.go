@@ -116,7 +116,7 @@ type request struct {
 }
 
 // onDeliver, when set, sees every reply as it reaches its slot, before the
-// slot takes it. Tests set it before any client starts.
+// slot takes it; tests use it to see requests as their replies arrive.
 var onDeliver atomic.Pointer[func(s *replySlot, reply []byte)]
 
 // batch counts the replies a client still waits for. The client holds one
