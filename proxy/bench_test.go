@@ -10,6 +10,7 @@ import (
 
 	"github.com/shardproxy/shardproxy/hashring"
 	"github.com/shardproxy/shardproxy/proxy/command"
+	"github.com/shardproxy/shardproxy/proxy/placement"
 )
 
 // benchmarkProxy sends GETs through the proxy from one connection with the
@@ -104,7 +105,7 @@ var keyRoutingCases = []string{
 
 // routeKeys does what dispatch and owner do for args before any server is
 // involved, and reports the owner of the first key.
-func routeKeys(ring *hashring.Ring, args [][]byte, keys []int) int {
+func routeKeys(ring placement.Placement, args [][]byte, keys []int) int {
 	def := command.Lookup(args[0])
 	if def.HasSubcommands() && len(args) > 1 {
 		def = def.Subcommand(args[1])
@@ -124,8 +125,8 @@ func routeKeys(ring *hashring.Ring, args [][]byte, keys []int) int {
 	return idx
 }
 
-func keyRoutingSetup(tb testing.TB) (*hashring.Ring, [][][]byte) {
-	ring, err := hashring.New([]hashring.Node{{Addr: "a:1", Weight: 1}, {Addr: "b:1", Weight: 1}, {Addr: "c:1", Weight: 1}},
+func keyRoutingSetup(tb testing.TB) (placement.Placement, [][][]byte) {
+	ring, err := placement.NewRing([]hashring.Node{{Addr: "a:1", Weight: 1}, {Addr: "b:1", Weight: 1}, {Addr: "c:1", Weight: 1}},
 		hashring.Options{HashTag: "{}"})
 	if err != nil {
 		tb.Fatal(err)

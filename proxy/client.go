@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/shardproxy/shardproxy/hashring"
 	"github.com/shardproxy/shardproxy/proxy/resp"
 )
 
@@ -46,7 +45,7 @@ type client struct {
 	limit        int  // commands the next batch may hold (output.go)
 	overSoft     bool // the replies being written are over the soft limit (output.go)
 
-	ring   *hashring.Ring // loaded once per batch
+	layout *layout // the pool's, loaded once per batch
 	calls  []call
 	slots  []*replySlot // reusable slots; the first nslots are in use
 	nslots int
@@ -98,7 +97,27 @@ type replySlot struct {
 	// to, when set, is the client the reply is written to directly: the
 	// slot is its whole batch and the client is not waiting for it.
 	to *client
+	// req is the request the reply answers, for a forwarded one.
+	req request
 }
+
+// request is a forwarded request as it went out: the server it was sent to
+// and its bytes, the range of the batch's stage buffer for that server that
+// it occupies. Both stay valid until the request's reply, or its final
+// error, is delivered to its slot, so that the request can be sent again to
+// another server or dropped: a stage buffer is reused only by the client's
+// next batch, which starts once every reply of this one is in (a direct
+// reply too: the client waits for it before it stages anything), and a
+// stage buffer that grows moves to a new array, leaving the old one, and
+// the requests in it, as they were.
+type request struct {
+	srv   *server
+	bytes []byte
+}
+
+// onDeliver, when set, sees every reply as it reaches its slot, before the
+// slot takes it; tests use it to see requests as their replies arrive.
+var onDeliver atomic.Pointer[func(s *replySlot, reply []byte)]
 
 // batch counts the replies a client still waits for. The client holds one
 // extra count while it submits, so done is signalled exactly once per batch
@@ -121,6 +140,9 @@ func (s *replySlot) complete() {
 
 // deliver copies the reply into the slot, or writes a direct reply.
 func (s *replySlot) deliver(reply []byte) {
+	if f := onDeliver.Load(); f != nil {
+		(*f)(s, reply)
+	}
 	if s.to != nil {
 		s.to.deliver(reply)
 		return
@@ -302,7 +324,7 @@ func (c *client) newSlot() *replySlot {
 	}
 	s := c.slots[c.nslots]
 	c.nslots++
-	s.buf, s.to = s.buf[:0], nil
+	s.buf, s.to, s.req = s.buf[:0], nil, request{}
 	return s
 }
 
@@ -350,7 +372,15 @@ func (c *client) forward(srv *server, cmd *resp.Command) *replySlot {
 	} else {
 		st.buf = append(st.buf, cmd.Raw...)
 	}
+	return c.staged(st, start)
+}
+
+// staged returns the slot for the request that st's buffer holds from
+// start on, the last one staged.
+func (c *client) staged(st *stage, start int) *replySlot {
 	s := c.newSlot()
+	end := len(st.buf)
+	s.req = request{srv: st.srv, bytes: st.buf[start:end:end]}
 	st.add(s, start)
 	return s
 }
@@ -401,7 +431,9 @@ func (c *client) releaseStages() {
 func (c *client) finishBatch() error {
 	if c.canAnswerDirect() {
 		slot := c.calls[0].slot
+		req := slot.req
 		c.endBatch() // first: the slot belongs to the server's reader once submitted
+		slot.req = req
 		c.submitDirect(slot)
 		return nil
 	}
@@ -429,18 +461,20 @@ func (c *client) finishBatch() error {
 	return err
 }
 
-// endBatch forgets the batch's calls once their replies are out of the slots.
+// endBatch forgets the batch's calls once their replies are out of the
+// slots, and their requests.
 func (c *client) endBatch() {
 	for i := 0; i < c.nslots; i++ {
 		if cap(c.slots[i].buf) > maxKeptBuffer {
 			c.slots[i].buf = nil
 		}
+		c.slots[i].req = request{}
 	}
 	clear(c.calls)
 	c.calls = c.calls[:0]
 	c.nslots = 0
 	c.nfrags = 0
-	c.ring = nil
+	c.layout = nil
 }
 
 // isTimeout reports whether err is a deadline expiry.

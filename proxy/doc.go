@@ -1,8 +1,8 @@
 // Package proxy serves nutcracker's Redis pools: given a config.Config (a
 // parsed nutcracker.yml), it listens on every pool's address, routes each
-// request to the server that hashring says owns its key, and counts what
-// nutcracker's stats report. It serves no HTTP: the stats port (package
-// statsport) renders the Server's Snapshot.
+// request to the server that its placement says owns its key, and counts
+// what nutcracker's stats report. It serves no HTTP: the stats port
+// (package statsport) renders the Server's Snapshot.
 //
 // A request travels top to bottom through these files:
 //
@@ -25,7 +25,8 @@
 //	direct.go    a lone request's reply written by the server's reader
 //	output.go    backpressure and client_output_buffer_limit
 //	rawsock.go   socket reads and writes as raw non-blocking syscalls
-//	pool.go      servers, ring, ejection
+//	pool.go      servers, ring, ejection; the layout (placement and
+//	             servers) clients load once per batch
 //	address.go   where a server is dialled: configured, or its pod's IP
 //	stats.go     Snapshot: every counter (package stats) and readiness,
 //	             for the stats port (package statsport)
@@ -41,6 +42,8 @@
 //	command      the command table: what redis-server says of each command
 //	             (generated from its COMMAND INFO), how the proxy handles
 //	             it, and where its keys are (Redis' key specs and key finders)
+//	placement    which server owns a key: the Placement interface and the
+//	             nutcracker ring over hashring, immutable values
 //	stats        counters, latency histograms, snapshots and the field table
 //	             of the stats JSON, /metrics and -D
 //	statsport    the stats port, rendering a Snapshot (cmd serves it)

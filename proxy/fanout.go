@@ -71,12 +71,12 @@ func (c *client) fanOut(def *command.Spec, cmd *resp.Command) {
 		c.replyError(refusal(def.Name+"|"+sub.name, sub.why))
 		return
 	case sub.one:
-		c.route(c.ring.Lookup(placeholderKey), cmd)
+		c.route(c.layout.Lookup(placeholderKey), cmd)
 		return
 	}
 	f := c.newFragment(sub.merge)
-	for i := range c.pool.servers {
-		if c.ring.Live(i) {
+	for i := range c.layout.servers {
+		if c.layout.Live(i) {
 			f.subSrv = append(f.subSrv, i)
 		}
 	}
@@ -92,7 +92,7 @@ func (c *client) fanOut(def *command.Spec, cmd *resp.Command) {
 	}
 	c.pool.stats.Fragments.Add(int64(len(f.subSrv)))
 	for _, i := range f.subSrv {
-		f.subs = append(f.subs, c.forward(c.pool.servers[i], cmd))
+		f.subs = append(f.subs, c.forward(c.layout.servers[i], cmd))
 	}
 	c.calls = append(c.calls, call{frag: f})
 }

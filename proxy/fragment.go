@@ -44,7 +44,7 @@ func (c *client) split(def *command.Spec, cmd *resp.Command) {
 	}
 	f := c.newFragment(def.Merge)
 	for i := 1; i < len(args); i += step {
-		idx := c.ring.Lookup(args[i])
+		idx := c.layout.Lookup(args[i])
 		if idx < 0 {
 			c.nfrags--
 			c.replyError(msgNoServer)
@@ -87,7 +87,7 @@ func (c *client) split(def *command.Spec, cmd *resp.Command) {
 		f.subs = append(f.subs, nil)
 	}
 	for _, j := range order {
-		st := c.stageFor(c.pool.servers[f.subSrv[j]])
+		st := c.stageFor(c.layout.servers[f.subSrv[j]])
 		start := len(st.buf)
 		st.buf = resp.AppendArray(st.buf, 1+f.counts[j]*step)
 		st.buf = resp.AppendBulk(st.buf, args[0])
@@ -100,9 +100,7 @@ func (c *client) split(def *command.Spec, cmd *resp.Command) {
 			}
 			k++
 		}
-		slot := c.newSlot()
-		st.add(slot, start)
-		f.subs[j] = slot
+		f.subs[j] = c.staged(st, start)
 	}
 	c.calls = append(c.calls, call{frag: f})
 }

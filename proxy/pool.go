@@ -9,6 +9,7 @@ import (
 
 	"github.com/shardproxy/shardproxy/hashring"
 	"github.com/shardproxy/shardproxy/proxy/config"
+	"github.com/shardproxy/shardproxy/proxy/placement"
 	"github.com/shardproxy/shardproxy/proxy/stats"
 )
 
@@ -17,12 +18,22 @@ import (
 type pool struct {
 	srv     *Server
 	cfg     *config.Pool
-	servers []*server // in ring index order
-	full    *hashring.Ring
-	ring    atomic.Pointer[hashring.Ring] // full, or rebuilt without ejected servers
-	stats   *stats.Pool                   // shared with the same pool before and after a reload
+	servers []*server              // in ring index order
+	ring    *placement.Ring        // over every server, all live
+	full    *layout                // ring and servers
+	layout  atomic.Pointer[layout] // full, or rebuilt without ejected servers
+	stats   *stats.Pool            // shared with the same pool before and after a reload
 
 	ejectMu sync.Mutex // serialises ring rebuilds after ejections
+}
+
+// layout is what a pool's clients route by: a placement and the servers
+// its indexes name, published together in one atomic swap so that no
+// client sees one without the other. A client loads it once per batch.
+// It is immutable; a change stores a new one.
+type layout struct {
+	placement.Placement
+	servers []*server // servers[i] is the placement's server i
 }
 
 // server is one configured server while it serves: its place in the ring
@@ -56,15 +67,14 @@ func newPool(srv *Server, cfg *config.Pool, prev *pool) (*pool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pool %q: %w", cfg.Name, err)
 	}
-	ring, err := hashring.New(nodes, hashring.Options{Hash: cfg.Hash, Distribution: dist, HashTag: cfg.HashTag})
+	ring, err := placement.NewRing(nodes, hashring.Options{Hash: cfg.Hash, Distribution: dist, HashTag: cfg.HashTag})
 	if err != nil {
 		return nil, fmt.Errorf("pool %q: %w", cfg.Name, err)
 	}
-	p := &pool{srv: srv, cfg: cfg, full: ring, stats: new(stats.Pool)}
+	p := &pool{srv: srv, cfg: cfg, ring: ring, stats: new(stats.Pool)}
 	if prev != nil {
 		p.stats = prev.stats
 	}
-	p.ring.Store(ring)
 	n := max(cfg.ServerConnections, 1)
 	seen := map[upstreamKey]int{}
 	for i, sc := range cfg.Servers {
@@ -81,6 +91,8 @@ func newPool(srv *Server, cfg *config.Pool, prev *pool) (*pool, error) {
 		s.stats, s.health, s.address = &s.up.stats, &s.up.health, &s.up.address
 		p.servers = append(p.servers, s)
 	}
+	p.full = &layout{Placement: ring, servers: p.servers}
+	p.layout.Store(p.full)
 	p.rebuildRing()
 	return p, nil
 }
@@ -158,7 +170,8 @@ func (s *server) pick() *backendConn {
 	return s.conns[int(s.next.Add(1))%len(s.conns)]
 }
 
-// rebuildRing stores a ring over the servers that are not ejected now.
+// rebuildRing stores the layout of a ring over the servers that are not
+// ejected now.
 // With auto_eject_hosts, a server without a usable address (its pod is not
 // ready, or gone) is left out too, as nutcracker leaves out a failing one.
 func (p *pool) rebuildRing() {
@@ -181,8 +194,8 @@ func (p *pool) rebuildRing() {
 		}
 	}
 	if !any {
-		p.ring.Store(p.full)
+		p.layout.Store(p.full)
 		return
 	}
-	p.ring.Store(p.full.Without(ejected))
+	p.layout.Store(&layout{Placement: p.ring.Without(ejected), servers: p.servers})
 }

@@ -67,7 +67,7 @@ func (tp *testPool) client(t *testing.T) *proxytest.Conn {
 func (tp *testPool) owner(t *testing.T, key string) *proxytest.Redis {
 	t.Helper()
 	p := tp.srv.poolList()[0]
-	idx := p.ring.Load().Lookup([]byte(key))
+	idx := p.layout.Load().Lookup([]byte(key))
 	addr := p.servers[idx].cfg.Addr
 	for _, r := range tp.redises {
 		if r.Addr == addr {
@@ -270,7 +270,7 @@ func TestProxyTransactionOnOneServer(t *testing.T) {
 	}
 
 	// Find a key on another server than {u1}.
-	ring := tp.srv.poolList()[0].ring.Load()
+	ring := tp.srv.poolList()[0].layout.Load()
 	other := ""
 	for i := 0; other == ""; i++ {
 		k := fmt.Sprintf("other%d", i)

@@ -196,7 +196,7 @@ func TestPodMembersChangeEjectedServerReturns(t *testing.T) {
 	// pod that the ring without ejections does.
 	ownerPod := func(key string, full bool) string {
 		p := srv.poolList()[0]
-		ring := p.ring.Load()
+		ring := p.layout.Load()
 		if full {
 			ring = p.full
 		}

@@ -3,8 +3,8 @@ package proxy
 import (
 	"bytes"
 
-	"github.com/shardproxy/shardproxy/hashring"
 	"github.com/shardproxy/shardproxy/proxy/command"
+	"github.com/shardproxy/shardproxy/proxy/placement"
 	"github.com/shardproxy/shardproxy/proxy/resp"
 )
 
@@ -36,8 +36,8 @@ func (c *client) dispatch(cmd *resp.Command) {
 		c.replyError(wrongArity(def.Name))
 		return
 	}
-	if c.ring == nil {
-		c.ring = c.pool.ring.Load()
+	if c.layout == nil {
+		c.layout = c.pool.layout.Load()
 	}
 	if c.tx.active() && def.Kind != command.Transaction && def.Name != "quit" && def.Name != "reset" {
 		c.txCommand(def, cmd)
@@ -57,14 +57,14 @@ func (c *client) dispatchKind(def *command.Spec, cmd *resp.Command) {
 	case command.Unsupported:
 		c.replyError(unsupportedCommand(def))
 	case command.RoutePlaceholder:
-		c.route(c.ring.Lookup(placeholderKey), cmd)
+		c.route(c.layout.Lookup(placeholderKey), cmd)
 	case command.SplitKeys, command.SplitPairs:
 		c.split(def, cmd)
 	case command.FanOut:
 		c.fanOut(def, cmd)
 	default:
 		if def.OmitsKeys(args) {
-			c.route(c.ring.Lookup(placeholderKey), cmd)
+			c.route(c.layout.Lookup(placeholderKey), cmd)
 			return
 		}
 		idx, msg := c.owner(def, args)
@@ -101,20 +101,20 @@ func (c *client) owner(def *command.Spec, args [][]byte) (int, string) {
 		// with keys that names none is an error Redis reports without
 		// touching any key (Redis Cluster relies on the same): any server
 		// gives its exact error.
-		return c.ring.Lookup(placeholderKey), ""
+		return c.layout.Lookup(placeholderKey), ""
 	}
-	idx := c.ring.Lookup(args[keys[0]])
+	idx := c.layout.Lookup(args[keys[0]])
 	if idx < 0 {
 		return -1, msgNoServer
 	}
 	for _, k := range keys[1:] {
-		if c.ring.Lookup(args[k]) != idx {
+		if c.layout.Lookup(args[k]) != idx {
 			return -1, msgCrossSlot
 		}
 	}
 	all := def.AppendSortPatterns(keys, args)
 	c.keys = all
-	if patterns := all[len(keys):]; len(patterns) > 0 && !sortPatternsOn(args, patterns, c.ring, idx) {
+	if patterns := all[len(keys):]; len(patterns) > 0 && !sortPatternsOn(args, patterns, c.layout.Placement, idx) {
 		return -1, msgCrossSlot
 	}
 	return idx, ""
@@ -124,13 +124,12 @@ func (c *client) owner(def *command.Spec, args [][]byte) (int, string) {
 // (the arguments at positions patterns) may form is on server idx, the
 // server of the sorted key. A pattern forms keys only when it has a '*';
 // the formed keys are known to be on idx only when the part before the
-// first '*' holds the pool's whole hash tag and that tag is on idx, or
-// when the pool has just one server. This is Redis Cluster's rule for SORT
+// first '*' holds a whole hash tag and that tag is on idx, or when the
+// pool has just one server. This is Redis Cluster's rule for SORT
 // patterns, with the pool's hash_tag for Redis' braces.
-func sortPatternsOn(args [][]byte, patterns []int, ring *hashring.Ring, idx int) bool {
-	tag := ring.Options().HashTag
+func sortPatternsOn(args [][]byte, patterns []int, pl placement.Placement, idx int) bool {
 	for _, p := range patterns {
-		if !patternOn(args[p], ring, tag, idx) {
+		if !patternOn(args[p], pl, idx) {
 			return false
 		}
 	}
@@ -138,19 +137,19 @@ func sortPatternsOn(args [][]byte, patterns []int, ring *hashring.Ring, idx int)
 }
 
 // patternOn reports whether the keys a SORT pattern forms are on server idx.
-func patternOn(pattern []byte, ring *hashring.Ring, tag string, idx int) bool {
+func patternOn(pattern []byte, pl placement.Placement, idx int) bool {
 	star := bytes.IndexByte(pattern, '*')
 	if star < 0 {
 		return true // no substitution: no key is read (GET # included)
 	}
-	if ring.Len() == 1 {
+	if pl.Len() == 1 {
 		return true
 	}
 	prefix := pattern[:star]
-	if len(tag) != 2 || len(hashring.TagKey(prefix, tag)) == len(prefix) {
+	if _, tagged := pl.Tag(prefix); !tagged {
 		return false // the whole formed key is hashed, or its tag holds the element
 	}
-	return ring.Lookup(prefix) == idx
+	return pl.Lookup(prefix) == idx
 }
 
 // route stages cmd for server idx.
@@ -159,6 +158,6 @@ func (c *client) route(idx int, cmd *resp.Command) {
 		c.replyError(msgNoServer)
 		return
 	}
-	s := c.forward(c.pool.servers[idx], cmd)
+	s := c.forward(c.layout.servers[idx], cmd)
 	c.calls = append(c.calls, call{slot: s})
 }

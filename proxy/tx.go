@@ -190,7 +190,7 @@ func (c *client) exec(cmd *resp.Command) {
 		c.reply([]byte("*0\r\n"))
 		return
 	case t.pinned == nil:
-		if _, err := c.pin(c.ring.Lookup(placeholderKey), nil); err != nil {
+		if _, err := c.pin(c.layout.Lookup(placeholderKey), nil); err != nil {
 			t.reset()
 			c.replyError(err.Error())
 			return
@@ -293,7 +293,7 @@ func (c *client) txOwner(def *command.Spec, args [][]byte) (int, string) {
 		}
 		idx := -1
 		for i := 1; i < len(args); i += def.Step {
-			j := c.ring.Lookup(args[i])
+			j := c.layout.Lookup(args[i])
 			if j < 0 {
 				return -1, msgNoServer
 			}
@@ -352,7 +352,7 @@ func (c *client) pin(idx int, cmd *resp.Command) ([]byte, error) {
 		return nil, errors.New(msgNoServer)
 	}
 	c.settle()
-	srv := c.pool.servers[idx]
+	srv := c.layout.servers[idx]
 	req, n := t.req[:0], 0
 	if t.inMulti {
 		req = resp.AppendCommand(req, []byte("MULTI"))
