@@ -115,9 +115,9 @@ type request struct {
 	bytes []byte
 }
 
-// onDeliver, when set, sees every reply as it reaches its slot, before the
+// testHookDeliver, when set, sees every reply as it reaches its slot, before the
 // slot takes it; tests use it to see requests as their replies arrive.
-var onDeliver atomic.Pointer[func(s *replySlot, reply []byte)]
+var testHookDeliver atomic.Pointer[func(s *replySlot, reply []byte)]
 
 // batch counts the replies a client still waits for. The client holds one
 // extra count while it submits, so done is signalled exactly once per batch
@@ -140,7 +140,7 @@ func (s *replySlot) complete() {
 
 // deliver copies the reply into the slot, or writes a direct reply.
 func (s *replySlot) deliver(reply []byte) {
-	if f := onDeliver.Load(); f != nil {
+	if f := testHookDeliver.Load(); f != nil {
 		(*f)(s, reply)
 	}
 	if s.to != nil {

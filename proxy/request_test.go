@@ -32,8 +32,8 @@ func TestRequestOwnsItsBytesUntilItsReply(t *testing.T) {
 		arrivals = append(arrivals, a)
 		mu.Unlock()
 	}
-	onDeliver.Store(&hook)
-	t.Cleanup(func() { onDeliver.Store(nil) })
+	testHookDeliver.Store(&hook)
+	t.Cleanup(func() { testHookDeliver.Store(nil) })
 	tp := startProxy(t, 3, "")
 	ours := map[string]bool{}
 	for _, r := range tp.redises {
