@@ -108,10 +108,7 @@ func (p *pool) keyFor(sc config.Server) upstreamKey {
 
 // configFor is what the pool hands the upstream of sc.
 func (p *pool) configFor(sc config.Server) *upstreamConfig {
-	prefix := fmt.Sprintf("ERR server %s (%s): ", sc.Name, sc.Addr)
-	if sc.Name == sc.Addr {
-		prefix = fmt.Sprintf("ERR server %s: ", sc.Name)
-	}
+	prefix := serverErrorPrefix(sc.Name, sc.Addr)
 	return &upstreamConfig{
 		timeout:          p.cfg.Timeout,
 		autoEject:        p.cfg.AutoEjectHosts,
