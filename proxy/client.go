@@ -217,7 +217,7 @@ func (c *client) serve() {
 			}
 		}
 		if perr != nil {
-			c.write(resp.AppendError(c.out[:0], "ERR "+perr.Error()))
+			c.write(resp.AppendError(c.out[:0], protocolErrorReply(perr)))
 			c.pool.stats.ClientErr.Add(1)
 			return
 		}
@@ -238,7 +238,7 @@ func (c *client) serve() {
 			case c.stopping.Load() && (errors.As(err, &ne) && ne.Timeout() || errors.Is(err, net.ErrClosed)):
 				// Stopped by shutdown or CLIENT KILL: not the client's error.
 			case errors.Is(err, errRequestTooLarge):
-				c.write(resp.AppendError(c.out[:0], "ERR "+err.Error()))
+				c.write(resp.AppendError(c.out[:0], protocolErrorReply(err)))
 				c.pool.stats.ClientErr.Add(1)
 			default:
 				c.pool.stats.ClientErr.Add(1)

@@ -13,8 +13,8 @@ import (
 // (resp.AppendError adds it). Where Redis answers the same situation, the
 // text is Redis' own, so that clients and their libraries recognise it; the
 // proxy's own errors start with ERR and name shardproxy or the pool. A
-// request a server could not answer gets "ERR server <name>: <cause>",
-// made with the server connection that knows the cause (pool.go).
+// request a server could not answer gets serverErrorPrefix followed by the
+// cause, which the server connection that saw it words (describe).
 
 // Commands and their arguments, as redis-server words them.
 const (
@@ -185,3 +185,17 @@ const (
 	whyClientReply  = "only CLIENT REPLY ON is supported"
 	whyClientTracks = "only CLIENT TRACKING OFF is supported (client-side caching is not supported by shardproxy)"
 )
+
+// serverErrorPrefix starts the error reply to a request that server name
+// at addr could not answer: "ERR server <name> (<addr>): ", or "ERR server
+// <name>: " when the server has no name of its own.
+func serverErrorPrefix(name, addr string) string {
+	if name == addr {
+		return "ERR server " + name + ": "
+	}
+	return "ERR server " + name + " (" + addr + "): "
+}
+
+// protocolErrorReply is Redis' reply to a malformed request, after which
+// the connection closes.
+func protocolErrorReply(err error) string { return "ERR " + err.Error() }

@@ -109,10 +109,7 @@ func (p *pool) keyFor(sc config.Server) backend.Key {
 
 // configFor is what the pool hands the upstream of sc.
 func (p *pool) configFor(sc config.Server) *backend.Config {
-	prefix := fmt.Sprintf("ERR server %s (%s): ", sc.Name, sc.Addr)
-	if sc.Name == sc.Addr {
-		prefix = fmt.Sprintf("ERR server %s: ", sc.Name)
-	}
+	prefix := serverErrorPrefix(sc.Name, sc.Addr)
 	return &backend.Config{
 		Timeout:          p.cfg.Timeout,
 		AutoEject:        p.cfg.AutoEjectHosts,

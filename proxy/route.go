@@ -27,7 +27,7 @@ func (c *client) dispatch(cmd *resp.Command) {
 		}
 		def = sub
 	}
-	if !c.authed && !allowedBeforeAuth(def) {
+	if !c.authed && !def.AllowedBeforeAuth() {
 		c.replyError(msgNoAuth)
 		return
 	}
@@ -78,14 +78,6 @@ func (c *client) dispatchKind(def *command.Spec, cmd *resp.Command) {
 
 // placeholderKey is the key nutcracker routes keyless commands by.
 var placeholderKey = []byte("placeholder")
-
-func allowedBeforeAuth(def *command.Spec) bool {
-	switch def.Name {
-	case "auth", "hello", "ping", "quit", "reset":
-		return true
-	}
-	return false
-}
 
 // owner finds the server of a keyed command, checking that every key it
 // names, and every key its SORT patterns form, lives there. msg is an error

@@ -266,6 +266,14 @@ func lookupIn(table map[string]*Spec, name []byte) *Spec {
 	return table[string(lower[:len(name)])]
 }
 
+// AllowedBeforeAuth reports whether a client that has not authenticated yet
+// may send the command: those redis-server flags no_auth (AUTH, HELLO,
+// QUIT, RESET), and PING, which the proxy answers itself, so that health
+// checks need no password.
+func (c *Spec) AllowedBeforeAuth() bool {
+	return c.flags&cmdNoAuth != 0 || c.Name == "ping"
+}
+
 // ArityOK reports whether n arguments (the name included) fit the command.
 func (c *Spec) ArityOK(n int) bool {
 	if c.arity >= 0 {

@@ -2,6 +2,7 @@ package command
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -50,5 +51,26 @@ func TestLookup(t *testing.T) {
 	}
 	if Lookup([]byte("get")).HasSubcommands() {
 		t.Errorf("GET has subcommands")
+	}
+}
+
+// The commands a client may send before AUTH come from redis-server's
+// no_auth flag, plus PING, which the proxy answers itself.
+func TestAllowedBeforeAuth(t *testing.T) {
+	var got []string
+	for name, c := range commands {
+		if c.AllowedBeforeAuth() {
+			got = append(got, name)
+		}
+		for sub, sc := range c.subcommands {
+			if sc.AllowedBeforeAuth() {
+				got = append(got, name+"|"+sub)
+			}
+		}
+	}
+	slices.Sort(got)
+	want := []string{"auth", "hello", "ping", "quit", "reset"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("commands allowed before AUTH = %v, want %v", got, want)
 	}
 }
