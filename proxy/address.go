@@ -6,18 +6,19 @@ import (
 	"strconv"
 
 	"github.com/shardproxy/shardproxy/hashring"
+	"github.com/shardproxy/shardproxy/proxy/backend"
 	"github.com/shardproxy/shardproxy/proxy/config"
 )
 
 // initAddress sets where a new upstream of sc, a server of a pool with
 // kubernetes_service service ("" for none), is dialled: at the configured
 // address, or, for a pod, nowhere until discovery says where the pod is.
-func initAddress(a *serverAddress, sc config.Server, service string) {
+func initAddress(a *backend.Address, sc config.Server, service string) {
 	if sc.Pod == "" || service == "" {
-		a.set(sc.DialAddr, "config", "")
+		a.Set(sc.DialAddr, "config", "")
 		return
 	}
-	a.set("", "endpointslice", "pod "+sc.Pod+" is not in the EndpointSlices of service "+service+" yet")
+	a.Set("", "endpointslice", "pod "+sc.Pod+" is not in the EndpointSlices of service "+service+" yet")
 }
 
 // PodAddress is what discovery knows about one pod of a Service.
@@ -95,18 +96,18 @@ func (s *Server) applyPods(p *pool, pods map[string]PodAddress, logs bool) {
 			continue
 		}
 		pa, found := pods[srv.cfg.Pod]
-		moved, usableChanged := srv.address.set(podAddress(srv.cfg, pa, found))
+		moved, usableChanged := srv.address.Set(podAddress(srv.cfg, pa, found))
 		if !logs {
 			rebuild = rebuild || usableChanged
 			continue
 		}
-		addr, source, _ := srv.address.status()
+		addr, source, _ := srv.address.Status()
 		if moved {
 			s.logger.Info("server address changed", "pool", p.cfg.Name, "server", srv.cfg.Name, "pod", srv.cfg.Pod, "addr", addr, "source", source)
-			srv.up.reset("server moved")
+			srv.up.Reset("server moved")
 		}
 		if usableChanged {
-			if why := srv.address.unavailable(); why != "" {
+			if why := srv.address.Unavailable(); why != "" {
 				s.logger.Warn("server unavailable", "pool", p.cfg.Name, "server", srv.cfg.Name, "reason", why)
 			} else {
 				s.logger.Info("server available", "pool", p.cfg.Name, "server", srv.cfg.Name, "addr", addr)

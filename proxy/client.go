@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/shardproxy/shardproxy/proxy/backend"
+	"github.com/shardproxy/shardproxy/proxy/internal/rawsock"
 	"github.com/shardproxy/shardproxy/proxy/resp"
 )
 
@@ -34,7 +36,7 @@ type client struct {
 	l    *listener
 	pool *pool // the listener's pool as of the current batch
 	conn net.Conn
-	sock *rawSocket // reads and writes conn
+	sock *rawsock.Socket // reads and writes conn
 	id   int64
 
 	rbuf         []byte
@@ -76,10 +78,10 @@ type call struct {
 // stage collects a batch's requests for one server.
 type stage struct {
 	srv   *server
-	conn  *backendConn
+	conn  *backend.Conn
 	buf   []byte
-	slots []replySink // the replySlot of each request
-	sizes []int       // the size of each request in buf
+	slots []backend.ReplySink // the replySlot of each request
+	sizes []int               // the size of each request in buf
 }
 
 // add records that the request at buf[start:] has its reply go to s.
@@ -89,7 +91,7 @@ func (st *stage) add(s *replySlot, start int) {
 }
 
 // replySlot receives one reply from a server: it is the client's
-// replySink. The client that owns it waits for its batch; the server
+// backend.ReplySink. The client that owns it waits for its batch; the server
 // connection's reader fills it and counts it done.
 type replySlot struct {
 	buf   []byte
@@ -138,8 +140,8 @@ func (s *replySlot) complete() {
 	}
 }
 
-// deliver copies the reply into the slot, or writes a direct reply.
-func (s *replySlot) deliver(reply []byte) {
+// Deliver copies the reply into the slot, or writes a direct reply.
+func (s *replySlot) Deliver(reply []byte) {
 	if f := testHookDeliver.Load(); f != nil {
 		(*f)(s, reply)
 	}
@@ -155,8 +157,8 @@ func (s *replySlot) deliver(reply []byte) {
 	s.complete()
 }
 
-// fail completes the slot with an error reply.
-func (s *replySlot) fail(msg string) {
+// Fail completes the slot with an error reply.
+func (s *replySlot) Fail(msg string) {
 	s.buf = resp.AppendError(s.buf[:0], msg)
 	if s.to != nil {
 		s.to.deliver(s.buf)
@@ -168,7 +170,7 @@ func (s *replySlot) fail(msg string) {
 func newClient(s *Server, l *listener, p *pool, conn net.Conn) *client {
 	c := &client{srv: s, l: l, pool: p, conn: conn, id: s.ids.Add(1), limit: initialBatch}
 	c.batch.done = make(chan struct{}, 1)
-	c.sock = newRawSocket(conn)
+	c.sock = rawsock.New(conn)
 	c.direct.wake = make(chan struct{}, 1)
 	return c
 }
@@ -410,7 +412,7 @@ func (c *client) submit() {
 func (st *stage) send(now time.Time) {
 	st.srv.stats.Requests.Add(int64(len(st.slots)))
 	st.srv.stats.RequestBytes.Add(int64(len(st.buf)))
-	st.conn.submit(st.buf, st.slots, st.sizes, now)
+	st.conn.Submit(st.buf, st.slots, st.sizes, now)
 }
 
 // releaseStages empties the batch's stages for the next batch.

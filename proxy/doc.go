@@ -17,14 +17,8 @@
 //	tx.go        MULTI/EXEC/WATCH on a connection pinned to one server
 //	errors.go    the error replies the proxy writes itself, in Redis'
 //	             wording where Redis has one
-//	backend.go   shared server connections: write queue, reply reader
-//	dedicated.go connections pinned to one client at a time
-//	dialer.go    the one dialer: connect, AUTH, SELECT
-//	registry.go  upstreams: connections, health, ejection and counters
-//	             that outlive a config
 //	direct.go    a lone request's reply written by the server's reader
 //	output.go    backpressure and client_output_buffer_limit
-//	rawsock.go   socket reads and writes as raw non-blocking syscalls
 //	pool.go      servers, ring, ejection; the layout (placement and
 //	             servers) clients load once per batch
 //	address.go   where a server is dialled: configured, or its pod's IP
@@ -44,6 +38,13 @@
 //	             it, and where its keys are (Redis' key specs and key finders)
 //	placement    which server owns a key: the Placement interface and the
 //	             nutcracker ring over hashring, immutable values
+//	backend      server connections, shared (write queue, one reply reader)
+//	             and dedicated (pinned to one client); the one dialer
+//	             (connect, AUTH, SELECT); the registry of upstreams with
+//	             their health, ejection and counters, which outlives a config
+//	internal/rawsock
+//	             socket reads and writes as raw non-blocking syscalls, for
+//	             the client connections and the server connections alike
 //	stats        counters, latency histograms, snapshots and the field table
 //	             of the stats JSON, /metrics and -D
 //	statsport    the stats port, rendering a Snapshot (cmd serves it)
@@ -52,7 +53,7 @@
 // anything; each client picks up its listener's current pool at the start
 // of its next batch, so a batch in flight finishes on the servers it
 // started with. What outlives a config lives in the Server's registry of
-// upstreams, one per server connection target (pool, network, address,
+// upstreams (package backend), one per server connection target (pool, network, address,
 // redis_auth, redis_db): shared and dedicated connections, pinned ones
 // tracked, the failure count, the ejection and the timer that ends it, and
 // the counters. A new pool takes its servers' upstreams from the registry,
@@ -63,7 +64,8 @@
 // client is left waiting on a server that stopped answering. A server
 // connection knows no client and no pool: its upstream hands it the
 // dialer, the address, the pool's settings, counters and a logger, and it
-// hands each reply to a replySink, which is the client's reply slot.
+// hands each reply to a backend.ReplySink, which is the client's reply
+// slot.
 //
 // A pool with kubernetes_service dials each pod server at the address
 // SetPodAddresses last gave; its ring keeps hashing the configured names,

@@ -14,7 +14,8 @@ import (
 // text is Redis' own, so that clients and their libraries recognise it; the
 // proxy's own errors start with ERR and name shardproxy or the pool. A
 // request a server could not answer gets serverErrorPrefix followed by the
-// cause, which the server connection that saw it words (describe).
+// cause, which the server connection that saw it words
+// (backend.Upstream.ErrorText).
 
 // Commands and their arguments, as redis-server words them.
 const (

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/shardproxy/shardproxy/hashring"
+	"github.com/shardproxy/shardproxy/proxy/backend"
 	"github.com/shardproxy/shardproxy/proxy/config"
 	"github.com/shardproxy/shardproxy/proxy/placement"
 	"github.com/shardproxy/shardproxy/proxy/stats"
@@ -44,14 +45,14 @@ type server struct {
 	pool  *pool
 	cfg   config.Server
 	index int
-	up    *upstream
-	upCfg *upstreamConfig // what the pool hands up once it serves
-	conns []*backendConn  // the first server_connections of up's
+	up    *backend.Upstream
+	upCfg *backend.Config // what the pool hands up once it serves
+	conns []*backend.Conn // the first server_connections of up's
 	next  atomic.Uint32   // round robin over conns
 
-	stats   *stats.Server  // up's
-	health  *serverHealth  // up's
-	address *serverAddress // up's
+	stats   *stats.Server    // up's
+	health  *backend.Health  // up's
+	address *backend.Address // up's
 }
 
 // newPool builds a pool. prev is the pool of the same name in the config
@@ -76,19 +77,19 @@ func newPool(srv *Server, cfg *config.Pool, prev *pool) (*pool, error) {
 		p.stats = prev.stats
 	}
 	n := max(cfg.ServerConnections, 1)
-	seen := map[upstreamKey]int{}
+	seen := map[backend.Key]int{}
 	for i, sc := range cfg.Servers {
 		s := &server{pool: p, cfg: sc, index: i}
 		key := p.keyFor(sc)
-		key.nth = seen[key]
+		key.Nth = seen[key]
 		seen[key]++
 		s.upCfg = p.configFor(sc)
 		var created bool
-		s.up, s.conns, created = srv.registry.acquire(key, n, s.upCfg)
+		s.up, s.conns, created = srv.registry.Acquire(key, n, s.upCfg)
 		if created {
-			initAddress(&s.up.address, sc, cfg.KubernetesService)
+			initAddress(s.up.Address(), sc, cfg.KubernetesService)
 		}
-		s.stats, s.health, s.address = &s.up.stats, &s.up.health, &s.up.address
+		s.stats, s.health, s.address = s.up.Stats(), s.up.Health(), s.up.Address()
 		p.servers = append(p.servers, s)
 	}
 	p.full = &layout{Placement: ring, servers: p.servers}
@@ -98,28 +99,28 @@ func newPool(srv *Server, cfg *config.Pool, prev *pool) (*pool, error) {
 }
 
 // keyFor is the key of sc's upstream, but for nth.
-func (p *pool) keyFor(sc config.Server) upstreamKey {
-	key := upstreamKey{pool: p.cfg.Name, network: sc.Network, addr: cmp.Or(sc.DialAddr, sc.Addr), auth: p.cfg.RedisAuth, db: p.cfg.RedisDB}
+func (p *pool) keyFor(sc config.Server) backend.Key {
+	key := backend.Key{Pool: p.cfg.Name, Network: sc.Network, Addr: cmp.Or(sc.DialAddr, sc.Addr), Auth: p.cfg.RedisAuth, DB: p.cfg.RedisDB}
 	if sc.Pod != "" {
-		key.service = p.srv.namespace(p.cfg) + "/" + p.cfg.KubernetesService
+		key.Service = p.srv.namespace(p.cfg) + "/" + p.cfg.KubernetesService
 	}
 	return key
 }
 
 // configFor is what the pool hands the upstream of sc.
-func (p *pool) configFor(sc config.Server) *upstreamConfig {
+func (p *pool) configFor(sc config.Server) *backend.Config {
 	prefix := serverErrorPrefix(sc.Name, sc.Addr)
-	return &upstreamConfig{
-		timeout:          p.cfg.Timeout,
-		autoEject:        p.cfg.AutoEjectHosts,
-		failureLimit:     int32(max(p.cfg.ServerFailureLimit, 1)),
-		retryTimeout:     p.cfg.ServerRetryTimeout,
-		errPrefix:        prefix,
-		logger:           p.srv.logger.With("pool", p.cfg.Name, "server", sc.Name),
-		forwardErrors:    &p.stats.ForwardError,
-		ejects:           &p.stats.ServerEjects,
-		totalConnections: &p.srv.stats.TotalConnections,
-		ringChanged:      p.rebuildRing,
+	return &backend.Config{
+		Timeout:          p.cfg.Timeout,
+		AutoEject:        p.cfg.AutoEjectHosts,
+		FailureLimit:     int32(max(p.cfg.ServerFailureLimit, 1)),
+		RetryTimeout:     p.cfg.ServerRetryTimeout,
+		ErrPrefix:        prefix,
+		Logger:           p.srv.logger.With("pool", p.cfg.Name, "server", sc.Name),
+		ForwardErrors:    &p.stats.ForwardError,
+		Ejects:           &p.stats.ServerEjects,
+		TotalConnections: &p.srv.stats.TotalConnections,
+		HealthChanged:    p.rebuildRing,
 	}
 }
 
@@ -128,19 +129,19 @@ func (p *pool) configFor(sc config.Server) *upstreamConfig {
 // as p starts to serve, after which it is the upstreams' current pool.
 func (p *pool) activate() {
 	for _, s := range p.servers {
-		s.up.config.Store(s.upCfg)
+		s.up.SetConfig(s.upCfg)
 		if !p.cfg.AutoEjectHosts {
-			s.health.forgive()
+			s.health.Forgive()
 		}
 	}
 }
 
 // release gives p's upstreams back to the registry, once p no longer
 // serves, and returns the shared connections no pool uses any more.
-func (p *pool) release() []*backendConn {
-	var unused []*backendConn
+func (p *pool) release() []*backend.Conn {
+	var unused []*backend.Conn
 	for _, s := range p.servers {
-		unused = append(unused, p.srv.registry.release(s.up, len(s.conns))...)
+		unused = append(unused, p.srv.registry.Release(s.up, len(s.conns))...)
 	}
 	return unused
 }
@@ -150,17 +151,13 @@ func (p *pool) release() []*backendConn {
 func (p *pool) connectAll() {
 	for _, s := range p.servers {
 		for _, b := range s.conns {
-			b.mu.Lock()
-			if b.state == connIdle {
-				b.startDialLocked()
-			}
-			b.mu.Unlock()
+			b.Connect()
 		}
 	}
 }
 
 // pick returns the connection a client uses for this server in one batch.
-func (s *server) pick() *backendConn {
+func (s *server) pick() *backend.Conn {
 	if len(s.conns) == 1 {
 		return s.conns[0]
 	}
@@ -178,15 +175,15 @@ func (p *pool) rebuildRing() {
 	ejected := make([]bool, len(p.servers))
 	any := false
 	for i, s := range p.servers {
-		if until := s.health.ejectedUntil.Load(); until != 0 && p.cfg.AutoEjectHosts {
+		if until := s.health.EjectedUntil(); until != 0 && p.cfg.AutoEjectHosts {
 			if until > now {
 				ejected[i], any = true, true
 			} else {
-				s.health.ejectedUntil.Store(0)
+				s.health.ClearEjection()
 				p.srv.logger.Info("server returns", "pool", p.cfg.Name, "server", s.cfg.Name)
 			}
 		}
-		if p.cfg.AutoEjectHosts && s.address.unavailable() != "" {
+		if p.cfg.AutoEjectHosts && s.address.Unavailable() != "" {
 			ejected[i], any = true, true
 		}
 	}

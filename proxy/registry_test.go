@@ -96,13 +96,13 @@ func TestReloadKeepsFailureCount(t *testing.T) {
 	if got := do(t, tp.client(t), "SET", key, "1"); !strings.HasPrefix(got, "-ERR server server0") {
 		t.Fatalf("SET on a stopped server = %q", got)
 	}
-	if n := tp.srv.poolList()[0].servers[0].health.failures.Load(); n != 1 {
+	if n := tp.srv.poolList()[0].servers[0].health.Failures(); n != 1 {
 		t.Fatalf("failures = %d, want 1", n)
 	}
 	if err := tp.srv.Reload(tp.cfg); err != nil {
 		t.Fatal(err)
 	}
-	if n := tp.srv.poolList()[0].servers[0].health.failures.Load(); n != 1 {
+	if n := tp.srv.poolList()[0].servers[0].health.Failures(); n != 1 {
 		t.Fatalf("failures after a reload = %d, want the 1 before", n)
 	}
 }
@@ -379,9 +379,8 @@ func TestShutdownClosesPinnedConnectionOfRemovedServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the old pool giving s0 back", func() bool {
-		srv.registry.mu.Lock()
-		defer srv.registry.mu.Unlock()
-		return len(srv.registry.upstreams) == 1 && len(srv.registry.retired) == 1
+		inUse, retired := srv.registry.Len()
+		return inUse == 1 && retired == 1
 	})
 	a.Pause()
 	defer a.Resume()

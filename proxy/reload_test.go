@@ -281,7 +281,7 @@ func TestPodsAsMembers(t *testing.T) {
 	p := srv.poolList()[0]
 	for i := 0; i < 50; i++ {
 		key := fmt.Sprintf("k%d", i)
-		addr := p.servers[p.layout.Load().Lookup([]byte(key))].address.dialAddr()
+		addr := p.servers[p.layout.Load().Lookup([]byte(key))].address.DialAddr()
 		if got := do(t, proxytest.Dial(t, addr), "GET", key); got != "$1\r\nv\r\n" {
 			t.Fatalf("GET %s on %s = %q", key, addr, got)
 		}

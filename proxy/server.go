@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/shardproxy/shardproxy/proxy/backend"
 	"github.com/shardproxy/shardproxy/proxy/config"
 )
 
@@ -39,7 +40,7 @@ type Server struct {
 
 	// registry keeps server connections, health and counters across
 	// configs.
-	registry registry
+	registry backend.Registry
 
 	discovery discoveryState
 	podsMu    sync.Mutex // guards pods
@@ -129,7 +130,7 @@ func (s *Server) buildPools(cfg *config.Config, prev []*pool) (pools []*pool, er
 // discard gives back the upstreams of pools that never served.
 func (s *Server) discard(pools []*pool) {
 	for _, p := range pools {
-		s.registry.closeUnused(p.release(), time.Now())
+		s.registry.CloseUnused(p.release(), time.Now())
 	}
 }
 
@@ -288,11 +289,11 @@ const (
 // after drainTimeout.
 func (s *Server) drain(pools []*pool) {
 	time.Sleep(drainDelay)
-	var unused []*backendConn
+	var unused []*backend.Conn
 	for _, p := range pools {
 		unused = append(unused, p.release()...)
 	}
-	s.registry.closeUnused(unused, time.Now().Add(drainTimeout))
+	s.registry.CloseUnused(unused, time.Now().Add(drainTimeout))
 }
 
 // RejectReload counts a configuration that was refused before it reached
@@ -428,7 +429,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.mu.Unlock()
 		// Closing every server connection, pinned ones included, fails
 		// requests still waiting on a server, so their clients return.
-		s.registry.close()
+		s.registry.Close()
 		// Everything a client could wait on has failed; a client that still
 		// does not return must not keep the process from exiting.
 		select {
@@ -440,6 +441,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			s.logger.Error("clients did not end after their connections were closed", "clients", n)
 		}
 	}
-	s.registry.close()
+	s.registry.Close()
 	return err
 }

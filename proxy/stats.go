@@ -21,16 +21,6 @@ type globalStats struct {
 	ready atomic.Bool
 }
 
-// unqueue takes answered or failed requests out of the server's out_queue.
-func unqueue(st *stats.Server, waiters []waiter) {
-	n := 0
-	for _, w := range waiters {
-		n += w.size
-	}
-	st.OutQueue.Add(-int64(len(waiters)))
-	st.OutQueueBytes.Add(-int64(n))
-}
-
 // Snapshot fills dst with the counters and state of this moment, for the
 // stats port (proxy/statsport), reusing dst's storage.
 func (s *Server) Snapshot(dst *stats.Snapshot) {
@@ -63,14 +53,14 @@ func (s *Server) Snapshot(dst *stats.Snapshot) {
 		for _, srv := range p.servers {
 			ss := ps.AddServer(srv.cfg.Name)
 			srv.stats.Read(&ss.Values)
-			ss.Values[stats.ServerEjectedAt] = srv.health.ejectedAt.Load()
-			if srv.health.ejectedUntil.Load() > nowNanos {
+			ss.Values[stats.ServerEjectedAt] = srv.health.EjectedAt()
+			if srv.health.EjectedUntil() > nowNanos {
 				ss.Values[stats.ServerEjected] = 1
 			}
 			ss.Latency = srv.stats.Latency.Snapshot()
 			ps.Latency.Add(&ss.Latency)
-			addr, source, at := srv.address.status()
-			why := srv.address.unavailable()
+			addr, source, at := srv.address.Status()
+			why := srv.address.Unavailable()
 			ss.Address = stats.AddressStatus{Pool: p.cfg.Name, Server: srv.cfg.Name, Addr: addr, Source: source, Usable: why == "", Reason: why, ChangedAt: at}
 		}
 	}

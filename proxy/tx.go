@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 
+	"github.com/shardproxy/shardproxy/proxy/backend"
 	"github.com/shardproxy/shardproxy/proxy/command"
 	"github.com/shardproxy/shardproxy/proxy/resp"
 )
@@ -28,7 +29,7 @@ type txState struct {
 	inMulti   bool
 	aborted   bool // a command could not be queued: EXEC answers EXECABORT
 	watchLost bool // a WATCH died with its connection: EXEC answers null
-	pinned    *dedicatedConn
+	pinned    *backend.Dedicated
 	pinnedIdx int    // the index in the pool of pinned's server
 	preamble  []byte // keyless commands queued in MULTI before a key picked the server
 	queued    int    // how many commands preamble holds
@@ -45,7 +46,7 @@ func (t *txState) doomed() bool { return t.aborted || t.watchLost }
 // side state is unknown.
 func (t *txState) reset() {
 	if t.pinned != nil {
-		t.pinned.close()
+		t.pinned.Close()
 	}
 	*t = txState{preamble: keepBuffer(t.preamble), req: keepBuffer(t.req)}
 }
@@ -53,7 +54,7 @@ func (t *txState) reset() {
 // release returns a pinned connection whose server state is clean.
 func (t *txState) release() {
 	if t.pinned != nil {
-		t.pinned.release()
+		t.pinned.Release()
 	}
 	*t = txState{preamble: keepBuffer(t.preamble), req: keepBuffer(t.req)}
 }
@@ -214,7 +215,7 @@ func (c *client) discardOnServer() {
 	t := &c.tx
 	if t.pinned != nil {
 		c.settle()
-		if _, err := t.pinned.do(resp.AppendCommand(t.req[:0], []byte("DISCARD")), 1); err != nil {
+		if _, err := t.pinned.Do(resp.AppendCommand(t.req[:0], []byte("DISCARD")), 1); err != nil {
 			t.reset()
 			return
 		}
@@ -365,22 +366,22 @@ func (c *client) pin(idx int, cmd *resp.Command) ([]byte, error) {
 	}
 	t.req = req
 	up := srv.up
-	d, err := up.takeDedicated()
+	d, err := up.TakeDedicated()
 	if err != nil {
-		return nil, errors.New(up.errText(describe(err)))
+		return nil, errors.New(up.ErrorText(err))
 	}
-	reply, err := d.do(req, n)
-	if err != nil && d.reused && !isTimeout(err) {
-		d.close()
-		if d, err = up.dialDedicated(); err == nil {
-			reply, err = d.do(req, n)
+	reply, err := d.Do(req, n)
+	if err != nil && d.Reused() && !isTimeout(err) {
+		d.Close()
+		if d, err = up.DialDedicated(); err == nil {
+			reply, err = d.Do(req, n)
 		}
 	}
 	if err != nil {
 		if d != nil {
-			d.close()
+			d.Close()
 		}
-		return nil, errors.New(up.errText(describe(err)))
+		return nil, errors.New(up.ErrorText(err))
 	}
 	t.pinned, t.pinnedIdx = d, idx
 	t.preamble, t.queued = t.preamble[:0], 0
@@ -395,11 +396,11 @@ func (c *client) pinnedDo(cmd *resp.Command) ([]byte, error) {
 	t := &c.tx
 	d := t.pinned
 	t.req = appendRequest(t.req[:0], cmd)
-	reply, err := d.do(t.req, 1)
+	reply, err := d.Do(t.req, 1)
 	if err != nil {
 		t.pinned = nil
-		d.close()
-		return nil, errors.New(d.up.errText(describe(err)))
+		d.Close()
+		return nil, errors.New(d.Upstream().ErrorText(err))
 	}
 	return reply, nil
 }

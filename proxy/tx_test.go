@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/shardproxy/shardproxy/proxy/backend"
 	"github.com/shardproxy/shardproxy/proxy/proxytest"
 )
 
@@ -58,10 +59,7 @@ func (tp *testPool) serverError(i int) string {
 
 // idleTxConns is how many dedicated connections server i keeps for reuse.
 func (tp *testPool) idleTxConns(i int) int {
-	p := &tp.srv.poolList()[0].servers[i].up.dedicated
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.idle)
+	return tp.srv.poolList()[0].servers[i].up.IdleDedicated()
 }
 
 const txPool = "  hash_tag: \"{}\"\n"
@@ -447,13 +445,13 @@ func TestTxIdleConnectionsGoneStale(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if !tc.withCheck {
-				saved := idleConnClosed
-				idleConnClosed = func(net.Conn) bool { return false }
-				t.Cleanup(func() { idleConnClosed = saved })
+				saved := backend.TestHookIdleConnClosed
+				backend.TestHookIdleConnClosed = func(net.Conn) bool { return false }
+				t.Cleanup(func() { backend.TestHookIdleConnClosed = saved })
 			}
 			tp := startProxy(t, 1, txPool)
 			r := tp.redises[0]
-			clients := txClients(t, tp, maxIdleDedicated, "{txr}a")
+			clients := txClients(t, tp, backend.MaxIdleDedicated, "{txr}a")
 			if tc.timeout {
 				do(t, r.Client(t), "CONFIG", "SET", "timeout", "1")
 				waitConnectedClients(t, r, 1) // every proxy connection closed as idle
@@ -550,8 +548,8 @@ func TestTxGoRedisAfterServerRestart(t *testing.T) {
 	}
 	// Eight transactions at once leave eight idle transaction connections.
 	var wg sync.WaitGroup
-	errs := make(chan error, maxIdleDedicated)
-	for range maxIdleDedicated {
+	errs := make(chan error, backend.MaxIdleDedicated)
+	for range backend.MaxIdleDedicated {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

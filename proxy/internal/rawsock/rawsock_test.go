@@ -1,13 +1,20 @@
-package proxy
+package rawsock
 
 import (
 	"bytes"
 	"errors"
 	"io"
 	"net"
+	"os"
 	"testing"
 	"time"
 )
+
+// isTimeout reports whether err is a deadline's.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded)
+}
 
 // tcpPair returns both ends of a loopback TCP connection.
 func tcpPair(t *testing.T) (net.Conn, net.Conn) {
@@ -31,8 +38,8 @@ func tcpPair(t *testing.T) (net.Conn, net.Conn) {
 
 func TestRawSocket(t *testing.T) {
 	a, b := tcpPair(t)
-	sa, sb := newRawSocket(a), newRawSocket(b)
-	if !sa.raw() || !sb.raw() {
+	sa, sb := New(a), New(b)
+	if !sa.Raw() || !sb.Raw() {
 		t.Fatal("a TCP connection is not used through raw syscalls")
 	}
 
@@ -89,8 +96,8 @@ func TestRawSocketFallsBackToConn(t *testing.T) {
 	a, b := net.Pipe()
 	defer a.Close()
 	defer b.Close()
-	sa, sb := newRawSocket(a), newRawSocket(b)
-	if sa.raw() {
+	sa, sb := New(a), New(b)
+	if sa.Raw() {
 		t.Fatal("net.Pipe reported as a raw socket")
 	}
 	go sa.Write([]byte("hello"))

@@ -1,4 +1,9 @@
-package proxy
+// Package rawsock reads and writes sockets with raw non-blocking syscalls,
+// for both sides of the proxy: the client connections (package proxy) and
+// the server connections (package backend). It is internal because it is
+// plumbing, not an API: neither side owns the other's sockets, and nothing
+// outside the proxy needs it.
+package rawsock
 
 import (
 	"io"
@@ -6,7 +11,7 @@ import (
 	"syscall"
 )
 
-// rawSocket reads and writes a socket with raw, non-blocking syscalls and
+// Socket reads and writes a socket with raw, non-blocking syscalls and
 // waits for readiness through the runtime's poller, as net.Conn does. The
 // difference is that a raw syscall does not tell the scheduler it might
 // block. A socket in non-blocking mode never does, and telling it is what
@@ -15,11 +20,11 @@ import (
 // futex call and a context switch. Deadlines set on the connection apply.
 //
 // Where the connection has no descriptor to use this way, reads and writes
-// go through the net.Conn, and TryWrite is not available (raw reports it).
+// go through the net.Conn, and TryWrite is not available (Raw reports it).
 //
 // One goroutine may read while another writes; writes come from one
 // goroutine at a time (the client's ordering of replies sees to that).
-type rawSocket struct {
+type Socket struct {
 	conn    net.Conn
 	rc      syscall.RawConn // nil: use conn
 	readFn  func(fd uintptr) bool
@@ -45,8 +50,10 @@ func (c *rawCall) finish(err error) (int, error) {
 	return n, err
 }
 
-func newRawSocket(conn net.Conn) *rawSocket {
-	s := &rawSocket{conn: conn}
+// New returns the Socket of conn, raw when conn has a descriptor and the
+// platform allows raw syscalls.
+func New(conn net.Conn) *Socket {
+	s := &Socket{conn: conn}
 	if sc, ok := conn.(syscall.Conn); ok && canRawSyscall {
 		if rc, err := sc.SyscallConn(); err == nil {
 			s.rc = rc
@@ -56,12 +63,12 @@ func newRawSocket(conn net.Conn) *rawSocket {
 	return s
 }
 
-// raw reports whether the socket is used through raw syscalls, which
+// Raw reports whether the socket is used through raw syscalls, which
 // TryWrite needs.
-func (s *rawSocket) raw() bool { return s.rc != nil }
+func (s *Socket) Raw() bool { return s.rc != nil }
 
 // Read reads what is there, waiting until something is; io.EOF at the end.
-func (s *rawSocket) Read(p []byte) (int, error) {
+func (s *Socket) Read(p []byte) (int, error) {
 	if s.rc == nil {
 		return s.conn.Read(p)
 	}
@@ -72,7 +79,7 @@ func (s *rawSocket) Read(p []byte) (int, error) {
 	return s.r.finish(s.rc.Read(s.readFn))
 }
 
-func (s *rawSocket) readOnce(fd uintptr) bool {
+func (s *Socket) readOnce(fd uintptr) bool {
 	for {
 		n, errno := rawRead(fd, s.r.p)
 		switch {
@@ -92,7 +99,7 @@ func (s *rawSocket) readOnce(fd uintptr) bool {
 }
 
 // Write writes all of p, waiting while the socket is full.
-func (s *rawSocket) Write(p []byte) (int, error) {
+func (s *Socket) Write(p []byte) (int, error) {
 	if s.rc == nil {
 		return s.conn.Write(p)
 	}
@@ -102,12 +109,12 @@ func (s *rawSocket) Write(p []byte) (int, error) {
 
 // TryWrite writes what the socket takes at once and never waits; only for
 // a raw socket.
-func (s *rawSocket) TryWrite(p []byte) (int, error) {
+func (s *Socket) TryWrite(p []byte) (int, error) {
 	s.w = rawCall{p: p}
 	return s.w.finish(s.rc.Write(s.writeFn))
 }
 
-func (s *rawSocket) writeSome(fd uintptr) bool {
+func (s *Socket) writeSome(fd uintptr) bool {
 	for s.w.n < len(s.w.p) {
 		n, errno := rawWrite(fd, s.w.p[s.w.n:])
 		switch errno {

@@ -1,6 +1,6 @@
 //go:build unix
 
-package proxy
+package rawsock
 
 import (
 	"net"
@@ -23,12 +23,12 @@ func rawWrite(fd uintptr, p []byte) (int, syscall.Errno) {
 	return int(n), errno
 }
 
-// peerCheck tells, without waiting, whether the peer of an idle
+// PeerCheck tells, without waiting, whether the peer of an idle
 // connection has closed it or sent something unasked: either way the
 // connection cannot carry a request. It is made once per connection, so
 // that a check allocates nothing. The net package keeps sockets
 // non-blocking, so the peek returns at once.
-type peerCheck struct {
+type PeerCheck struct {
 	rc     syscall.RawConn // nil when the connection has no descriptor
 	err    error           // why rc is missing, if it is
 	buf    [1]byte
@@ -36,8 +36,9 @@ type peerCheck struct {
 	peekFn func(fd uintptr) bool // peek, made once
 }
 
-func newPeerCheck(conn net.Conn) *peerCheck {
-	pc := &peerCheck{}
+// NewPeerCheck returns the check of conn.
+func NewPeerCheck(conn net.Conn) *PeerCheck {
+	pc := &PeerCheck{}
 	if sc, ok := conn.(syscall.Conn); ok {
 		pc.rc, pc.err = sc.SyscallConn()
 	}
@@ -45,9 +46,9 @@ func newPeerCheck(conn net.Conn) *peerCheck {
 	return pc
 }
 
-// peerClosed reports whether the peer closed the connection, or sent
+// PeerClosed reports whether the peer closed the connection, or sent
 // something unasked.
-func (pc *peerCheck) peerClosed() bool {
+func (pc *PeerCheck) PeerClosed() bool {
 	if pc.err != nil {
 		return true
 	}
@@ -59,7 +60,7 @@ func (pc *peerCheck) peerClosed() bool {
 	return pc.closed || err != nil
 }
 
-func (pc *peerCheck) peek(fd uintptr) bool {
+func (pc *PeerCheck) peek(fd uintptr) bool {
 	for {
 		_, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&pc.buf[0])), 1, syscall.MSG_PEEK, 0, 0)
 		switch errno {

@@ -1,4 +1,4 @@
-package proxy
+package backend
 
 import (
 	"errors"
@@ -7,33 +7,34 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/shardproxy/shardproxy/proxy/internal/rawsock"
 	"github.com/shardproxy/shardproxy/proxy/resp"
 )
 
-// dedicatedConn is a connection owned by one client at a time, for
+// Dedicated is a connection owned by one client at a time, for
 // transactions: pinned to the client until the transaction ends, then idle
 // in its upstream's dedicated pool for reuse. Like a shared connection it
 // knows no client and no pool.
-type dedicatedConn struct {
-	up     *upstream
+type Dedicated struct {
+	up     *Upstream
 	conn   net.Conn
-	check  *peerCheck // whether the server closed it while idle
+	check  *rawsock.PeerCheck // whether the server closed it while idle
 	buf    []byte
 	reused bool // taken from the idle pool rather than dialled
 	at     int  // its index in the pool's pinned list while pinned, else -1
 	closed atomic.Bool
 }
 
-// maxIdleDedicated bounds the idle dedicated connections kept per upstream.
-const maxIdleDedicated = 8
+// MaxIdleDedicated bounds the idle dedicated connections kept per upstream.
+const MaxIdleDedicated = 8
 
 // dedicatedPool is an upstream's dedicated connections: the idle ones, and
 // the pinned ones, tracked so that Shutdown can close a connection whose
 // client waits on a server that stopped answering.
 type dedicatedPool struct {
 	mu     sync.Mutex // guards idle, pinned and closed
-	idle   []*dedicatedConn
-	pinned []*dedicatedConn
+	idle   []*Dedicated
+	pinned []*Dedicated
 	closed bool // its upstream is retired: keep nothing, dial nothing
 }
 
@@ -41,23 +42,24 @@ type dedicatedPool struct {
 // new transaction connection.
 var errUpstreamRetired = errors.New("connection closed")
 
-// idleConnClosed, when set, replaces the check that an idle dedicated
-// connection was not closed by its server. It is a variable so that a test
-// can turn the check off and show that the redial in pin copes on its own.
-var idleConnClosed func(net.Conn) bool
+// TestHookIdleConnClosed, when set, replaces the check that an idle
+// dedicated connection was not closed by its server. It is only for tests:
+// turning the check off shows that a caller's redial after a failed Do on
+// a reused connection copes on its own.
+var TestHookIdleConnClosed func(net.Conn) bool
 
 // peerClosed reports whether the server closed the idle connection d.
-func (d *dedicatedConn) peerClosed() bool {
-	if idleConnClosed != nil {
-		return idleConnClosed(d.conn)
+func (d *Dedicated) peerClosed() bool {
+	if TestHookIdleConnClosed != nil {
+		return TestHookIdleConnClosed(d.conn)
 	}
-	return d.check.peerClosed()
+	return d.check.PeerClosed()
 }
 
-// takeDedicated returns an idle connection to u that is still open, or
-// dials one. The connection is pinned until release or close.
-func (u *upstream) takeDedicated() (*dedicatedConn, error) {
-	if why := u.address.unavailable(); why != "" {
+// TakeDedicated returns an idle connection to u that is still open, or
+// dials one. The connection is pinned until Release or Close.
+func (u *Upstream) TakeDedicated() (*Dedicated, error) {
+	if why := u.address.Unavailable(); why != "" {
 		return nil, errors.New(why)
 	}
 	p := &u.dedicated
@@ -78,25 +80,25 @@ func (u *upstream) takeDedicated() (*dedicatedConn, error) {
 		p.pinLocked(d)
 		p.mu.Unlock()
 		if d.peerClosed() {
-			d.close()
+			d.Close()
 			continue
 		}
 		d.reused = true
 		return d, nil
 	}
-	return u.dialDedicated()
+	return u.DialDedicated()
 }
 
-// dialDedicated opens a new dedicated connection to u, pinned.
-func (u *upstream) dialDedicated() (*dedicatedConn, error) {
-	if why := u.address.unavailable(); why != "" {
+// DialDedicated opens a new dedicated connection to u, pinned.
+func (u *Upstream) DialDedicated() (*Dedicated, error) {
+	if why := u.address.Unavailable(); why != "" {
 		return nil, errors.New(why)
 	}
-	conn, err := u.dialer.dial(u.address.dialAddr(), u.config.Load().timeout)
+	conn, err := u.dialer.dial(u.address.DialAddr(), u.config.Load().Timeout)
 	if err != nil {
 		return nil, err
 	}
-	d := &dedicatedConn{up: u, conn: conn, check: newPeerCheck(conn)}
+	d := &Dedicated{up: u, conn: conn, check: rawsock.NewPeerCheck(conn)}
 	p := &u.dedicated
 	p.mu.Lock()
 	if p.closed {
@@ -110,12 +112,12 @@ func (u *upstream) dialDedicated() (*dedicatedConn, error) {
 	return d, nil
 }
 
-func (p *dedicatedPool) pinLocked(d *dedicatedConn) {
+func (p *dedicatedPool) pinLocked(d *Dedicated) {
 	d.at = len(p.pinned)
 	p.pinned = append(p.pinned, d)
 }
 
-func (p *dedicatedPool) unpinLocked(d *dedicatedConn) {
+func (p *dedicatedPool) unpinLocked(d *Dedicated) {
 	i := d.at
 	if i < 0 || i >= len(p.pinned) || p.pinned[i] != d {
 		return
@@ -128,6 +130,23 @@ func (p *dedicatedPool) unpinLocked(d *dedicatedConn) {
 	d.at = -1
 }
 
+// Reused reports whether d was taken from the idle pool rather than
+// dialled: a failure may then be the server having closed it while idle,
+// and a new connection (DialDedicated) is worth one more try.
+func (d *Dedicated) Reused() bool { return d.reused }
+
+// Upstream returns the upstream d is a connection to.
+func (d *Dedicated) Upstream() *Upstream { return d.up }
+
+// IdleDedicated reports how many dedicated connections u keeps for reuse
+// now.
+func (u *Upstream) IdleDedicated() int {
+	p := &u.dedicated
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.idle)
+}
+
 // numPinned reports how many connections are pinned now.
 func (p *dedicatedPool) numPinned() int {
 	p.mu.Lock()
@@ -135,10 +154,10 @@ func (p *dedicatedPool) numPinned() int {
 	return len(p.pinned)
 }
 
-// do writes req and reads n replies, returning the last.
-func (d *dedicatedConn) do(req []byte, n int) ([]byte, error) {
+// Do writes req and reads n replies, returning the last.
+func (d *Dedicated) Do(req []byte, n int) ([]byte, error) {
 	up := d.up
-	if t := up.config.Load().timeout; t > 0 {
+	if t := up.config.Load().Timeout; t > 0 {
 		d.conn.SetDeadline(time.Now().Add(t))
 	}
 	began := time.Now()
@@ -191,9 +210,9 @@ func (d *dedicatedConn) do(req []byte, n int) ([]byte, error) {
 	return d.buf[last:start], nil
 }
 
-// close closes the connection, whose server state is unknown. It may run
+// Close closes the connection, whose server state is unknown. It may run
 // more than once: at Shutdown and by its client.
-func (d *dedicatedConn) close() {
+func (d *Dedicated) Close() {
 	p := &d.up.dedicated
 	p.mu.Lock()
 	p.unpinLocked(d)
@@ -201,20 +220,20 @@ func (d *dedicatedConn) close() {
 	d.closeConn()
 }
 
-func (d *dedicatedConn) closeConn() {
+func (d *Dedicated) closeConn() {
 	if d.closed.CompareAndSwap(false, true) {
 		d.conn.Close()
 		d.up.stats.Connections.Add(-1)
 	}
 }
 
-// release returns a pinned connection whose server state is clean to the
+// Release returns a pinned connection whose server state is clean to the
 // idle pool, or closes it if the pool keeps enough or is retired.
-func (d *dedicatedConn) release() {
+func (d *Dedicated) Release() {
 	p := &d.up.dedicated
 	p.mu.Lock()
 	p.unpinLocked(d)
-	if !p.closed && !d.closed.Load() && len(p.idle) < maxIdleDedicated && cap(d.buf) <= maxKeptBuffer {
+	if !p.closed && !d.closed.Load() && len(p.idle) < MaxIdleDedicated && cap(d.buf) <= maxKeptBuffer {
 		p.idle = append(p.idle, d)
 		p.mu.Unlock()
 		return
@@ -249,7 +268,7 @@ func (p *dedicatedPool) retire() {
 func (p *dedicatedPool) closeAll() {
 	p.retire()
 	p.mu.Lock()
-	pinned := append([]*dedicatedConn(nil), p.pinned...)
+	pinned := append([]*Dedicated(nil), p.pinned...)
 	p.mu.Unlock()
 	for _, d := range pinned {
 		d.closeConn()

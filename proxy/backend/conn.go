@@ -1,4 +1,4 @@
-package proxy
+package backend
 
 import (
 	"errors"
@@ -9,24 +9,31 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shardproxy/shardproxy/proxy/internal/rawsock"
 	"github.com/shardproxy/shardproxy/proxy/resp"
+	"github.com/shardproxy/shardproxy/proxy/stats"
 )
 
-// replySink receives the reply to one request from the server connection
-// that sent it. deliver gets the reply's bytes, which are valid only during
-// the call; fail gets an error reply's message ("ERR ...") when the request
-// got no reply. Either runs on the connection's reader or on whoever
-// submitted the request, and must not block.
-type replySink interface {
-	deliver(reply []byte)
-	fail(msg string)
+// ReplySink receives the reply to one request from the server connection
+// that sent it; each request gets exactly one call. Deliver gets the
+// reply's bytes, which are valid only during the call; Fail gets an error
+// reply's message ("ERR ...") when the request got no reply. Either runs on
+// the connection's reader or on whoever submitted the request, and must not
+// block: a slow sink would hold up every client of the connection.
+type ReplySink interface {
+	Deliver(reply []byte)
+	Fail(msg string)
 }
+
+// maxKeptBuffer is the largest buffer a connection keeps for reuse, as
+// the client does for its own.
+const maxKeptBuffer = 64 << 10
 
 // waiter is a request a server connection owes a reply: where the reply
 // goes, when the request was submitted, for the latency histogram, and its
 // size, for out_queue_bytes.
 type waiter struct {
-	to   replySink
+	to   ReplySink
 	sent time.Time
 	size int
 }
@@ -47,23 +54,23 @@ const (
 	maxBackoff = 2 * time.Second
 )
 
-// backendConn is one connection to an upstream, shared by every client of
-// the pools that use it. Clients append whole batches of requests; whoever
+// Conn is one connection to an upstream, shared by every client of the
+// pools that use it. Clients append whole batches of requests; whoever
 // finds no write in progress writes everything queued so far, so under load
 // many clients' requests leave in one syscall. A single reader matches
 // replies to the queue of waiters in order. It knows no client and no
 // pool: its upstream gives it the dialer, the address, the settings, the
 // counters and the health it reports to.
-type backendConn struct {
-	up *upstream
+type Conn struct {
+	up *Upstream
 
 	mu       sync.Mutex // guards everything below
 	state    connState
 	conn     net.Conn
-	sock     *rawSocket // reads and writes conn
-	addr     string     // the address conn was dialled at
-	gen      uint64     // bumped on every new connection, so stale failures are ignored
-	wbuf     []byte     // requests not yet written
+	sock     *rawsock.Socket // reads and writes conn
+	addr     string          // the address conn was dialled at
+	gen      uint64          // bumped on every new connection, so stale failures are ignored
+	wbuf     []byte          // requests not yet written
 	spare    []byte
 	queue    waiterQueue // every request submitted and not yet answered, in order
 	flushing bool
@@ -75,16 +82,16 @@ type backendConn struct {
 	closed   bool // no pool uses it any more: fail everything, dial nothing
 }
 
-// submit queues requests (their bytes, and where each reply goes) and
+// Submit queues requests (their bytes, and where each reply goes) and
 // makes sure they get written; sizes are the requests' sizes in reqs, and
 // sent is when the client submitted them.
-func (b *backendConn) submit(reqs []byte, to []replySink, sizes []int, sent time.Time) {
+func (b *Conn) Submit(reqs []byte, to []ReplySink, sizes []int, sent time.Time) {
 	up := b.up
-	if why := up.address.unavailable(); why != "" {
+	if why := up.address.Unavailable(); why != "" {
 		msg := up.errText(why)
-		up.config.Load().forwardErrors.Add(int64(len(to)))
+		up.config.Load().ForwardErrors.Add(int64(len(to)))
 		for _, s := range to {
-			s.fail(msg)
+			s.Fail(msg)
 		}
 		return
 	}
@@ -95,7 +102,7 @@ func (b *backendConn) submit(reqs []byte, to []replySink, sizes []int, sent time
 			msg := b.lastErr
 			b.mu.Unlock()
 			for _, s := range to {
-				s.fail(msg)
+				s.Fail(msg)
 			}
 			return
 		}
@@ -105,7 +112,7 @@ func (b *backendConn) submit(reqs []byte, to []replySink, sizes []int, sent time
 			b.mu.Unlock()
 			msg := up.errText("connection closed")
 			for _, s := range to {
-				s.fail(msg)
+				s.Fail(msg)
 			}
 			return
 		}
@@ -123,7 +130,7 @@ func (b *backendConn) submit(reqs []byte, to []replySink, sizes []int, sent time
 	st.InQueueBytes.Add(int64(len(reqs)))
 	if b.state == connConnected {
 		if wasEmpty {
-			if t := up.config.Load().timeout; t > 0 {
+			if t := up.config.Load().Timeout; t > 0 {
 				b.conn.SetReadDeadline(time.Now().Add(t))
 			}
 		}
@@ -136,7 +143,7 @@ func (b *backendConn) submit(reqs []byte, to []replySink, sizes []int, sent time
 
 // flushLocked writes wbuf until it stays empty. It drops the lock while
 // writing, so other clients can keep appending.
-func (b *backendConn) flushLocked() {
+func (b *Conn) flushLocked() {
 	b.flushing = true
 	// Let clients that are already runnable append their requests first:
 	// under load this turns many small writes into one, and when nothing
@@ -150,7 +157,7 @@ func (b *backendConn) flushLocked() {
 		b.spare = nil
 		b.dropUnsentLocked()
 		b.mu.Unlock()
-		if t := b.up.config.Load().timeout; t > 0 {
+		if t := b.up.config.Load().Timeout; t > 0 {
 			conn.SetWriteDeadline(time.Now().Add(t))
 		}
 		_, err := sock.Write(out)
@@ -166,18 +173,29 @@ func (b *backendConn) flushLocked() {
 	b.flushing = false
 }
 
-func (b *backendConn) startDialLocked() {
+// Connect dials the connection now if it is not connected or dialling,
+// rather than at its first request (the preconnect option); a failure is
+// only logged and counted.
+func (b *Conn) Connect() {
+	b.mu.Lock()
+	if b.state == connIdle {
+		b.startDialLocked()
+	}
+	b.mu.Unlock()
+}
+
+func (b *Conn) startDialLocked() {
 	b.state = connConnecting
 	go b.dial()
 }
 
 // dial connects (the dialer authenticates and selects the database)
 // before any client request is written.
-func (b *backendConn) dial() {
+func (b *Conn) dial() {
 	up := b.up
 	cfg := up.config.Load()
-	addr := up.address.dialAddr()
-	conn, err := up.dialer.dial(addr, cfg.timeout)
+	addr := up.address.DialAddr()
+	conn, err := up.dialer.dial(addr, cfg.Timeout)
 
 	b.mu.Lock()
 	if err == nil && b.closed {
@@ -200,31 +218,31 @@ func (b *backendConn) dial() {
 		b.mu.Unlock()
 		unqueue(&up.stats, waiters)
 		up.stats.ServerErr.Add(1)
-		cfg.logger.Warn("server connect failed", "addr", addr, "err", err)
-		cfg.forwardErrors.Add(int64(len(waiters)))
+		cfg.Logger.Warn("server connect failed", "addr", addr, "err", err)
+		cfg.ForwardErrors.Add(int64(len(waiters)))
 		// Count the failure (and eject) before answering, so a client's
 		// next request already sees the rebuilt ring.
 		up.failed()
 		for _, w := range waiters {
-			w.to.fail(msg)
+			w.to.Fail(msg)
 		}
 		return
 	}
 	if b.backoff > 0 {
-		cfg.logger.Info("server reachable again", "addr", addr)
+		cfg.Logger.Info("server reachable again", "addr", addr)
 	} else {
-		cfg.logger.Debug("server connected", "addr", addr)
+		cfg.Logger.Debug("server connected", "addr", addr)
 	}
 	b.state = connConnected
 	b.conn, b.addr = conn, addr
-	b.sock = newRawSocket(conn)
+	b.sock = rawsock.New(conn)
 	b.gen++
 	b.backoff = 0
 	up.stats.Connections.Add(1)
-	cfg.totalConnections.Add(1)
+	cfg.TotalConnections.Add(1)
 	go b.readLoop(conn, b.sock, b.gen)
-	if b.queue.len() > 0 && cfg.timeout > 0 {
-		conn.SetReadDeadline(time.Now().Add(cfg.timeout))
+	if b.queue.len() > 0 && cfg.Timeout > 0 {
+		conn.SetReadDeadline(time.Now().Add(cfg.Timeout))
 	}
 	if !b.flushing {
 		b.flushLocked()
@@ -233,7 +251,7 @@ func (b *backendConn) dial() {
 }
 
 // readLoop matches replies to the queue in order until the connection ends.
-func (b *backendConn) readLoop(conn net.Conn, sock *rawSocket, gen uint64) {
+func (b *Conn) readLoop(conn net.Conn, sock *rawsock.Socket, gen uint64) {
 	up := b.up
 	buf := make([]byte, 16<<10)
 	start, end := 0, 0
@@ -265,7 +283,7 @@ func (b *backendConn) readLoop(conn net.Conn, sock *rawSocket, gen uint64) {
 				return
 			}
 			waiters = b.queue.pop(waiters[:0], len(ends))
-			if t := up.config.Load().timeout; t > 0 {
+			if t := up.config.Load().Timeout; t > 0 {
 				if b.queue.len() > 0 {
 					conn.SetReadDeadline(time.Now().Add(t))
 				} else {
@@ -283,7 +301,7 @@ func (b *backendConn) readLoop(conn net.Conn, sock *rawSocket, gen uint64) {
 				reply := buf[from:ends[i]]
 				from = ends[i]
 				up.stats.Latency.Observe(now.Sub(w.sent))
-				w.to.deliver(reply)
+				w.to.Deliver(reply)
 			}
 			clear(waiters)
 		}
@@ -311,9 +329,19 @@ func (b *backendConn) readLoop(conn net.Conn, sock *rawSocket, gen uint64) {
 	}
 }
 
+// unqueue takes answered or failed requests out of the server's out_queue.
+func unqueue(st *stats.Server, waiters []waiter) {
+	n := 0
+	for _, w := range waiters {
+		n += w.size
+	}
+	st.OutQueue.Add(-int64(len(waiters)))
+	st.OutQueueBytes.Add(-int64(n))
+}
+
 // dropUnsentLocked forgets the count of requests in wbuf, which was just
 // written or dropped.
-func (b *backendConn) dropUnsentLocked() {
+func (b *Conn) dropUnsentLocked() {
 	if b.unsent == 0 {
 		return
 	}
@@ -324,7 +352,7 @@ func (b *backendConn) dropUnsentLocked() {
 
 // fail ends connection gen: every queued request gets an error naming the
 // server and the cause, and the next request dials again.
-func (b *backendConn) fail(gen uint64, err error) {
+func (b *Conn) fail(gen uint64, err error) {
 	b.mu.Lock()
 	b.failLocked(gen, err)
 	b.mu.Unlock()
@@ -332,11 +360,11 @@ func (b *backendConn) fail(gen uint64, err error) {
 
 // failLocked ends connection gen on a failure of the server, which counts
 // towards ejection.
-func (b *backendConn) failLocked(gen uint64, err error) { b.endLocked(gen, err, true) }
+func (b *Conn) failLocked(gen uint64, err error) { b.endLocked(gen, err, true) }
 
 // endLocked ends connection gen; failure says whether the server failed
 // (rather than the proxy closing the connection on purpose).
-func (b *backendConn) endLocked(gen uint64, err error, failure bool) {
+func (b *Conn) endLocked(gen uint64, err error, failure bool) {
 	if gen != b.gen || b.state != connConnected {
 		return
 	}
@@ -365,21 +393,21 @@ func (b *backendConn) endLocked(gen uint64, err error, failure bool) {
 	// and the reader may be blocked on this mutex.
 	b.mu.Unlock()
 	if !b.closed {
-		cfg.logger.Warn("server connection lost", "addr", b.addr, "err", err, "failed_requests", len(waiters))
+		cfg.Logger.Warn("server connection lost", "addr", b.addr, "err", err, "failed_requests", len(waiters))
 	}
-	cfg.forwardErrors.Add(int64(len(waiters)))
+	cfg.ForwardErrors.Add(int64(len(waiters)))
 	if failure {
 		up.failed() // before answering, as in dial
 	}
 	for _, w := range waiters {
-		w.to.fail(msg)
+		w.to.Fail(msg)
 	}
 	b.mu.Lock()
 }
 
 // close ends the connection for good: used when no pool uses it any more,
 // and at shutdown.
-func (b *backendConn) close() {
+func (b *Conn) close() {
 	b.mu.Lock()
 	b.closed = true
 	if b.state == connConnected {
@@ -389,7 +417,7 @@ func (b *backendConn) close() {
 }
 
 // idle reports whether no request waits on the connection.
-func (b *backendConn) idle() bool {
+func (b *Conn) idle() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.queue.len() == 0
@@ -398,7 +426,7 @@ func (b *backendConn) idle() bool {
 // reset closes the connection, if any, without counting a failure, and
 // forgets a dial backoff: the server moved, so the next request dials its
 // new address at once.
-func (b *backendConn) reset(why string) {
+func (b *Conn) reset(why string) {
 	b.mu.Lock()
 	switch b.state {
 	case connConnected:
@@ -440,7 +468,7 @@ func (q *waiterQueue) len() int { return len(q.buf) - q.head }
 
 // push appends a waiter for each of to, of the size at the same index in
 // sizes, all sent at sent.
-func (q *waiterQueue) push(to []replySink, sizes []int, sent time.Time) {
+func (q *waiterQueue) push(to []ReplySink, sizes []int, sent time.Time) {
 	if q.head > 0 && q.head == len(q.buf) {
 		q.buf, q.head = q.buf[:0], 0
 	} else if q.head > 1024 && q.head*2 > len(q.buf) {
