@@ -146,7 +146,8 @@ func notInMulti(name string) string {
 // fanOutInMulti answers a fan-out command inside MULTI: a transaction runs
 // on one server.
 func fanOutInMulti(name string) string {
-	return notInMulti(name) + ": it goes to every server"
+	container, _, _ := strings.Cut(name, "|")
+	return notInMulti(container) + ": it goes to every server"
 }
 
 // refusal is the reply to a command the proxy does not serve, and why.
@@ -170,11 +171,14 @@ const (
 
 // reasons words the command table's reasons for refusing a command.
 var reasons = [...]string{
-	command.WhyAllServers: whyAllServers,
-	command.WhyBlocking:   whyBlocking,
-	command.WhyPubSub:     whyPubSub,
-	command.WhyAdmin:      whyAdmin,
-	command.WhyDB:         whyDB,
+	command.WhyAllServers:  whyAllServers,
+	command.WhyBlocking:    whyBlocking,
+	command.WhyPubSub:      whyPubSub,
+	command.WhyAdmin:       whyAdmin,
+	command.WhyDB:          whyDB,
+	command.WhyScriptKill:  whyScriptKill,
+	command.WhyScriptDebug: whyScriptDebug,
+	command.WhyPerServer:   whyPerServer,
 }
 
 // The reasons given for refused subcommands and options.

@@ -7,74 +7,22 @@ import (
 	"github.com/shardproxy/shardproxy/proxy/resp"
 )
 
-// Fan-out commands: SCRIPT LOAD, EXISTS and FLUSH and FUNCTION LOAD, DELETE
-// and FLUSH change or ask every server's script cache, because EVALSHA and
-// FCALL may go to any server. The request goes unchanged to every server in
+// Fan-out commands: SCRIPT LOAD, EXISTS and FLUSH and FUNCTION LOAD,
+// DELETE, FLUSH and RESTORE change or ask every server's script cache,
+// because EVALSHA and FCALL may go to any server; the command table takes
+// which ones, and how their replies merge, from redis-server's
+// request_policy and response_policy tips. The request goes unchanged to every server in
 // the ring, in server order, as a fragment with one part per server; the
 // replies are merged once all are in. An ejected server is out of the ring
 // and owns no keys, so it is left out: scripts keep working on the servers
 // its keys moved to, and a client that later meets NOSCRIPT there loads the
 // script again, as Redis asks clients to.
 
-// subcommand says how the proxy handles one SCRIPT or FUNCTION subcommand.
-type subcommand struct {
-	name  string        // lower case
-	merge command.Merge // for those sent to every server
-	one   bool          // sent to one server only: the owner of "placeholder"
-	why   string        // for refused ones: what the client should know
-}
-
-var scriptSubcommands = []subcommand{
-	{name: "load", merge: command.MergeSame},
-	{name: "exists", merge: command.MergeAnd},
-	{name: "flush", merge: command.MergeSame},
-	{name: "help", one: true},
-	{name: "kill", why: whyScriptKill},
-	{name: "debug", why: whyScriptDebug},
-}
-
-var functionSubcommands = []subcommand{
-	{name: "load", merge: command.MergeSame},
-	{name: "delete", merge: command.MergeSame},
-	{name: "flush", merge: command.MergeSame},
-	{name: "help", one: true},
-	{name: "kill", why: whyScriptKill},
-	{name: "list", why: whyPerServer},
-	{name: "dump", why: whyPerServer},
-	{name: "restore", why: whyPerServer},
-	{name: "stats", why: whyPerServer},
-}
-
-// findSubcommand looks name up in subs, ignoring case, without allocating.
-func findSubcommand(subs []subcommand, name []byte) *subcommand {
-	for i := range subs {
-		if len(subs[i].name) == len(name) && bytes.EqualFold(name, []byte(subs[i].name)) {
-			return &subs[i]
-		}
-	}
-	return nil
-}
-
-// fanOut handles SCRIPT and FUNCTION: it sends the request to every server
-// of the ring, or to one, or refuses it. The servers check the arguments.
+// fanOut sends a SCRIPT or FUNCTION subcommand to every server of the
+// ring, its replies merged as the command table says. The servers check
+// the arguments.
 func (c *client) fanOut(def *command.Spec, cmd *resp.Command) {
-	subs := scriptSubcommands
-	if def.Name == "function" {
-		subs = functionSubcommands
-	}
-	sub := findSubcommand(subs, cmd.Args[1])
-	switch {
-	case sub == nil:
-		c.replyError(unknownSubcommand(cmd.Args))
-		return
-	case sub.why != "":
-		c.replyError(refusal(def.Name+"|"+sub.name, sub.why))
-		return
-	case sub.one:
-		c.route(c.layout.Lookup(placeholderKey), cmd)
-		return
-	}
-	f := c.newFragment(sub.merge)
+	f := c.newFragment(def.Merge)
 	for i := range c.layout.servers {
 		if c.layout.Live(i) {
 			f.subSrv = append(f.subSrv, i)

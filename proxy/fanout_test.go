@@ -170,6 +170,23 @@ func TestProxyScriptSubcommands(t *testing.T) {
 			t.Errorf("%v = %q, want prefix %q", args, got, want)
 		}
 	}
+	// FUNCTION RESTORE, which redis-server sends to every shard, restores
+	// a dump on every server.
+	direct := tp.redises[0].Client(t)
+	do(t, direct, "FUNCTION", "LOAD", testLibrary)
+	dump := do(t, direct, "FUNCTION", "DUMP")
+	do(t, c, "FUNCTION", "FLUSH")
+	payload := dump[strings.Index(dump, "\r\n")+2 : len(dump)-2]
+	if got := do(t, c, "FUNCTION", "RESTORE", payload); got != "+OK\r\n" {
+		t.Fatalf("FUNCTION RESTORE = %q, want +OK", got)
+	}
+	for i, r := range tp.redises {
+		key := tp.keyOn(t, r, "fr")
+		if got := do(t, c, "FCALL", "hello", "1", key); got != bulk("hi") {
+			t.Errorf("FCALL hello on %s (server%d) after FUNCTION RESTORE = %q", key, i, got)
+		}
+	}
+	do(t, c, "FUNCTION", "FLUSH")
 	// A function loaded through the proxy is on every server.
 	do(t, c, "FUNCTION", "LOAD", testLibrary)
 	for i, r := range tp.redises {

@@ -27,7 +27,8 @@ const (
 	// Unsupported commands get an error naming them and the Reason; the
 	// connection stays.
 	Unsupported
-	// FanOut commands (SCRIPT, FUNCTION) go to every server.
+	// FanOut commands (SCRIPT LOAD, FUNCTION FLUSH, ...) go to every server,
+	// their replies merged by Merge.
 	FanOut
 )
 
@@ -48,11 +49,14 @@ const (
 type Reason uint8
 
 const (
-	WhyAllServers Reason = iota + 1 // it needs every server (SCAN, KEYS, ...)
-	WhyBlocking                     // it blocks, which would hold a shared connection
-	WhyPubSub                       // publish/subscribe
-	WhyAdmin                        // administration of one server
-	WhyDB                           // MOVE: the pool's database is set by redis_db
+	WhyAllServers  Reason = iota + 1 // it needs every server (SCAN, KEYS, ...)
+	WhyBlocking                      // it blocks, which would hold a shared connection
+	WhyPubSub                        // publish/subscribe
+	WhyAdmin                         // administration of one server
+	WhyDB                            // MOVE: the pool's database is set by redis_db
+	WhyScriptKill                    // SCRIPT KILL, FUNCTION KILL: the busy server reads no shared connection
+	WhyScriptDebug                   // SCRIPT DEBUG needs a connection of its own
+	WhyPerServer                     // FUNCTION LIST, DUMP, STATS: each server answers for itself
 )
 
 // Spec describes one Redis command, or one subcommand of a container such
@@ -127,8 +131,11 @@ func buildPolicies() map[string]policy {
 	// Keyless commands whose answer differs per server; the admin flag,
 	// "pubsub" and a request_policy of all_shards or all_nodes say the
 	// same for the rest (derivedPolicy).
-	// Script caches: to every server, replies merged.
-	set(policy{kind: FanOut}, "script", "function")
+	// SCRIPT and FUNCTION are handled by subcommand: those that change or
+	// ask every server's script cache go to every server, as their tips
+	// say (scriptCachePolicy); these have no tips to go by.
+	set(policy{kind: Unsupported, why: WhyScriptDebug}, "script|debug")
+	set(policy{kind: Unsupported, why: WhyPerServer}, "function|list", "function|dump")
 	set(policy{kind: Unsupported, why: WhyAllServers}, "scan", "swapdb", "time", "lastsave")
 	set(policy{kind: Unsupported, why: WhyAdmin}, "config", "cluster", "acl", "module", "latency",
 		"slowlog", "role", "asking",
@@ -143,6 +150,9 @@ func buildPolicies() map[string]policy {
 // from what redis-server says about it. ok is false when that says nothing
 // the proxy can act on.
 func derivedPolicy(rc *redisCommand) (_ policy, ok bool) {
+	if p, ok := scriptCachePolicy(rc); ok {
+		return p, true
+	}
 	switch {
 	case rc.flags&cmdPubsub != 0:
 		return policy{kind: Unsupported, why: WhyPubSub}, true
@@ -158,6 +168,31 @@ func derivedPolicy(rc *redisCommand) (_ policy, ok bool) {
 		return policy{kind: RoutePlaceholder}, true
 	}
 	return policy{}, false
+}
+
+// scriptCachePolicy is the policy of a SCRIPT or FUNCTION subcommand that
+// redis-server's request_policy tip sends to every server (SCRIPT LOAD,
+// EXISTS, FLUSH; FUNCTION LOAD, DELETE, FLUSH, RESTORE, ...), from its
+// response_policy tip: EVALSHA and FCALL may run on any server, so the
+// proxy sends these to all of them and merges the replies as the tip says.
+// ok is false for any other command.
+func scriptCachePolicy(rc *redisCommand) (_ policy, ok bool) {
+	container, _, sub := strings.Cut(rc.name, "|")
+	if !sub || container != "script" && container != "function" ||
+		!hasTip(rc.tips, "request_policy:all_shards") && !hasTip(rc.tips, "request_policy:all_nodes") {
+		return policy{}, false
+	}
+	switch {
+	case hasTip(rc.tips, "response_policy:all_succeeded"):
+		return policy{kind: FanOut, merge: MergeSame}, true
+	case hasTip(rc.tips, "response_policy:agg_logical_and"):
+		return policy{kind: FanOut, merge: MergeAnd}, true
+	case hasTip(rc.tips, "response_policy:one_succeeded"):
+		// KILL: a server busy with a script reads nothing more from the
+		// shared connection the script came on.
+		return policy{kind: Unsupported, why: WhyScriptKill}, true
+	}
+	return policy{kind: Unsupported, why: WhyPerServer}, true
 }
 
 func hasKeys(specs []keySpec) bool {
@@ -191,6 +226,12 @@ func buildCommands() map[string]*Spec {
 		table[rc.name] = newSpec(rc)
 	}
 	for name := range policies {
+		if container, sub, ok := strings.Cut(name, "|"); ok {
+			if c := table[container]; c == nil || c.Subcommand([]byte(sub)) == nil {
+				panic("command: policy for " + name + ", which redis-server " + commandTableVersion + " does not have")
+			}
+			continue
+		}
 		if table[name] == nil {
 			panic("command: policy for " + name + ", which redis-server " + commandTableVersion + " does not have")
 		}

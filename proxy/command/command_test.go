@@ -74,3 +74,27 @@ func TestAllowedBeforeAuth(t *testing.T) {
 		t.Fatalf("commands allowed before AUTH = %v, want %v", got, want)
 	}
 }
+
+// The commands sent to every server, and how their replies merge, follow
+// redis-server's request_policy and response_policy tips.
+func TestFanOutFromTips(t *testing.T) {
+	got := map[string]Merge{}
+	for name, c := range commands {
+		if c.Kind == FanOut {
+			got[name] = c.Merge
+		}
+		for sub, sc := range c.subcommands {
+			if sc.Kind == FanOut {
+				got[name+"|"+sub] = sc.Merge
+			}
+		}
+	}
+	want := map[string]Merge{
+		"script|load": MergeSame, "script|exists": MergeAnd, "script|flush": MergeSame,
+		"function|load": MergeSame, "function|delete": MergeSame, "function|flush": MergeSame,
+		"function|restore": MergeSame,
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("fan-out commands = %v, want %v", got, want)
+	}
+}
