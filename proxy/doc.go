@@ -53,8 +53,9 @@
 // anything; each client picks up its listener's current pool at the start
 // of its next batch, so a batch in flight finishes on the servers it
 // started with. What outlives a config lives in the Server's registry of
-// upstreams (package backend), one per server connection target (pool, network, address,
-// redis_auth, redis_db): shared and dedicated connections, pinned ones
+// upstreams (package backend), one per server connection target (pool,
+// network, address, redis_auth, redis_db): shared and dedicated
+// connections, pinned ones
 // tracked, the failure count, the ejection and the timer that ends it, and
 // the counters. A new pool takes its servers' upstreams from the registry,
 // so a server that a reload or a Kubernetes membership change keeps keeps
