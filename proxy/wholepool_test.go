@@ -292,7 +292,7 @@ func scanAll(t *testing.T, c *proxytest.Conn, opts ...string) []string {
 func TestProxyScanListsEveryKeyOnce(t *testing.T) {
 	tp := startProxy(t, 3, "")
 	c := tp.client(t)
-	keys := fillPool(t, c, "s", 1200)
+	fillPool(t, c, "s", 1200)
 	do(t, c, "RPUSH", "list1", "x")
 	do(t, c, "RPUSH", "list2", "x")
 	want := unionKeys(t, tp)
@@ -313,7 +313,6 @@ func TestProxyScanListsEveryKeyOnce(t *testing.T) {
 			t.Fatalf("SCAN %v listed %d keys, want the servers' %d exactly once", opts, len(got), len(w))
 		}
 	}
-	_ = keys
 	// go-redis' iterator.
 	rdb := redis.NewClient(&redis.Options{Addr: tp.addr})
 	defer rdb.Close()
@@ -340,6 +339,17 @@ func TestProxyScanListsEveryKeyOnce(t *testing.T) {
 	slices.Sort(got)
 	if !slices.Equal(got, want) {
 		t.Fatalf("redis-cli --scan listed %d keys, want the servers' %d exactly once", len(got), len(want))
+	}
+	// redis-py's scan_iter.
+	script := "import redis,sys\nfor k in redis.Redis(host=sys.argv[1], port=int(sys.argv[2])).scan_iter(count=100): print(k.decode())"
+	out, err = exec.Command("/usr/bin/python3", "-c", script, host, port).Output()
+	if err != nil {
+		t.Fatalf("redis-py scan_iter: %v", err)
+	}
+	got = strings.Fields(string(out))
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Fatalf("redis-py scan_iter listed %d keys, want the servers' %d exactly once", len(got), len(want))
 	}
 }
 
@@ -403,4 +413,36 @@ func TestProxyScanCursorAcrossReload(t *testing.T) {
 	if got := do(t, conn, "SCAN", cursor); got != "-"+msgStaleCursor+"\r\n" {
 		t.Fatalf("SCAN %s after a reload that dropped a server = %q, want %q", cursor, got, msgStaleCursor)
 	}
+}
+
+// A server that is down makes whole-pool commands an error naming it,
+// and a SCAN that reaches it too, rather than a walk that skips its keys;
+// keyed commands on the other servers still work.
+func TestProxyWholePoolServerDown(t *testing.T) {
+	tp := startProxy(t, 3, "")
+	c := tp.client(t)
+	fillPool(t, c, "d", 100)
+	live := tp.keyOn(t, tp.redises[0], "live")
+	tp.redises[1].Stop()
+	wantErr := "-ERR server server1 (" + tp.redises[1].Addr + "): "
+	got := pipeline(t, c, [][]string{{"DBSIZE"}, {"KEYS", "*"}, {"RANDOMKEY"}, {"FLUSHDB"}, {"SET", live, "1"}})
+	for i := range 4 {
+		if !strings.HasPrefix(got[i], wantErr) {
+			t.Errorf("reply %d = %q, want prefix %q", i, got[i], wantErr)
+		}
+	}
+	if got[4] != "+OK\r\n" {
+		t.Errorf("SET on a live server = %q", got[4])
+	}
+	cursor := "0"
+	for range 1000 {
+		raw := do(t, c, "SCAN", cursor, "COUNT", "1000")
+		if strings.HasPrefix(raw, wantErr) {
+			return
+		}
+		if cursor = strings.Split(raw, "\r\n")[2]; cursor == "0" {
+			t.Fatalf("SCAN ended without reaching the stopped server")
+		}
+	}
+	t.Fatalf("SCAN did not end")
 }
