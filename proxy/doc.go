@@ -12,7 +12,9 @@
 //	             by the keys (and by SORT's patterns; keyless EVAL goes to
 //	             the placeholder's server)
 //	fragment.go  split MGET/DEL/UNLINK/EXISTS/TOUCH/MSET per server, merge
-//	fanout.go    SCRIPT and FUNCTION to every server, merge
+//	fanout.go    SCRIPT, FUNCTION, DBSIZE, KEYS, FLUSHDB, FLUSHALL,
+//	             RANDOMKEY to every server, merge
+//	scan.go      SCAN one server after the other, the cursor saying which
 //	local.go     PING, ECHO, QUIT, SELECT, AUTH, HELLO, CLIENT, INFO
 //	tx.go        MULTI/EXEC/WATCH on a connection pinned to one server
 //	errors.go    the error replies the proxy writes itself, in Redis'

@@ -51,6 +51,10 @@ const (
 	msgSplitBadReply  = "ERR unexpected reply from a server to a split command"
 	msgFanOutDiffer   = "ERR the servers of this pool gave different replies"
 	msgFanOutBadReply = "ERR unexpected reply from a server to a command sent to every server"
+	// SCAN cursors (scan.go); the first is Redis' own.
+	msgInvalidCursor   = "ERR invalid cursor"
+	msgStaleCursor     = "ERR invalid cursor: the pool's servers changed since the scan began"
+	msgScanCursorRange = "ERR a server's SCAN cursor is too large for shardproxy's cursor"
 )
 
 // errRequestTooLarge is a request over maxRequestLen, answered as the

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"math/rand/v2"
 
 	"github.com/shardproxy/shardproxy/proxy/command"
 	"github.com/shardproxy/shardproxy/proxy/resp"
@@ -17,11 +18,21 @@ import (
 // and owns no keys, so it is left out: scripts keep working on the servers
 // its keys moved to, and a client that later meets NOSCRIPT there loads the
 // script again, as Redis asks clients to.
+//
+// Whole-pool keyspace commands go the same way: DBSIZE (summed), KEYS
+// (every server's keys, in server order), FLUSHDB and FLUSHALL (+OK once
+// every server said OK) and RANDOMKEY (a key from some server that has
+// one). The pool's keyspace is that of its live servers, which own every
+// key a client can reach. SCAN walks the servers one at a time (scan.go).
 
 // fanOut sends a SCRIPT or FUNCTION subcommand to every server of the
 // ring, its replies merged as the command table says. The servers check
 // the arguments.
 func (c *client) fanOut(def *command.Spec, cmd *resp.Command) {
+	if def.Merge == command.MergeScan {
+		c.scan(cmd)
+		return
+	}
 	f := c.newFragment(def.Merge)
 	for i := range c.layout.servers {
 		if c.layout.Live(i) {
@@ -37,6 +48,9 @@ func (c *client) fanOut(def *command.Spec, cmd *resp.Command) {
 		c.nfrags--
 		c.route(f.subSrv[0], cmd)
 		return
+	}
+	if def.Merge == command.MergeAnyKey {
+		f.first = rand.IntN(len(f.subSrv))
 	}
 	c.pool.stats.Fragments.Add(int64(len(f.subSrv)))
 	for _, i := range f.subSrv {
@@ -93,4 +107,47 @@ func (f *fragment) mergeAnd(out []byte) []byte {
 		}
 	}
 	return out
+}
+
+// mergeConcat is KEYS: every server's array, one after the other in
+// server order.
+func (f *fragment) mergeConcat(out []byte) []byte {
+	f.cursor = f.cursor[:0]
+	total := 0
+	for _, s := range f.subs {
+		line, n := resp.ReadLine(s.buf, 0)
+		if n < 0 || len(line) == 0 || line[0] != '*' {
+			return resp.AppendError(out, msgFanOutBadReply)
+		}
+		m, ok := resp.ParseLength(line[1:])
+		if !ok || m < 0 {
+			return resp.AppendError(out, msgFanOutBadReply)
+		}
+		total += m
+		f.cursor = append(f.cursor, n)
+	}
+	out = resp.AppendArray(out, total)
+	for j, s := range f.subs {
+		out = append(out, s.buf[f.cursor[j]:]...)
+	}
+	return out
+}
+
+// mergeAnyKey is RANDOMKEY: the first key in server order starting from
+// the server fanOut picked at random, or the null reply when no server
+// has a key.
+func (f *fragment) mergeAnyKey(out []byte) []byte {
+	for k := range f.subs {
+		s := f.subs[(f.first+k)%len(f.subs)]
+		if !isNullReply(s.buf) {
+			return append(out, s.buf...)
+		}
+	}
+	return append(out, f.subs[0].buf...)
+}
+
+// isNullReply reports whether reply is RESP2's null bulk string or RESP3's
+// null.
+func isNullReply(reply []byte) bool {
+	return bytes.HasPrefix(reply, []byte("$-1\r\n")) || bytes.HasPrefix(reply, []byte("_\r\n"))
 }

@@ -13,12 +13,14 @@ type fragment struct {
 	kind   command.Merge
 	nkeys  int
 	subs   []*replySlot
-	subSrv []int   // server index of each sub-request
-	keySub []int32 // MGET: the sub-request of each key, in client order
-	counts []int   // keys per sub-request, while building
-	elems  []int   // MGET: element end offsets of every sub reply, while merging
-	cursor []int   // MGET: next element of each sub reply, while merging
-	starts []int   // MGET: first element offset of each sub reply
+	subSrv []int    // server index of each sub-request
+	keySub []int32  // MGET: the sub-request of each key, in client order
+	counts []int    // keys per sub-request, while building
+	elems  []int    // MGET: element end offsets of every sub reply, while merging
+	cursor []int    // MGET: next element of each sub reply, while merging
+	starts []int    // MGET: first element offset of each sub reply
+	first  int      // RANDOMKEY: the sub reply looked at first
+	scan   scanStep // SCAN: where the walk is
 }
 
 func (c *client) newFragment(kind command.Merge) *fragment {
@@ -130,6 +132,12 @@ func (f *fragment) merge(out []byte) []byte {
 		return f.mergeSame(out)
 	case command.MergeAnd:
 		return f.mergeAnd(out)
+	case command.MergeConcat:
+		return f.mergeConcat(out)
+	case command.MergeAnyKey:
+		return f.mergeAnyKey(out)
+	case command.MergeScan:
+		return f.mergeScan(out)
 	}
 	return f.mergeArray(out)
 }

@@ -24,6 +24,7 @@ type pool struct {
 	full    *layout                // ring and servers
 	layout  atomic.Pointer[layout] // full, or rebuilt without ejected servers
 	stats   *stats.Pool            // shared with the same pool before and after a reload
+	scanTag uint64                 // fingerprint of the server list in SCAN cursors
 
 	ejectMu sync.Mutex // serialises ring rebuilds after ejections
 }
@@ -72,7 +73,7 @@ func newPool(srv *Server, cfg *config.Pool, prev *pool) (*pool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pool %q: %w", cfg.Name, err)
 	}
-	p := &pool{srv: srv, cfg: cfg, ring: ring, stats: new(stats.Pool)}
+	p := &pool{srv: srv, cfg: cfg, ring: ring, stats: new(stats.Pool), scanTag: scanTag(cfg.Servers)}
 	if prev != nil {
 		p.stats = prev.stats
 	}

@@ -27,8 +27,9 @@ const (
 	// Unsupported commands get an error naming them and the Reason; the
 	// connection stays.
 	Unsupported
-	// FanOut commands (SCRIPT LOAD, FUNCTION FLUSH, ...) go to every server,
-	// their replies merged by Merge.
+	// FanOut commands (SCRIPT LOAD, FUNCTION FLUSH, DBSIZE, KEYS, ...) go
+	// to every server, their replies merged by Merge; SCAN (MergeScan)
+	// walks the servers one at a time.
 	FanOut
 )
 
@@ -37,11 +38,14 @@ const (
 type Merge uint8
 
 const (
-	MergeArray Merge = iota // MGET: one array in the client's key order
-	MergeSum                // DEL UNLINK EXISTS TOUCH: summed integers
-	MergeOK                 // MSET: +OK once every part said OK
-	MergeSame               // SCRIPT, FUNCTION LOAD: the reply every server gave
-	MergeAnd                // SCRIPT EXISTS: 1 where every server said 1
+	MergeArray  Merge = iota // MGET: one array in the client's key order
+	MergeSum                 // DEL UNLINK EXISTS TOUCH: summed integers
+	MergeOK                  // MSET: +OK once every part said OK
+	MergeSame                // SCRIPT, FUNCTION LOAD: the reply every server gave
+	MergeAnd                 // SCRIPT EXISTS: 1 where every server said 1
+	MergeConcat              // KEYS: every server's array, in server order
+	MergeAnyKey              // RANDOMKEY: a key from some server that has one
+	MergeScan                // SCAN: one server at a time, its cursor in the proxy's
 )
 
 // Reason says why the proxy refuses a command; the zero value is none.
@@ -119,6 +123,11 @@ func buildPolicies() map[string]policy {
 		// Keyless and the same on every server: nutcracker's placeholder.
 		"command": {kind: RoutePlaceholder},
 		"lolwut":  {kind: RoutePlaceholder},
+
+		// Whole-pool commands whose replies the tips do not say how to
+		// merge (keyspacePolicy takes the rest from the tips).
+		"randomkey": {kind: FanOut, merge: MergeAnyKey},
+		"scan":      {kind: FanOut, merge: MergeScan},
 	}
 	set := func(pol policy, names ...string) {
 		for _, n := range names {
@@ -136,7 +145,7 @@ func buildPolicies() map[string]policy {
 	// say (scriptCachePolicy); these have no tips to go by.
 	set(policy{kind: Unsupported, why: WhyScriptDebug}, "script|debug")
 	set(policy{kind: Unsupported, why: WhyPerServer}, "function|list", "function|dump")
-	set(policy{kind: Unsupported, why: WhyAllServers}, "scan", "swapdb", "time", "lastsave")
+	set(policy{kind: Unsupported, why: WhyAllServers}, "swapdb", "time", "lastsave")
 	set(policy{kind: Unsupported, why: WhyAdmin}, "config", "cluster", "acl", "module", "latency",
 		"slowlog", "role", "asking",
 		// MIGRATE moves keys to a server of its choosing, off the ring.
@@ -162,6 +171,8 @@ func derivedPolicy(rc *redisCommand) (_ policy, ok bool) {
 		return policy{kind: RouteKey}, true
 	case rc.flags&cmdAdmin != 0:
 		return policy{kind: Unsupported, why: WhyAdmin}, true
+	case rc.acl&aclKeyspace != 0 && (hasTip(rc.tips, "request_policy:all_shards") || hasTip(rc.tips, "request_policy:all_nodes")):
+		return keyspacePolicy(rc), true
 	case hasTip(rc.tips, "request_policy:all_shards"), hasTip(rc.tips, "request_policy:all_nodes"):
 		return policy{kind: Unsupported, why: WhyAllServers}, true
 	case strings.HasSuffix(rc.name, "|help"):
@@ -193,6 +204,25 @@ func scriptCachePolicy(rc *redisCommand) (_ policy, ok bool) {
 		return policy{kind: Unsupported, why: WhyScriptKill}, true
 	}
 	return policy{kind: Unsupported, why: WhyPerServer}, true
+}
+
+// keyspacePolicy is the policy of a keyless keyspace command that
+// redis-server's request_policy tip sends to every server (DBSIZE, KEYS,
+// FLUSHDB, FLUSHALL): the pool's keyspace is the union of the servers',
+// so the proxy sends it to all of them and merges the replies as the
+// response_policy tip says. KEYS has no response_policy; its array reply
+// in no particular order (nondeterministic_output_order) is every
+// server's, concatenated.
+func keyspacePolicy(rc *redisCommand) policy {
+	switch {
+	case hasTip(rc.tips, "response_policy:agg_sum"):
+		return policy{kind: FanOut, merge: MergeSum}
+	case hasTip(rc.tips, "response_policy:all_succeeded"):
+		return policy{kind: FanOut, merge: MergeSame}
+	case hasTip(rc.tips, "nondeterministic_output_order"):
+		return policy{kind: FanOut, merge: MergeConcat}
+	}
+	return policy{kind: Unsupported, why: WhyAllServers}
 }
 
 func hasKeys(specs []keySpec) bool {

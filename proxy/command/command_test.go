@@ -93,6 +93,8 @@ func TestFanOutFromTips(t *testing.T) {
 		"script|load": MergeSame, "script|exists": MergeAnd, "script|flush": MergeSame,
 		"function|load": MergeSame, "function|delete": MergeSame, "function|flush": MergeSame,
 		"function|restore": MergeSame,
+		"dbsize":           MergeSum, "keys": MergeConcat, "flushdb": MergeSame, "flushall": MergeSame,
+		"randomkey": MergeAnyKey, "scan": MergeScan,
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("fan-out commands = %v, want %v", got, want)
