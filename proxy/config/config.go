@@ -35,6 +35,10 @@ package config
 //	                       unwritten replies, without the class: sizes in
 //	                       bytes or with Redis' units (k, kb, m, mb, g, gb),
 //	                       0 for none (see OutputBufferLimit).
+//	blocking_connections: N  at most N clients blocked on one server at a
+//	                       time (BLPOP, XREAD BLOCK, ...), each on a server
+//	                       connection of its own; 64 when absent, 0 refuses
+//	                       blocking commands.
 //
 // A pool gives at most one of redis_auth, redis_auth_file and redis_auth_env;
 // like redis_auth, each needs redis: true, and the password must not be empty.
@@ -144,6 +148,11 @@ type Pool struct {
 	// ServerConnections is the number of connections per server, >= 1;
 	// 1 when absent.
 	ServerConnections int
+	// BlockingConnections (blocking_connections, ours) bounds the clients
+	// blocked on one server at a time (BLPOP, XREAD BLOCK, ...), each on a
+	// server connection of its own; 64 when absent, 0 refuses blocking
+	// commands.
+	BlockingConnections int
 	// AutoEjectHosts takes failing servers out of the ring.
 	AutoEjectHosts bool
 	// ServerRetryTimeout is how long an ejected server stays out; 30s when
@@ -262,12 +271,16 @@ const (
 
 // Defaults of nutcracker 0.5.0 (src/nc_conf.h CONF_DEFAULT_*).
 const (
-	defaultHash               = "fnv1a_64"
-	defaultDistribution       = "ketama"
-	defaultBacklog            = 512
-	defaultServerConnections  = 1
-	defaultServerRetryTimeout = 30 * time.Second
-	defaultServerFailureLimit = 2
+	defaultHash              = "fnv1a_64"
+	defaultDistribution      = "ketama"
+	defaultBacklog           = 512
+	defaultServerConnections = 1
+	// defaultBlockingConnections is shardproxy's own: each blocked client
+	// holds a server connection and a file descriptor of its own, and
+	// Redis' maxclients (10000) is shared with every other client.
+	defaultBlockingConnections = 64
+	defaultServerRetryTimeout  = 30 * time.Second
+	defaultServerFailureLimit  = 2
 )
 
 // ReadFile reads the config file at path, as start-up and every reload do:
@@ -616,13 +629,14 @@ type parsedServer struct {
 func newPoolBuilder(name *yaml.Node) *poolBuilder {
 	return &poolBuilder{
 		pc: Pool{
-			Name:               name.Value,
-			Hash:               defaultHash,
-			Distribution:       defaultDistribution,
-			Backlog:            defaultBacklog,
-			ServerConnections:  defaultServerConnections,
-			ServerRetryTimeout: defaultServerRetryTimeout,
-			ServerFailureLimit: defaultServerFailureLimit,
+			Name:                name.Value,
+			Hash:                defaultHash,
+			Distribution:        defaultDistribution,
+			Backlog:             defaultBacklog,
+			ServerConnections:   defaultServerConnections,
+			BlockingConnections: defaultBlockingConnections,
+			ServerRetryTimeout:  defaultServerRetryTimeout,
+			ServerFailureLimit:  defaultServerFailureLimit,
 
 			ClientOutputBufferLimit: defaultClientOutputBufferLimit,
 		},
@@ -703,6 +717,8 @@ func (b *poolBuilder) set(key, value string) error {
 	case "server_connections":
 		b.serverConns, err = parseNumber(value)
 		b.pc.ServerConnections = b.serverConns
+	case "blocking_connections":
+		b.pc.BlockingConnections, err = parseNumber(value)
 	case "server_retry_timeout":
 		var ms int
 		ms, err = parseNumber(value)
@@ -781,7 +797,8 @@ func knownKey(key string) bool {
 		"preconnect", "auto_eject_hosts", "server_connections",
 		"server_retry_timeout", "server_failure_limit", "servers",
 		"redis_auth_file", "redis_auth_env", "kubernetes_service", "kubernetes_namespace",
-		"kubernetes_port", "kubernetes_weight", "client_output_buffer_limit":
+		"kubernetes_port", "kubernetes_weight", "client_output_buffer_limit",
+		"blocking_connections":
 		return true
 	}
 	return false
