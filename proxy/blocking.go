@@ -43,7 +43,7 @@ func (c *client) blockingCommand(def *command.Spec, idx int, cmd *resp.Command) 
 		return
 	}
 	srv := c.layout.servers[idx]
-	limit := c.pool.cfg.BlockingConnections
+	limit := c.pool.cfg.BlockingLimit()
 	if int(srv.blocked.Add(1)) > limit {
 		srv.blocked.Add(-1)
 		c.replyError(tooManyBlocked(srv.cfg.Name, limit))

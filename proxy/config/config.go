@@ -37,8 +37,7 @@ package config
 //	                       0 for none (see OutputBufferLimit).
 //	blocking_connections: N  at most N clients blocked on one server at a
 //	                       time (BLPOP, XREAD BLOCK, ...), each on a server
-//	                       connection of its own; 64 when absent, 0 refuses
-//	                       blocking commands.
+//	                       connection of its own; 64 when absent.
 //
 // A pool gives at most one of redis_auth, redis_auth_file and redis_auth_env;
 // like redis_auth, each needs redis: true, and the password must not be empty.
@@ -150,8 +149,8 @@ type Pool struct {
 	ServerConnections int
 	// BlockingConnections (blocking_connections, ours) bounds the clients
 	// blocked on one server at a time (BLPOP, XREAD BLOCK, ...), each on a
-	// server connection of its own; 64 when absent, 0 refuses blocking
-	// commands.
+	// server connection of its own; 0 when absent, which means
+	// DefaultBlockingConnections (see BlockingLimit).
 	BlockingConnections int
 	// AutoEjectHosts takes failing servers out of the ring.
 	AutoEjectHosts bool
@@ -269,18 +268,29 @@ const (
 	maxUnixPath = 107
 )
 
+// DefaultBlockingConnections is blocking_connections when absent. Each
+// blocked client holds a server connection and a file descriptor of its
+// own, and Redis' maxclients (10000 by default) is shared with every other
+// client of the server.
+const DefaultBlockingConnections = 64
+
+// BlockingLimit is how many clients may be blocked on one of the pool's
+// servers at a time.
+func (p *Pool) BlockingLimit() int {
+	if p.BlockingConnections == 0 {
+		return DefaultBlockingConnections
+	}
+	return p.BlockingConnections
+}
+
 // Defaults of nutcracker 0.5.0 (src/nc_conf.h CONF_DEFAULT_*).
 const (
-	defaultHash              = "fnv1a_64"
-	defaultDistribution      = "ketama"
-	defaultBacklog           = 512
-	defaultServerConnections = 1
-	// defaultBlockingConnections is shardproxy's own: each blocked client
-	// holds a server connection and a file descriptor of its own, and
-	// Redis' maxclients (10000) is shared with every other client.
-	defaultBlockingConnections = 64
-	defaultServerRetryTimeout  = 30 * time.Second
-	defaultServerFailureLimit  = 2
+	defaultHash               = "fnv1a_64"
+	defaultDistribution       = "ketama"
+	defaultBacklog            = 512
+	defaultServerConnections  = 1
+	defaultServerRetryTimeout = 30 * time.Second
+	defaultServerFailureLimit = 2
 )
 
 // ReadFile reads the config file at path, as start-up and every reload do:
@@ -629,14 +639,13 @@ type parsedServer struct {
 func newPoolBuilder(name *yaml.Node) *poolBuilder {
 	return &poolBuilder{
 		pc: Pool{
-			Name:                name.Value,
-			Hash:                defaultHash,
-			Distribution:        defaultDistribution,
-			Backlog:             defaultBacklog,
-			ServerConnections:   defaultServerConnections,
-			BlockingConnections: defaultBlockingConnections,
-			ServerRetryTimeout:  defaultServerRetryTimeout,
-			ServerFailureLimit:  defaultServerFailureLimit,
+			Name:               name.Value,
+			Hash:               defaultHash,
+			Distribution:       defaultDistribution,
+			Backlog:            defaultBacklog,
+			ServerConnections:  defaultServerConnections,
+			ServerRetryTimeout: defaultServerRetryTimeout,
+			ServerFailureLimit: defaultServerFailureLimit,
 
 			ClientOutputBufferLimit: defaultClientOutputBufferLimit,
 		},
@@ -719,6 +728,9 @@ func (b *poolBuilder) set(key, value string) error {
 		b.pc.ServerConnections = b.serverConns
 	case "blocking_connections":
 		b.pc.BlockingConnections, err = parseNumber(value)
+		if err == nil && b.pc.BlockingConnections == 0 {
+			return b.errorf(key, "must be at least 1")
+		}
 	case "server_retry_timeout":
 		var ms int
 		ms, err = parseNumber(value)
