@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"errors"
+	"io"
 	"math"
 	"strconv"
 	"sync/atomic"
@@ -147,7 +148,7 @@ func (c *client) readWhileBlocked() error {
 		return nil
 	}
 	if err == nil {
-		err = errors.New("read nothing")
+		err = io.ErrNoProgress
 	}
 	return err
 }
