@@ -303,3 +303,17 @@ func TestBlockingInMulti(t *testing.T) {
 		t.Fatalf("EXEC = %q", got)
 	}
 }
+
+// CLIENT KILL of a blocked client ends its block on the server too.
+func TestBlockingClientKilled(t *testing.T) {
+	tp := startProxy(t, 1, "")
+	blocked := tp.client(t)
+	id := strings.TrimSuffix(strings.TrimPrefix(do(t, blocked, "CLIENT", "ID"), ":"), "\r\n")
+	blocked.Send("BLPOP", "killed", "0")
+	blocked.Flush()
+	waitBlocked(t, tp.redises[0], 1)
+	if got := do(t, tp.client(t), "CLIENT", "KILL", "ID", id); got != ":1\r\n" {
+		t.Fatalf("CLIENT KILL ID %s = %q", id, got)
+	}
+	waitBlocked(t, tp.redises[0], 0)
+}
