@@ -62,6 +62,7 @@ type client struct {
 	authed   bool   // authPass is the pool's current password (or none is needed)
 	name     []byte
 	tx       txState
+	blocked  blockedState
 	quit     bool
 	stopping atomic.Bool
 	killed   atomic.Bool // by CLIENT KILL, and on its way out

@@ -17,6 +17,8 @@
 //	scan.go      SCAN one server after the other, the cursor saying which
 //	local.go     PING, ECHO, QUIT, SELECT, AUTH, HELLO, CLIENT, INFO
 //	tx.go        MULTI/EXEC/WATCH on a connection pinned to one server
+//	blocking.go  BLPOP, XREAD BLOCK, ... on a connection of their own while
+//	             they block, the client's socket watched meanwhile
 //	errors.go    the error replies the proxy writes itself, in Redis'
 //	             wording where Redis has one
 //	direct.go    a lone request's reply written by the server's reader

@@ -57,6 +57,12 @@ const (
 	msgScanCursorRange = "ERR a server's SCAN cursor is too large for shardproxy's cursor"
 )
 
+// tooManyBlocked is the reply to a blocking command for a server that
+// already has the pool's blocking_connections of them.
+func tooManyBlocked(server string, limit int) string {
+	return fmt.Sprintf("ERR too many blocked clients on server %s (blocking_connections is %d)", server, limit)
+}
+
 // errRequestTooLarge is a request over maxRequestLen, answered as the
 // parser's protocol errors are ("ERR Protocol error: ...").
 var errRequestTooLarge = resp.ProtocolError("request is too large")
@@ -167,7 +173,6 @@ func unsupportedCommand(c *command.Spec) string {
 // The reasons given for unsupported commands.
 const (
 	whyAllServers = "it needs every server, and shardproxy routes each request by its key"
-	whyBlocking   = "blocking commands would hold a shared server connection"
 	whyPubSub     = "publish/subscribe is not proxied"
 	whyAdmin      = "administrative commands must be sent to each Redis server directly"
 	whyDB         = "the pool's database is set by redis_db"
@@ -176,7 +181,6 @@ const (
 // reasons words the command table's reasons for refusing a command.
 var reasons = [...]string{
 	command.WhyAllServers:  whyAllServers,
-	command.WhyBlocking:    whyBlocking,
 	command.WhyPubSub:      whyPubSub,
 	command.WhyAdmin:       whyAdmin,
 	command.WhyDB:          whyDB,

@@ -371,9 +371,9 @@ func (c *client) kill() {
 	c.conn.Close()
 }
 
-// clientUnblock answers CLIENT UNBLOCK id [TIMEOUT|ERROR]. The proxy runs
-// no blocking command, so no client is blocked and the answer is 0, as
-// Redis gives for a client that is not blocked.
+// clientUnblock answers CLIENT UNBLOCK id [TIMEOUT|ERROR]. A blocked
+// client of the proxy is blocked on its server, not in the proxy, so the
+// answer is 0, as Redis gives for a client that is not blocked.
 func (c *client) clientUnblock(args [][]byte) {
 	switch len(args) {
 	case 1:

@@ -50,6 +50,9 @@ type server struct {
 	upCfg *backend.Config // what the pool hands up once it serves
 	conns []*backend.Conn // the first server_connections of up's
 	next  atomic.Uint32   // round robin over conns
+	// blocked counts the pool's clients blocked on this server now, each
+	// on a connection of its own, up to blocking_connections.
+	blocked atomic.Int32
 
 	stats   *stats.Server    // up's
 	health  *backend.Health  // up's

@@ -72,6 +72,10 @@ func (c *client) dispatchKind(def *command.Spec, cmd *resp.Command) {
 			c.replyError(msg)
 			return
 		}
+		if def.Blocks(args) {
+			c.blockingCommand(def, idx, cmd)
+			return
+		}
 		c.route(idx, cmd)
 	}
 }
@@ -83,9 +87,6 @@ var placeholderKey = []byte("placeholder")
 // names, and every key its SORT patterns form, lives there. msg is an error
 // reply when there is no single owner.
 func (c *client) owner(def *command.Spec, args [][]byte) (int, string) {
-	if def.Blocks(args) {
-		return -1, refusal(def.Name, whyBlocking)
-	}
 	keys, _ := def.AppendKeys(c.keys[:0], args)
 	c.keys = keys
 	if len(keys) == 0 {

@@ -156,9 +156,26 @@ func (p *dedicatedPool) numPinned() int {
 
 // Do writes req and reads n replies, returning the last.
 func (d *Dedicated) Do(req []byte, n int) ([]byte, error) {
+	return d.do(req, n, 0)
+}
+
+// DoBlocking writes one command that may block on the server for up to
+// block (forever when block is negative, as BLPOP's timeout 0) and reads
+// its reply. The pool's timeout counts from the end of the block, so that
+// it does not cut the command short and a server that hangs is still
+// found out; with no pool timeout, or a block of forever, there is no
+// deadline.
+func (d *Dedicated) DoBlocking(req []byte, block time.Duration) ([]byte, error) {
+	if block < 0 {
+		d.conn.SetDeadline(time.Time{})
+	}
+	return d.do(req, 1, block)
+}
+
+func (d *Dedicated) do(req []byte, n int, block time.Duration) ([]byte, error) {
 	up := d.up
-	if t := up.config.Load().Timeout; t > 0 {
-		d.conn.SetDeadline(time.Now().Add(t))
+	if t := up.config.Load().Timeout; t > 0 && block >= 0 {
+		d.conn.SetDeadline(time.Now().Add(t + block))
 	}
 	began := time.Now()
 	st := &up.stats

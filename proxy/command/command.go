@@ -54,7 +54,6 @@ type Reason uint8
 
 const (
 	WhyAllServers  Reason = iota + 1 // it needs every server (SCAN, KEYS, ...)
-	WhyBlocking                      // it blocks, which would hold a shared connection
 	WhyPubSub                        // publish/subscribe
 	WhyAdmin                         // administration of one server
 	WhyDB                            // MOVE: the pool's database is set by redis_db
@@ -89,6 +88,7 @@ type Spec struct {
 	keysProc    keysProc         // Redis' own key finder, where its specs are incomplete
 	subcommands map[string]*Spec // for containers routed by subcommand, by lower-case name
 	blockOption bool             // XREAD, XREADGROUP: blocking only with a BLOCK option
+	blocking    bool             // BLPOP, BZPOPMIN, ...: always blocking
 }
 
 // policy is how the proxy handles a command, where redis-server's own
@@ -98,6 +98,7 @@ type policy struct {
 	merge       Merge
 	step        int
 	blockOption bool
+	blocking    bool
 	why         Reason
 }
 
@@ -165,8 +166,10 @@ func derivedPolicy(rc *redisCommand) (_ policy, ok bool) {
 	switch {
 	case rc.flags&cmdPubsub != 0:
 		return policy{kind: Unsupported, why: WhyPubSub}, true
-	case rc.flags&cmdBlocking != 0:
-		return policy{kind: Unsupported, why: WhyBlocking}, true
+	case rc.flags&cmdBlocking != 0 && hasKeys(rc.keySpecs):
+		// BLPOP, BZPOPMIN, ...: routed by their keys, on a connection of
+		// their own while they block (see Blocks).
+		return policy{kind: RouteKey, blocking: true}, true
 	case hasKeys(rc.keySpecs):
 		return policy{kind: RouteKey}, true
 	case rc.flags&cmdAdmin != 0:
@@ -301,7 +304,7 @@ func newSpec(rc *redisCommand) *Spec {
 			panic("command: no policy for " + rc.name)
 		}
 	}
-	c.Kind, c.Merge, c.Step, c.blockOption, c.Why = p.kind, p.merge, p.step, p.blockOption, p.why
+	c.Kind, c.Merge, c.Step, c.blockOption, c.blocking, c.Why = p.kind, p.merge, p.step, p.blockOption, p.blocking, p.why
 	return c
 }
 
@@ -385,11 +388,13 @@ func (c *Spec) keyCountIsZero(args [][]byte) bool {
 	return false
 }
 
-// Blocks reports whether args would block a command that blocks only with
-// an option: XREAD or XREADGROUP with a BLOCK option before STREAMS,
-// parsed as Redis' xreadCommand does. Commands that always block are
-// Unsupported.
+// Blocks reports whether args may block on the server: a command Redis
+// flags blocking (BLPOP, BZPOPMIN, ...), or XREAD or XREADGROUP with a
+// BLOCK option before STREAMS, parsed as Redis' xreadCommand does.
 func (c *Spec) Blocks(args [][]byte) bool {
+	if c.blocking {
+		return true
+	}
 	if !c.blockOption {
 		return false
 	}

@@ -15,9 +15,6 @@ import (
 // refusedWithKeys are the commands with key specs that the proxy refuses,
 // and why. Every other command with keys must be routed by them.
 var refusedWithKeys = map[string]Reason{
-	"blpop": WhyBlocking, "brpop": WhyBlocking, "brpoplpush": WhyBlocking, "blmove": WhyBlocking,
-	"blmpop": WhyBlocking, "bzpopmin": WhyBlocking, "bzpopmax": WhyBlocking, "bzmpop": WhyBlocking,
-	"xread": WhyBlocking, "xreadgroup": WhyBlocking, // with BLOCK only
 	"ssubscribe": WhyPubSub, "sunsubscribe": WhyPubSub, "spublish": WhyPubSub, // shard channels, not keys
 	"migrate": WhyAdmin,
 	"move":    WhyDB,
@@ -293,11 +290,8 @@ func checkGetKeys(t *testing.T, conn *proxytest.Conn, args []string) {
 	}
 	base := strings.SplitN(def.Name, "|", 2)[0]
 	switch {
-	case def.Kind == Unsupported || def.Blocks(bargs):
+	case def.Kind == Unsupported:
 		why := def.Why
-		if def.Blocks(bargs) {
-			why = WhyBlocking
-		}
 		if refusedWithKeys[base] != why {
 			t.Errorf("%q: the proxy refuses a command with keys (reason %d)", args, why)
 		}

@@ -35,6 +35,9 @@ package config
 //	                       unwritten replies, without the class: sizes in
 //	                       bytes or with Redis' units (k, kb, m, mb, g, gb),
 //	                       0 for none (see OutputBufferLimit).
+//	blocking_connections: N  at most N clients blocked on one server at a
+//	                       time (BLPOP, XREAD BLOCK, ...), each on a server
+//	                       connection of its own; 64 when absent.
 //
 // A pool gives at most one of redis_auth, redis_auth_file and redis_auth_env;
 // like redis_auth, each needs redis: true, and the password must not be empty.
@@ -144,6 +147,11 @@ type Pool struct {
 	// ServerConnections is the number of connections per server, >= 1;
 	// 1 when absent.
 	ServerConnections int
+	// BlockingConnections (blocking_connections, ours) bounds the clients
+	// blocked on one server at a time (BLPOP, XREAD BLOCK, ...), each on a
+	// server connection of its own; 0 when absent, which means
+	// DefaultBlockingConnections (see BlockingLimit).
+	BlockingConnections int
 	// AutoEjectHosts takes failing servers out of the ring.
 	AutoEjectHosts bool
 	// ServerRetryTimeout is how long an ejected server stays out; 30s when
@@ -259,6 +267,21 @@ const (
 	// bytes with the terminating NUL (nutcracker's NC_UNIX_ADDRSTRLEN).
 	maxUnixPath = 107
 )
+
+// DefaultBlockingConnections is blocking_connections when absent. Each
+// blocked client holds a server connection and a file descriptor of its
+// own, and Redis' maxclients (10000 by default) is shared with every other
+// client of the server.
+const DefaultBlockingConnections = 64
+
+// BlockingLimit is how many clients may be blocked on one of the pool's
+// servers at a time.
+func (p *Pool) BlockingLimit() int {
+	if p.BlockingConnections == 0 {
+		return DefaultBlockingConnections
+	}
+	return p.BlockingConnections
+}
 
 // Defaults of nutcracker 0.5.0 (src/nc_conf.h CONF_DEFAULT_*).
 const (
@@ -703,6 +726,11 @@ func (b *poolBuilder) set(key, value string) error {
 	case "server_connections":
 		b.serverConns, err = parseNumber(value)
 		b.pc.ServerConnections = b.serverConns
+	case "blocking_connections":
+		b.pc.BlockingConnections, err = parseNumber(value)
+		if err == nil && b.pc.BlockingConnections == 0 {
+			return b.errorf(key, "must be at least 1")
+		}
 	case "server_retry_timeout":
 		var ms int
 		ms, err = parseNumber(value)
@@ -781,7 +809,8 @@ func knownKey(key string) bool {
 		"preconnect", "auto_eject_hosts", "server_connections",
 		"server_retry_timeout", "server_failure_limit", "servers",
 		"redis_auth_file", "redis_auth_env", "kubernetes_service", "kubernetes_namespace",
-		"kubernetes_port", "kubernetes_weight", "client_output_buffer_limit":
+		"kubernetes_port", "kubernetes_weight", "client_output_buffer_limit",
+		"blocking_connections":
 		return true
 	}
 	return false

@@ -1057,3 +1057,31 @@ func TestConfigClientOutputBufferLimit(t *testing.T) {
 		t.Errorf("twice: err = %v, want %q", err, want)
 	}
 }
+
+// blocking_connections is a number of at least 1, 64 when absent.
+func TestConfigBlockingConnections(t *testing.T) {
+	const head = "alpha:\n  listen: 127.0.0.1:22121\n  redis: true\n"
+	const servers = "  servers:\n    - 127.0.0.1:6379:1\n"
+	for _, tc := range []struct {
+		extra string
+		want  int
+	}{{"", 64}, {"  blocking_connections: 2\n", 2}} {
+		cfg, err := Parse([]byte(head + tc.extra + servers))
+		if err != nil {
+			t.Errorf("%q: %v", tc.extra, err)
+			continue
+		}
+		if got := cfg.Pools[0].BlockingLimit(); got != tc.want {
+			t.Errorf("%q: BlockingConnections = %d, want %d", tc.extra, got, tc.want)
+		}
+	}
+	for value, want := range map[string]string{
+		"-1": `pool "alpha": blocking_connections: "-1" is not a number`,
+		"0":  `pool "alpha": blocking_connections: must be at least 1`,
+	} {
+		_, err := Parse([]byte(head + "  blocking_connections: " + value + "\n" + servers))
+		if err == nil || err.Error() != want {
+			t.Errorf("blocking_connections: %s: err = %v, want %q", value, err, want)
+		}
+	}
+}
