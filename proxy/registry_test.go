@@ -303,16 +303,7 @@ func TestReloadFewerServerConnections(t *testing.T) {
 // and then its connection is closed rather than kept for a pool that is
 // gone.
 func TestReloadRemovedServerClosesPinnedConnection(t *testing.T) {
-	a, b := proxytest.StartRedis(t), proxytest.StartRedis(t)
-	listen := fmt.Sprintf("127.0.0.1:%d", proxytest.FreePort(t))
-	srv := startServer(t, poolYAML(listen, "", a.Addr+":1 s0"), Options{})
-	c := proxytest.Dial(t, listen)
-	if got := do(t, c, "WATCH", "k"); got != "+OK\r\n" {
-		t.Fatalf("WATCH = %q", got)
-	}
-	if err := srv.Reload(mustParse(t, poolYAML(listen, "", b.Addr+":1 s1"))); err != nil {
-		t.Fatal(err)
-	}
+	a, _, c := pinnedThenRemoved(t)
 	adminA := a.Client(t)
 	time.Sleep(drainDelay + 200*time.Millisecond) // for the old pool to give its server back
 	for _, step := range []struct {
@@ -368,16 +359,7 @@ func TestReloadNewAuthOrDBDialsAgain(t *testing.T) {
 // Shutdown also ends a client whose transaction is pinned to a server that
 // a reload removed, once no pool holds that server any more.
 func TestShutdownClosesPinnedConnectionOfRemovedServer(t *testing.T) {
-	a, b := proxytest.StartRedis(t), proxytest.StartRedis(t)
-	listen := fmt.Sprintf("127.0.0.1:%d", proxytest.FreePort(t))
-	srv := startServer(t, poolYAML(listen, "", a.Addr+":1 s0"), Options{})
-	c := proxytest.Dial(t, listen)
-	if got := do(t, c, "WATCH", "k"); got != "+OK\r\n" {
-		t.Fatalf("WATCH = %q", got)
-	}
-	if err := srv.Reload(mustParse(t, poolYAML(listen, "", b.Addr+":1 s1"))); err != nil {
-		t.Fatal(err)
-	}
+	a, srv, c := pinnedThenRemoved(t)
 	waitFor(t, "the old pool giving s0 back", func() bool {
 		inUse, retired := srv.registry.Len()
 		return inUse == 1 && retired == 1
@@ -393,4 +375,22 @@ func TestShutdownClosesPinnedConnectionOfRemovedServer(t *testing.T) {
 	if n := srv.stats.CurrConnections.Load(); n != 0 {
 		t.Fatalf("%d client still served after Shutdown returned, want 0", n)
 	}
+}
+
+// pinnedThenRemoved starts a proxy over server a, pins a client to a with
+// WATCH, and reloads onto another server, so the pinned connection belongs
+// to a server no new pool has.
+func pinnedThenRemoved(t *testing.T) (a *proxytest.Redis, srv *Server, c *proxytest.Conn) {
+	t.Helper()
+	a, b := proxytest.StartRedis(t), proxytest.StartRedis(t)
+	listen := fmt.Sprintf("127.0.0.1:%d", proxytest.FreePort(t))
+	srv = startServer(t, poolYAML(listen, "", a.Addr+":1 s0"), Options{})
+	c = proxytest.Dial(t, listen)
+	if got := do(t, c, "WATCH", "k"); got != "+OK\r\n" {
+		t.Fatalf("WATCH = %q", got)
+	}
+	if err := srv.Reload(mustParse(t, poolYAML(listen, "", b.Addr+":1 s1"))); err != nil {
+		t.Fatal(err)
+	}
+	return a, srv, c
 }

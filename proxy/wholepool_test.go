@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"fmt"
-	"io"
 	"math"
 	"net"
 	"os/exec"
@@ -189,23 +188,7 @@ func TestProxyWholePoolAllocatesNothing(t *testing.T) {
 		req = proxytest.AppendCommand(req, "SCAN", "0", "MATCH", "nosuch*", "COUNT", "1000")
 	}
 	scanReply := do(t, c, "SCAN", "0", "MATCH", "nosuch*", "COUNT", "1000")
-	reply := ":3\r\n*0\r\n" + scanReply
-	buf := make([]byte, len(reply)*depth)
-	roundTrip := func() {
-		if _, err := conn.Write(req); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := io.ReadFull(conn, buf); err != nil {
-			t.Fatal(err)
-		}
-	}
-	roundTrip()
-	if got := string(buf[:len(reply)]); got != reply {
-		t.Fatalf("replies = %q, want %q", got, reply)
-	}
-	if n := testing.AllocsPerRun(200, roundTrip); n >= depth {
-		t.Fatalf("%v allocations per pipeline of %d whole-pool requests, want none", n, 3*depth)
-	}
+	pipelineAllocatesNothing(t, conn, req, ":3\r\n*0\r\n"+scanReply, depth)
 }
 
 // A SCAN cursor round-trips every server cursor up to the documented
