@@ -58,6 +58,7 @@ type client struct {
 	direct directReply
 	keys   []int
 
+	proto    int    // 2 or 3: the RESP version the client chose with HELLO
 	authPass string // the password this client proved; "" before AUTH
 	authed   bool   // authPass is the pool's current password (or none is needed)
 	name     []byte
@@ -169,7 +170,7 @@ func (s *replySlot) Fail(msg string) {
 }
 
 func newClient(s *Server, l *listener, p *pool, conn net.Conn) *client {
-	c := &client{srv: s, l: l, pool: p, conn: conn, id: s.ids.Add(1), limit: initialBatch}
+	c := &client{srv: s, l: l, pool: p, conn: conn, id: s.ids.Add(1), proto: 2, limit: initialBatch}
 	c.batch.done = make(chan struct{}, 1)
 	c.sock = rawsock.New(conn)
 	c.direct.wake = make(chan struct{}, 1)

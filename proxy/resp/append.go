@@ -1,6 +1,10 @@
 package resp
 
-import "github.com/tidwall/redcon"
+import (
+	"strconv"
+
+	"github.com/tidwall/redcon"
+)
 
 // Encoders append one RESP2 value to dst and return the extended slice, as
 // strconv's Append functions do, so a caller reuses one buffer for a whole
@@ -48,3 +52,27 @@ func AppendBulkString(dst []byte, s string) []byte { return redcon.AppendBulkStr
 
 // AppendNull appends the null bulk string, $-1, RESP2's nil.
 func AppendNull(dst []byte) []byte { return redcon.AppendNull(dst) }
+
+// RESP3's own types, for clients that said HELLO 3. redcon writes RESP2
+// only.
+
+// AppendMap appends the header of a RESP3 map of n key-value pairs; the
+// 2n elements follow.
+func AppendMap(dst []byte, n int) []byte { return appendHeader(dst, '%', n) }
+
+// AppendSet appends the header of a RESP3 set of n elements.
+func AppendSet(dst []byte, n int) []byte { return appendHeader(dst, '~', n) }
+
+// AppendPush appends the header of a RESP3 push message of n elements
+// (pub/sub messages, invalidations); the elements follow.
+func AppendPush(dst []byte, n int) []byte { return appendHeader(dst, '>', n) }
+
+// AppendNull3 appends RESP3's null, _, which stands for both of RESP2's
+// nils ($-1 and *-1).
+func AppendNull3(dst []byte) []byte { return append(dst, '_', '\r', '\n') }
+
+func appendHeader(dst []byte, kind byte, n int) []byte {
+	dst = append(dst, kind)
+	dst = strconv.AppendInt(dst, int64(n), 10)
+	return append(dst, '\r', '\n')
+}
