@@ -31,6 +31,9 @@ const (
 	// to every server, their replies merged by Merge; SCAN (MergeScan)
 	// walks the servers one at a time.
 	FanOut
+	// PubSub commands (SUBSCRIBE, PUBLISH, PUBSUB CHANNELS, ...) are
+	// handled by the proxy's subscriptions: a channel is routed like a key.
+	PubSub
 )
 
 // Merge says how the replies of a command sent to several servers are put
@@ -46,6 +49,7 @@ const (
 	MergeConcat              // KEYS: every server's array, in server order
 	MergeAnyKey              // RANDOMKEY: a key from some server that has one
 	MergeScan                // SCAN: one server at a time, its cursor in the proxy's
+	MergeUnion               // PUBSUB CHANNELS: every server's array, without duplicates
 )
 
 // Reason says why the proxy refuses a command; the zero value is none.
@@ -54,7 +58,6 @@ type Reason uint8
 
 const (
 	WhyAllServers  Reason = iota + 1 // it needs every server (SCAN, KEYS, ...)
-	WhyPubSub                        // publish/subscribe
 	WhyAdmin                         // administration of one server
 	WhyDB                            // MOVE: the pool's database is set by redis_db
 	WhyScriptKill                    // SCRIPT KILL, FUNCTION KILL: the busy server reads no shared connection
@@ -138,8 +141,8 @@ func buildPolicies() map[string]policy {
 	set(policy{kind: Local}, "ping", "echo", "quit", "select", "auth", "hello", "client", "info",
 		"reset", "readonly", "readwrite")
 	set(policy{kind: Transaction}, "multi", "exec", "discard", "watch", "unwatch")
-	// Keyless commands whose answer differs per server; the admin flag,
-	// "pubsub" and a request_policy of all_shards or all_nodes say the
+	// Keyless commands whose answer differs per server; the admin flag
+	// and a request_policy of all_shards or all_nodes say the
 	// same for the rest (derivedPolicy).
 	// SCRIPT and FUNCTION are handled by subcommand: those that change or
 	// ask every server's script cache go to every server, as their tips
@@ -151,7 +154,6 @@ func buildPolicies() map[string]policy {
 		"slowlog", "role", "asking",
 		// MIGRATE moves keys to a server of its choosing, off the ring.
 		"migrate")
-	set(policy{kind: Unsupported, why: WhyPubSub}, "pubsub")
 	set(policy{kind: Unsupported, why: WhyDB}, "move")
 	return p
 }
@@ -165,7 +167,8 @@ func derivedPolicy(rc *redisCommand) (_ policy, ok bool) {
 	}
 	switch {
 	case rc.flags&cmdPubsub != 0:
-		return policy{kind: Unsupported, why: WhyPubSub}, true
+		// Channels are routed like keys, patterns listen on every server.
+		return policy{kind: PubSub}, true
 	case rc.flags&cmdBlocking != 0 && hasKeys(rc.keySpecs):
 		// BLPOP, BZPOPMIN, ...: routed by their keys, on a connection of
 		// their own while they block (see Blocks).
