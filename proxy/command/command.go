@@ -50,6 +50,7 @@ const (
 	MergeAnyKey              // RANDOMKEY: a key from some server that has one
 	MergeScan                // SCAN: one server at a time, its cursor in the proxy's
 	MergeUnion               // PUBSUB CHANNELS: every server's array, without duplicates
+	MergeMax                 // PUBSUB NUMPAT: the largest of the integers
 )
 
 // Reason says why the proxy refuses a command; the zero value is none.
@@ -92,6 +93,7 @@ type Spec struct {
 	subcommands map[string]*Spec // for containers routed by subcommand, by lower-case name
 	blockOption bool             // XREAD, XREADGROUP: blocking only with a BLOCK option
 	blocking    bool             // BLPOP, BZPOPMIN, ...: always blocking
+	container   bool             // redis-server has subcommands for it (CLIENT, OBJECT, ...)
 }
 
 // policy is how the proxy handles a command, where redis-server's own
@@ -280,7 +282,7 @@ func buildCommands() map[string]*Spec {
 func newSpec(rc *redisCommand) *Spec {
 	c := &Spec{
 		Name: rc.name, arity: rc.arity, flags: rc.flags, acl: rc.acl, tips: rc.tips,
-		keySpecs: rc.keySpecs, keysProc: keysProcs[rc.name],
+		keySpecs: rc.keySpecs, keysProc: keysProcs[rc.name], container: len(rc.subcommands) > 0,
 	}
 	for _, s := range rc.keySpecs {
 		incomplete := s.begin == beginUnknown || s.find == findUnknown || s.flags&ksIncomplete != 0
@@ -325,6 +327,11 @@ func Lookup(name []byte) *Spec {
 // XINFO, ...) whose subcommands are specs of their own: the second
 // argument names the subcommand.
 func (c *Spec) HasSubcommands() bool { return c.subcommands != nil }
+
+// IsContainer reports whether redis-server has subcommands for the
+// command, whether or not the proxy handles them apart: Redis names such a
+// command by its subcommand ("client|id") in some errors.
+func (c *Spec) IsContainer() bool { return c.container }
 
 // Subcommand finds a container's subcommand by name, ignoring case, without
 // allocating. It returns nil when the container has no such subcommand.
