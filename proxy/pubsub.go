@@ -421,7 +421,10 @@ const subscribeWait = 5 * time.Second
 func (c *client) listen(kind backend.MessageKind, name string) (hubs []*hub, msg string) {
 	var servers []*server
 	if kind == backend.Pattern {
-		servers = c.layout.servers
+		servers = liveServers(c.layout)
+		if len(servers) == 0 {
+			return nil, msgNoServer
+		}
 	} else {
 		idx := c.layout.Lookup([]byte(name))
 		if idx < 0 {
@@ -597,17 +600,30 @@ func (s *subState) placedIn(p *pool) bool {
 			}
 		}
 	}
+	live := liveServers(lay)
 	for _, hubs := range s.hubs[backend.Pattern] {
-		if len(hubs) != len(lay.servers) {
+		if len(hubs) != len(live) {
 			return false
 		}
-		for i, srv := range lay.servers {
+		for i, srv := range live {
 			if hubs[i].up != srv.up {
 				return false
 			}
 		}
 	}
 	return true
+}
+
+// liveServers are the servers of lay that are in its ring: those a
+// pattern listens on. An ejected server owns no channel while it is out.
+func liveServers(lay *layout) []*server {
+	var live []*server
+	for i, srv := range lay.servers {
+		if lay.Live(i) {
+			live = append(live, srv)
+		}
+	}
+	return live
 }
 
 // push queues a message for the client, as the server sent it but for a

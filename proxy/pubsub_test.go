@@ -55,6 +55,22 @@ func readMessage(t *testing.T, c *proxytest.Conn) string {
 	return string(r.Raw())
 }
 
+// expectClosed checks that the proxy closes each of conns, which get
+// nothing more before that.
+func expectClosed(t *testing.T, conns ...*proxytest.Conn) {
+	t.Helper()
+	for _, c := range conns {
+		c.Timeout = 10 * time.Second
+		r, err := c.Read()
+		switch {
+		case err == nil:
+			t.Fatalf("got %q, want the connection closed", r.Raw())
+		case isTimeout(err):
+			t.Fatalf("the connection is still open: %v", err)
+		}
+	}
+}
+
 func message(channel, payload string) string {
 	return fmt.Sprintf("*3\r\n$7\r\nmessage\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", len(channel), channel, len(payload), payload)
 }
@@ -275,12 +291,7 @@ func TestPubSubServerKilledClosesSubscribers(t *testing.T) {
 	bystander := tp.client(t)
 	exchange(t, bystander, []psStep{ps(1, "SUBSCRIBE", tp.keyOn(t, tp.redises[0], "k."))})
 	tp.redises[1].Kill()
-	for _, c := range []*proxytest.Conn{sub, patterns} {
-		c.Timeout = 10 * time.Second
-		if r, err := c.Read(); err == nil {
-			t.Fatalf("a subscriber of the killed server got %q, want its connection closed", r.Raw())
-		}
-	}
+	expectClosed(t, sub, patterns)
 	if got := do(t, bystander, "PING"); got != "*2\r\n$4\r\npong\r\n$0\r\n\r\n" {
 		t.Fatalf("subscriber of another server: PING = %q", got)
 	}
@@ -307,10 +318,7 @@ func TestPubSubReload(t *testing.T) {
 	if err := srv.Reload(mustParse(t, poolYAML(listen, "", b.Addr+":1 s0"))); err != nil {
 		t.Fatalf("Reload: %v", err)
 	}
-	sub.Timeout = 10 * time.Second
-	if r, err := sub.Read(); err == nil {
-		t.Fatalf("subscriber of a server the reload removed got %q, want its connection closed", r.Raw())
-	}
+	expectClosed(t, sub)
 }
 
 // CLIENT KILL TYPE pubsub kills the subscribed clients and TYPE normal the
@@ -327,9 +335,7 @@ func TestPubSubClientKillAndDisconnect(t *testing.T) {
 	if got := do(t, admin, "CLIENT", "KILL", "TYPE", "pubsub"); got != ":1\r\n" {
 		t.Fatalf("CLIENT KILL TYPE pubsub = %q, want :1", got)
 	}
-	if r, err := sub.Read(); err == nil {
-		t.Fatalf("killed subscriber got %q", r.Raw())
-	}
+	expectClosed(t, sub)
 	deadline := time.Now().Add(10 * time.Second)
 	for do(t, admin, "PUBSUB", "NUMSUB", ch) != fmt.Sprintf("*2\r\n$%d\r\n%s\r\n:0\r\n", len(ch), ch) {
 		if time.Now().After(deadline) {
@@ -535,4 +541,38 @@ print("ok")
 	if err != nil || strings.TrimSpace(string(out)) != "ok" {
 		t.Fatalf("redis-py pubsub: %v\n%s", err, out)
 	}
+}
+
+// Ejection moves channels: subscribers of the failed server are closed,
+// new ones listen where the channel is during the ejection, and are closed
+// again when it returns and the channel moves back.
+func TestPubSubEjectionMovesChannels(t *testing.T) {
+	tp := startProxy(t, 3, "  auto_eject_hosts: true\n  server_failure_limit: 1\n  server_retry_timeout: 700\n")
+	dead := tp.redises[0]
+	ch := tp.keyOn(t, dead, "e")
+	sub, psub := tp.client(t), tp.client(t)
+	exchange(t, sub, []psStep{ps(1, "SUBSCRIBE", ch)})
+	exchange(t, psub, []psStep{ps(1, "PSUBSCRIBE", "e*")})
+	dead.Stop()
+	expectClosed(t, sub, psub)
+	c := tp.client(t)
+	if got := do(t, c, "SET", ch, "1"); !strings.HasPrefix(got, "-ERR server server0") {
+		t.Fatalf("SET on a stopped server = %q, want an error naming it", got)
+	}
+	sub, psub = tp.client(t), tp.client(t)
+	exchange(t, sub, []psStep{ps(1, "SUBSCRIBE", ch)})
+	if got := exchange(t, psub, []psStep{ps(1, "PSUBSCRIBE", "e*")}); !strings.HasPrefix(got[0], "*3\r\n$10\r\npsubscribe\r\n") {
+		t.Fatalf("PSUBSCRIBE while a server is ejected = %q", got)
+	}
+	if got := do(t, c, "PUBLISH", ch, "moved"); got != ":2\r\n" {
+		t.Fatalf("PUBLISH during the ejection = %q, want :2", got)
+	}
+	if got, want := readMessage(t, sub), message(ch, "moved"); got != want {
+		t.Fatalf("message = %q, want %q", got, want)
+	}
+	if got, want := readMessage(t, psub), pmessage("e*", ch, "moved"); got != want {
+		t.Fatalf("pattern message = %q, want %q", got, want)
+	}
+	dead.Restart(t)
+	expectClosed(t, sub, psub)
 }
