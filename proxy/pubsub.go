@@ -283,14 +283,13 @@ type subState struct {
 	limit config.OutputBufferLimit // client_output_buffer_limit_pubsub
 	proto int                      // the client's RESP version as of its last subscription command
 	gone  bool                     // closed: queue nothing more
+	count [3]int                   // subscriptions of each kind, for the confirmations
+	stats *stats.Pool              // the pool's counters as of the last subscription command
 
-	wake  chan struct{} // the queue has something
-	stop  chan struct{} // the client is gone
-	wmu   sync.Mutex    // held while anything is written to the client's socket
-	hold  bool          // the client's goroutine holds wmu until its batch is written
-	count [3]int        // subscriptions of each kind, for the confirmations
-	// stats are the pool's counters as of the last subscription command.
-	stats *stats.Pool
+	wake chan struct{} // the queue has something
+	stop chan struct{} // the client is gone
+	wmu  sync.Mutex    // held while anything is written to the client's socket
+	hold bool          // the client's goroutine holds wmu until its batch is written
 }
 
 // subscriptionKind maps a command name to its kind of subscription.

@@ -172,6 +172,22 @@ func TestPubSubAcrossServers(t *testing.T) {
 	}
 }
 
+// Subscribed mode lasts while any subscription does, shard channels
+// included, as in redis-server 7.0.
+func TestPubSubModeLastsWhileSubscribed(t *testing.T) {
+	tp := startProxy(t, 3, "")
+	steps := []psStep{
+		ps(1, "SSUBSCRIBE", "s"), ps(1, "SUNSUBSCRIBE", "s"), ps(1, "GET", "x"),
+		ps(1, "SUBSCRIBE", "a"), ps(1, "SSUBSCRIBE", "s"), ps(1, "UNSUBSCRIBE", "a"), ps(1, "GET", "x"),
+		ps(1, "PING"), ps(1, "SUNSUBSCRIBE"), ps(1, "GET", "x"), ps(1, "PING"),
+		ps(1, "PSUBSCRIBE", "p*"), ps(1, "MULTI"), ps(1, "HELLO", "2"), ps(1, "RESET"), ps(1, "GET", "x"),
+	}
+	want := exchange(t, proxytest.StartRedis(t).Client(t), steps)
+	if got := exchange(t, tp.client(t), steps); !slices.Equal(got, want) {
+		t.Fatalf("proxy:  %q\nserver: %q", got, want)
+	}
+}
+
 // sortChannels puts unsubscribe confirmations in the order of their
 // channels, keeping each place's count where it was.
 func sortChannels(confirmations []string) {
