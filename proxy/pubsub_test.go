@@ -592,3 +592,79 @@ func TestPubSubEjectionMovesChannels(t *testing.T) {
 	dead.Restart(t)
 	expectClosed(t, sub, psub)
 }
+
+// Clients of one channel share the proxy's subscription: the server counts
+// the proxy once, every client hears each message, and the channel is
+// unsubscribed on the server when the last client leaves, however their
+// subscribing and leaving interleave.
+func TestPubSubSharedSubscription(t *testing.T) {
+	tp := startProxy(t, 3, "")
+	ch := tp.keyOn(t, tp.redises[1], "shared.")
+	const n = 6
+	var subs []*proxytest.Conn
+	for range n {
+		c := tp.client(t)
+		exchange(t, c, []psStep{ps(1, "SUBSCRIBE", ch)})
+		subs = append(subs, c)
+	}
+	pub := tp.client(t)
+	if got := do(t, pub, "PUBLISH", ch, "all"); got != ":1\r\n" {
+		t.Fatalf("PUBLISH to %d clients of one proxy = %q, want :1", n, got)
+	}
+	for _, c := range subs {
+		if got, want := readMessage(t, c), message(ch, "all"); got != want {
+			t.Fatalf("message = %q, want %q", got, want)
+		}
+	}
+	// Every client leaves and joins again many times at once.
+	done := make(chan error, n)
+	for _, c := range subs {
+		go func() {
+			for range 50 {
+				if err := c.Send("UNSUBSCRIBE", ch); err != nil {
+					done <- err
+					return
+				}
+				if err := c.Send("SUBSCRIBE", ch); err != nil {
+					done <- err
+					return
+				}
+			}
+			for range 100 {
+				if _, err := c.Read(); err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range n {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := do(t, pub, "PUBLISH", ch, "again"); got != ":1\r\n" {
+		t.Fatalf("PUBLISH after the churn = %q, want :1", got)
+	}
+	for _, c := range subs {
+		if got, want := readMessage(t, c), message(ch, "again"); got != want {
+			t.Fatalf("message after the churn = %q, want %q", got, want)
+		}
+	}
+	for _, c := range subs[:n-1] {
+		exchange(t, c, []psStep{ps(1, "UNSUBSCRIBE")})
+	}
+	if got := do(t, pub, "PUBLISH", ch, "last"); got != ":1\r\n" {
+		t.Fatalf("PUBLISH with one client left = %q, want :1", got)
+	}
+	subs[n-1].Close()
+	numsub := fmt.Sprintf("*2\r\n$%d\r\n%s\r\n:0\r\n", len(ch), ch)
+	deadline := time.Now().Add(10 * time.Second)
+	for do(t, tp.redises[1].Client(t), "PUBSUB", "NUMSUB", ch) != numsub {
+		if time.Now().After(deadline) {
+			t.Fatal("the channel is still subscribed on its server after every client left")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
