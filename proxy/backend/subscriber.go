@@ -52,10 +52,6 @@ type pendingAck struct {
 	done func(error) // nil when nobody waits
 }
 
-// errSubscriberClosed is why a closed subscription connection takes no
-// more commands.
-var errSubscriberClosed = errors.New("connection closed")
-
 // DialSubscriber opens a subscription connection to u that delivers to
 // sink.
 func (u *Upstream) DialSubscriber(sink MessageSink) (*Subscriber, error) {
