@@ -660,6 +660,7 @@ func (s *subState) push(c *client, raw []byte) {
 		s.queue[start] = '>'
 	}
 	s.held = held
+	s.stats.PubSubMessages.Add(1)
 	s.mu.Unlock()
 	select {
 	case s.wake <- struct{}{}:

@@ -616,6 +616,9 @@ func TestPubSubSharedSubscription(t *testing.T) {
 			t.Fatalf("message = %q, want %q", got, want)
 		}
 	}
+	if got := tp.srv.poolList()[0].stats.PubSubMessages.Load(); got != n {
+		t.Fatalf("pubsub_messages_total = %d, want %d", got, n)
+	}
 	// Every client leaves and joins again many times at once.
 	done := make(chan error, n)
 	for _, c := range subs {
