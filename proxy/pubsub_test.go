@@ -671,3 +671,27 @@ func TestPubSubSharedSubscription(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Keyspace notifications of every server reach a PSUBSCRIBE through the
+// proxy, as the README says.
+func TestPubSubKeyspaceNotifications(t *testing.T) {
+	tp := startProxy(t, 3, "", proxytest.RedisArgs("--notify-keyspace-events", "K$"))
+	sub := tp.client(t)
+	exchange(t, sub, []psStep{ps(1, "PSUBSCRIBE", "__keyspace@0__:*")})
+	c := tp.client(t)
+	var want []string
+	for _, r := range tp.redises {
+		key := tp.keyOn(t, r, "note.")
+		do(t, c, "SET", key, "v")
+		want = append(want, pmessage("__keyspace@0__:*", "__keyspace@0__:"+key, "set"))
+	}
+	var got []string
+	for range want {
+		got = append(got, readMessage(t, sub))
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("notifications = %q, want %q", got, want)
+	}
+}
