@@ -124,7 +124,7 @@ func (p *pool) configFor(sc config.Server) *backend.Config {
 		ForwardErrors:    &p.stats.ForwardError,
 		Ejects:           &p.stats.ServerEjects,
 		TotalConnections: &p.srv.stats.TotalConnections,
-		HealthChanged:    p.rebuildRing,
+		HealthChanged:    p.healthChanged,
 	}
 }
 
@@ -166,6 +166,13 @@ func (s *server) pick() *backend.Conn {
 		return s.conns[0]
 	}
 	return s.conns[int(s.next.Add(1))%len(s.conns)]
+}
+
+// healthChanged rebuilds the ring after an ejection or its end; the
+// channels that moved with it lose their subscribers (pubsub.go).
+func (p *pool) healthChanged() {
+	p.rebuildRing()
+	go p.srv.checkSubscriptions()
 }
 
 // rebuildRing stores the layout of a ring over the servers that are not

@@ -1,6 +1,7 @@
 // Package backend is the proxy's side of its Redis servers: the shared
 // pipelined connections (Conn), the connections pinned to one client for a
-// transaction (Dedicated), the one dialer both use, and the Registry of
+// transaction (Dedicated), the subscription connections (Subscriber), the
+// one dialer all of them use, and the Registry of
 // upstreams that keeps all of it, with each server's health, across
 // reloads. It knows no client and no pool: a pool hands each upstream a
 // Config (settings, counters, a logger built once for the pool and server,
@@ -10,6 +11,9 @@
 //	conn.go      shared connections: write queue, one reader, reconnect backoff
 //	dedicated.go connections pinned to one client at a time, idle ones kept
 //	dialer.go    the one dialer: connect (TCP or unix), AUTH, SELECT
+//	subscriber.go
+//	             a subscription connection: SUBSCRIBE and UNSUBSCRIBE
+//	             confirmed in order, messages handed to a MessageSink
 //	registry.go  upstreams by Key; health and ejection; where each is dialled
 //
 // A shared connection carries the requests of every client of the pools

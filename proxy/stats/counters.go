@@ -24,6 +24,7 @@ type Pool struct {
 	ForwardError            atomic.Int64
 	Fragments               atomic.Int64
 	ClientOutputLimitCloses atomic.Int64 // also in ClientErr
+	PubSubMessages          atomic.Int64
 }
 
 // Read copies the counters into v.
@@ -35,6 +36,7 @@ func (c *Pool) Read(v *PoolValues) {
 	v[ForwardError] = c.ForwardError.Load()
 	v[Fragments] = c.Fragments.Load()
 	v[ClientOutputLimitCloses] = c.ClientOutputLimitCloses.Load()
+	v[PubSubMessages] = c.PubSubMessages.Load()
 }
 
 // Server holds a server's counters and its latency histogram.

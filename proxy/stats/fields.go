@@ -65,6 +65,7 @@ const (
 	ForwardError
 	Fragments
 	ClientOutputLimitCloses
+	PubSubMessages
 	numPool
 )
 
@@ -117,7 +118,9 @@ var Fields = [...]Field{
 	{Nutcracker: "fragments", Metric: "fragments_total", Kind: Counter, Scope: PerPool, Index: Fragments,
 		Help: "sub-requests made by splitting multi-key commands"},
 	{Metric: "client_output_limit_closes_total", Kind: Counter, Scope: PerPool, Index: ClientOutputLimitCloses,
-		Help: "client connections closed because their unwritten replies went over client_output_buffer_limit; also counted as client errors"},
+		Help: "client connections closed because their unwritten replies went over client_output_buffer_limit, or their unwritten messages over client_output_buffer_limit_pubsub; also counted as client errors"},
+	{Metric: "pubsub_messages_total", Kind: Counter, Scope: PerPool, Index: PubSubMessages,
+		Help: "messages queued for the pool's subscribed clients, one for each client that receives it"},
 	{Metric: "pool_request_duration_seconds", Kind: Histogram, Scope: PerPool,
 		Help: "time from submitting a request to a server of the pool to reading its reply: the pool's server_request_duration_seconds summed"},
 
