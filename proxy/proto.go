@@ -22,9 +22,8 @@ import (
 // every client library falls back to RESP2.
 
 var (
-	replyNull3      = []byte("_\r\n")
-	replyNullBulk   = []byte("$-1\r\n")
-	replyEmptyArray = []byte("*0\r\n")
+	replyNull3    = []byte("_\r\n")
+	replyNullBulk = []byte("$-1\r\n")
 )
 
 // nullBulk is the client's null for a missing string: $-1, or RESP3's _.

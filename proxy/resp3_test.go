@@ -533,3 +533,31 @@ func TestRESP3PushIsNotAReply(t *testing.T) {
 		t.Errorf("GET with pushes dropped = %q", got)
 	}
 }
+
+// BenchmarkProxyGetRESP3 is BenchmarkProxyGet for a client that said
+// HELLO 3: its GETs go on the RESP3 server connections.
+func BenchmarkProxyGetRESP3(b *testing.B) {
+	tp := startProxy(&testing.T{}, 3, "")
+	conn, err := net.Dial("tcp", tp.addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	hello := make([]byte, 512)
+	conn.Write(proxytest.AppendCommand(nil, "HELLO", "3"))
+	if n, _ := conn.Read(hello); n == 0 || hello[0] != '%' {
+		b.Fatalf("HELLO 3 = %q", hello[:n])
+	}
+	req := proxytest.AppendCommand(nil, "GET", "key:00")
+	buf := make([]byte, len("_\r\n"))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := conn.Write(req); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(conn, buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
