@@ -151,8 +151,8 @@ func (c *client) hello(args [][]byte) {
 		proto = int(v)
 		args = args[1:]
 	}
-	var name []byte
-	setName := false
+	// Options take effect in order, as in Redis 7.0: a name is set even
+	// when a later AUTH fails or the client turns out not authenticated.
 	for len(args) > 0 {
 		opt := strings.ToLower(string(args[0]))
 		switch {
@@ -163,7 +163,11 @@ func (c *client) hello(args [][]byte) {
 			}
 			args = args[3:]
 		case opt == "setname" && len(args) >= 2:
-			name, setName = args[1], true
+			if !validClientName(args[1]) {
+				c.replyError(msgBadClientName)
+				return
+			}
+			c.name = append(c.name[:0], args[1]...)
 			args = args[2:]
 		default:
 			c.replyError(helloBadOption(args[0]))
@@ -173,13 +177,6 @@ func (c *client) hello(args [][]byte) {
 	if !c.authed {
 		c.replyError(msgHelloNoAuth)
 		return
-	}
-	if setName {
-		if !validClientName(name) {
-			c.replyError(msgBadClientName)
-			return
-		}
-		c.name = append(c.name[:0], name...)
 	}
 	c.switchProto(proto)
 	b := c.appendMap(nil, 7)

@@ -212,8 +212,10 @@ func TestRESP3RedisPyHandshake(t *testing.T) {
 	via, one := dialRaw(t, tp.addr), dialRaw(t, single.Addr)
 	for _, cmd := range [][]string{
 		{"HELLO", "3"},
-		{"HELLO", "3", "AUTH", "default", "wrong"},
+		{"HELLO", "3", "SETNAME", "a b"},
+		{"HELLO", "3", "SETNAME", "early", "AUTH", "default", "wrong"},
 		{"HELLO", "3", "AUTH", "default", pass},
+		{"CLIENT", "GETNAME"},
 		{"CLIENT", "SETNAME", "worker-1"},
 		{"HELLO", "3", "AUTH", "default", pass, "SETNAME", "worker-2"},
 		{"CLIENT", "GETNAME"},
