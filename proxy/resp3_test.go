@@ -98,7 +98,7 @@ var resp3Script = [][]string{
 	{"XADD", "x", "1-1", "a", "1"}, {"XADD", "x", "2-1", "b", "2"}, {"XRANGE", "x", "-", "+"},
 	{"XREAD", "STREAMS", "x", "0"}, {"XREAD", "COUNT", "1", "STREAMS", "x", "1-1"}, {"XREAD", "STREAMS", "x", "$"},
 	{"OBJECT", "ENCODING", "s"}, {"TYPE", "h"}, {"TTL", "h"},
-	{"EVAL", "return {double=3.5}", "0"}, {"EVAL", "return true", "0"}, {"EVAL", "return false", "0"},
+	{"EVAL", "return {double=3.5}", "0"}, {"EVAL", "return true", "0"}, {"EVAL", "redis.setresp(3); return true", "0"}, {"EVAL", "redis.setresp(3); return false", "0"},
 	{"EVAL", "redis.setresp(3); return redis.call('HGETALL', KEYS[1])", "1", "h"},
 	{"EVAL", "return {big_number='123456789012345678901234567890'}", "0"},
 	{"EVAL", "return {map={a=1}}", "0"}, {"EVAL", "return {set={a=true}}", "0"},
@@ -125,8 +125,10 @@ func TestRESP3RepliesMatchOneRedis(t *testing.T) {
 			if got, want := maskHello(via.do("HELLO", proto)), maskHello(one.do("HELLO", proto)); got != want {
 				t.Errorf("HELLO %s = %q, redis says %q", proto, got, want)
 			}
+			kinds := map[byte]bool{} // the reply types the script met
 			for _, cmd := range resp3Script {
 				got, want := via.do(cmd...), one.do(cmd...)
+				kinds[want[0]] = true
 				switch cmd[0] {
 				case "RANDOMKEY":
 					got, want = got[:1], want[:1]
@@ -148,6 +150,13 @@ func TestRESP3RepliesMatchOneRedis(t *testing.T) {
 					return r[:1]
 				}; kind(got) != kind(want) {
 					t.Errorf("%q = %.40q..., redis says %.40q...", cmd, got, want)
+				}
+			}
+			if proto == "3" {
+				for _, k := range []byte("%~,_#(") {
+					if !kinds[k] {
+						t.Errorf("no reply of RESP3 type %q in the script", k)
+					}
 				}
 			}
 			for _, c := range []*rawConn{via, one} {
