@@ -572,3 +572,22 @@ func BenchmarkProxyGetRESP3(b *testing.B) {
 		}
 	}
 }
+
+// Clients that say HELLO 3 at the same moment to a fresh pool whose server
+// lacks HELLO all get the refusal: they wait for one probe of the server.
+func TestRESP3RefusalForClientsAskingAtOnce(t *testing.T) {
+	tp := startProxy(t, 1, "", proxytest.RedisArgs("--rename-command", "HELLO", ""))
+	const n = 20
+	conns := make([]*rawConn, n)
+	for i := range conns {
+		conns[i] = dialRaw(t, tp.addr)
+	}
+	for _, c := range conns {
+		c.send("HELLO", "3")
+	}
+	for i, c := range conns {
+		if got := c.read(); !strings.HasPrefix(got, "-ERR unknown command `HELLO`") {
+			t.Errorf("client %d: HELLO 3 = %q, want the refusal", i, got)
+		}
+	}
+}

@@ -74,8 +74,11 @@ type Upstream struct {
 	retired    atomic.Bool   // no pool uses it any more
 
 	// resp3 is what the last RESP3 handshake said of the server: resp3Unknown
-	// until one completed or was refused.
-	resp3 atomic.Int32
+	// until one completed or was refused. nextProbe is when ProbeRESP3 may
+	// dial again after a probe that showed nothing.
+	resp3     atomic.Int32
+	probeMu   sync.Mutex // one ProbeRESP3 dials at a time; guards nextProbe
+	nextProbe time.Time
 	// onPush, when set, gets every push message (RESP3's >) the server
 	// sends on a shared connection, which answers no request; unset, they
 	// are dropped and counted in pushesDropped.
@@ -144,18 +147,32 @@ func (u *Upstream) SpeaksRESP3() (yes, known bool) {
 	return false, false
 }
 
+// probeInterval is how often ProbeRESP3 dials a server whose RESP3 is
+// still unknown, so that clients saying HELLO 3 to a pool whose server is
+// down do not make the proxy dial it for each of them.
+const probeInterval = time.Second
+
 // ProbeRESP3 finds out whether the server speaks RESP3 if no handshake has
 // shown it yet, by opening a RESP3 dedicated connection, which it keeps for
 // reuse. It reports what is known then; a server that cannot be reached
-// leaves it unknown.
+// leaves it unknown, and is dialled again at most once per probeInterval.
 func (u *Upstream) ProbeRESP3() (yes, known bool) {
 	if yes, known = u.SpeaksRESP3(); known {
+		return yes, known
+	}
+	// Clients that ask together wait for one probe and share its answer.
+	u.probeMu.Lock()
+	defer u.probeMu.Unlock()
+	if yes, known = u.SpeaksRESP3(); known || time.Now().Before(u.nextProbe) {
 		return yes, known
 	}
 	if d, err := u.DialDedicatedProto(RESP3); err == nil {
 		d.Release()
 	}
-	return u.SpeaksRESP3()
+	if yes, known = u.SpeaksRESP3(); !known {
+		u.nextProbe = time.Now().Add(probeInterval)
+	}
+	return yes, known
 }
 
 // dedicatedFor returns u's dedicated connections of protocol proto.
