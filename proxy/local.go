@@ -135,8 +135,8 @@ func (c *client) hello(args [][]byte) {
 	all := args
 	proto := c.proto
 	if len(args) > 0 {
-		v, err := strconv.ParseInt(string(args[0]), 10, 64)
-		if err != nil {
+		v, ok := parseRedisInt(args[0])
+		if !ok {
 			c.replyError(msgProtoNotInteger)
 			return
 		}

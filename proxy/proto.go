@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"strconv"
+
 	"github.com/shardproxy/shardproxy/proxy/backend"
 	"github.com/shardproxy/shardproxy/proxy/resp"
 )
@@ -90,4 +92,19 @@ func (c *client) switchProto(proto int) {
 		}
 	}
 	c.proto = proto
+}
+
+// parseRedisInt parses b as Redis parses an integer argument (string2ll):
+// an optional '-' and decimal digits without a leading zero or '+', within
+// 64 bits; "0" alone, and no "-0".
+func parseRedisInt(b []byte) (int64, bool) {
+	digits := b
+	if len(digits) > 0 && digits[0] == '-' {
+		digits = digits[1:]
+	}
+	if len(digits) == 0 || digits[0] < '0' || digits[0] > '9' || digits[0] == '0' && len(b) > 1 {
+		return 0, false
+	}
+	v, err := strconv.ParseInt(string(b), 10, 64)
+	return v, err == nil
 }

@@ -199,7 +199,8 @@ func TestRESP3HelloErrors(t *testing.T) {
 	single := proxytest.StartRedis(t)
 	via, one := dialRaw(t, tp.addr), dialRaw(t, single.Addr)
 	for _, cmd := range [][]string{
-		{"HELLO", "4"}, {"HELLO", "1"}, {"HELLO", "x"}, {"HELLO", "3", "AUTH", "default"}, {"HELLO", "3", "bogus"},
+		{"HELLO", "4"}, {"HELLO", "1"}, {"HELLO", "x"}, {"HELLO", "+3"}, {"HELLO", "03"}, {"HELLO", "-0"}, {"HELLO", " 3"},
+		{"HELLO", "99999999999999999999"}, {"HELLO", "-9223372036854775808"}, {"HELLO", "3", "AUTH", "default"}, {"HELLO", "3", "bogus"},
 		{"HELLO", "3", "SETNAME", "a b"}, {"HELLO", "2", "AUTH", "bob", "pw"}, {"HELLO", "3", "SETNAME", "n"},
 		{"HELLO", "2"},
 	} {
