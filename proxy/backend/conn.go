@@ -289,7 +289,7 @@ func (b *Conn) readLoop(conn net.Conn, sock *rawsock.Socket, gen uint64) {
 			pushes = append(pushes, push)
 		}
 		if npush == len(ends) && npush > 0 {
-			b.handOffPushes(buf[first:start], ends, first)
+			up.pushAll(buf, first, ends) // no reply: the queue is not touched
 		} else if len(ends) > 0 {
 			nreplies := len(ends) - npush
 			b.mu.Lock()
@@ -352,14 +352,12 @@ func (b *Conn) readLoop(conn net.Conn, sock *rawsock.Socket, gen uint64) {
 	}
 }
 
-// handOffPushes hands the pushes in buf, a read's worth that held nothing
-// else, to the upstream's push handler; ends are their end offsets, from
-// offset first.
-func (b *Conn) handOffPushes(buf []byte, ends []int, first int) {
-	from := 0
+// pushAll hands the push messages in buf, which start at from and end at
+// ends, to the push handler.
+func (u *Upstream) pushAll(buf []byte, from int, ends []int) {
 	for _, e := range ends {
-		b.up.push(buf[from : e-first])
-		from = e - first
+		u.push(buf[from:e])
+		from = e
 	}
 }
 
