@@ -540,9 +540,14 @@ func TestRESP3PushIsNotAReply(t *testing.T) {
 		t.Error("no push reached the handler")
 	}
 	up.SetPushHandler(nil)
+	dropped := up.PushesDropped()
 	c.do("SET", "pk", "x")
 	if got := c.do("GET", "pk"); got != "$1\r\nx\r\n" {
 		t.Errorf("GET with pushes dropped = %q", got)
+	}
+	// The invalidation of that SET came on the connection before GET's reply.
+	if n := up.PushesDropped(); n <= dropped {
+		t.Errorf("pushes dropped = %d, want more than %d", n, dropped)
 	}
 }
 
