@@ -257,6 +257,10 @@ func (c *client) clientCommand(args [][]byte) {
 		}
 		c.reply([]byte("+OK\r\n"))
 	case "info", "list":
+		if sub == "info" && len(args) != 1 {
+			c.replyError(wrongArity("client|info"))
+			return
+		}
 		line := fmt.Sprintf("id=%d addr=%s laddr=%s name=%s db=%d resp=%d lib-name=%s lib-ver=%s\n",
 			c.id, c.addr(), c.laddr(), c.name, c.pool.cfg.RedisDB, c.proto, c.libName, c.libVer)
 		c.reply(c.appendText(nil, line))

@@ -273,6 +273,8 @@ func TestRESP3ClientSetInfo(t *testing.T) {
 		{[]string{"CLIENT", "NO-TOUCH", "x"}, "-ERR syntax error\r\n"},
 		{[]string{"CLIENT", "NO-TOUCH", "on", "x"}, "-ERR wrong number of arguments for 'client|no-touch' command\r\n"},
 		{[]string{"CLIENT", "ID", "x"}, "-ERR wrong number of arguments for 'client|id' command\r\n"},
+		{[]string{"CLIENT", "INFO", "x"}, "-ERR wrong number of arguments for 'client|info' command\r\n"},
+		{[]string{"CLIENT", "GETNAME", "x"}, "-ERR wrong number of arguments for 'client|getname' command\r\n"},
 	} {
 		if got := c.do(tc.args...); !strings.HasPrefix(got, tc.want) {
 			t.Errorf("%q = %q, want %q", tc.args, got, tc.want)
