@@ -55,7 +55,7 @@ func (c *client) blockingCommand(def *command.Spec, idx int, cmd *resp.Command) 
 	b := &c.blocked
 	b.req = appendRequest(b.req[:0], cmd)
 	up := srv.up
-	d, err := up.TakeDedicated()
+	d, err := up.TakeDedicatedProto(c.proto)
 	if err != nil {
 		c.replyError(up.ErrorText(err))
 		return

@@ -62,6 +62,8 @@ type client struct {
 	authPass string // the password this client proved; "" before AUTH
 	authed   bool   // authPass is the pool's current password (or none is needed)
 	name     []byte
+	libName  []byte // CLIENT SETINFO LIB-NAME
+	libVer   []byte // CLIENT SETINFO LIB-VER
 	tx       txState
 	blocked  blockedState
 	subs     *subState // made at the first subscription (pubsub.go)
@@ -378,7 +380,7 @@ func (c *client) stageFor(srv *server) *stage {
 		c.stages = append(c.stages, stage{})
 	}
 	st := &c.stages[len(c.stages)-1]
-	st.srv, st.conn = srv, srv.pick()
+	st.srv, st.conn = srv, srv.pick(c.proto)
 	st.buf, st.slots, st.sizes = st.buf[:0], st.slots[:0], st.sizes[:0]
 	return st
 }

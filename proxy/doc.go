@@ -16,6 +16,8 @@
 //	             RANDOMKEY to every server, merge
 //	scan.go      SCAN one server after the other, the cursor saying which
 //	local.go     PING, ECHO, QUIT, SELECT, AUTH, HELLO, CLIENT, INFO
+//	proto.go     RESP2 or RESP3: replies in the client's protocol, the
+//	             switch, and whether the pool's servers speak RESP3
 //	tx.go        MULTI/EXEC/WATCH on a connection pinned to one server
 //	blocking.go  BLPOP, XREAD BLOCK, ... on a connection of their own while
 //	             they block, the client's socket watched meanwhile
@@ -40,17 +42,19 @@
 //
 //	config       nutcracker.yml, parsed as nutcracker 0.5.0 does
 //	resp         the wire format: parse requests (bounded, resumable), find
-//	             where replies end, encode requests and replies
+//	             where RESP2 and RESP3 replies end, encode requests and
+//	             replies
 //	command      the command table: what redis-server says of each command
 //	             (generated from its COMMAND INFO), how the proxy handles
 //	             it, and where its keys are (Redis' key specs and key finders)
 //	placement    which server owns a key: the Placement interface and the
 //	             nutcracker ring over hashring, immutable values
 //	backend      server connections, shared (write queue, one reply reader),
-//	             dedicated (pinned to one client) and for subscriptions
-//	             (one per upstream, delivering to a sink); the one dialer
-//	             (connect, AUTH, SELECT); the registry of upstreams with
-//	             their health, ejection and counters, which outlives a config
+//	             dedicated (pinned to one client), both per protocol, and
+//	             for subscriptions (one per upstream, delivering to a sink);
+//	             the one dialer (connect, AUTH or HELLO 3, SELECT); the
+//	             registry of upstreams with their health, ejection and
+//	             counters, which outlives a config
 //	internal/rawsock
 //	             socket reads and writes as raw non-blocking syscalls, for
 //	             the client connections and the server connections alike
@@ -106,6 +110,20 @@
 // and the client leaves MULTI, a command that cannot be queued makes EXEC
 // answer EXECABORT, and a lost WATCH makes EXEC answer a null reply, as
 // for a touched key, so that nothing runs unwatched.
+//
+// A client speaks RESP2 until HELLO 3 (proto.go). Its protocol picks its
+// server connections: each shared connection has a RESP3 twin, dialled
+// with HELLO 3 at its first request, and dedicated connections are kept
+// per protocol, so a RESP3 server's replies reach a RESP3 client as they
+// are, never converted. What the proxy writes itself, and the frames of
+// merged replies, follow the client's protocol. A switch inside a batch
+// first sends what the batch staged. A push message on a shared
+// connection answers no request: the reader hands it to the upstream's
+// push handler, if one is set, and drops it otherwise. A server whose
+// HELLO 3 is unknown (Redis 5, HELLO renamed) or refused with NOPROTO is
+// marked as not speaking RESP3; a server not yet known is asked at a
+// client's HELLO 3, and HELLO 3 in a pool with a marked server gets Redis
+// 5's unknown command error, on which clients fall back to RESP2.
 //
 // Sockets are read and written with raw non-blocking syscalls, waiting for
 // readiness in the runtime's poller: an ordinary syscall tells the

@@ -22,7 +22,7 @@ const (
 	msgNoAuth     = "NOAUTH Authentication required."
 	msgWrongPass  = "WRONGPASS invalid username-password pair or user is disabled."
 	msgNoPassword = "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"
-	msgNoProto    = "NOPROTO sorry, this protocol version is not supported."
+	msgNoProto    = "NOPROTO unsupported protocol version"
 	msgCrossSlot  = "CROSSSLOT Keys in request don't hash to the same slot"
 	msgSyntax     = "ERR syntax error"
 	msgNotInteger = "ERR value is not an integer or out of range"
@@ -35,6 +35,12 @@ const (
 	msgNoRedirectID    = "ERR The client ID you want redirect to does not exist"
 	msgMaxClients      = "ERR max number of clients reached"
 )
+
+// msgHelloNoAuth is Redis 7.0's reply to HELLO from a client that has not
+// authenticated and gives no AUTH option.
+const msgHelloNoAuth = "NOAUTH HELLO must be called with the client already authenticated, otherwise the " +
+	"HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP " +
+	"protocol version at the same time"
 
 // Transactions, as redis-server words them.
 const (
@@ -118,6 +124,42 @@ func unknownSubcommand(args [][]byte) string {
 // container (in upper case).
 func unknownSubcommandOf(container string, sub []byte) string {
 	return "ERR unknown subcommand '" + string(quoted(sub, 128)) + "'. Try " + container + " HELP."
+}
+
+// unknownCommandRedis5 is Redis 5's reply to a command it does not have,
+// which differs from unknownCommand's in its quotes: the name, then each
+// argument in backquotes followed by ", ", for as long as the arguments so
+// written are under 128 bytes, each cut to what is left of the 128. The
+// proxy answers it to a HELLO 3 it must refuse, since every client library
+// falls back to RESP2 on it.
+func unknownCommandRedis5(name string, args [][]byte) string {
+	var b strings.Builder
+	b.WriteString("ERR unknown command `")
+	b.WriteString(name)
+	b.WriteString("`, with args beginning with: ")
+	start := b.Len()
+	for _, a := range args {
+		n := b.Len() - start
+		if n >= 128 {
+			break
+		}
+		b.WriteByte('`')
+		b.Write(quoted(a, 128-n))
+		b.WriteString("`, ")
+	}
+	return b.String()
+}
+
+// unrecognizedOption is Redis 7.2's reply to CLIENT SETINFO of another
+// attribute than LIB-NAME or LIB-VER.
+func unrecognizedOption(attr []byte) string {
+	return "ERR Unrecognized option '" + string(quoted(attr, -1)) + "'"
+}
+
+// badClientAttr is Redis 7.2's reply to CLIENT SETINFO with a value that
+// has spaces, newlines or special characters; attr is as the client wrote it.
+func badClientAttr(attr []byte) string {
+	return "ERR " + string(quoted(attr, -1)) + " cannot contain spaces, newlines or special characters."
 }
 
 // helloBadOption is Redis' reply to a HELLO option it does not take.

@@ -60,10 +60,11 @@ func (c *client) local(def *command.Spec, cmd *resp.Command) {
 	case "client":
 		c.clientCommand(args[1:])
 	case "info":
-		c.reply(resp.AppendBulkString(nil, c.info(args[1:])))
+		c.reply(c.appendText(nil, c.info(args[1:])))
 	case "reset":
 		c.tx.reset()
 		c.leavePubSub()
+		c.switchProto(2) // RESET goes back to RESP2, as in Redis
 		c.name = nil
 		c.authPass = ""
 		c.authed = c.pool.cfg.RedisAuth == ""
@@ -135,23 +136,32 @@ func (c *client) checkAuth(args [][]byte) string {
 	return ""
 }
 
-// hello answers HELLO [2 [AUTH user pass] [SETNAME name]] in RESP2. RESP3 is
-// refused with Redis' NOPROTO error, on which clients fall back to RESP2.
+// hello answers HELLO [2|3 [AUTH user pass] [SETNAME name]] as Redis 7.0
+// does: it switches the client to that protocol (no version: keeps its
+// own) and answers the server's map in it. HELLO 3 in a pool with a server
+// that does not speak RESP3 is refused as Redis 5 refuses it (proto.go).
 func (c *client) hello(args [][]byte) {
+	all := args
+	proto := c.proto
 	if len(args) > 0 {
-		v, err := strconv.Atoi(string(args[0]))
-		if err != nil {
+		v, ok := parseRedisInt(args[0])
+		if !ok {
 			c.replyError(msgProtoNotInteger)
 			return
 		}
-		if v != 2 {
+		if v != 2 && v != 3 {
 			c.replyError(msgNoProto)
 			return
 		}
+		if v == 3 && !c.poolSpeaksRESP3() {
+			c.replyError(unknownCommandRedis5("HELLO", all))
+			return
+		}
+		proto = int(v)
 		args = args[1:]
 	}
-	var name []byte
-	setName := false
+	// Options take effect in order, as in Redis 7.0: a name is set even
+	// when a later AUTH fails or the client turns out not authenticated.
 	for len(args) > 0 {
 		opt := strings.ToLower(string(args[0]))
 		switch {
@@ -162,7 +172,11 @@ func (c *client) hello(args [][]byte) {
 			}
 			args = args[3:]
 		case opt == "setname" && len(args) >= 2:
-			name, setName = args[1], true
+			if !validClientName(args[1]) {
+				c.replyError(msgBadClientName)
+				return
+			}
+			c.name = append(c.name[:0], args[1]...)
 			args = args[2:]
 		default:
 			c.replyError(helloBadOption(args[0]))
@@ -170,23 +184,17 @@ func (c *client) hello(args [][]byte) {
 		}
 	}
 	if !c.authed {
-		c.replyError(msgNoAuth)
+		c.replyError(msgHelloNoAuth)
 		return
 	}
-	if setName {
-		if !validClientName(name) {
-			c.replyError(msgBadClientName)
-			return
-		}
-		c.name = append(c.name[:0], name...)
-	}
-	b := resp.AppendArray(nil, 14)
+	c.switchProto(proto)
+	b := c.appendMap(nil, 7)
 	b = resp.AppendBulkString(b, "server")
 	b = resp.AppendBulkString(b, "redis")
 	b = resp.AppendBulkString(b, "version")
 	b = resp.AppendBulkString(b, redisVersion)
 	b = resp.AppendBulkString(b, "proto")
-	b = resp.AppendInt(b, 2)
+	b = resp.AppendInt(b, int64(c.proto))
 	b = resp.AppendBulkString(b, "id")
 	b = resp.AppendInt(b, c.id)
 	b = resp.AppendBulkString(b, "mode")
@@ -224,18 +232,47 @@ func (c *client) clientCommand(args [][]byte) {
 		c.name = append(c.name[:0], args[1]...)
 		c.reply([]byte("+OK\r\n"))
 	case "getname":
+		if len(args) != 1 {
+			c.replyError(wrongArity("client|getname"))
+			return
+		}
 		if len(c.name) == 0 {
-			c.reply(resp.AppendNull(nil))
+			c.reply(c.nullBulk())
 		} else {
 			c.reply(resp.AppendBulk(nil, c.name))
 		}
 	case "id":
+		if len(args) != 1 {
+			c.replyError(wrongArity("client|id"))
+			return
+		}
 		c.reply(resp.AppendInt(nil, c.id))
-	case "setinfo", "no-evict", "no-touch":
+	case "setinfo":
+		if len(args) != 3 {
+			c.replyError(wrongArity("client|setinfo"))
+			return
+		}
+		c.clientSetInfo(args[1], args[2])
+	case "no-evict", "no-touch":
+		if len(args) != 2 {
+			c.replyError(wrongArity("client|" + sub))
+			return
+		}
+		// Neither applies to the proxy: it evicts no client and touches no
+		// key itself.
+		if !bytes.EqualFold(args[1], []byte("on")) && !bytes.EqualFold(args[1], []byte("off")) {
+			c.replyError(msgSyntax)
+			return
+		}
 		c.reply([]byte("+OK\r\n"))
 	case "info", "list":
-		line := fmt.Sprintf("id=%d addr=%s laddr=%s name=%s db=%d\n", c.id, c.addr(), c.laddr(), c.name, c.pool.cfg.RedisDB)
-		c.reply(resp.AppendBulkString(nil, line))
+		if sub == "info" && len(args) != 1 {
+			c.replyError(wrongArity("client|info"))
+			return
+		}
+		line := fmt.Sprintf("id=%d addr=%s laddr=%s name=%s db=%d resp=%d lib-name=%s lib-ver=%s\n",
+			c.id, c.addr(), c.laddr(), c.name, c.pool.cfg.RedisDB, c.proto, c.libName, c.libVer)
+		c.reply(c.appendText(nil, line))
 	case "reply":
 		if len(args) == 2 && bytes.EqualFold(args[1], []byte("on")) {
 			c.reply([]byte("+OK\r\n"))
@@ -259,6 +296,28 @@ func (c *client) clientCommand(args [][]byte) {
 	default:
 		c.replyError(unknownSubcommandOf("CLIENT", args[0]))
 	}
+}
+
+// clientSetInfo answers CLIENT SETINFO LIB-NAME|LIB-VER value as Redis 7.2
+// does: the value has no spaces or special characters, and an empty one
+// clears it. CLIENT INFO and LIST show them.
+func (c *client) clientSetInfo(attr, value []byte) {
+	var dst *[]byte
+	switch {
+	case bytes.EqualFold(attr, []byte("lib-name")):
+		dst = &c.libName
+	case bytes.EqualFold(attr, []byte("lib-ver")):
+		dst = &c.libVer
+	default:
+		c.replyError(unrecognizedOption(attr))
+		return
+	}
+	if !validClientName(value) {
+		c.replyError(badClientAttr(attr))
+		return
+	}
+	*dst = append((*dst)[:0], value...)
+	c.reply([]byte("+OK\r\n"))
 }
 
 // addr and laddr are the client's address and the proxy's end of its

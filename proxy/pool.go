@@ -49,7 +49,8 @@ type server struct {
 	up    *backend.Upstream
 	upCfg *backend.Config // what the pool hands up once it serves
 	conns []*backend.Conn // the first server_connections of up's
-	next  atomic.Uint32   // round robin over conns
+	resp3 []*backend.Conn // their RESP3 twins, for clients that said HELLO 3
+	next  atomic.Uint32   // round robin over conns, or resp3
 	// blocked counts the pool's clients blocked on this server now, each
 	// on a connection of its own, up to blocking_connections.
 	blocked atomic.Int32
@@ -90,6 +91,7 @@ func newPool(srv *Server, cfg *config.Pool, prev *pool) (*pool, error) {
 		s.upCfg = p.configFor(sc)
 		var created bool
 		s.up, s.conns, created = srv.registry.Acquire(key, n, s.upCfg)
+		s.resp3 = backend.RESP3Conns(s.conns)
 		if created {
 			initAddress(s.up.Address(), sc, cfg.KubernetesService)
 		}
@@ -160,12 +162,17 @@ func (p *pool) connectAll() {
 	}
 }
 
-// pick returns the connection a client uses for this server in one batch.
-func (s *server) pick() *backend.Conn {
-	if len(s.conns) == 1 {
-		return s.conns[0]
+// pick returns the connection a client of protocol proto uses for this
+// server in one batch.
+func (s *server) pick(proto int) *backend.Conn {
+	conns := s.conns
+	if proto == backend.RESP3 {
+		conns = s.resp3
 	}
-	return s.conns[int(s.next.Add(1))%len(s.conns)]
+	if len(conns) == 1 {
+		return conns[0]
+	}
+	return conns[int(s.next.Add(1))%len(conns)]
 }
 
 // healthChanged rebuilds the ring after an ejection or its end; the

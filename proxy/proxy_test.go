@@ -201,7 +201,7 @@ func TestProxyLocalCommands(t *testing.T) {
 		{[]string{"PING", "hi"}, "$2\r\nhi\r\n"},
 		{[]string{"ECHO", "x"}, "$1\r\nx\r\n"},
 		{[]string{"SELECT", "0"}, "+OK\r\n"},
-		{[]string{"HELLO", "3"}, "-" + msgNoProto + "\r\n"},
+		{[]string{"HELLO", "4"}, "-" + msgNoProto + "\r\n"},
 		{[]string{"CLIENT", "SETNAME", "app"}, "+OK\r\n"},
 		{[]string{"CLIENT", "GETNAME"}, "$3\r\napp\r\n"},
 		{[]string{"CLIENT", "SETINFO", "lib-name", "x"}, "+OK\r\n"},

@@ -184,7 +184,7 @@ func (c *client) exec(cmd *resp.Command) {
 		return
 	case t.watchLost:
 		c.discardOnServer()
-		c.reply(replyNullArray)
+		c.reply(c.nullArray())
 		return
 	case t.pinned == nil && t.queued == 0:
 		t.release()
@@ -369,14 +369,14 @@ func (c *client) pin(idx int, cmd *resp.Command) ([]byte, error) {
 	}
 	t.req = req
 	up := srv.up
-	d, err := up.TakeDedicated()
+	d, err := up.TakeDedicatedProto(c.proto)
 	if err != nil {
 		return nil, errors.New(up.ErrorText(err))
 	}
 	reply, err := d.Do(req, n)
 	if err != nil && d.Reused() && !isTimeout(err) {
 		d.Close()
-		if d, err = up.DialDedicated(); err == nil {
+		if d, err = up.DialDedicatedProto(c.proto); err == nil {
 			reply, err = d.Do(req, n)
 		}
 	}

@@ -62,7 +62,9 @@ const (
 // pool: its upstream gives it the dialer, the address, the settings, the
 // counters and the health it reports to.
 type Conn struct {
-	up *Upstream
+	up    *Upstream
+	proto int   // RESP2 or RESP3, set at its making
+	twin  *Conn // a RESP2 connection's RESP3 twin, which lives and closes with it; else nil
 
 	mu       sync.Mutex // guards everything below
 	state    connState
@@ -195,7 +197,8 @@ func (b *Conn) dial() {
 	up := b.up
 	cfg := up.config.Load()
 	addr := up.address.DialAddr()
-	conn, err := up.dialer.dial(addr, cfg.Timeout)
+	conn, err := up.dialer.dialProto(addr, cfg.Timeout, b.proto)
+	up.learnProto(b.proto, err)
 
 	b.mu.Lock()
 	if err == nil && b.closed {
@@ -221,8 +224,11 @@ func (b *Conn) dial() {
 		cfg.Logger.Warn("server connect failed", "addr", addr, "err", err)
 		cfg.ForwardErrors.Add(int64(len(waiters)))
 		// Count the failure (and eject) before answering, so a client's
-		// next request already sees the rebuilt ring.
-		up.failed()
+		// next request already sees the rebuilt ring. A server that only
+		// lacks RESP3 still serves RESP2 clients: that is no failure.
+		if !errors.Is(err, ErrNoRESP3) {
+			up.failed()
+		}
 		for _, w := range waiters {
 			w.to.Fail(msg)
 		}
@@ -257,12 +263,14 @@ func (b *Conn) readLoop(conn net.Conn, sock *rawsock.Socket, gen uint64) {
 	start, end := 0, 0
 	var scanner resp.ReplyScanner
 	var ends []int
+	var pushes []bool // whether the reply ending at ends[i] is a push
 	var waiters []waiter
 	for {
 		n, err := sock.Read(buf[end:])
 		end += n
 		first := start
-		ends = ends[:0]
+		ends, pushes = ends[:0], pushes[:0]
+		npush := 0
 		for start < end {
 			m, perr := scanner.Scan(buf[start:end])
 			if perr != nil {
@@ -272,17 +280,25 @@ func (b *Conn) readLoop(conn net.Conn, sock *rawsock.Socket, gen uint64) {
 			if m == 0 {
 				break
 			}
+			push := resp.IsPush(buf[start : start+m])
+			if push {
+				npush++
+			}
 			start += m
 			ends = append(ends, start)
+			pushes = append(pushes, push)
 		}
-		if len(ends) > 0 {
+		if npush == len(ends) && npush > 0 {
+			up.pushAll(buf, first, ends) // no reply: the queue is not touched
+		} else if len(ends) > 0 {
+			nreplies := len(ends) - npush
 			b.mu.Lock()
-			if gen != b.gen || b.state != connConnected || b.queue.len() < len(ends) {
+			if gen != b.gen || b.state != connConnected || b.queue.len() < nreplies {
 				b.mu.Unlock()
 				b.fail(gen, errors.New("reply without a request"))
 				return
 			}
-			waiters = b.queue.pop(waiters[:0], len(ends))
+			waiters = b.queue.pop(waiters[:0], nreplies)
 			if t := up.config.Load().Timeout; t > 0 {
 				if b.queue.len() > 0 {
 					conn.SetReadDeadline(time.Now().Add(t))
@@ -297,9 +313,16 @@ func (b *Conn) readLoop(conn net.Conn, sock *rawsock.Socket, gen uint64) {
 			up.ok()
 			now := time.Now()
 			from := first
-			for i, w := range waiters {
-				reply := buf[from:ends[i]]
-				from = ends[i]
+			next := 0
+			for i, e := range ends {
+				reply := buf[from:e]
+				from = e
+				if pushes[i] {
+					up.push(reply)
+					continue
+				}
+				w := waiters[next]
+				next++
 				up.stats.Latency.Observe(now.Sub(w.sent))
 				w.to.Deliver(reply)
 			}
@@ -326,6 +349,15 @@ func (b *Conn) readLoop(conn net.Conn, sock *rawsock.Socket, gen uint64) {
 				buf = nb
 			}
 		}
+	}
+}
+
+// pushAll hands the push messages in buf, which start at from and end at
+// ends, to the push handler.
+func (u *Upstream) pushAll(buf []byte, from int, ends []int) {
+	for _, e := range ends {
+		u.push(buf[from:e])
+		from = e
 	}
 }
 
@@ -414,13 +446,17 @@ func (b *Conn) close() {
 		b.endLocked(b.gen, errors.New("server removed"), false)
 	}
 	b.mu.Unlock()
+	if b.twin != nil {
+		b.twin.close()
+	}
 }
 
-// idle reports whether no request waits on the connection.
+// idle reports whether no request waits on the connection, or its twin.
 func (b *Conn) idle() bool {
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.queue.len() == 0
+	idle := b.queue.len() == 0
+	b.mu.Unlock()
+	return idle && (b.twin == nil || b.twin.idle())
 }
 
 // reset closes the connection, if any, without counting a failure, and
@@ -435,6 +471,9 @@ func (b *Conn) reset(why string) {
 		b.state, b.backoff = connIdle, 0
 	}
 	b.mu.Unlock()
+	if b.twin != nil {
+		b.twin.reset(why)
+	}
 }
 
 // describe turns a connection error into the short cause clients see.

@@ -2,7 +2,10 @@ package backend
 
 import (
 	"errors"
+	"fmt"
 	"net"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +20,7 @@ import (
 // knows no client and no pool.
 type Dedicated struct {
 	up     *Upstream
+	pool   *dedicatedPool // of its protocol: where it is pinned and kept
 	conn   net.Conn
 	check  *rawsock.PeerCheck // whether the server closed it while idle
 	buf    []byte
@@ -32,6 +36,7 @@ const MaxIdleDedicated = 8
 // the pinned ones, tracked so that Shutdown can close a connection whose
 // client waits on a server that stopped answering.
 type dedicatedPool struct {
+	proto  int        // what its connections speak, RESP2 or RESP3
 	mu     sync.Mutex // guards idle, pinned and closed
 	idle   []*Dedicated
 	pinned []*Dedicated
@@ -56,13 +61,17 @@ func (d *Dedicated) peerClosed() bool {
 	return d.check.PeerClosed()
 }
 
-// TakeDedicated returns an idle connection to u that is still open, or
-// dials one. The connection is pinned until Release or Close.
-func (u *Upstream) TakeDedicated() (*Dedicated, error) {
+// TakeDedicated returns an idle RESP2 connection to u that is still open,
+// or dials one. The connection is pinned until Release or Close.
+func (u *Upstream) TakeDedicated() (*Dedicated, error) { return u.TakeDedicatedProto(RESP2) }
+
+// TakeDedicatedProto is TakeDedicated for a connection that speaks proto
+// (RESP2 or RESP3), for a client that said HELLO proto.
+func (u *Upstream) TakeDedicatedProto(proto int) (*Dedicated, error) {
 	if why := u.address.Unavailable(); why != "" {
 		return nil, errors.New(why)
 	}
-	p := &u.dedicated
+	p := u.dedicatedFor(proto)
 	for {
 		p.mu.Lock()
 		if p.closed {
@@ -86,20 +95,24 @@ func (u *Upstream) TakeDedicated() (*Dedicated, error) {
 		d.reused = true
 		return d, nil
 	}
-	return u.DialDedicated()
+	return u.DialDedicatedProto(proto)
 }
 
-// DialDedicated opens a new dedicated connection to u, pinned.
-func (u *Upstream) DialDedicated() (*Dedicated, error) {
+// DialDedicated opens a new dedicated RESP2 connection to u, pinned.
+func (u *Upstream) DialDedicated() (*Dedicated, error) { return u.DialDedicatedProto(RESP2) }
+
+// DialDedicatedProto is DialDedicated for a connection that speaks proto.
+func (u *Upstream) DialDedicatedProto(proto int) (*Dedicated, error) {
 	if why := u.address.Unavailable(); why != "" {
 		return nil, errors.New(why)
 	}
-	conn, err := u.dialer.dial(u.address.DialAddr(), u.config.Load().Timeout)
+	conn, err := u.dialer.dialProto(u.address.DialAddr(), u.config.Load().Timeout, proto)
+	u.learnProto(proto, err)
 	if err != nil {
 		return nil, err
 	}
-	d := &Dedicated{up: u, conn: conn, check: rawsock.NewPeerCheck(conn)}
-	p := &u.dedicated
+	p := u.dedicatedFor(proto)
+	d := &Dedicated{up: u, pool: p, conn: conn, check: rawsock.NewPeerCheck(conn)}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -140,11 +153,41 @@ func (d *Dedicated) Upstream() *Upstream { return d.up }
 
 // IdleDedicated reports how many dedicated connections u keeps for reuse
 // now.
-func (u *Upstream) IdleDedicated() int {
-	p := &u.dedicated
+func (u *Upstream) IdleDedicated() int { return u.dedicated.numIdle() + u.dedicated3.numIdle() }
+
+func (p *dedicatedPool) numIdle() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.idle)
+}
+
+// Proto reports the protocol d speaks now, RESP2 or RESP3.
+func (d *Dedicated) Proto() int { return d.pool.proto }
+
+// Switch makes the pinned d speak proto from now on, with HELLO, for a
+// client that switched protocol while pinned; it goes back to the idle
+// connections of that protocol. On an error d is in an unknown state and
+// its caller closes it.
+func (d *Dedicated) Switch(proto int) error {
+	if d.pool.proto == proto {
+		return nil
+	}
+	reply, err := d.Do(resp.AppendCommand(nil, []byte("HELLO"), strconv.AppendInt(nil, int64(proto), 10)), 1)
+	if err != nil {
+		return err
+	}
+	if resp.IsError(reply) {
+		return fmt.Errorf("HELLO %d refused: %s", proto, strings.TrimRight(string(reply[1:]), "\r\n"))
+	}
+	to := d.up.dedicatedFor(proto)
+	d.pool.mu.Lock()
+	d.pool.unpinLocked(d)
+	d.pool.mu.Unlock()
+	to.mu.Lock()
+	to.pinLocked(d)
+	d.pool = to
+	to.mu.Unlock()
+	return nil
 }
 
 // numPinned reports how many connections are pinned now.
@@ -201,9 +244,11 @@ func (d *Dedicated) do(req []byte, n int, block time.Duration) ([]byte, error) {
 			return nil, err
 		}
 		if m > 0 {
-			last = start
+			if !resp.IsPush(d.buf[start : start+m]) { // a push answers no request
+				last = start
+				got++
+			}
 			start += m
-			got++
 			continue
 		}
 		if end == len(d.buf) {
@@ -230,7 +275,7 @@ func (d *Dedicated) do(req []byte, n int, block time.Duration) ([]byte, error) {
 // Close closes the connection, whose server state is unknown. It may run
 // more than once: at Shutdown and by its client.
 func (d *Dedicated) Close() {
-	p := &d.up.dedicated
+	p := d.pool
 	p.mu.Lock()
 	p.unpinLocked(d)
 	p.mu.Unlock()
@@ -247,7 +292,7 @@ func (d *Dedicated) closeConn() {
 // Release returns a pinned connection whose server state is clean to the
 // idle pool, or closes it if the pool keeps enough or is retired.
 func (d *Dedicated) Release() {
-	p := &d.up.dedicated
+	p := d.pool
 	p.mu.Lock()
 	p.unpinLocked(d)
 	if !p.closed && !d.closed.Load() && len(p.idle) < MaxIdleDedicated && cap(d.buf) <= maxKeptBuffer {

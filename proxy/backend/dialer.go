@@ -1,10 +1,11 @@
 package backend
 
 import (
-	"bufio"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/shardproxy/shardproxy/proxy/resp"
@@ -25,9 +26,27 @@ type dialer struct {
 	db      int    // selected when > 0
 }
 
-// dial connects to addr and readies the connection, all within timeout
-// (defaultDialTimeout when it is 0).
+// Protocol versions a connection speaks to its server: what the clients it
+// carries chose with HELLO.
+const (
+	RESP2 = 2
+	RESP3 = 3
+)
+
+// ErrNoRESP3 is why a RESP3 connection could not be opened: the server
+// does not know HELLO (Redis before 6, or HELLO renamed away) or refuses
+// protocol 3.
+var ErrNoRESP3 = errors.New("the server does not speak RESP3")
+
+// dial connects to addr and readies the connection for RESP2, all within
+// timeout (defaultDialTimeout when it is 0).
 func (d *dialer) dial(addr string, timeout time.Duration) (net.Conn, error) {
+	return d.dialProto(addr, timeout, RESP2)
+}
+
+// dialProto connects to addr and readies the connection for protocol
+// proto.
+func (d *dialer) dialProto(addr string, timeout time.Duration, proto int) (net.Conn, error) {
 	if timeout <= 0 {
 		timeout = defaultDialTimeout
 	}
@@ -35,7 +54,7 @@ func (d *dialer) dial(addr string, timeout time.Duration) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := d.handshake(conn, timeout); err != nil {
+	if err := d.handshake(conn, timeout, proto); err != nil {
 		conn.Close()
 		return nil, err
 	}
@@ -45,19 +64,28 @@ func (d *dialer) dial(addr string, timeout time.Duration) (net.Conn, error) {
 	return conn, nil
 }
 
-// handshake sends AUTH and SELECT, as needed, and checks their replies.
-func (d *dialer) handshake(conn net.Conn, timeout time.Duration) error {
+// handshake sends what readies the connection and checks the replies: for
+// RESP3, HELLO 3 (with AUTH default <redis_auth> in it when the pool has a
+// password); for RESP2, AUTH; then SELECT.
+func (d *dialer) handshake(conn net.Conn, timeout time.Duration, proto int) error {
 	var req []byte
-	n := 0
-	if d.auth != "" {
+	var what []string
+	if proto == RESP3 {
+		args := [][]byte{[]byte("HELLO"), []byte("3")}
+		if d.auth != "" {
+			args = append(args, []byte("AUTH"), []byte("default"), []byte(d.auth))
+		}
+		req = resp.AppendCommand(req, args...)
+		what = append(what, "HELLO")
+	} else if d.auth != "" {
 		req = resp.AppendCommand(req, []byte("AUTH"), []byte(d.auth))
-		n++
+		what = append(what, "AUTH")
 	}
 	if d.db > 0 {
 		req = resp.AppendCommand(req, []byte("SELECT"), strconv.AppendInt(nil, int64(d.db), 10))
-		n++
+		what = append(what, "SELECT")
 	}
-	if n == 0 {
+	if len(what) == 0 {
 		return nil
 	}
 	conn.SetDeadline(time.Now().Add(timeout))
@@ -65,19 +93,38 @@ func (d *dialer) handshake(conn net.Conn, timeout time.Duration) error {
 	if _, err := conn.Write(req); err != nil {
 		return err
 	}
-	rd := bufio.NewReader(conn)
-	for i := 0; i < n; i++ {
-		line, err := rd.ReadString('\n')
-		if err != nil {
-			return err
-		}
-		if len(line) > 0 && line[0] == '-' {
-			what := "AUTH"
-			if d.auth == "" || i == 1 {
-				what = "SELECT"
+	buf := make([]byte, 0, 512)
+	var scanner resp.ReplyScanner
+	start := 0
+	for _, cmd := range what {
+		var n int
+		for {
+			var err error
+			if n, err = scanner.Scan(buf[start:]); err != nil {
+				return fmt.Errorf("%s: %w", cmd, err)
 			}
-			return fmt.Errorf("%s refused: %s", what, trimCRLF(line[1:]))
+			if n > 0 {
+				break
+			}
+			if len(buf) == cap(buf) {
+				buf = append(buf, 0)[:len(buf)]
+			}
+			k, err := conn.Read(buf[len(buf):cap(buf)])
+			buf = buf[:len(buf)+k]
+			if k == 0 && err != nil {
+				return err
+			}
 		}
+		reply := buf[start : start+n]
+		start += n
+		if !resp.IsError(reply) {
+			continue
+		}
+		msg := trimCRLF(string(reply[1:]))
+		if cmd == "HELLO" && (strings.HasPrefix(msg, "ERR unknown command") || strings.HasPrefix(msg, "NOPROTO")) {
+			return fmt.Errorf("%w: HELLO 3 refused: %s", ErrNoRESP3, msg)
+		}
+		return fmt.Errorf("%s refused: %s", cmd, msg)
 	}
 	return nil
 }

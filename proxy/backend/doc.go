@@ -10,7 +10,7 @@
 //
 //	conn.go      shared connections: write queue, one reader, reconnect backoff
 //	dedicated.go connections pinned to one client at a time, idle ones kept
-//	dialer.go    the one dialer: connect (TCP or unix), AUTH, SELECT
+//	dialer.go    the one dialer: connect (TCP or unix), AUTH or HELLO 3, SELECT
 //	subscriber.go
 //	             a subscription connection: SUBSCRIBE and UNSUBSCRIBE
 //	             confirmed in order, messages handed to a MessageSink
@@ -34,6 +34,16 @@
 // errors are delivered (so a client's next request sees the rebuilt
 // ring), and the next request dials again, after a backoff once a dial
 // has failed.
+//
+// Connections speak the protocol of the clients they carry: every shared
+// connection (RESP2) has a RESP3 twin, dialled at its first request with
+// HELLO 3 (AUTH inside it) and closed with it, and dedicated connections
+// are kept per protocol, so replies are forwarded as the server wrote them.
+// A RESP3 handshake that the server refuses as an unknown command or with
+// NOPROTO marks the upstream as not speaking RESP3 (SpeaksRESP3,
+// ProbeRESP3) and counts as no failure. A push message (RESP3's >) on a
+// shared connection answers no request: the reader hands it to the
+// upstream's PushHandler, or drops and counts it when none is set.
 //
 // What outlives a config is the Registry's: one Upstream per Key (pool,
 // network, address, pod Service, redis_auth, redis_db, and which of the

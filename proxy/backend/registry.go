@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"errors"
 	"log/slog"
 	"slices"
 	"sync"
@@ -60,14 +61,126 @@ type Upstream struct {
 	health  Health
 	address Address
 
-	// conns are the shared connections; a pool with server_connections n
-	// uses the first n. held lists the n of each pool holding the upstream.
+	// conns are the shared connections, RESP2, each with its RESP3 twin
+	// for clients that said HELLO 3 (dialled at its first request, closed
+	// with it); a pool with server_connections n uses the first n. held
+	// lists the n of each pool holding the upstream.
 	mu    sync.Mutex // guards conns and held
 	conns []*Conn
 	held  []int
 
-	dedicated dedicatedPool
-	retired   atomic.Bool // no pool uses it any more
+	dedicated  dedicatedPool // RESP2
+	dedicated3 dedicatedPool // RESP3
+	retired    atomic.Bool   // no pool uses it any more
+
+	// resp3 is what the last RESP3 handshake said of the server: resp3Unknown
+	// until one completed or was refused. nextProbe is when ProbeRESP3 may
+	// dial again after a probe that showed nothing.
+	resp3     atomic.Int32
+	probeMu   sync.Mutex // one ProbeRESP3 dials at a time; guards nextProbe
+	nextProbe time.Time
+	// onPush, when set, gets every push message (RESP3's >) the server
+	// sends on a shared connection, which answers no request; unset, they
+	// are dropped and counted in pushesDropped.
+	onPush        atomic.Pointer[PushHandler]
+	pushesDropped atomic.Int64
+}
+
+// What an upstream's RESP3 handshakes showed.
+const (
+	resp3Unknown int32 = iota
+	resp3Yes
+	resp3No
+)
+
+// PushHandler gets a push message a server sent on a shared connection:
+// the whole message, valid only during the call, which runs on the
+// connection's reader and must not block.
+type PushHandler func(push []byte)
+
+// SetPushHandler makes h receive the push messages of u's shared
+// connections from now on; nil drops them.
+func (u *Upstream) SetPushHandler(h PushHandler) {
+	if h == nil {
+		u.onPush.Store(nil)
+		return
+	}
+	u.onPush.Store(&h)
+}
+
+// PushesDropped reports how many push messages arrived with no handler set.
+func (u *Upstream) PushesDropped() int64 { return u.pushesDropped.Load() }
+
+// push hands a push message to the handler, or drops it.
+func (u *Upstream) push(msg []byte) {
+	if h := u.onPush.Load(); h != nil {
+		(*h)(msg)
+		return
+	}
+	u.pushesDropped.Add(1)
+	u.config.Load().Logger.Debug("push message dropped", "bytes", len(msg))
+}
+
+// learnProto records what a handshake for proto, which ended in err, shows
+// of the server's RESP3: a completed one that it speaks it, one refused
+// with ErrNoRESP3 that it does not. Any other failure shows nothing.
+func (u *Upstream) learnProto(proto int, err error) {
+	switch {
+	case proto != RESP3:
+	case err == nil:
+		u.resp3.Store(resp3Yes)
+	case errors.Is(err, ErrNoRESP3):
+		u.resp3.Store(resp3No)
+	}
+}
+
+// SpeaksRESP3 reports whether the server speaks RESP3 (HELLO 3), as far as
+// its RESP3 handshakes showed; known is false before one has completed or
+// been refused.
+func (u *Upstream) SpeaksRESP3() (yes, known bool) {
+	switch u.resp3.Load() {
+	case resp3Yes:
+		return true, true
+	case resp3No:
+		return false, true
+	}
+	return false, false
+}
+
+// probeInterval is how often ProbeRESP3 dials a server whose RESP3 is
+// still unknown, so that clients saying HELLO 3 to a pool whose server is
+// down do not make the proxy dial it for each of them.
+const probeInterval = time.Second
+
+// ProbeRESP3 finds out whether the server speaks RESP3 if no handshake has
+// shown it yet, by opening a RESP3 dedicated connection, which it keeps for
+// reuse. It reports what is known then; a server that cannot be reached
+// leaves it unknown, and is dialled again at most once per probeInterval.
+func (u *Upstream) ProbeRESP3() (yes, known bool) {
+	if yes, known = u.SpeaksRESP3(); known {
+		return yes, known
+	}
+	// Clients that ask together wait for one probe and share its answer.
+	u.probeMu.Lock()
+	defer u.probeMu.Unlock()
+	if yes, known = u.SpeaksRESP3(); known || time.Now().Before(u.nextProbe) {
+		return yes, known
+	}
+	if d, err := u.DialDedicatedProto(RESP3); err == nil {
+		d.Release()
+	}
+	if yes, known = u.SpeaksRESP3(); !known {
+		u.nextProbe = time.Now().Add(probeInterval)
+	}
+	return yes, known
+}
+
+// dedicatedFor returns u's dedicated connections of protocol proto.
+func (u *Upstream) dedicatedFor(proto int) *dedicatedPool {
+	if proto == RESP3 {
+		return &u.dedicated3
+	}
+	return &u.dedicated
 }
 
 // Health is an upstream's failure count and ejection, for
@@ -112,10 +225,12 @@ func (r *Registry) Acquire(key Key, n int, cfg *Config) (u *Upstream, conns []*C
 	u = r.upstreams[key]
 	if u == nil {
 		u = &Upstream{key: key, dialer: dialer{network: key.Network, auth: key.Auth, db: key.DB}}
+		u.dedicated.proto, u.dedicated3.proto = RESP2, RESP3
 		u.config.Store(cfg)
 		if r.closed {
 			u.retired.Store(true)
 			u.dedicated.closed = true
+			u.dedicated3.closed = true
 		}
 		r.upstreams[key] = u
 		created = true
@@ -123,10 +238,20 @@ func (r *Registry) Acquire(key Key, n int, cfg *Config) (u *Upstream, conns []*C
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	for len(u.conns) < n {
-		u.conns = append(u.conns, &Conn{up: u, closed: r.closed})
+		twin := &Conn{up: u, proto: RESP3, closed: r.closed}
+		u.conns = append(u.conns, &Conn{up: u, proto: RESP2, closed: r.closed, twin: twin})
 	}
 	u.held = append(u.held, n)
 	return u, slices.Clone(u.conns[:n]), created
+}
+
+// RESP3Conns returns the RESP3 twins of conns, shared connections of u.
+func RESP3Conns(conns []*Conn) []*Conn {
+	twins := make([]*Conn, len(conns))
+	for i, b := range conns {
+		twins[i] = b.twin
+	}
+	return twins
 }
 
 // Release ends one use of u, by a pool that held n connections, and
@@ -161,7 +286,7 @@ func (r *Registry) Release(u *Upstream, n int) []*Conn {
 	if unheld && r.upstreams[u.key] == u {
 		delete(r.upstreams, u.key)
 		u.retire()
-		if u.dedicated.numPinned() > 0 {
+		if u.numPinned() > 0 {
 			if r.retired == nil {
 				r.retired = map[*Upstream]struct{}{}
 			}
@@ -169,7 +294,7 @@ func (r *Registry) Release(u *Upstream, n int) []*Conn {
 		}
 	}
 	for old := range r.retired {
-		if old.dedicated.numPinned() == 0 {
+		if old.numPinned() == 0 {
 			delete(r.retired, old)
 		}
 	}
@@ -202,6 +327,7 @@ func (r *Registry) Close() {
 	for _, u := range all {
 		u.retire()
 		u.dedicated.closeAll()
+		u.dedicated3.closeAll()
 	}
 	for _, b := range conns {
 		b.close()
@@ -241,7 +367,11 @@ func (u *Upstream) retire() {
 	}
 	u.health.mu.Unlock()
 	u.dedicated.retire()
+	u.dedicated3.retire()
 }
+
+// numPinned reports how many dedicated connections are pinned now.
+func (u *Upstream) numPinned() int { return u.dedicated.numPinned() + u.dedicated3.numPinned() }
 
 // errText is the error reply for a request the upstream could not answer.
 func (u *Upstream) errText(cause string) string { return u.config.Load().ErrPrefix + cause }
@@ -350,6 +480,7 @@ func (u *Upstream) Reset(why string) {
 		b.reset(why)
 	}
 	u.dedicated.closeIdle()
+	u.dedicated3.closeIdle()
 }
 
 // Address is where an upstream is dialled now, and whether it may take

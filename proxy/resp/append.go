@@ -76,3 +76,14 @@ func appendHeader(dst []byte, kind byte, n int) []byte {
 	dst = strconv.AppendInt(dst, int64(n), 10)
 	return append(dst, '\r', '\n')
 }
+
+// AppendVerbatim appends s as a RESP3 verbatim string of the three-letter
+// format ("txt", "mkd"), as Redis sends INFO and CLIENT LIST to RESP3
+// clients.
+func AppendVerbatim(dst []byte, format, s string) []byte {
+	dst = appendHeader(dst, '=', len(format)+1+len(s))
+	dst = append(dst, format...)
+	dst = append(dst, ':')
+	dst = append(dst, s...)
+	return append(dst, '\r', '\n')
+}

@@ -1,4 +1,5 @@
-// Package resp is the Redis wire format (RESP2) as the proxy speaks it: a
+// Package resp is the Redis wire format (RESP2 and RESP3) as the proxy
+// speaks it: a
 // Parser for client requests, a ReplyScanner that finds where a server's
 // reply ends, and Append functions that encode requests and replies. It
 // works on byte slices only: no I/O, no logging, no state beyond the
@@ -26,9 +27,11 @@
 // command. It is fuzzed (FuzzRequestParser): every input gives commands,
 // "need more" or an error, and the same ones however it is cut into reads.
 //
-// ReplyScanner reads RESP2 replies without decoding them: the proxy copies
-// each reply as a raw byte range. It checks the framing (type bytes,
-// lengths, nesting), not the content.
+// ReplyScanner reads RESP2 and RESP3 replies without decoding them: the
+// proxy copies each reply as a raw byte range, and forwards a RESP3
+// server's bytes to a RESP3 client unchanged. It checks the framing (type
+// bytes, lengths, nesting, attributes), not the content, and is fuzzed
+// (FuzzReplyScanner) with seeds of every type.
 //
 // The encoders follow strconv: AppendBulk(dst, b) appends to dst and
 // returns the extended slice, so a batch of replies is built in one

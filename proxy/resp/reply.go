@@ -5,12 +5,21 @@ import (
 	"strconv"
 )
 
-// ErrBadReply is the error for a server reply that is not RESP2.
+// ErrBadReply is the error for a server reply that is neither RESP2 nor
+// RESP3.
 var ErrBadReply = errors.New("malformed reply")
 
 // ReplyScanner finds where a server's reply ends without decoding it. Like
 // Parser it resumes where it stopped, so a large array that arrives over
 // many reads is scanned once. The zero value is ready to use.
+//
+// It frames RESP2 and RESP3 alike: the one-line types (+ - : and RESP3's
+// _ , # ( null, double, boolean and big number), the length-prefixed ones
+// ($ and RESP3's ! = blob error and verbatim string), and the aggregates
+// (* and RESP3's ~ set and > push, with n elements; % map, with 2n). A
+// RESP3 attribute (|n, 2n elements) belongs to the value after it, so the
+// two are scanned as one. A push is a whole reply to the scanner; telling
+// it from a reply to a request is its caller's business (IsPush).
 type ReplyScanner struct {
 	pos     int   // where scanning resumes, relative to the reply start
 	pending []int // elements still expected at each open array level
@@ -34,11 +43,11 @@ func (s *ReplyScanner) Scan(buf []byte) (int, error) {
 			return 0, ErrBadReply
 		}
 		switch line[0] {
-		case '+', '-', ':':
+		case '+', '-', ':', '_', ',', '#', '(':
 			s.pos = n
-		case '$':
+		case '$', '!', '=':
 			size, ok := ParseLength(line[1:])
-			if !ok || size < -1 {
+			if !ok || size < -1 || size == -1 && line[0] != '$' {
 				s.reset()
 				return 0, ErrBadReply
 			}
@@ -49,11 +58,17 @@ func (s *ReplyScanner) Scan(buf []byte) (int, error) {
 				n += size + 2
 			}
 			s.pos = n
-		case '*':
+		case '*', '~', '>', '%', '|':
 			count, ok := ParseLength(line[1:])
-			if !ok || count < -1 {
+			if !ok || count < -1 || count == -1 && line[0] != '*' {
 				s.reset()
 				return 0, ErrBadReply
+			}
+			switch line[0] {
+			case '%':
+				count *= 2
+			case '|':
+				count = 2*count + 1 // and the value it is about
 			}
 			s.pos = n
 			if count > 0 {
@@ -135,8 +150,14 @@ func ParseLength(b []byte) (int, bool) {
 	return n, true
 }
 
-// IsError reports whether reply is an error reply.
-func IsError(reply []byte) bool { return len(reply) > 0 && reply[0] == '-' }
+// IsError reports whether reply is an error reply, RESP2's simple error or
+// RESP3's blob error.
+func IsError(reply []byte) bool { return len(reply) > 0 && (reply[0] == '-' || reply[0] == '!') }
+
+// IsPush reports whether reply, a whole reply as Scan framed it, is a RESP3
+// push message (a pub/sub message, an invalidation): something the server
+// sent on its own, not the reply to a request.
+func IsPush(reply []byte) bool { return len(reply) > 0 && reply[0] == '>' }
 
 // ParseInteger parses reply, which must be exactly one integer reply
 // (":<n>\r\n").

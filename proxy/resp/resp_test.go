@@ -83,6 +83,13 @@ func TestReplyScanner(t *testing.T) {
 	replies := []string{
 		"+OK\r\n", "-ERR x\r\n", ":12\r\n", "$-1\r\n", "$0\r\n\r\n", "$3\r\na\nb\r\n",
 		"*-1\r\n", "*0\r\n", "*2\r\n$1\r\na\r\n*2\r\n:1\r\n*0\r\n", "*1\r\n*1\r\n*1\r\n+deep\r\n",
+		// RESP3
+		"_\r\n", ",1.5\r\n", ",-inf\r\n", "#t\r\n", "(3492890328409238509324850943850943825024385\r\n",
+		"!21\r\nSYNTAX invalid syntax\r\n", "=15\r\ntxt:Some string\r\n",
+		"%2\r\n$1\r\na\r\n:1\r\n$1\r\nb\r\n%0\r\n", "~2\r\n+a\r\n_\r\n", "%0\r\n", "~0\r\n",
+		">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nhi\r\n",
+		"|1\r\n+ttl\r\n:3600\r\n$3\r\nabc\r\n",
+		"*2\r\n|1\r\n+key-popularity\r\n%1\r\n$1\r\na\r\n,0.19\r\n:2\r\n:3\r\n",
 	}
 	stream := []byte{}
 	for _, r := range replies {
@@ -113,7 +120,7 @@ func TestReplyScanner(t *testing.T) {
 			t.Fatalf("cut %d: got %q, want %q", cut, got, replies)
 		}
 	}
-	for _, bad := range []string{"?\r\n", "$-2\r\n", "*x\r\n", "\r\n"} {
+	for _, bad := range []string{"?\r\n", "$-2\r\n", "*x\r\n", "\r\n", "%-1\r\n", "~-1\r\n", "=-1\r\n", "!-1\r\n", "|-1\r\n"} {
 		var s ReplyScanner
 		if _, err := s.Scan([]byte(bad)); err == nil {
 			t.Errorf("scan(%q): no error", bad)
@@ -145,7 +152,9 @@ func FuzzRequestParser(f *testing.F) {
 }
 
 func FuzzReplyScanner(f *testing.F) {
-	for _, seed := range []string{"+OK\r\n", "*2\r\n$1\r\na\r\n:1\r\n", "$-1\r\n", "*1\r\n*-1\r\n", "$5\r\nab", "*3\r\n"} {
+	for _, seed := range []string{"+OK\r\n", "*2\r\n$1\r\na\r\n:1\r\n", "$-1\r\n", "*1\r\n*-1\r\n", "$5\r\nab", "*3\r\n",
+		"_\r\n", ",3.14\r\n", "#f\r\n", "(12345678901234567890\r\n", "!3\r\nERR\r\n", "=7\r\ntxt:abc\r\n",
+		"%1\r\n+k\r\n~1\r\n:1\r\n", ">2\r\n+invalidate\r\n*1\r\n$1\r\nk\r\n", "|1\r\n+a\r\n+b\r\n+value\r\n", "%2\r\n+k\r\n"} {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
