@@ -66,11 +66,14 @@ type client struct {
 	libVer   []byte // CLIENT SETINFO LIB-VER
 	tx       txState
 	blocked  blockedState
+	subs     *subState // made at the first subscription (pubsub.go)
 	quit     bool
 	stopping atomic.Bool
 	killed   atomic.Bool // by CLIENT KILL, and on its way out
 
 	limitClosed atomic.Bool // closed for its output buffer limit
+
+	subscriptions atomic.Int32 // channels, patterns and shard channels subscribed to now
 }
 
 // call is one command of a batch and where its reply will be.
@@ -171,8 +174,15 @@ func (s *replySlot) Fail(msg string) {
 	s.complete()
 }
 
+// testHookClientProto, when not 0, is the RESP version new clients start
+// with, for tests of RESP3 replies.
+var testHookClientProto atomic.Int32
+
 func newClient(s *Server, l *listener, p *pool, conn net.Conn) *client {
 	c := &client{srv: s, l: l, pool: p, conn: conn, id: s.ids.Add(1), proto: 2, limit: initialBatch}
+	if v := testHookClientProto.Load(); v != 0 {
+		c.proto = int(v)
+	}
 	c.batch.done = make(chan struct{}, 1)
 	c.sock = rawsock.New(conn)
 	c.direct.wake = make(chan struct{}, 1)
@@ -215,7 +225,9 @@ func (c *client) serve() {
 		}
 		full := len(c.calls) >= c.limit
 		if len(c.calls) > 0 {
-			if err := c.finishBatch(); err != nil {
+			err := c.finishBatch()
+			c.releaseWrites()
+			if err != nil {
 				c.pool.stats.ClientErr.Add(1)
 				return
 			}
@@ -314,12 +326,16 @@ func (c *client) write(p []byte) (int, error) {
 	if err := c.awaitDirect(); err != nil {
 		return 0, err
 	}
-	return c.sock.Write(p)
+	c.lockWrites()
+	n, err := c.sock.Write(p)
+	c.unlockWrites()
+	return n, err
 }
 
 func (c *client) close() {
 	c.awaitDirect()
 	c.tx.reset()
+	c.endPubSub()
 	c.conn.Close()
 }
 

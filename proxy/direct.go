@@ -38,7 +38,7 @@ const (
 // canAnswerDirect reports whether the batch is one forwarded request whose
 // reply the reader can write as it is.
 func (c *client) canAnswerDirect() bool {
-	return c.sock.Raw() && len(c.calls) == 1 && c.calls[0].frag == nil &&
+	return c.sock.Raw() && c.subs == nil && len(c.calls) == 1 && c.calls[0].frag == nil &&
 		len(c.stages) == 1 && len(c.stages[0].slots) == 1
 }
 

@@ -21,6 +21,10 @@
 //	tx.go        MULTI/EXEC/WATCH on a connection pinned to one server
 //	blocking.go  BLPOP, XREAD BLOCK, ... on a connection of their own while
 //	             they block, the client's socket watched meanwhile
+//	pubsub.go    PUBLISH routed by channel; SUBSCRIBE and PSUBSCRIBE counted
+//	             by a hub per upstream on one shared subscription
+//	             connection, messages queued per client within
+//	             client_output_buffer_limit_pubsub
 //	errors.go    the error replies the proxy writes itself, in Redis'
 //	             wording where Redis has one
 //	direct.go    a lone request's reply written by the server's reader
@@ -45,9 +49,10 @@
 //	             it, and where its keys are (Redis' key specs and key finders)
 //	placement    which server owns a key: the Placement interface and the
 //	             nutcracker ring over hashring, immutable values
-//	backend      server connections, shared (write queue, one reply reader)
-//	             and dedicated (pinned to one client), per protocol; the
-//	             one dialer (connect, AUTH or HELLO 3, SELECT); the
+//	backend      server connections, shared (write queue, one reply reader),
+//	             dedicated (pinned to one client), both per protocol, and
+//	             for subscriptions (one per upstream, delivering to a sink);
+//	             the one dialer (connect, AUTH or HELLO 3, SELECT); the
 //	             registry of upstreams with their health, ejection and
 //	             counters, which outlives a config
 //	internal/rawsock
@@ -140,4 +145,25 @@
 // they are small, and client_output_buffer_limit closes a client whose
 // unwritten replies reach the hard limit, or stay over the soft one for
 // its time, as Redis' client-output-buffer-limit does (output.go).
+//
+// Publish/subscribe routes a channel like a key: PUBLISH is an ordinary
+// request to the channel's server, SUBSCRIBE listens there and PSUBSCRIBE
+// on every server of the pool. Subscriptions share one subscription
+// connection per upstream (backend.Subscriber, RESP2, knowing no client),
+// whose hub counts the proxy's clients per channel, pattern and shard
+// channel: the first sends SUBSCRIBE and waits for the server's
+// confirmation, the last sends UNSUBSCRIBE, so a server counts the proxy
+// once in PUBLISH's reply and PUBSUB NUMSUB. The proxy confirms each
+// client's subscriptions itself with the client's own counts, as one
+// redis-server does. The hub never waits for a client: it appends each
+// message to the client's queue, which the client's writer goroutine
+// writes under the lock that the client's replies are written under (a
+// subscribed client's replies are never written by a server connection's
+// reader), and a batch that subscribes holds that lock until its replies
+// are out, so messages follow their confirmation. The queue is bounded by
+// client_output_buffer_limit_pubsub. A failed subscription connection
+// closes its subscribers; hubs are kept by upstream, so a reload that
+// keeps a server keeps its subscriptions, and one that moves a channel
+// closes its subscribers. The request path of a client that never
+// subscribed pays a nil check.
 package proxy

@@ -215,7 +215,6 @@ func unsupportedCommand(c *command.Spec) string {
 // The reasons given for unsupported commands.
 const (
 	whyAllServers = "it needs every server, and shardproxy routes each request by its key"
-	whyPubSub     = "publish/subscribe is not proxied"
 	whyAdmin      = "administrative commands must be sent to each Redis server directly"
 	whyDB         = "the pool's database is set by redis_db"
 )
@@ -223,7 +222,6 @@ const (
 // reasons words the command table's reasons for refusing a command.
 var reasons = [...]string{
 	command.WhyAllServers:  whyAllServers,
-	command.WhyPubSub:      whyPubSub,
 	command.WhyAdmin:       whyAdmin,
 	command.WhyDB:          whyDB,
 	command.WhyScriptKill:  whyScriptKill,

@@ -32,7 +32,6 @@ func TestErrorTexts(t *testing.T) {
 		{fanOutInMulti("script"), "ERR 'script' is not allowed inside MULTI by shardproxy: it goes to every server"},
 		{unsupportedCommand(command.Lookup([]byte("time"))), "ERR unsupported command 'time' in shardproxy: it needs every server, and shardproxy routes each request by its key"},
 		{tooManyBlocked("server0", 2), "ERR too many blocked clients on server server0 (blocking_connections is 2)"},
-		{unsupportedCommand(command.Lookup([]byte("subscribe"))), "ERR unsupported command 'subscribe' in shardproxy: publish/subscribe is not proxied"},
 		{unsupportedCommand(command.Lookup([]byte("config"))), "ERR unsupported command 'config' in shardproxy: administrative commands must be sent to each Redis server directly"},
 		{unsupportedCommand(command.Lookup([]byte("move"))), "ERR unsupported command 'move' in shardproxy: the pool's database is set by redis_db"},
 		{refusal("client|reply", whyClientReply), "ERR unsupported command 'client|reply' in shardproxy: only CLIENT REPLY ON is supported"},

@@ -138,6 +138,10 @@ func (f *fragment) merge(out []byte) []byte {
 		return f.mergeAnyKey(out)
 	case command.MergeScan:
 		return f.mergeScan(out)
+	case command.MergeUnion:
+		return f.mergeUnion(out)
+	case command.MergeMax:
+		return f.mergeMax(out)
 	}
 	return f.mergeArray(out)
 }

@@ -30,6 +30,14 @@ func (c *client) local(def *command.Spec, cmd *resp.Command) {
 	args := cmd.Args
 	switch def.Name {
 	case "ping":
+		if c.proto == 2 && c.inPubSub() && len(args) <= 2 {
+			var arg []byte
+			if len(args) == 2 {
+				arg = args[1]
+			}
+			c.reply(subscribedPing(arg))
+			return
+		}
 		switch len(args) {
 		case 1:
 			c.reply([]byte("+PONG\r\n"))
@@ -55,6 +63,7 @@ func (c *client) local(def *command.Spec, cmd *resp.Command) {
 		c.reply(c.appendText(nil, c.info(args[1:])))
 	case "reset":
 		c.tx.reset()
+		c.leavePubSub()
 		c.switchProto(2) // RESET goes back to RESP2, as in Redis
 		c.name = nil
 		c.authPass = ""
@@ -333,6 +342,7 @@ func (c *client) clientKill(args [][]byte) {
 		addr, laddr       string // with hasAddr, hasLaddr
 		hasAddr, hasLaddr bool
 		noneOfType        bool // TYPE of a kind the proxy has no clients of
+		typed, pubsub     bool // TYPE normal or pubsub, and which
 		skipMe            = true
 	)
 	oldForm := len(args) == 1
@@ -356,7 +366,10 @@ func (c *client) clientKill(args [][]byte) {
 		case "type":
 			switch strings.ToLower(string(value)) {
 			case "normal":
-			case "master", "slave", "replica", "pubsub":
+				typed, pubsub = true, false
+			case "pubsub":
+				typed, pubsub = true, true
+			case "master", "slave", "replica":
 				noneOfType = true
 			default:
 				c.replyError(unknownClientType(value))
@@ -398,6 +411,7 @@ func (c *client) clientKill(args [][]byte) {
 				hasAddr && other.addr() != addr,
 				hasLaddr && other.laddr() != laddr,
 				other == c && skipMe,
+				typed && other.inPubSub() != pubsub,
 				other.killed.Load(): // gone for Redis, though its goroutine may not have ended yet
 				continue
 			}

@@ -176,6 +176,8 @@ func (c *client) writeLargeReplies() error {
 // It runs on the client's goroutine, or for a direct reply on the goroutine
 // that finishes it while the client waits.
 func (c *client) writeOut(p []byte, rest int64) error {
+	c.lockWrites()
+	defer c.unlockWrites()
 	lim := &c.pool.cfg.ClientOutputBufferLimit
 	if unwritten := int64(len(p)) + rest; lim.Soft > 0 && unwritten >= lim.Soft {
 		if !c.overSoft {

@@ -126,7 +126,7 @@ func (p *pool) configFor(sc config.Server) *backend.Config {
 		ForwardErrors:    &p.stats.ForwardError,
 		Ejects:           &p.stats.ServerEjects,
 		TotalConnections: &p.srv.stats.TotalConnections,
-		HealthChanged:    p.rebuildRing,
+		HealthChanged:    p.healthChanged,
 	}
 }
 
@@ -173,6 +173,13 @@ func (s *server) pick(proto int) *backend.Conn {
 		return conns[0]
 	}
 	return conns[int(s.next.Add(1))%len(conns)]
+}
+
+// healthChanged rebuilds the ring after an ejection or its end; the
+// channels that moved with it lose their subscribers (pubsub.go).
+func (p *pool) healthChanged() {
+	p.rebuildRing()
+	go p.srv.checkSubscriptions()
 }
 
 // rebuildRing stores the layout of a ring over the servers that are not

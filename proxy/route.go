@@ -36,6 +36,10 @@ func (c *client) dispatch(cmd *resp.Command) {
 		c.replyError(wrongArity(def.Name))
 		return
 	}
+	if c.subs != nil && c.proto == 2 && c.inPubSub() && !allowedSubscribed(def.Name) {
+		c.replyError(notSubscribedMode(def, args))
+		return
+	}
 	if c.layout == nil {
 		c.layout = c.pool.layout.Load()
 	}
@@ -62,6 +66,8 @@ func (c *client) dispatchKind(def *command.Spec, cmd *resp.Command) {
 		c.split(def, cmd)
 	case command.FanOut:
 		c.fanOut(def, cmd)
+	case command.PubSub:
+		c.pubsub(def, cmd)
 	default:
 		if def.OmitsKeys(args) {
 			c.route(c.layout.Lookup(placeholderKey), cmd)

@@ -41,6 +41,8 @@ type Server struct {
 	// registry keeps server connections, health and counters across
 	// configs.
 	registry backend.Registry
+	// pubsub are the hubs of subscriptions, one per upstream (pubsub.go).
+	pubsub hubs
 
 	discovery discoveryState
 	podsMu    sync.Mutex // guards pods
@@ -253,6 +255,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 		s.switchListeners(pools, opened)
 	}
 	s.reloads.Add(1)
+	s.checkSubscriptions()
 	go s.drain(old)
 	return nil
 }
@@ -273,6 +276,7 @@ func (s *Server) replacePool(old, next *pool) {
 		l.pool.Store(next)
 	}
 	s.mu.Unlock()
+	s.checkSubscriptions()
 	go s.drain([]*pool{old})
 }
 
@@ -441,6 +445,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			s.logger.Error("clients did not end after their connections were closed", "clients", n)
 		}
 	}
+	s.closeHubs()
 	s.registry.Close()
 	return err
 }

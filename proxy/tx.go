@@ -249,6 +249,9 @@ func (c *client) txCommand(def *command.Spec, cmd *resp.Command) {
 	case command.FanOut:
 		c.rejectInTx()
 		c.replyError(fanOutInMulti(def.Name))
+	case command.PubSub:
+		c.rejectInTx()
+		c.replyError(notInMulti(def.Name))
 	case command.RoutePlaceholder:
 		c.txQueue(cmd)
 	default:

@@ -529,3 +529,6 @@ func (a *Address) Status() (addr, source string, changedAt time.Time) {
 	defer a.mu.Unlock()
 	return a.dial, a.source, a.changedAt
 }
+
+// Retired reports whether no pool uses u any more.
+func (u *Upstream) Retired() bool { return u.retired.Load() }

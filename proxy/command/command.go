@@ -31,6 +31,9 @@ const (
 	// to every server, their replies merged by Merge; SCAN (MergeScan)
 	// walks the servers one at a time.
 	FanOut
+	// PubSub commands (SUBSCRIBE, PUBLISH, PUBSUB CHANNELS, ...) are
+	// handled by the proxy's subscriptions: a channel is routed like a key.
+	PubSub
 )
 
 // Merge says how the replies of a command sent to several servers are put
@@ -46,6 +49,8 @@ const (
 	MergeConcat              // KEYS: every server's array, in server order
 	MergeAnyKey              // RANDOMKEY: a key from some server that has one
 	MergeScan                // SCAN: one server at a time, its cursor in the proxy's
+	MergeUnion               // PUBSUB CHANNELS: every server's array, without duplicates
+	MergeMax                 // PUBSUB NUMPAT: the largest of the integers
 )
 
 // Reason says why the proxy refuses a command; the zero value is none.
@@ -54,7 +59,6 @@ type Reason uint8
 
 const (
 	WhyAllServers  Reason = iota + 1 // it needs every server (SCAN, KEYS, ...)
-	WhyPubSub                        // publish/subscribe
 	WhyAdmin                         // administration of one server
 	WhyDB                            // MOVE: the pool's database is set by redis_db
 	WhyScriptKill                    // SCRIPT KILL, FUNCTION KILL: the busy server reads no shared connection
@@ -89,6 +93,7 @@ type Spec struct {
 	subcommands map[string]*Spec // for containers routed by subcommand, by lower-case name
 	blockOption bool             // XREAD, XREADGROUP: blocking only with a BLOCK option
 	blocking    bool             // BLPOP, BZPOPMIN, ...: always blocking
+	container   bool             // redis-server has subcommands for it (CLIENT, OBJECT, ...)
 }
 
 // policy is how the proxy handles a command, where redis-server's own
@@ -138,8 +143,8 @@ func buildPolicies() map[string]policy {
 	set(policy{kind: Local}, "ping", "echo", "quit", "select", "auth", "hello", "client", "info",
 		"reset", "readonly", "readwrite")
 	set(policy{kind: Transaction}, "multi", "exec", "discard", "watch", "unwatch")
-	// Keyless commands whose answer differs per server; the admin flag,
-	// "pubsub" and a request_policy of all_shards or all_nodes say the
+	// Keyless commands whose answer differs per server; the admin flag
+	// and a request_policy of all_shards or all_nodes say the
 	// same for the rest (derivedPolicy).
 	// SCRIPT and FUNCTION are handled by subcommand: those that change or
 	// ask every server's script cache go to every server, as their tips
@@ -151,7 +156,6 @@ func buildPolicies() map[string]policy {
 		"slowlog", "role", "asking",
 		// MIGRATE moves keys to a server of its choosing, off the ring.
 		"migrate")
-	set(policy{kind: Unsupported, why: WhyPubSub}, "pubsub")
 	set(policy{kind: Unsupported, why: WhyDB}, "move")
 	return p
 }
@@ -165,7 +169,8 @@ func derivedPolicy(rc *redisCommand) (_ policy, ok bool) {
 	}
 	switch {
 	case rc.flags&cmdPubsub != 0:
-		return policy{kind: Unsupported, why: WhyPubSub}, true
+		// Channels are routed like keys, patterns listen on every server.
+		return policy{kind: PubSub}, true
 	case rc.flags&cmdBlocking != 0 && hasKeys(rc.keySpecs):
 		// BLPOP, BZPOPMIN, ...: routed by their keys, on a connection of
 		// their own while they block (see Blocks).
@@ -277,7 +282,7 @@ func buildCommands() map[string]*Spec {
 func newSpec(rc *redisCommand) *Spec {
 	c := &Spec{
 		Name: rc.name, arity: rc.arity, flags: rc.flags, acl: rc.acl, tips: rc.tips,
-		keySpecs: rc.keySpecs, keysProc: keysProcs[rc.name],
+		keySpecs: rc.keySpecs, keysProc: keysProcs[rc.name], container: len(rc.subcommands) > 0,
 	}
 	for _, s := range rc.keySpecs {
 		incomplete := s.begin == beginUnknown || s.find == findUnknown || s.flags&ksIncomplete != 0
@@ -322,6 +327,11 @@ func Lookup(name []byte) *Spec {
 // XINFO, ...) whose subcommands are specs of their own: the second
 // argument names the subcommand.
 func (c *Spec) HasSubcommands() bool { return c.subcommands != nil }
+
+// IsContainer reports whether redis-server has subcommands for the
+// command, whether or not the proxy handles them apart: Redis names such a
+// command by its subcommand ("client|id") in some errors.
+func (c *Spec) IsContainer() bool { return c.container }
 
 // Subcommand finds a container's subcommand by name, ignoring case, without
 // allocating. It returns nil when the container has no such subcommand.

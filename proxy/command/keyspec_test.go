@@ -15,7 +15,6 @@ import (
 // refusedWithKeys are the commands with key specs that the proxy refuses,
 // and why. Every other command with keys must be routed by them.
 var refusedWithKeys = map[string]Reason{
-	"ssubscribe": WhyPubSub, "sunsubscribe": WhyPubSub, "spublish": WhyPubSub, // shard channels, not keys
 	"migrate": WhyAdmin,
 	"move":    WhyDB,
 }
@@ -295,7 +294,8 @@ func checkGetKeys(t *testing.T, conn *proxytest.Conn, args []string) {
 		if refusedWithKeys[base] != why {
 			t.Errorf("%q: the proxy refuses a command with keys (reason %d)", args, why)
 		}
-	case def.Kind == RouteKey, def.Kind == SplitKeys, def.Kind == SplitPairs, def.Name == "watch":
+	case def.Kind == RouteKey, def.Kind == SplitKeys, def.Kind == SplitPairs, def.Name == "watch",
+		def.Kind == PubSub: // shard channels, routed as keys
 		if why, listed := refusedWithKeys[base]; listed && !def.blockOption {
 			t.Errorf("%q: routed, but listed as refused (reason %d)", args, why)
 		}

@@ -35,6 +35,10 @@ package config
 //	                       unwritten replies, without the class: sizes in
 //	                       bytes or with Redis' units (k, kb, m, mb, g, gb),
 //	                       0 for none (see OutputBufferLimit).
+//	client_output_buffer_limit_pubsub: HARD SOFT SECONDS
+//	                       the same for a subscribed client's messages not
+//	                       yet written; Redis' pubsub class, "32mb 8mb 60"
+//	                       when absent.
 //	blocking_connections: N  at most N clients blocked on one server at a
 //	                       time (BLPOP, XREAD BLOCK, ...), each on a server
 //	                       connection of its own; 64 when absent.
@@ -46,8 +50,8 @@ package config
 // bound have a case in testdata/config, listed in config_test.go):
 //   - A pool must say redis: true. nutcracker's default is memcached, which
 //     shardproxy does not speak.
-//   - redis_auth_file, redis_auth_env and client_output_buffer_limit
-//     (above) are ours.
+//   - redis_auth_file, redis_auth_env, client_output_buffer_limit and
+//     client_output_buffer_limit_pubsub (above) are ours.
 //   - hash: farm is ours (hashring's extra hash).
 //   - A number above 2147483647 is refused. nutcracker's nc_atoi wraps it
 //     around, so "timeout: 4294967296" is read as 0 and
@@ -189,6 +193,11 @@ type Pool struct {
 	// replies a client of the pool may leave unread; "64mb 16mb 60" when
 	// absent (defaultClientOutputBufferLimit).
 	ClientOutputBufferLimit OutputBufferLimit
+	// ClientOutputBufferLimitPubSub (client_output_buffer_limit_pubsub,
+	// ours) bounds the messages a subscribed client may leave unread; nil
+	// when absent, which means DefaultPubSubOutputBufferLimit (see
+	// PubSubLimit).
+	ClientOutputBufferLimitPubSub *OutputBufferLimit
 	// Servers are in nutcracker's server order (hashring.SortNodes): by ring
 	// name, shorter first, then bytewise. A server's index in this slice is
 	// its index in the ring.
@@ -216,6 +225,18 @@ type OutputBufferLimit struct {
 // batch of 16 values of 4 MB, or a value of 16 MB or more left unread for a
 // minute.
 var defaultClientOutputBufferLimit = OutputBufferLimit{Hard: 64 << 20, Soft: 16 << 20, SoftTime: 60 * time.Second}
+
+// DefaultPubSubOutputBufferLimit is client_output_buffer_limit_pubsub when
+// absent: Redis' default for its pubsub class, "32mb 8mb 60".
+var DefaultPubSubOutputBufferLimit = OutputBufferLimit{Hard: 32 << 20, Soft: 8 << 20, SoftTime: 60 * time.Second}
+
+// PubSubLimit is the output buffer limit of the pool's subscribed clients.
+func (p *Pool) PubSubLimit() OutputBufferLimit {
+	if p.ClientOutputBufferLimitPubSub == nil {
+		return DefaultPubSubOutputBufferLimit
+	}
+	return *p.ClientOutputBufferLimitPubSub
+}
 
 // Server is one line of a pool's servers list:
 // "host:port:weight [name]" or "/path/to.sock:weight [name]".
@@ -762,6 +783,12 @@ func (b *poolBuilder) set(key, value string) error {
 		if b.pc.ClientOutputBufferLimit, perr = parseOutputBufferLimit(value); perr != nil {
 			return b.errorf(key, "%q: %v", value, perr)
 		}
+	case "client_output_buffer_limit_pubsub":
+		lim, perr := parseOutputBufferLimit(value)
+		if perr != nil {
+			return b.errorf(key, "%q: %v", value, perr)
+		}
+		b.pc.ClientOutputBufferLimitPubSub = &lim
 	case "kubernetes_port":
 		b.pc.KubernetesPort, err = parsePort(value)
 	case "kubernetes_weight":
@@ -810,7 +837,7 @@ func knownKey(key string) bool {
 		"server_retry_timeout", "server_failure_limit", "servers",
 		"redis_auth_file", "redis_auth_env", "kubernetes_service", "kubernetes_namespace",
 		"kubernetes_port", "kubernetes_weight", "client_output_buffer_limit",
-		"blocking_connections":
+		"client_output_buffer_limit_pubsub", "blocking_connections":
 		return true
 	}
 	return false

@@ -1085,3 +1085,29 @@ func TestConfigBlockingConnections(t *testing.T) {
 		}
 	}
 }
+
+// client_output_buffer_limit_pubsub is Redis' pubsub class, "32mb 8mb 60"
+// when absent, with client_output_buffer_limit's syntax and errors.
+func TestConfigClientOutputBufferLimitPubSub(t *testing.T) {
+	const head = "alpha:\n  listen: 127.0.0.1:22121\n  redis: true\n"
+	const servers = "  servers:\n    - 127.0.0.1:6379:1\n"
+	cfg, err := Parse([]byte(head + servers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := OutputBufferLimit{Hard: 32 << 20, Soft: 8 << 20, SoftTime: 60 * time.Second}
+	if got := cfg.Pools[0].PubSubLimit(); got != want {
+		t.Errorf("default = %+v, want %+v", got, want)
+	}
+	cfg, err = Parse([]byte(head + "  client_output_buffer_limit_pubsub: 1mb 0 0\n" + servers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := cfg.Pools[0].PubSubLimit(), (OutputBufferLimit{Hard: 1 << 20}); got != want {
+		t.Errorf("1mb 0 0 = %+v, want %+v", got, want)
+	}
+	_, err = Parse([]byte(head + "  client_output_buffer_limit_pubsub: 32mb 8mb\n" + servers))
+	if want := `pool "alpha": client_output_buffer_limit_pubsub: "32mb 8mb": want "<hard> <soft> <soft-seconds>"`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("32mb 8mb: err = %v, want %q", err, want)
+	}
+}
