@@ -90,4 +90,15 @@ func (c *client) switchProto(proto int) {
 		}
 	}
 	c.proto = proto
+	if t := c.tracking; t != nil {
+		// Its connections speak the protocol tracking began in: open
+		// them anew in this one.
+		t.sink.off.Store(true)
+		for up, b := range t.conns {
+			b.Close()
+			delete(t.conns, up)
+		}
+		t.proto, t.sink = proto, &trackedSink{c: c}
+		t.connectBcast(c.pool)
+	}
 }
