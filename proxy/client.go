@@ -66,10 +66,14 @@ type client struct {
 	libVer   []byte // CLIENT SETINFO LIB-VER
 	tx       txState
 	blocked  blockedState
-	subs     *subState // made at the first subscription (pubsub.go)
-	quit     bool
-	stopping atomic.Bool
-	killed   atomic.Bool // by CLIENT KILL, and on its way out
+	subs     *subState      // made at the first subscription (pubsub.go)
+	tracking *trackingState // while CLIENT TRACKING is on (tracking.go)
+	// hasTracking is whether tracking is on and trackingStale whether the
+	// pool's layout changed since, for the Server (tracking.go).
+	hasTracking, trackingStale atomic.Bool
+	quit                       bool
+	stopping                   atomic.Bool
+	killed                     atomic.Bool // by CLIENT KILL, and on its way out
 
 	limitClosed atomic.Bool // closed for its output buffer limit
 
@@ -284,6 +288,9 @@ func (c *client) beginBatch() error {
 		c.pool = p
 	}
 	c.batch.hard = p.cfg.ClientOutputBufferLimit.Hard
+	if c.tracking != nil {
+		c.layoutChanged()
+	}
 	c.authed = p.cfg.RedisAuth == "" || c.authPass == p.cfg.RedisAuth
 	return nil
 }
@@ -335,6 +342,7 @@ func (c *client) write(p []byte) (int, error) {
 func (c *client) close() {
 	c.awaitDirect()
 	c.tx.reset()
+	c.trackingOff()
 	c.endPubSub()
 	c.conn.Close()
 }
@@ -380,7 +388,7 @@ func (c *client) stageFor(srv *server) *stage {
 		c.stages = append(c.stages, stage{})
 	}
 	st := &c.stages[len(c.stages)-1]
-	st.srv, st.conn = srv, srv.pick(c.proto)
+	st.srv, st.conn = srv, c.connFor(srv)
 	st.buf, st.slots, st.sizes = st.buf[:0], st.slots[:0], st.sizes[:0]
 	return st
 }
@@ -400,6 +408,9 @@ func (c *client) forward(srv *server, cmd *resp.Command) *replySlot {
 // staged returns the slot for the request that st's buffer holds from
 // start on, the last one staged.
 func (c *client) staged(st *stage, start int) *replySlot {
+	if c.tracking != nil && c.tracking.armed != nil {
+		start = c.stageCaching(st, start)
+	}
 	s := c.newSlot()
 	end := len(st.buf)
 	s.req = request{srv: st.srv, bytes: st.buf[start:end:end]}

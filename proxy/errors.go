@@ -33,7 +33,17 @@ const (
 	msgNoSuchClient    = "ERR No such client"
 	msgUnblockReason   = "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR"
 	msgNoRedirectID    = "ERR The client ID you want redirect to does not exist"
-	msgMaxClients      = "ERR max number of clients reached"
+
+	// CLIENT TRACKING and CLIENT CACHING, as Redis 7.0 words them.
+	msgPrefixNeedsBcast    = "ERR PREFIX option requires BCAST mode to be enabled"
+	msgTrackingSwitchBcast = "ERR You can't switch BCAST mode on/off before disabling tracking for this client, and then re-enabling it with a different mode."
+	msgBcastOptInOut       = "ERR OPTIN and OPTOUT are not compatible with BCAST"
+	msgOptInAndOut         = "ERR You can't specify both OPTIN mode and OPTOUT mode"
+	msgTrackingSwitchOpt   = "ERR You can't switch OPTIN/OPTOUT mode before disabling tracking for this client, and then re-enabling it with a different mode."
+	msgCachingNotTracking  = "ERR CLIENT CACHING can be called only when the client is in tracking mode with OPTIN or OPTOUT mode enabled"
+	msgCachingYesNotOptIn  = "ERR CLIENT CACHING YES is only valid when tracking is enabled in OPTIN mode."
+	msgCachingNoNotOptOut  = "ERR CLIENT CACHING NO is only valid when tracking is enabled in OPTOUT mode."
+	msgMaxClients          = "ERR max number of clients reached"
 )
 
 // msgHelloNoAuth is Redis 7.0's reply to HELLO from a client that has not
@@ -233,10 +243,10 @@ var reasons = [...]string{
 const (
 	whyScriptKill = "a busy server reads nothing more from the connection whose script it runs, " +
 		"and that connection is shared; send it to the Redis server directly"
-	whyScriptDebug  = "script debugging needs a connection of its own; use redis-cli --ldb against the Redis server directly"
-	whyPerServer    = "each server has its own answer; send it to each Redis server directly"
-	whyClientReply  = "only CLIENT REPLY ON is supported"
-	whyClientTracks = "only CLIENT TRACKING OFF is supported (client-side caching is not supported by shardproxy)"
+	whyScriptDebug      = "script debugging needs a connection of its own; use redis-cli --ldb against the Redis server directly"
+	whyPerServer        = "each server has its own answer; send it to each Redis server directly"
+	whyClientReply      = "only CLIENT REPLY ON is supported"
+	whyTrackingRedirect = "REDIRECT is not supported: with RESP3 (HELLO 3) invalidations come on the client's own connection"
 )
 
 // serverErrorPrefix starts the error reply to a request that server name
@@ -252,3 +262,13 @@ func serverErrorPrefix(name, addr string) string {
 // protocolErrorReply is Redis' reply to a malformed request, after which
 // the connection closes.
 func protocolErrorReply(err error) string { return "ERR " + err.Error() }
+
+// prefixOverlapsExisting and prefixOverlapsProvided are Redis' refusals
+// of BCAST prefixes that overlap.
+func prefixOverlapsExisting(p, existing []byte) string {
+	return "ERR Prefix '" + string(p) + "' overlaps with an existing prefix '" + string(existing) + "'. Prefixes for a single client must not overlap."
+}
+
+func prefixOverlapsProvided(p, other []byte) string {
+	return "ERR Prefix '" + string(p) + "' overlaps with another provided prefix '" + string(other) + "'. Prefixes for a single client must not overlap."
+}

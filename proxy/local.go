@@ -64,6 +64,7 @@ func (c *client) local(def *command.Spec, cmd *resp.Command) {
 	case "reset":
 		c.tx.reset()
 		c.leavePubSub()
+		c.trackingOff()
 		c.switchProto(2) // RESET goes back to RESP2, as in Redis
 		c.name = nil
 		c.authPass = ""
@@ -293,6 +294,12 @@ func (c *client) clientCommand(args [][]byte) {
 			return
 		}
 		c.clientTracking(args[1], args[2:])
+	case "caching":
+		c.clientCaching(args[1])
+	case "getredir":
+		c.clientGetRedir()
+	case "trackinginfo":
+		c.clientTrackingInfo()
 	default:
 		c.replyError(unknownSubcommandOf("CLIENT", args[0]))
 	}
@@ -466,51 +473,6 @@ func (c *client) clientUnblock(args [][]byte) {
 		return
 	}
 	c.reply([]byte(":0\r\n"))
-}
-
-// clientTracking answers CLIENT TRACKING ON|OFF [options]: OFF is what
-// every client of the proxy already is; ON is refused, since invalidation
-// messages would have to come from every server. Options are checked as
-// Redis checks them, before ON or OFF.
-func (c *client) clientTracking(mode []byte, opts [][]byte) {
-	for i := 0; i < len(opts); i++ {
-		more := i+1 < len(opts)
-		switch strings.ToLower(string(opts[i])) {
-		case "bcast", "optin", "optout", "noloop":
-		case "prefix":
-			if !more {
-				c.replyError(msgSyntax)
-				return
-			}
-			i++
-		case "redirect":
-			if !more {
-				c.replyError(msgSyntax)
-				return
-			}
-			i++
-			id, err := strconv.ParseInt(string(opts[i]), 10, 64)
-			if err != nil {
-				c.replyError(msgNotInteger)
-				return
-			}
-			if !c.srv.hasClient(id) {
-				c.replyError(msgNoRedirectID)
-				return
-			}
-		default:
-			c.replyError(msgSyntax)
-			return
-		}
-	}
-	switch {
-	case bytes.EqualFold(mode, []byte("off")):
-		c.reply([]byte("+OK\r\n"))
-	case bytes.EqualFold(mode, []byte("on")):
-		c.replyError(refusal("client|tracking", whyClientTracks))
-	default:
-		c.replyError(msgSyntax)
-	}
 }
 
 // hasClient reports whether a client with this CLIENT ID is connected.

@@ -205,9 +205,11 @@ func (p *pool) rebuildRing() {
 			ejected[i], any = true, true
 		}
 	}
-	if !any {
-		p.layout.Store(p.full)
-		return
+	next := p.full
+	if any {
+		next = &layout{Placement: p.ring.Without(ejected), servers: p.servers}
 	}
-	p.layout.Store(&layout{Placement: p.ring.Without(ejected), servers: p.servers})
+	if old := p.layout.Swap(next); old != nil && old != next {
+		p.srv.flushTracking()
+	}
 }

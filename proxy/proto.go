@@ -97,6 +97,17 @@ func (c *client) switchProto(proto int) {
 		s.proto = proto // messages from now on come in the new protocol
 		s.mu.Unlock()
 	}
+	if t := c.tracking; t != nil {
+		// Its connections speak the protocol tracking began in: open
+		// them anew in this one.
+		t.sink.off.Store(true)
+		for up, b := range t.conns {
+			b.Close()
+			delete(t.conns, up)
+		}
+		t.proto, t.sink = proto, &trackedSink{c: c}
+		t.connectBcast(c.pool)
+	}
 }
 
 // parseRedisInt parses b as Redis parses an integer argument (string2ll):

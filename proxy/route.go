@@ -43,6 +43,9 @@ func (c *client) dispatch(cmd *resp.Command) {
 	if c.layout == nil {
 		c.layout = c.pool.layout.Load()
 	}
+	if c.tracking != nil && c.armCaching(def.Name) {
+		defer c.disarmCaching()
+	}
 	if c.tx.active() && def.Kind != command.Transaction && def.Name != "quit" && def.Name != "reset" {
 		c.txCommand(def, cmd)
 		return

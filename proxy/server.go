@@ -32,6 +32,7 @@ type Server struct {
 	stats            globalStats
 	started          time.Time
 	ids              atomic.Int64 // client ids for CLIENT ID
+	trackingClients  atomic.Int64 // clients with CLIENT TRACKING on (tracking.go)
 
 	pools    atomic.Pointer[[]*pool] // the current pools, in config order
 	reloadMu sync.Mutex              // serialises Start, Reload and Shutdown's pool changes
@@ -276,6 +277,7 @@ func (s *Server) replacePool(old, next *pool) {
 		l.pool.Store(next)
 	}
 	s.mu.Unlock()
+	s.flushTracking()
 	s.checkSubscriptions()
 	go s.drain([]*pool{old})
 }

@@ -29,11 +29,29 @@ type txState struct {
 	inMulti   bool
 	aborted   bool // a command could not be queued: EXEC answers EXECABORT
 	watchLost bool // a WATCH died with its connection: EXEC answers null
-	pinned    *backend.Dedicated
+	pinned    pinnedConn
 	pinnedIdx int    // the index in the pool of pinned's server
 	preamble  []byte // keyless commands queued in MULTI before a key picked the server
 	queued    int    // how many commands preamble holds
 	req       []byte // scratch for the request that pins a connection
+	// caching is the CLIENT CACHING request that MULTI carried, sent
+	// before MULTI on a tracking connection (tracking.go).
+	caching []byte
+}
+
+// pinnedConn is the connection a transaction is pinned to: a dedicated
+// one (backend.Dedicated), or a tracking client's own (privatePin).
+type pinnedConn interface {
+	// Do sends req, n requests, and returns the last reply.
+	Do(req []byte, n int) ([]byte, error)
+	Close()   // the server state is unknown
+	Release() // the server state is clean
+	Reused() bool
+	Upstream() *backend.Upstream
+	// ErrorText is the client's error reply for an error of Do.
+	ErrorText(err error) string
+	// Switch makes it speak proto from now on.
+	Switch(proto int) error
 }
 
 func (t *txState) active() bool { return t.inMulti || t.pinned != nil }
@@ -92,6 +110,9 @@ func (c *client) transaction(def *command.Spec, cmd *resp.Command) {
 			return
 		}
 		t.inMulti, t.aborted = true, false
+		if c.tracking != nil {
+			t.caching = c.tracking.armed
+		}
 		if t.pinned != nil {
 			reply, err := c.pinnedDo(cmd)
 			if err != nil {
@@ -358,10 +379,15 @@ func (c *client) pin(idx int, cmd *resp.Command) ([]byte, error) {
 	c.settle()
 	srv := c.layout.servers[idx]
 	req, n := t.req[:0], 0
+	if t.inMulti && t.caching != nil {
+		req = append(req, t.caching...)
+		n++
+		t.caching = nil
+	}
 	if t.inMulti {
 		req = resp.AppendCommand(req, []byte("MULTI"))
 		req = append(req, t.preamble...)
-		n = 1 + t.queued
+		n += 1 + t.queued
 	}
 	if cmd != nil {
 		req = appendRequest(req, cmd)
@@ -369,6 +395,17 @@ func (c *client) pin(idx int, cmd *resp.Command) ([]byte, error) {
 	}
 	t.req = req
 	up := srv.up
+	if c.tracking != nil {
+		p := &privatePin{t: c.tracking, up: up, b: c.tracking.connFor(up)}
+		reply, err := p.Do(req, n)
+		if err != nil {
+			p.Close()
+			return nil, errors.New(p.ErrorText(err))
+		}
+		t.pinned, t.pinnedIdx = p, idx
+		t.preamble, t.queued = t.preamble[:0], 0
+		return reply, nil
+	}
 	d, err := up.TakeDedicatedProto(c.proto)
 	if err != nil {
 		return nil, errors.New(up.ErrorText(err))
@@ -398,12 +435,18 @@ func (c *client) pinnedDo(cmd *resp.Command) ([]byte, error) {
 	c.settle()
 	t := &c.tx
 	d := t.pinned
-	t.req = appendRequest(t.req[:0], cmd)
-	reply, err := d.Do(t.req, 1)
+	n := 1
+	t.req = t.req[:0]
+	if t.caching != nil {
+		t.req = append(t.req, t.caching...)
+		t.caching, n = nil, 2
+	}
+	t.req = appendRequest(t.req, cmd)
+	reply, err := d.Do(t.req, n)
 	if err != nil {
 		t.pinned = nil
 		d.Close()
-		return nil, errors.New(d.Upstream().ErrorText(err))
+		return nil, errors.New(d.ErrorText(err))
 	}
 	return reply, nil
 }

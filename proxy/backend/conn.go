@@ -65,6 +65,11 @@ type Conn struct {
 	up    *Upstream
 	proto int   // RESP2 or RESP3, set at its making
 	twin  *Conn // a RESP2 connection's RESP3 twin, which lives and closes with it; else nil
+	// A private connection (NewPrivateConn) sends setup after its
+	// handshake and hands its pushes and its ends to sink; nil for the
+	// shared ones.
+	setup [][][]byte
+	sink  PushSink
 
 	mu       sync.Mutex // guards everything below
 	state    connState
@@ -197,7 +202,7 @@ func (b *Conn) dial() {
 	up := b.up
 	cfg := up.config.Load()
 	addr := up.address.DialAddr()
-	conn, err := up.dialer.dialProto(addr, cfg.Timeout, b.proto)
+	conn, err := up.dialer.dialSetup(addr, cfg.Timeout, b.proto, b.setup)
 	up.learnProto(b.proto, err)
 
 	b.mu.Lock()
@@ -289,7 +294,7 @@ func (b *Conn) readLoop(conn net.Conn, sock *rawsock.Socket, gen uint64) {
 			pushes = append(pushes, push)
 		}
 		if npush == len(ends) && npush > 0 {
-			up.pushAll(buf, first, ends) // no reply: the queue is not touched
+			b.pushAll(buf, first, ends) // no reply: the queue is not touched
 		} else if len(ends) > 0 {
 			nreplies := len(ends) - npush
 			b.mu.Lock()
@@ -318,7 +323,7 @@ func (b *Conn) readLoop(conn net.Conn, sock *rawsock.Socket, gen uint64) {
 				reply := buf[from:e]
 				from = e
 				if pushes[i] {
-					up.push(reply)
+					b.push(reply)
 					continue
 				}
 				w := waiters[next]
@@ -353,12 +358,22 @@ func (b *Conn) readLoop(conn net.Conn, sock *rawsock.Socket, gen uint64) {
 }
 
 // pushAll hands the push messages in buf, which start at from and end at
-// ends, to the push handler.
-func (u *Upstream) pushAll(buf []byte, from int, ends []int) {
+// ends, to the connection's sink or its upstream's handler.
+func (b *Conn) pushAll(buf []byte, from int, ends []int) {
 	for _, e := range ends {
-		u.push(buf[from:e])
+		b.push(buf[from:e])
 		from = e
 	}
+}
+
+// push hands a push message to the connection's sink, or, for a shared
+// connection, to its upstream's handler.
+func (b *Conn) push(msg []byte) {
+	if b.sink != nil {
+		b.sink.Push(msg)
+		return
+	}
+	b.up.push(msg)
 }
 
 // unqueue takes answered or failed requests out of the server's out_queue.
@@ -430,6 +445,9 @@ func (b *Conn) endLocked(gen uint64, err error, failure bool) {
 	cfg.ForwardErrors.Add(int64(len(waiters)))
 	if failure {
 		up.failed() // before answering, as in dial
+	}
+	if b.sink != nil {
+		b.sink.Lost()
 	}
 	for _, w := range waiters {
 		w.to.Fail(msg)

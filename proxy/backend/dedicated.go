@@ -148,6 +148,10 @@ func (p *dedicatedPool) unpinLocked(d *Dedicated) {
 // and a new connection (DialDedicated) is worth one more try.
 func (d *Dedicated) Reused() bool { return d.reused }
 
+// ErrorText is the client's error reply for an error of Do: the cause,
+// naming the server.
+func (d *Dedicated) ErrorText(err error) string { return d.up.ErrorText(err) }
+
 // Upstream returns the upstream d is a connection to.
 func (d *Dedicated) Upstream() *Upstream { return d.up }
 

@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -47,6 +48,12 @@ func (d *dialer) dial(addr string, timeout time.Duration) (net.Conn, error) {
 // dialProto connects to addr and readies the connection for protocol
 // proto.
 func (d *dialer) dialProto(addr string, timeout time.Duration, proto int) (net.Conn, error) {
+	return d.dialSetup(addr, timeout, proto, nil)
+}
+
+// dialSetup is dialProto with setup, commands that must each answer +OK,
+// sent after the handshake in the same write.
+func (d *dialer) dialSetup(addr string, timeout time.Duration, proto int, setup [][][]byte) (net.Conn, error) {
 	if timeout <= 0 {
 		timeout = defaultDialTimeout
 	}
@@ -54,7 +61,7 @@ func (d *dialer) dialProto(addr string, timeout time.Duration, proto int) (net.C
 	if err != nil {
 		return nil, err
 	}
-	if err := d.handshake(conn, timeout, proto); err != nil {
+	if err := d.handshake(conn, timeout, proto, setup); err != nil {
 		conn.Close()
 		return nil, err
 	}
@@ -67,7 +74,7 @@ func (d *dialer) dialProto(addr string, timeout time.Duration, proto int) (net.C
 // handshake sends what readies the connection and checks the replies: for
 // RESP3, HELLO 3 (with AUTH default <redis_auth> in it when the pool has a
 // password); for RESP2, AUTH; then SELECT.
-func (d *dialer) handshake(conn net.Conn, timeout time.Duration, proto int) error {
+func (d *dialer) handshake(conn net.Conn, timeout time.Duration, proto int, setup [][][]byte) error {
 	var req []byte
 	var what []string
 	if proto == RESP3 {
@@ -84,6 +91,10 @@ func (d *dialer) handshake(conn net.Conn, timeout time.Duration, proto int) erro
 	if d.db > 0 {
 		req = resp.AppendCommand(req, []byte("SELECT"), strconv.AppendInt(nil, int64(d.db), 10))
 		what = append(what, "SELECT")
+	}
+	for _, args := range setup {
+		req = resp.AppendCommand(req, args...)
+		what = append(what, strings.ToUpper(string(bytes.Join(args[:min(2, len(args))], []byte(" ")))))
 	}
 	if len(what) == 0 {
 		return nil

@@ -69,9 +69,10 @@ type Upstream struct {
 	conns []*Conn
 	held  []int
 
-	dedicated  dedicatedPool // RESP2
-	dedicated3 dedicatedPool // RESP3
-	retired    atomic.Bool   // no pool uses it any more
+	private    map[*Conn]struct{} // guarded by mu: connections of one client each (NewPrivateConn)
+	dedicated  dedicatedPool      // RESP2
+	dedicated3 dedicatedPool      // RESP3
+	retired    atomic.Bool        // no pool uses it any more
 
 	// resp3 is what the last RESP3 handshake said of the server: resp3Unknown
 	// until one completed or was refused. nextProbe is when ProbeRESP3 may
@@ -328,6 +329,7 @@ func (r *Registry) Close() {
 		u.retire()
 		u.dedicated.closeAll()
 		u.dedicated3.closeAll()
+		conns = append(conns, u.privateConns()...)
 	}
 	for _, b := range conns {
 		b.close()
