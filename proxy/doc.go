@@ -25,6 +25,9 @@
 //	             by a hub per upstream on one shared subscription
 //	             connection, messages queued per client within
 //	             client_output_buffer_limit_pubsub
+//	tracking.go  CLIENT TRACKING: a tracking client's commands on server
+//	             connections of its own, opened with its tracking options,
+//	             whose invalidations go to it alone
 //	errors.go    the error replies the proxy writes itself, in Redis'
 //	             wording where Redis has one
 //	direct.go    a lone request's reply written by the server's reader

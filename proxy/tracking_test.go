@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/redis/rueidis"
 
 	"github.com/shardproxy/shardproxy/proxy/proxytest"
@@ -271,6 +272,50 @@ func TestTrackingRueidisDoCache(t *testing.T) {
 				break
 			}
 			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
+
+// go-redis' client-side cache (ClientSideCacheConfig, RESP3, default
+// tracking on each pooled connection) sees other clients' writes to keys
+// of every server through the proxy.
+func TestTrackingGoRedisCache(t *testing.T) {
+	tp := startProxy(t, 3, "")
+	cache := redis.NewLocalCache(redis.CacheConfig{MaxEntries: 1024})
+	rdb := redis.NewClient(&redis.Options{Addr: tp.addr, ClientSideCache: cache})
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	writer := tp.client(t)
+	var keys []string
+	for _, r := range tp.redises {
+		k := tp.keyOn(t, r, "gk")
+		keys = append(keys, k)
+		do(t, writer, "SET", k, "old")
+		if v, err := rdb.Get(ctx, k).Result(); err != nil || v != "old" {
+			t.Fatalf("GET %s = %q, %v", k, v, err)
+		}
+	}
+	for cache.Len() < len(keys) {
+		if ctx.Err() != nil {
+			t.Fatalf("the cache holds %d entries, want %d", cache.Len(), len(keys))
+		}
+		for _, k := range keys {
+			rdb.Get(ctx, k)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, k := range keys {
+		do(t, writer, "SET", k, "new")
+		for {
+			v, err := rdb.Get(ctx, k).Result()
+			if err != nil {
+				t.Fatalf("GET %s: %v", k, err)
+			}
+			if v == "new" {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
 	}
 }

@@ -10,6 +10,8 @@
 //
 //	conn.go      shared connections: write queue, one reader, reconnect backoff
 //	dedicated.go connections pinned to one client at a time, idle ones kept
+//	private.go   connections of one client, with its own setup commands,
+//	             whose pushes go to a PushSink (CLIENT TRACKING)
 //	dialer.go    the one dialer: connect (TCP or unix), AUTH or HELLO 3, SELECT
 //	subscriber.go
 //	             a subscription connection: SUBSCRIBE and UNSUBSCRIBE
