@@ -280,15 +280,6 @@ func (c *client) layoutChanged() {
 	t.connectBcast(c.pool)
 }
 
-func containsBytes(list [][]byte, b []byte) bool {
-	for _, x := range list {
-		if bytes.Equal(x, b) {
-			return true
-		}
-	}
-	return false
-}
-
 // trackingOff turns tracking off: the client's connections close once
 // what the batch sent on them is answered.
 func (c *client) trackingOff() {
