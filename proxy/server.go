@@ -211,6 +211,7 @@ func (s *Server) switchListeners(pools []*pool, opened map[string]*listener) {
 		}
 	}
 	s.listeners = next
+	s.flushTrackingLocked()
 }
 
 // Reload replaces the configuration without dropping clients: pools,

@@ -485,6 +485,14 @@ func (s *Server) flushTracking() {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.flushTrackingLocked()
+}
+
+// flushTrackingLocked is flushTracking for a caller that holds s.mu.
+func (s *Server) flushTrackingLocked() {
+	if s.trackingClients.Load() == 0 {
+		return
+	}
 	for c := range s.clients {
 		if c.hasTracking.Load() {
 			c.trackingStale.Store(true)

@@ -319,3 +319,28 @@ func TestTrackingGoRedisCache(t *testing.T) {
 		}
 	}
 }
+
+// A reload that changes the servers tells a tracking client to drop its
+// cache, and tracking goes on over the new servers.
+func TestTrackingReloadFlushes(t *testing.T) {
+	a, b := proxytest.StartRedis(t), proxytest.StartRedis(t)
+	listen := "127.0.0.1:" + itoa(proxytest.FreePort(t))
+	srv := startServer(t, poolYAML(listen, "", a.Addr+":1 s0"), Options{})
+	c := trackingClient(t, listen)
+	c.do("GET", "k")
+	if err := srv.Reload(mustParse(t, poolYAML(listen, "", b.Addr+":1 s0"))); err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+	if r := c.read(); r != ">2\r\n$10\r\ninvalidate\r\n_\r\n" {
+		t.Fatalf("after the reload: %q", r)
+	}
+	if r := c.do("GET", "k"); r != "_\r\n" {
+		t.Fatalf("GET on the new server = %q", r)
+	}
+	if _, err := b.Client(t).Do("SET", "k", "1"); err != nil {
+		t.Fatal(err)
+	}
+	if r := c.read(); r != invalidation("k") {
+		t.Fatalf("after SET on the new server: %q", r)
+	}
+}
