@@ -15,7 +15,8 @@
 //	fanout.go    SCRIPT, FUNCTION, DBSIZE, KEYS, FLUSHDB, FLUSHALL,
 //	             RANDOMKEY to every server, merge
 //	scan.go      SCAN one server after the other, the cursor saying which
-//	local.go     PING, ECHO, QUIT, SELECT, AUTH, HELLO, CLIENT, INFO
+//	local.go     PING, ECHO, QUIT, SELECT, AUTH, HELLO, CLIENT, INFO (its
+//	             Keyspace section from every server, summed)
 //	tx.go        MULTI/EXEC/WATCH on a connection pinned to one server
 //	blocking.go  BLPOP, XREAD BLOCK, ... on a connection of their own while
 //	             they block, the client's socket watched meanwhile

@@ -114,6 +114,12 @@ async function nodeRedis({ createClient }) {
     for (let i = 0; i < seeded; i++) sets.push(c.set(`k:${i}`, String(i)));
     await Promise.all(sets);
 
+    // The pool's keyspace is every server's, summed.
+    const dbsize = await c.dbSize();
+    assert.ok(dbsize >= seeded, `DBSIZE ${dbsize}`);
+    const keyspace = parseInfo(await c.info('keyspace')).keyspace;
+    assert.match(keyspace.db0, new RegExp(`^keys=${dbsize},expires=0,avg_ttl=0$`));
+
     const keys = [];
     // node-redis 4 yields one key at a time, 5 and later a batch of keys.
     for await (const got of c.scanIterator({ COUNT: 50 })) {
