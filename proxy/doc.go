@@ -20,6 +20,8 @@
 //	tx.go        MULTI/EXEC/WATCH on a connection pinned to one server
 //	blocking.go  BLPOP, XREAD BLOCK, ... on a connection of their own while
 //	             they block, the client's socket watched meanwhile
+//	wait.go      WAIT on every server at once, each on a connection of its
+//	             own, after a PUBLISH that covers the client's writes
 //	errors.go    the error replies the proxy writes itself, in Redis'
 //	             wording where Redis has one
 //	direct.go    a lone request's reply written by the server's reader

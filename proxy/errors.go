@@ -36,6 +36,12 @@ const (
 	msgMaxClients      = "ERR max number of clients reached"
 )
 
+// WAIT's timeout, as redis-server words it.
+const (
+	msgTimeoutNotInteger = "ERR timeout is not an integer or out of range"
+	msgTimeoutNegative   = "ERR timeout is negative"
+)
+
 // Transactions, as redis-server words them.
 const (
 	msgNestedMulti         = "ERR MULTI calls can not be nested"

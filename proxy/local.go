@@ -61,6 +61,8 @@ func (c *client) local(def *command.Spec, cmd *resp.Command) {
 		c.reply([]byte("+RESET\r\n"))
 	case "readonly", "readwrite":
 		c.reply([]byte("+OK\r\n"))
+	case "wait":
+		c.wait(cmd)
 	}
 }
 
