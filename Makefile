@@ -60,6 +60,7 @@ fuzz:
 bench: deps
 	$(GO) test -run XXX -bench . -benchmem ./hashring ./proxy/...
 	bash bench/compare.sh
+	bash bench/blocked.sh
 
 clean:
 	rm -rf bin
