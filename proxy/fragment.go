@@ -24,6 +24,7 @@ type fragment struct {
 
 	// INFO with a Keyspace section, merged by mergeKeyspace.
 	keyspace bool
+	strict   bool   // the section was asked for by name: a server's error is the reply
 	info     []byte // the proxy's sections, ending in the Keyspace header
 	db       int    // the pool's redis_db, whose keyspace lines are summed
 }
@@ -115,13 +116,13 @@ func (c *client) split(def *command.Spec, cmd *resp.Command) {
 // merge appends the combined reply. An error from any server is the reply
 // (the first in server order); nothing is half-merged.
 func (f *fragment) merge(out []byte) []byte {
+	if f.keyspace {
+		return f.mergeKeyspace(out)
+	}
 	for _, s := range f.subs {
 		if resp.IsError(s.buf) {
 			return append(out, s.buf...)
 		}
-	}
-	if f.keyspace {
-		return f.mergeKeyspace(out)
 	}
 	switch f.kind {
 	case command.MergeSum:

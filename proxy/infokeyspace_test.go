@@ -115,16 +115,15 @@ func TestInfoKeyspaceSumsServers(t *testing.T) {
 	}
 }
 
-// A server that is down makes INFO with a Keyspace section an error
-// naming it, as every command that needs all servers; INFO of other
-// sections needs no server and still answers.
+// A server that is down makes INFO keyspace an error naming it, as every
+// command that needs all servers; INFO of other sections needs no server.
 func TestInfoKeyspaceServerDown(t *testing.T) {
 	tp := startProxy(t, 3, "")
 	c := tp.client(t)
 	do(t, c, "SET", "k", "v")
 	tp.redises[1].Stop()
 	wantErr := "-ERR server server1 (" + tp.redises[1].Addr + "): "
-	for _, args := range [][]string{{"INFO"}, {"INFO", "keyspace"}, {"INFO", "everything"}} {
+	for _, args := range [][]string{{"INFO", "keyspace"}, {"INFO", "server", "keyspace"}, {"INFO", "all", "Keyspace"}} {
 		if got := do(t, c, args...); !strings.HasPrefix(got, wantErr) {
 			t.Errorf("%v with a server down = %q, want prefix %q", args, got, wantErr)
 		}
@@ -132,6 +131,34 @@ func TestInfoKeyspaceServerDown(t *testing.T) {
 	got := do(t, c, "INFO", "server", "clients")
 	if h := infoHeaders(t, got); strings.Join(h, ",") != "Server,Clients" {
 		t.Errorf("INFO server clients with a server down: sections %v", h)
+	}
+}
+
+// INFO without naming the Keyspace section still answers while a server is
+// down, its keyspace that of the servers that answered: ioredis sends INFO
+// on every connect, with its default options, and gives up the connection
+// when INFO is an error.
+func TestInfoAnswersWhileAServerIsDown(t *testing.T) {
+	tp := startProxy(t, 3, "")
+	c := tp.client(t)
+	for i := range 30 {
+		do(t, c, "SET", fmt.Sprintf("k%d", i), "v")
+	}
+	tp.redises[1].Stop()
+	var keys int64
+	for _, r := range []*proxytest.Redis{tp.redises[0], tp.redises[2]} {
+		k, _, _ := keyspaceFields(t, keyspaceOf(t, do(t, r.Client(t), "INFO", "keyspace"), 0))
+		keys += k
+	}
+	want := fmt.Sprintf("db0:keys=%d,expires=0,avg_ttl=0", keys)
+	for _, args := range [][]string{{"INFO"}, {"INFO", "default"}, {"INFO", "all"}, {"INFO", "everything"}} {
+		info := do(t, c, args...)
+		if got := keyspaceOf(t, info, 0); got != want {
+			t.Errorf("%v with server1 down: keyspace line %q, want %q", args, got, want)
+		}
+		if h := infoHeaders(t, info); len(h) != 6 {
+			t.Errorf("%v with server1 down: sections %v, want all six", args, h)
+		}
 	}
 }
 

@@ -564,8 +564,11 @@ var infoKeyspaceRequest = resp.AppendCommand(nil, []byte("INFO"), []byte("keyspa
 // INFO keyspace goes to every server of the ring as a fragment, and the
 // reply is the proxy's own sections followed by the servers' lines for
 // redis_db summed (mergeKeyspace). An ejected server owns no keys and is
-// left out; a server that fails makes the reply its error, as every
-// fan-out command's.
+// left out. A server that fails makes the reply its error, as every
+// fan-out command's, when the section is asked for by name; INFO, INFO
+// default, all and everything leave it out and answer, because client
+// libraries send them as they connect (ioredis' ready check, on by
+// default) and give up the connection when INFO is an error.
 func (c *client) infoCommand(args [][]byte) {
 	text := c.info(args)
 	if !strings.HasSuffix(text, keyspaceHeader) {
@@ -583,7 +586,8 @@ func (c *client) infoCommand(args [][]byte) {
 		c.replyError(msgNoServer)
 		return
 	}
-	f.keyspace, f.info, f.db = true, append(f.info[:0], text...), c.pool.cfg.RedisDB
+	f.keyspace, f.strict = true, hasSection(args, "keyspace")
+	f.info, f.db = append(f.info[:0], text...), c.pool.cfg.RedisDB
 	c.pool.stats.Fragments.Add(int64(len(f.subSrv)))
 	for _, i := range f.subSrv {
 		st := c.stageFor(c.layout.servers[i])
@@ -605,13 +609,21 @@ type keyspaceLine struct {
 // added up. keys and expires are summed; avg_ttl, each server's estimate
 // of the mean time to live of its keys with one, is their mean weighted
 // by each server's expires, in whole milliseconds rounded down (0 when no
-// key expires). Like Redis, it shows no line when the pool has no key.
+// key expires). Like Redis, it shows no line when the pool has no key. A
+// server's error, or a reply that is not its keyspace, is the reply when
+// f.strict; otherwise that server is left out.
 func (f *fragment) mergeKeyspace(out []byte) []byte {
 	var sum keyspaceLine
 	var weighted float64
 	for _, s := range f.subs {
 		l, ok := parseKeyspace(s.buf, f.db)
-		if !ok {
+		switch {
+		case ok:
+		case !f.strict:
+			continue
+		case resp.IsError(s.buf):
+			return append(out, s.buf...)
+		default:
 			return resp.AppendError(out, msgFanOutBadReply)
 		}
 		sum.keys += l.keys

@@ -16,17 +16,15 @@ import (
 // majors each of node-redis and ioredis.
 var nodeClients = []string{"redis4", "redis6", "ioredis5", "ioredis6"}
 
-// TestClientNode runs each Node.js client with its default options through
-// a pool of three servers (testdata/node/clients.js): SET/GET, MGET across
-// servers, a pipeline, a transaction, INFO, BLPOP woken by another
-// connection and a SCAN that must return every key the servers hold, once.
-// The packages are installed by `make node-deps`.
-func TestClientNode(t *testing.T) {
+// nodeAndClients returns the node binary and the directory of the
+// installed clients, failing t with what to run when they are missing.
+func nodeAndClients(t *testing.T) (node, dir string) {
+	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
 		t.Fatalf("node is needed for the Node.js client tests (Debian package nodejs; `make deps` installs it): %v", err)
 	}
-	dir, err := filepath.Abs(filepath.Join("testdata", "node"))
+	dir, err = filepath.Abs(filepath.Join("testdata", "node"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,6 +33,16 @@ func TestClientNode(t *testing.T) {
 			t.Fatalf("the Node.js clients are not installed: run `make node-deps` (npm ci --prefix proxy/testdata/node): %v", err)
 		}
 	}
+	return node, dir
+}
+
+// TestClientNode runs each Node.js client with its default options through
+// a pool of three servers (testdata/node/clients.js): SET/GET, MGET across
+// servers, a pipeline, a transaction, INFO, BLPOP woken by another
+// connection and a SCAN that must return every key the servers hold, once.
+// The packages are installed by `make node-deps`.
+func TestClientNode(t *testing.T) {
+	node, dir := nodeAndClients(t)
 	tp := startProxy(t, 3, "  hash_tag: \"{}\"\n")
 	for _, name := range nodeClients {
 		t.Run(name, func(t *testing.T) {
@@ -80,5 +88,21 @@ func TestClientNode(t *testing.T) {
 				t.Fatalf("%s: the servers hold %d keys, want the 300 the script set and more", name, len(held))
 			}
 		})
+	}
+}
+
+// ioredis connects, and serves keys of the servers that are up, while a
+// server of the pool is down: its ready check's INFO must not fail.
+func TestClientNodeIoredisWithAServerDown(t *testing.T) {
+	node, dir := nodeAndClients(t)
+	tp := startProxy(t, 3, "")
+	tp.redises[1].Stop()
+	key := tp.keyOn(t, tp.redises[0], "up")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, filepath.Join(dir, "serverdown.js"), tp.addr, key)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "ok") {
+		t.Fatalf("ioredis with server1 down: %v\n%s", err, out)
 	}
 }
