@@ -169,3 +169,25 @@ func TestWaitBlocksOnConnectionsOfItsOwn(t *testing.T) {
 		waitBlocked(t, r, 0)
 	}
 }
+
+// A server that is down makes WAIT its error: the client's writes there
+// cannot be counted. An ejected server too, as it may hold writes from
+// before its ejection.
+func TestWaitServerDown(t *testing.T) {
+	tp := startProxy(t, 3, "  auto_eject_hosts: true\n  server_failure_limit: 1\n  server_retry_timeout: 600000\n")
+	c := tp.client(t)
+	down := tp.keyOn(t, tp.redises[1], "d")
+	tp.redises[1].Stop()
+	wantErr := "-ERR server server1 (" + tp.redises[1].Addr + "): "
+	if got := do(t, c, "WAIT", "0", "0"); !strings.HasPrefix(got, wantErr) {
+		t.Fatalf("WAIT with server1 down = %q, want prefix %q", got, wantErr)
+	}
+	// The failure ejects server1; its keys go to the others meanwhile.
+	waitFor(t, "server1 ejected", func() bool { return do(t, c, "SET", down, "v") == "+OK\r\n" })
+	if got := do(t, c, "WAIT", "0", "0"); !strings.HasPrefix(got, "-ERR server server1 ") {
+		t.Fatalf("WAIT with server1 ejected = %q, want an error naming it", got)
+	}
+	if got := do(t, c, "DBSIZE"); got != ":1\r\n" {
+		t.Fatalf("DBSIZE with server1 ejected = %q, want :1", got)
+	}
+}
