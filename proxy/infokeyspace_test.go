@@ -190,3 +190,23 @@ func TestParseKeyspace(t *testing.T) {
 		}
 	}
 }
+
+// With every server ejected, INFO still answers, with no keyspace line,
+// and INFO keyspace gets the error DBSIZE gets.
+func TestInfoAllServersEjected(t *testing.T) {
+	tp := startProxy(t, 1, "  auto_eject_hosts: true\n  server_failure_limit: 1\n  server_retry_timeout: 600000\n")
+	c := tp.client(t)
+	do(t, c, "SET", "k", "v")
+	tp.redises[0].Stop()
+	waitFor(t, "server0 ejected", func() bool { return do(t, c, "GET", "k") == "-"+msgNoServer+"\r\n" })
+	info := do(t, c, "INFO")
+	if got := keyspaceOf(t, info, 0); got != "" {
+		t.Errorf("INFO with every server ejected has keyspace line %q, want none", got)
+	}
+	if h := infoHeaders(t, info); len(h) != 6 {
+		t.Errorf("INFO with every server ejected: sections %v, want all six", h)
+	}
+	if got, want := do(t, c, "INFO", "keyspace"), "-"+msgNoServer+"\r\n"; got != want {
+		t.Errorf("INFO keyspace with every server ejected = %q, want %q", got, want)
+	}
+}

@@ -581,12 +581,17 @@ func (c *client) infoCommand(args [][]byte) {
 			f.subSrv = append(f.subSrv, i)
 		}
 	}
+	strict := hasSection(args, "keyspace")
 	if len(f.subSrv) == 0 {
 		c.nfrags--
-		c.replyError(msgNoServer)
+		if strict {
+			c.replyError(msgNoServer)
+		} else {
+			c.reply(resp.AppendBulkString(nil, text))
+		}
 		return
 	}
-	f.keyspace, f.strict = true, hasSection(args, "keyspace")
+	f.keyspace, f.strict = true, strict
 	f.info, f.db = append(f.info[:0], text...), c.pool.cfg.RedisDB
 	c.pool.stats.Fragments.Add(int64(len(f.subSrv)))
 	for _, i := range f.subSrv {
