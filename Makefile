@@ -8,7 +8,7 @@ BIN         := bin/shardproxy
 STATICCHECK_VERSION := v0.8.2
 GOBIN       := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: build run test lint bench fuzz deps clean e2e-binaries
+.PHONY: build run test lint bench fuzz deps node-deps clean e2e-binaries
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/shardproxy
@@ -36,7 +36,17 @@ lint:
 e2e-binaries:
 	$(GO) test -count=1 -run '^TestBuild$$' -timeout 60m ./discovery/kubetest
 
-test: lint e2e-binaries
+# The Node.js clients the proxy tests run (proxy/testdata/node), installed
+# from package-lock.json; npm writes node_modules/.package-lock.json, so
+# nothing runs while it is newer than the lock file.
+NODE_DIR := proxy/testdata/node
+
+node-deps: $(NODE_DIR)/node_modules/.package-lock.json
+
+$(NODE_DIR)/node_modules/.package-lock.json: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	npm ci --prefix $(NODE_DIR) --no-audit --no-fund
+
+test: lint e2e-binaries node-deps
 	$(GO) test -race -count=1 -timeout 30m ./...
 
 # Short fuzzing runs of every parser, on top of the seed corpora that
@@ -50,6 +60,7 @@ fuzz:
 bench: deps
 	$(GO) test -run XXX -bench . -benchmem ./hashring ./proxy/...
 	bash bench/compare.sh
+	bash bench/blocked.sh
 
 clean:
 	rm -rf bin

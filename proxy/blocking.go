@@ -23,10 +23,10 @@ import (
 // kept for after it, and a client that goes away closes the dedicated
 // connection, since nothing else would unblock the server side.
 type blockedState struct {
-	req  []byte             // the request as the server is sent it
-	d    *backend.Dedicated // the connection the command blocks on
-	stop atomic.Bool        // the command is done: the watcher's read timeout is its end
-	done chan error         // the watcher's end: nil when stopped, else why the client is gone
+	req   []byte               // the request as the server is sent it
+	conns []*backend.Dedicated // the connections the command blocks on (WAIT: one per server)
+	stop  atomic.Bool          // the command is done: the watcher's read timeout is its end
+	done  chan error           // the watcher's end: nil when stopped, else why the client is gone
 }
 
 // maxBlock is the longest block that gets a deadline; a longer one, like
@@ -79,19 +79,19 @@ func (c *client) blockingCommand(def *command.Spec, idx int, cmd *resp.Command) 
 }
 
 // watchBlocked starts the watcher of the client's socket while its
-// command blocks on d.
-func (c *client) watchBlocked(d *backend.Dedicated) {
+// command blocks on conns.
+func (c *client) watchBlocked(conns ...*backend.Dedicated) {
 	b := &c.blocked
 	if b.done == nil {
 		b.done = make(chan error, 1)
 	}
-	b.d = d
+	b.conns = append(b.conns[:0], conns...)
 	go c.watchWhileBlocked()
 }
 
 // watchWhileBlocked reads the client's socket until told to stop or the
 // client is gone (its end of the connection closed, CLIENT KILL,
-// shutdown); then it closes the dedicated connection, which ends the
+// shutdown); then it closes the dedicated connections, which ends the
 // blocked command's Do.
 func (c *client) watchWhileBlocked() {
 	b := &c.blocked
@@ -104,7 +104,9 @@ func (c *client) watchWhileBlocked() {
 			b.done <- nil
 			return
 		}
-		b.d.Close()
+		for _, d := range b.conns {
+			d.Close()
+		}
 		b.done <- err
 		return
 	}
@@ -118,7 +120,8 @@ func (c *client) unwatchBlocked() error {
 	c.conn.SetReadDeadline(time.Now())
 	err := <-b.done
 	b.stop.Store(false)
-	b.d = nil
+	clear(b.conns)
+	b.conns = b.conns[:0]
 	if c.stopping.Load() {
 		c.conn.SetReadDeadline(time.Now().Add(stopReadGrace))
 	} else {

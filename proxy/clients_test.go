@@ -2,11 +2,8 @@ package proxy
 
 import (
 	"context"
-	"crypto/sha256"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -160,47 +157,5 @@ print("ok")
 	out, err := exec.Command("/usr/bin/python3", "-c", script).CombinedOutput()
 	if err != nil || strings.TrimSpace(string(out)) != "ok" {
 		t.Fatalf("redis-py (Debian python3-redis) with default options: %v\n%s", err, out)
-	}
-}
-
-// TestClientNode runs ioredis and node-redis (from the npm registry, pinned
-// in testdata/node/package.json) with their default options. The packages
-// are installed once into the user's cache directory, outside the repo.
-func TestClientNode(t *testing.T) {
-	npm, err := exec.LookPath("npm")
-	if err != nil {
-		t.Fatalf("npm is needed for the Node.js client tests: %v", err)
-	}
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pkg, err := os.ReadFile("testdata/node/package.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(cache, "shardproxy-test", fmt.Sprintf("node-%x", sha256.Sum256(pkg)))
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "ioredis")); err != nil {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		os.WriteFile(filepath.Join(dir, "package.json"), pkg, 0o644)
-		install := exec.Command(npm, "install", "--no-audit", "--no-fund", "--no-package-lock")
-		install.Dir = dir
-		if out, err := install.CombinedOutput(); err != nil {
-			os.RemoveAll(dir)
-			t.Fatalf("npm install: %v\n%s", err, out)
-		}
-	}
-	script, err := filepath.Abs("testdata/node/clients.js")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tp := startProxy(t, 3, "  hash_tag: \"{}\"\n")
-	run := exec.Command("node", script, tp.addr)
-	run.Env = append(os.Environ(), "NODE_PATH="+filepath.Join(dir, "node_modules"))
-	out, err := run.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "ok") {
-		t.Fatalf("ioredis and node-redis with default options: %v\n%s", err, out)
 	}
 }

@@ -15,12 +15,15 @@
 //	fanout.go    SCRIPT, FUNCTION, DBSIZE, KEYS, FLUSHDB, FLUSHALL,
 //	             RANDOMKEY to every server, merge
 //	scan.go      SCAN one server after the other, the cursor saying which
-//	local.go     PING, ECHO, QUIT, SELECT, AUTH, HELLO, CLIENT, INFO
+//	local.go     PING, ECHO, QUIT, SELECT, AUTH, HELLO, CLIENT, INFO (its
+//	             Keyspace section from every server, summed)
 //	proto.go     RESP2 or RESP3: replies in the client's protocol, the
 //	             switch, and whether the pool's servers speak RESP3
 //	tx.go        MULTI/EXEC/WATCH on a connection pinned to one server
 //	blocking.go  BLPOP, XREAD BLOCK, ... on a connection of their own while
 //	             they block, the client's socket watched meanwhile
+//	wait.go      WAIT on every server at once, each on a connection of its
+//	             own, after a PUBLISH that covers the client's writes
 //	pubsub.go    PUBLISH routed by channel; SUBSCRIBE and PSUBSCRIBE counted
 //	             by a hub per upstream on one shared subscription
 //	             connection, messages queued per client within

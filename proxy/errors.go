@@ -52,6 +52,12 @@ const msgHelloNoAuth = "NOAUTH HELLO must be called with the client already auth
 	"HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP " +
 	"protocol version at the same time"
 
+// WAIT's timeout, as redis-server words it.
+const (
+	msgTimeoutNotInteger = "ERR timeout is not an integer or out of range"
+	msgTimeoutNegative   = "ERR timeout is negative"
+)
+
 // Transactions, as redis-server words them.
 const (
 	msgNestedMulti         = "ERR MULTI calls can not be nested"

@@ -21,6 +21,13 @@ type fragment struct {
 	starts []int    // MGET: first element offset of each sub reply
 	first  int      // RANDOMKEY: the sub reply looked at first
 	scan   scanStep // SCAN: where the walk is
+
+	// INFO with a Keyspace section, merged by mergeKeyspace.
+	keyspace bool
+	strict   bool   // the section was asked for by name: a server's error is the reply
+	verbatim bool   // the client speaks RESP3: INFO is a verbatim string
+	info     []byte // the proxy's sections, ending in the Keyspace header
+	db       int    // the pool's redis_db, whose keyspace lines are summed
 }
 
 func (c *client) newFragment(kind command.Merge) *fragment {
@@ -29,7 +36,7 @@ func (c *client) newFragment(kind command.Merge) *fragment {
 	}
 	f := c.frags[c.nfrags]
 	c.nfrags++
-	f.kind, f.nkeys = kind, 0
+	f.kind, f.nkeys, f.keyspace = kind, 0, false
 	f.subs, f.subSrv, f.keySub, f.counts = f.subs[:0], f.subSrv[:0], f.keySub[:0], f.counts[:0]
 	return f
 }
@@ -110,6 +117,9 @@ func (c *client) split(def *command.Spec, cmd *resp.Command) {
 // merge appends the combined reply. An error from any server is the reply
 // (the first in server order); nothing is half-merged.
 func (f *fragment) merge(out []byte) []byte {
+	if f.keyspace {
+		return f.mergeKeyspace(out)
+	}
 	for _, s := range f.subs {
 		if resp.IsError(s.buf) {
 			return append(out, s.buf...)

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shardproxy/shardproxy/proxy/backend"
 	"github.com/shardproxy/shardproxy/proxy/command"
 	"github.com/shardproxy/shardproxy/proxy/resp"
 )
@@ -60,7 +61,7 @@ func (c *client) local(def *command.Spec, cmd *resp.Command) {
 	case "client":
 		c.clientCommand(args[1:])
 	case "info":
-		c.reply(c.appendText(nil, c.info(args[1:])))
+		c.infoCommand(args[1:])
 	case "reset":
 		c.tx.reset()
 		c.leavePubSub()
@@ -72,6 +73,8 @@ func (c *client) local(def *command.Spec, cmd *resp.Command) {
 		c.reply([]byte("+RESET\r\n"))
 	case "readonly", "readwrite":
 		c.reply([]byte("+OK\r\n"))
+	case "wait":
+		c.wait(cmd)
 	}
 }
 
@@ -580,8 +583,153 @@ func (c *client) infoReplication(b *strings.Builder) {
 	b.WriteString("# Replication\r\nrole:master\r\nconnected_slaves:0\r\n")
 }
 
+// infoKeyspace writes the Keyspace header; the pool's line under it comes
+// from the servers (infoCommand, mergeKeyspace).
 func (c *client) infoKeyspace(b *strings.Builder) {
-	fmt.Fprintf(b, "# Keyspace\r\n# shardproxy pool %s: %d servers\r\n", c.pool.cfg.Name, len(c.pool.servers))
+	b.WriteString(keyspaceHeader)
+}
+
+// keyspaceHeader starts INFO's Keyspace section, the last of infoSections.
+const keyspaceHeader = "# Keyspace\r\n"
+
+// infoKeyspaceRequest asks a server for its keyspace section.
+var infoKeyspaceRequest = resp.AppendCommand(nil, []byte("INFO"), []byte("keyspace"))
+
+// infoCommand answers INFO. When the Keyspace section is asked for, the
+// pool's keyspace is that of its live servers together, as for DBSIZE:
+// INFO keyspace goes to every server of the ring as a fragment, and the
+// reply is the proxy's own sections followed by the servers' lines for
+// redis_db summed (mergeKeyspace). An ejected server owns no keys and is
+// left out. A server that fails makes the reply its error, as every
+// fan-out command's, when the section is asked for by name; INFO, INFO
+// default, all and everything leave it out and answer, because client
+// libraries send them as they connect (ioredis' ready check, on by
+// default) and give up the connection when INFO is an error.
+func (c *client) infoCommand(args [][]byte) {
+	text := c.info(args)
+	if !strings.HasSuffix(text, keyspaceHeader) {
+		c.reply(c.appendText(nil, text))
+		return
+	}
+	f := c.newFragment(command.MergeArray)
+	for i := range c.layout.servers {
+		if c.layout.Live(i) {
+			f.subSrv = append(f.subSrv, i)
+		}
+	}
+	strict := hasSection(args, "keyspace")
+	if len(f.subSrv) == 0 {
+		c.nfrags--
+		if strict {
+			c.replyError(msgNoServer)
+		} else {
+			c.reply(c.appendText(nil, text))
+		}
+		return
+	}
+	f.keyspace, f.strict, f.verbatim = true, strict, c.proto == backend.RESP3
+	f.info, f.db = append(f.info[:0], text...), c.pool.cfg.RedisDB
+	c.pool.stats.Fragments.Add(int64(len(f.subSrv)))
+	for _, i := range f.subSrv {
+		st := c.stageFor(c.layout.servers[i])
+		start := len(st.buf)
+		st.buf = append(st.buf, infoKeyspaceRequest...)
+		f.subs = append(f.subs, c.staged(st, start))
+	}
+	c.calls = append(c.calls, call{frag: f})
+}
+
+// keyspaceLine is one database's line of INFO keyspace,
+// db<n>:keys=<keys>,expires=<expires>,avg_ttl=<ms>.
+type keyspaceLine struct {
+	keys, expires, avgTTL int64
+}
+
+// mergeKeyspace is INFO with a Keyspace section: the proxy's sections in
+// f.info, then the pool's database line, the servers' lines for db f.db
+// added up. keys and expires are summed; avg_ttl, each server's estimate
+// of the mean time to live of its keys with one, is their mean weighted
+// by each server's expires, in whole milliseconds rounded down (0 when no
+// key expires). Like Redis, it shows no line when the pool has no key. A
+// server's error, or a reply that is not its keyspace, is the reply when
+// f.strict; otherwise that server is left out.
+func (f *fragment) mergeKeyspace(out []byte) []byte {
+	var sum keyspaceLine
+	var weighted float64
+	for _, s := range f.subs {
+		l, ok := parseKeyspace(s.buf, f.db)
+		switch {
+		case ok:
+		case !f.strict:
+			continue
+		case resp.IsError(s.buf):
+			return append(out, s.buf...)
+		default:
+			return resp.AppendError(out, msgFanOutBadReply)
+		}
+		sum.keys += l.keys
+		sum.expires += l.expires
+		weighted += float64(l.avgTTL) * float64(l.expires)
+	}
+	text := f.info
+	if sum.keys > 0 || sum.expires > 0 {
+		if sum.expires > 0 {
+			sum.avgTTL = int64(weighted / float64(sum.expires))
+		}
+		text = fmt.Appendf(text, "db%d:keys=%d,expires=%d,avg_ttl=%d\r\n", f.db, sum.keys, sum.expires, sum.avgTTL)
+	}
+	if f.verbatim {
+		return resp.AppendVerbatim(out, "txt", string(text))
+	}
+	return resp.AppendBulk(out, text)
+}
+
+// parseKeyspace reads db's line from a server's reply to INFO keyspace, a
+// bulk string (or RESP3's verbatim string); a database the server does not
+// list has no keys. ok is false when the reply is not one of those or the
+// line is malformed.
+func parseKeyspace(reply []byte, db int) (l keyspaceLine, ok bool) {
+	line, n := resp.ReadLine(reply, 0)
+	if n < 0 || len(line) == 0 || line[0] != '$' && line[0] != '=' {
+		return l, false
+	}
+	size, ok := resp.ParseLength(line[1:])
+	if !ok || size < 0 || n+size > len(reply) {
+		return l, false
+	}
+	body := reply[n : n+size]
+	if line[0] == '=' {
+		body, ok = bytes.CutPrefix(body, []byte("txt:"))
+		if !ok {
+			return l, false
+		}
+	}
+	prefix := "db" + strconv.Itoa(db) + ":"
+	for len(body) > 0 {
+		var field []byte
+		field, body, _ = bytes.Cut(body, []byte("\r\n"))
+		rest, found := bytes.CutPrefix(field, []byte(prefix))
+		if !found {
+			continue
+		}
+		for _, kv := range bytes.Split(rest, []byte(",")) {
+			k, v, _ := bytes.Cut(kv, []byte("="))
+			n, err := strconv.ParseInt(string(v), 10, 64)
+			if err != nil {
+				return l, false
+			}
+			switch string(k) {
+			case "keys":
+				l.keys = n
+			case "expires":
+				l.expires = n
+			case "avg_ttl":
+				l.avgTTL = n
+			}
+		}
+		return l, true
+	}
+	return l, true
 }
 
 // humanBytes writes a size as Redis' *_human INFO fields do: bytes below

@@ -254,7 +254,7 @@ func (c *client) txCommand(def *command.Spec, cmd *resp.Command) {
 	}
 	switch def.Kind {
 	case command.Local:
-		if def.Name == "ping" || def.Name == "echo" || def.Name == "select" && c.isPoolDB(cmd.Args[1]) {
+		if def.Name == "ping" || def.Name == "echo" || def.Name == "wait" || def.Name == "select" && c.isPoolDB(cmd.Args[1]) {
 			c.txQueue(cmd)
 			return
 		}

@@ -231,6 +231,12 @@ type result struct {
 	MaxErrRate  float64 `json:"max_error_rate"`
 	Passed      bool    `json:"passed"`
 	Failure     string  `json:"failure,omitempty"` // why Passed is false
+
+	// --blocked: the connections held in BLPOP, and how many of them were
+	// answered, which they must not be.
+	Blocked         int    `json:"blocked,omitempty"`
+	BlockedAnswered int    `json:"blocked_answered,omitempty"`
+	BlockedFirst    string `json:"blocked_first_answer,omitempty"`
 }
 
 // failure says why the run failed, or returns "" if it passed: nothing was
@@ -243,6 +249,8 @@ func (r *result) failure() string {
 		return fmt.Sprintf("%d of %d requests failed, more than --max-error-rate %g", r.Errors, r.Requests, r.MaxErrRate)
 	case r.WarmupKeys > 0 && float64(r.WarmupErr)/float64(r.WarmupKeys) > r.MaxErrRate:
 		return fmt.Sprintf("warmup: %d of %d SETs failed, more than --max-error-rate %g", r.WarmupErr, r.WarmupKeys, r.MaxErrRate)
+	case r.BlockedAnswered > 0:
+		return fmt.Sprintf("%d of %d blocked connections were answered; the first: %s", r.BlockedAnswered, r.Blocked, r.BlockedFirst)
 	}
 	return ""
 }
@@ -250,7 +258,7 @@ func (r *result) failure() string {
 // run generates load as cfg says, writes a progress line to progress every
 // second, and returns the totals. Cancelling ctx ends the run early with the
 // totals so far.
-func run(ctx context.Context, cfg config, progress io.Writer) result {
+func run(ctx context.Context, cfg config, progress io.Writer) (res result) {
 	client := redis.NewClient(cfg.options())
 	defer client.Close()
 
@@ -285,7 +293,7 @@ func run(ctx context.Context, cfg config, progress io.Writer) result {
 		}
 	}
 
-	res := result{
+	res = result{
 		Addr:        cfg.Addr,
 		Connections: cfg.Connections,
 		Pipeline:    cfg.Pipeline,
@@ -297,6 +305,28 @@ func run(ctx context.Context, cfg config, progress io.Writer) result {
 	}
 	if cfg.Dist == "zipf" {
 		res.ZipfS = cfg.ZipfS
+	}
+	if cfg.Blocked > 0 {
+		res.Blocked = cfg.Blocked
+		blocked, err := openBlocked(cfg, cfg.Blocked)
+		if err != nil {
+			res.Failure = err.Error()
+			return res
+		}
+		defer blocked.close()
+		res.BlockedAnswered, res.BlockedFirst = blocked.answered(blockedSettle)
+		if res.BlockedAnswered > 0 {
+			res.Failure = fmt.Sprintf("%d of %d blocked connections were answered before the load began; the first: %s",
+				res.BlockedAnswered, res.Blocked, res.BlockedFirst)
+			return res
+		}
+		fmt.Fprintf(progress, "blocked: %d connections in BLPOP\n", cfg.Blocked)
+		defer func() {
+			if res.BlockedAnswered, res.BlockedFirst = blocked.answered(blockedRecheck); res.BlockedAnswered > 0 {
+				res.Failure = res.failure()
+				res.Passed = false
+			}
+		}()
 	}
 	if cfg.Warmup {
 		res.WarmupKeys = cfg.Keys

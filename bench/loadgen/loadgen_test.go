@@ -37,6 +37,8 @@ func TestRunAgainstRedis(t *testing.T) {
 		{"request budget", func(c *config) { c.Pipeline, c.Requests = 8, 1001 }},
 		{"all writes", func(c *config) { c.ReadRatio = 0 }},
 		{"password", func(c *config) { c.Addr, c.Password = authAddr, "s3cret" }},
+		{"blocked connections", func(c *config) { c.Blocked = 20 }},
+		{"blocked connections with password", func(c *config) { c.Addr, c.Password, c.Blocked = authAddr, "s3cret", 3 }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -59,6 +61,44 @@ func TestRunAgainstRedis(t *testing.T) {
 	if err != nil || n != 3 {
 		t.Errorf("EXISTS loadgen:0 loadgen:500 loadgen:999 = %d, %v, want 3", n, err)
 	}
+}
+
+// --blocked connections sit in BLPOP on the server for the whole run, and
+// one that is answered fails it.
+func TestRunBlockedConnections(t *testing.T) {
+	addr := startRedis(t)
+	admin := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2})
+	defer admin.Close()
+	cfg := testConfig(addr)
+	cfg.Blocked, cfg.Duration = 5, 3*time.Second
+	pushed := make(chan error, 1)
+	go pushWhenBlocked(admin, 5, "loadgen:blocked:3", pushed)
+	res := run(context.Background(), cfg, testWriter{t})
+	if err := <-pushed; err != nil {
+		t.Fatal(err)
+	}
+	if res.Passed || res.BlockedAnswered != 1 || !strings.Contains(res.Failure, "1 of 5 blocked connections were answered") || res.Requests == 0 {
+		t.Errorf("result = %+v, want a failure for the one answered blocked connection", res)
+	}
+}
+
+// pushWhenBlocked waits until n clients are blocked on the server of
+// admin, then, once the load is likely under way, pushes to key.
+func pushWhenBlocked(admin *redis.Client, n int, key string, done chan<- error) {
+	ctx := context.Background()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		info, err := admin.Info(ctx, "clients").Result()
+		if err != nil {
+			done <- err
+			return
+		}
+		if strings.Contains(info, fmt.Sprintf("blocked_clients:%d\r\n", n)) {
+			time.Sleep(time.Second)
+			done <- admin.LPush(ctx, key, "x").Err()
+			return
+		}
+	}
+	done <- fmt.Errorf("not %d blocked clients after 10s", n)
 }
 
 // go-redis opens connections with HELLO, on which twemproxy hangs up; the
@@ -110,6 +150,7 @@ func TestFailure(t *testing.T) {
 		{"nothing sent", result{MaxErrRate: 1}, "no requests"},
 		{"warmup failed", result{Requests: 100, WarmupKeys: 1000, WarmupErr: 100, MaxErrRate: 0.01}, "warmup: 100 of 1000 SETs failed"},
 		{"warmup within the limit", result{Requests: 100, WarmupKeys: 1000, WarmupErr: 10, MaxErrRate: 0.01}, ""},
+		{"blocked answered", result{Requests: 100, MaxErrRate: 0.01, Blocked: 10, BlockedAnswered: 1, BlockedFirst: "x"}, "1 of 10 blocked connections were answered"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -149,6 +190,7 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"--requests", "-1"}, "--requests"},
 		{[]string{"--timeout", "0"}, "--timeout"},
 		{[]string{"--max-error-rate", "2"}, "--max-error-rate"},
+		{[]string{"--blocked", "-1"}, "--blocked"},
 		{[]string{"extra"}, "flags only"},
 		{[]string{"--no-such-flag"}, "not defined"},
 	}

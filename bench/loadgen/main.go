@@ -21,6 +21,9 @@
 //
 // Only plain GET and SET are sent, in RESP2, and the connection starts
 // without HELLO, CLIENT SETINFO or CLIENT SETNAME, so twemproxy accepts it.
+// With --blocked N, N more connections each sit in a BLPOP that nothing
+// wakes for the whole run, to measure the load beside blocked clients
+// (bench/blocked.sh).
 package main
 
 import (
@@ -55,6 +58,7 @@ type config struct {
 	Timeout      time.Duration
 	MaxErrorRate float64
 	Seed         uint64
+	Blocked      int
 }
 
 // parseFlags parses args (without the program name) and checks the values.
@@ -92,6 +96,7 @@ flags:
 	fs.DurationVar(&c.Timeout, "timeout", 2*time.Second, "timeout for dialing and for each request or pipeline round trip")
 	fs.Float64Var(&c.MaxErrorRate, "max-error-rate", 0.01, "exit 1 if more than this fraction of requests fail")
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the key and command choices (each connection derives its own stream)")
+	fs.IntVar(&c.Blocked, "blocked", 0, "before the load, open this many more connections, each blocked in BLPOP <key-prefix>blocked:<i> 0 for the whole run; the run fails if one is answered")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -122,6 +127,8 @@ func (c *config) check() error {
 		return fmt.Errorf("--timeout: %v: must be positive", c.Timeout)
 	case !(c.MaxErrorRate >= 0 && c.MaxErrorRate <= 1):
 		return fmt.Errorf("--max-error-rate: %v: must be between 0 and 1", c.MaxErrorRate)
+	case c.Blocked < 0:
+		return fmt.Errorf("--blocked: %d: must not be negative", c.Blocked)
 	}
 	return checkKeys(c.Dist, c.Keys, c.ZipfS)
 }
@@ -181,6 +188,9 @@ func printSummary(w io.Writer, r result) {
 	fmt.Fprintf(w, "errors      %d (%.3f%%)\n", r.Errors, r.ErrorRate*100)
 	if r.FirstError != "" {
 		fmt.Fprintf(w, "first error %s\n", r.FirstError)
+	}
+	if r.Blocked > 0 {
+		fmt.Fprintf(w, "blocked     %d connections in BLPOP, %d answered\n", r.Blocked, r.BlockedAnswered)
 	}
 	fmt.Fprintf(w, "latency     p50 %v  p99 %v  p999 %v  max %v  mean %v\n",
 		us(r.P50us), us(r.P99us), us(r.P999us), us(r.MaxUs), us(r.MeanUs))

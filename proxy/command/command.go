@@ -143,6 +143,8 @@ func buildPolicies() map[string]policy {
 	set(policy{kind: Local}, "ping", "echo", "quit", "select", "auth", "hello", "client", "info",
 		"reset", "readonly", "readwrite")
 	set(policy{kind: Transaction}, "multi", "exec", "discard", "watch", "unwatch")
+	// WAIT asks every server, on connections of their own (proxy/wait.go).
+	set(policy{kind: Local}, "wait")
 	// Keyless commands whose answer differs per server; the admin flag
 	// and a request_policy of all_shards or all_nodes say the
 	// same for the rest (derivedPolicy).

@@ -1,0 +1,338 @@
+#!/usr/bin/env bash
+# blocked.sh: GET/SET throughput of shardproxy with and without clients
+# blocked in BLPOP beside the load, measured in one run.
+#
+#   bash bench/blocked.sh          (`make bench` runs it after compare.sh)
+#
+# It starts 3 redis-servers and shardproxy (a pool of the three, with
+# blocking_connections high enough for every blocked client to get a server
+# connection of its own) on free loopback ports, then, for each pipeline
+# depth, runs bench/loadgen (80% GET / 20% SET over zipf keys) once alone and
+# once with --blocked N: N more connections each sit in BLPOP on a key of
+# their own that nothing pushes to, for the whole run. While they do, the
+# script checks that the servers count N blocked clients, that is, that each
+# BLPOP holds a server connection of its own. It prints every command before
+# it runs and ends with a markdown table (paste it into bench/RESULTS.md).
+# Only loopback addresses are used. Everything it started is stopped on exit.
+#
+# Environment (defaults in brackets):
+#   BENCH_BLOCKED     blocked clients [1000]
+#   BENCH_DURATION    duration of each loadgen run [5s]
+#   BENCH_CLIENTS     loadgen connections sending GET/SET [50]
+#   BENCH_PIPELINE    pipeline depth of the pipelined rows [16]
+#   BENCH_KEYS        key space [100000]
+#   BENCH_VALUE_SIZE  SET value size in bytes [64]
+#   BENCH_ROUNDS      run every measurement this many times, swapping the
+#                     order of the two runs every round, and report medians [3]
+#   SHARDPROXY_BIN    use this shardproxy binary instead of building ./cmd/shardproxy
+#   BENCH_KEEP=1      keep the temporary directory with configs and logs
+#
+# The defaults take about 2 minutes on 2 cores.
+set -euo pipefail
+
+BLOCKED=${BENCH_BLOCKED:-1000}
+DURATION=${BENCH_DURATION:-5s}
+CLIENTS=${BENCH_CLIENTS:-50}
+PIPELINE=${BENCH_PIPELINE:-16}
+KEYS=${BENCH_KEYS:-100000}
+VALUE_SIZE=${BENCH_VALUE_SIZE:-64}
+ROUNDS=${BENCH_ROUNDS:-3}
+KEEP=${BENCH_KEEP:-0}
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+die() {
+	echo "blocked.sh: $*" >&2
+	exit 1
+}
+
+for n in "$BLOCKED" "$CLIENTS" "$PIPELINE" "$KEYS" "$VALUE_SIZE" "$ROUNDS"; do
+	if ! [[ $n =~ ^[0-9]+$ ]] || [ "$n" -eq 0 ]; then
+		die "BENCH_* counts must be positive integers, got \"$n\""
+	fi
+done
+
+for tool in go redis-server redis-cli; do
+	command -v "$tool" >/dev/null || die "$tool is not installed"
+done
+
+# Every blocked client is a client socket and a server socket of the proxy,
+# and a socket of loadgen.
+need_fds=$((2 * BLOCKED + 2 * CLIENTS + 100))
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$need_fds" ]; then
+	ulimit -n "$need_fds" 2>/dev/null || die "ulimit -n is $(ulimit -n); $need_fds file descriptors are needed"
+fi
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/shardproxy-blocked.XXXXXX")
+pids=()
+
+# cleanup stops, by pid, every process this script started, then removes tmp.
+cleanup() {
+	local rc=$? pid i
+	trap - EXIT INT TERM
+	for pid in "${pids[@]}"; do
+		kill "$pid" 2>/dev/null || true
+	done
+	for i in $(seq 50); do
+		local alive=0
+		for pid in "${pids[@]}"; do
+			if kill -0 "$pid" 2>/dev/null; then alive=1; fi
+		done
+		[ "$alive" = 0 ] && break
+		sleep 0.1
+	done
+	for pid in "${pids[@]}"; do
+		kill -KILL "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+	if [ "$KEEP" = 1 ]; then
+		echo "configs and logs kept in $tmp"
+	else
+		rm -rf "$tmp"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# show prints a command line, quoting only the words that need it.
+show() {
+	local arg
+	printf '+'
+	for arg in "$@"; do
+		if [[ $arg =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then
+			printf ' %s' "$arg"
+		else
+			printf ' %q' "$arg"
+		fi
+	done
+	printf '\n'
+}
+
+run() {
+	show "$@"
+	"$@"
+}
+
+# free_port sets $free to a loopback port that nothing listens on and that
+# this script has not handed out yet.
+used_ports=" "
+free=
+free_port() {
+	local p i
+	for i in $(seq 200); do
+		p=$((20000 + RANDOM % 12000)) # below Linux's ephemeral range
+		case "$used_ports" in *" $p "*) continue ;; esac
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			used_ports+="$p "
+			free=$p
+			return 0
+		fi
+	done
+	die "found no free loopback port"
+}
+
+# start NAME PORT LOG COMMAND... starts a server in the background and waits
+# for it to answer PING.
+start() {
+	local name=$1 port=$2 log=$3 i
+	shift 3
+	show "$@"
+	"$@" >>"$log" 2>&1 &
+	pids+=("$!")
+	for i in $(seq 100); do
+		if [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ]; then
+			return 0
+		fi
+		kill -0 "${pids[-1]}" 2>/dev/null || {
+			tail -n 20 "$log" >&2
+			die "$name exited before answering PING on 127.0.0.1:$port"
+		}
+		sleep 0.1
+	done
+	tail -n 20 "$log" >&2
+	die "$name does not answer PING on 127.0.0.1:$port after 10s"
+}
+
+echo "== machine"
+cpu_model=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)
+echo "date:     $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+echo "cpus:     $(nproc) x ${cpu_model:-unknown}"
+echo "memory:   $(free -h 2>/dev/null | awk '/^Mem:/ {print $2}')"
+echo "load avg: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown) (at start)"
+echo "tools:    $(redis-server --version | cut -d' ' -f1-3), $(go version | cut -d' ' -f3)"
+echo "params:   BENCH_BLOCKED=$BLOCKED BENCH_DURATION=$DURATION BENCH_CLIENTS=$CLIENTS" \
+	"BENCH_PIPELINE=$PIPELINE BENCH_KEYS=$KEYS BENCH_VALUE_SIZE=$VALUE_SIZE BENCH_ROUNDS=$ROUNDS"
+
+echo
+echo "== build"
+run go build -o "$tmp/loadgen" ./bench/loadgen
+if [ -n "${SHARDPROXY_BIN:-}" ]; then
+	shardproxy_bin=$SHARDPROXY_BIN
+	[ -x "$shardproxy_bin" ] || die "SHARDPROXY_BIN=$shardproxy_bin is not an executable"
+else
+	run go build -o "$tmp/shardproxy" ./cmd/shardproxy
+	shardproxy_bin=$tmp/shardproxy
+fi
+
+echo
+echo "== servers"
+redis_ports=()
+for i in 1 2 3; do
+	free_port
+	redis_ports+=("$free")
+	mkdir -p "$tmp/redis$i"
+	start "redis-server $i" "$free" "$tmp/redis$i.log" \
+		redis-server --port "$free" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp/redis$i"
+done
+free_port
+sp_port=$free
+free_port
+sp_stats=$free
+# blocking_connections bounds blocked clients per server: BENCH_BLOCKED
+# lets every blocked client have its connection however the keys fall.
+cat >"$tmp/shardproxy.yml" <<EOF
+bench:
+  listen: 127.0.0.1:$sp_port
+  hash: fnv1a_64
+  distribution: ketama
+  redis: true
+  blocking_connections: $BLOCKED
+  servers:
+   - 127.0.0.1:${redis_ports[0]}:1 redis1
+   - 127.0.0.1:${redis_ports[1]}:1 redis2
+   - 127.0.0.1:${redis_ports[2]}:1 redis3
+EOF
+start shardproxy "$sp_port" "$tmp/shardproxy.log" \
+	"$shardproxy_bin" -c "$tmp/shardproxy.yml" -s "$sp_stats" -a 127.0.0.1
+sp_pid=${pids[-1]}
+echo "pool: $tmp/shardproxy.yml"
+cat "$tmp/shardproxy.yml"
+
+# blocked_on_servers prints the sum of the servers' blocked_clients.
+blocked_on_servers() {
+	local p sum=0 n
+	for p in "${redis_ports[@]}"; do
+		n=$(redis-cli -h 127.0.0.1 -p "$p" info clients | tr -d '\r' | sed -n 's/^blocked_clients://p')
+		sum=$((sum + ${n:-0}))
+	done
+	echo "$sum"
+}
+
+# proxy_ticks prints the CPU time shardproxy has used, in clock ticks.
+proxy_ticks() {
+	sed 's/.*) //' "/proc/$sp_pid/stat" | awk '{ print $12 + $13 }'
+}
+hz=$(getconf CLK_TCK 2>/dev/null || echo 100)
+
+# rps[depth/mode], p99[depth/mode], cpu[depth/mode]: each round's results,
+# space-separated.
+declare -A rps p99 cpu
+failures=0
+record() {
+	local -n into=$1
+	into[$2]="${into[$2]:-}${into[$2]:+ }$3"
+}
+
+# measure DEPTH MODE runs loadgen at pipeline DEPTH, alone (MODE idle) or
+# beside BENCH_BLOCKED blocked clients (MODE blocked).
+measure() {
+	local depth=$1 mode=$2 out=$tmp/lg-$1-$2.json nblocked=0 before after lg seen=0 i
+	[ "$mode" = blocked ] && nblocked=$BLOCKED
+	echo
+	echo "-- pipeline $depth, $nblocked blocked clients"
+	before=$(proxy_ticks)
+	show "$tmp/loadgen" --addr "127.0.0.1:$sp_port" --connections "$CLIENTS" --pipeline "$depth" \
+		--keys "$KEYS" --dist zipf --read-ratio 0.8 --value-size "$VALUE_SIZE" --duration "$DURATION" \
+		--timeout 10s --warmup --blocked "$nblocked" --json
+	"$tmp/loadgen" --addr "127.0.0.1:$sp_port" --connections "$CLIENTS" --pipeline "$depth" \
+		--keys "$KEYS" --dist zipf --read-ratio 0.8 --value-size "$VALUE_SIZE" --duration "$DURATION" \
+		--timeout 10s --warmup --blocked "$nblocked" --json >"$out" 2>"$out.progress" &
+	lg=$!
+	pids+=("$lg")
+	if [ "$nblocked" -gt 0 ]; then
+		for i in $(seq 300); do
+			seen=$(blocked_on_servers)
+			[ "$seen" -ge "$nblocked" ] && break
+			kill -0 "$lg" 2>/dev/null || break
+			sleep 0.1
+		done
+		echo "servers' blocked_clients: $seen; shardproxy $(grep VmRSS "/proc/$sp_pid/status" | tr -s ' \t' ' ')"
+	fi
+	if ! wait "$lg"; then
+		cat "$out.progress" "$out" >&2
+		echo "!! loadgen failed"
+		failures=$((failures + 1))
+		record rps "$depth/$mode" error
+		return
+	fi
+	after=$(proxy_ticks)
+	cat "$out"
+	if [ "$nblocked" -gt 0 ] && [ "$seen" -ne "$nblocked" ]; then
+		echo "!! the servers had $seen blocked clients, not $nblocked"
+		failures=$((failures + 1))
+		record rps "$depth/$mode" error
+		return
+	fi
+	local req
+	req=$(sed -n 's/.*"requests":\([0-9]*\).*/\1/p' "$out")
+	record rps "$depth/$mode" "$(sed -n 's/.*"rps":\([0-9]*\).*/\1/p' "$out")"
+	record p99 "$depth/$mode" "$(sed -n 's/.*"p99_us":\([0-9]*\).*/\1/p' "$out")"
+	# The warmup's SETs are requests the proxy served too.
+	record cpu "$depth/$mode" "$(awk -v t="$((after - before))" -v hz="$hz" -v n="$((req + KEYS))" \
+		'BEGIN { if (n > 0) printf "%.2f", t * 1e6 / hz / n; else print "error" }')"
+}
+
+echo
+echo "== benchmarks"
+for round in $(seq "$ROUNDS"); do
+	modes=(idle blocked)
+	[ $((round % 2)) = 0 ] && modes=(blocked idle)
+	[ "$ROUNDS" -gt 1 ] && echo && echo "== round $round of $ROUNDS (order: ${modes[*]})"
+	for depth in 1 "$PIPELINE"; do
+		for mode in "${modes[@]}"; do
+			measure "$depth" "$mode"
+		done
+	done
+done
+
+# median prints the median of the rounds' results, "error" if one failed.
+median() {
+	case " $1 " in
+	"  ") echo "-" ;;
+	*" error "*) echo error ;;
+	*) tr ' ' '\n' <<<"$1" | sort -g |
+		awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }' ;;
+	esac
+}
+
+# ratio_median prints the median over rounds of blocked/idle, each round's
+# pair measured one after the other.
+ratio_median() {
+	local a=($1) b=($2) i r=""
+	for i in "${!a[@]}"; do
+		r+=" $(awk -v a="${a[$i]}" -v b="${b[$i]:-}" 'BEGIN {
+			if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) printf "%.2f", a / b; else print "error" }')"
+	done
+	median "${r# }"
+}
+
+echo
+echo "== results ($(nproc) CPUs shared by loadgen, shardproxy and the servers; median of $ROUNDS round(s);" \
+	"load avg at end: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown))"
+echo
+echo "| workload | req/s alone | req/s beside $BLOCKED blocked | blocked/alone | p99 us alone | p99 us beside $BLOCKED blocked | proxy CPU us/request alone | proxy CPU us/request beside $BLOCKED blocked |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+for depth in 1 "$PIPELINE"; do
+	echo "| loadgen 80/20 GET/SET zipf, $CLIENTS conns, pipeline $depth" \
+		"| $(median "${rps[$depth/idle]:-}") | $(median "${rps[$depth/blocked]:-}")" \
+		"| $(ratio_median "${rps[$depth/blocked]:-}" "${rps[$depth/idle]:-}")" \
+		"| $(median "${p99[$depth/idle]:-}") | $(median "${p99[$depth/blocked]:-}")" \
+		"| $(median "${cpu[$depth/idle]:-}") | $(median "${cpu[$depth/blocked]:-}") |"
+done
+echo
+echo "total time: ${SECONDS}s"
+if [ "$failures" -gt 0 ]; then
+	die "$failures measurement(s) failed; see the output above"
+fi
