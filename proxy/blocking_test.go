@@ -187,6 +187,24 @@ func TestBlockingConnectionsBound(t *testing.T) {
 	b.Close()
 }
 
+// The bound counts clients blocked through a pool that a reload replaced:
+// it is the server's, not the pool version's.
+func TestBlockingConnectionsBoundSurvivesReload(t *testing.T) {
+	tp := startProxy(t, 1, "  blocking_connections: 1\n")
+	a := sendBlocking(t, tp, "BLPOP", "b1", "0")
+	waitBlocked(t, tp.redises[0], 1)
+	yaml := fmt.Sprintf("alpha:\n  listen: %s\n  redis: true\n  blocking_connections: 1\n  timeout: 5000\n  servers:\n    - %s:1 server0\n", tp.addr, tp.redises[0].Addr)
+	if err := tp.srv.Reload(mustParse(t, yaml)); err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+	want := "-" + tooManyBlocked("server0", 1) + "\r\n"
+	if got := do(t, tp.client(t), "BLPOP", "b2", "0"); got != want {
+		t.Fatalf("BLPOP after the reload = %q, want %q", got, want)
+	}
+	do(t, tp.client(t), "RPUSH", "b1", "v")
+	readReply(t, a)
+}
+
 // A client that disconnects while blocked frees its server connection at
 // once: the server has no blocked client and no connection left for it.
 func TestBlockingClientGoneFreesConnection(t *testing.T) {

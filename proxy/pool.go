@@ -51,9 +51,11 @@ type server struct {
 	conns []*backend.Conn // the first server_connections of up's
 	resp3 []*backend.Conn // their RESP3 twins, for clients that said HELLO 3
 	next  atomic.Uint32   // round robin over conns, or resp3
-	// blocked counts the pool's clients blocked on this server now, each
-	// on a connection of its own, up to blocking_connections.
-	blocked atomic.Int32
+	// blocked counts the clients blocked on this server now, each on a
+	// connection of its own, up to blocking_connections: up's count, so
+	// that clients still blocked through the pool a reload replaced count
+	// too.
+	blocked *atomic.Int32
 
 	stats   *stats.Server    // up's
 	health  *backend.Health  // up's
@@ -96,6 +98,7 @@ func newPool(srv *Server, cfg *config.Pool, prev *pool) (*pool, error) {
 			initAddress(s.up.Address(), sc, cfg.KubernetesService)
 		}
 		s.stats, s.health, s.address = s.up.Stats(), s.up.Health(), s.up.Address()
+		s.blocked = s.up.Blocked()
 		p.servers = append(p.servers, s)
 	}
 	p.full = &layout{Placement: ring, servers: p.servers}

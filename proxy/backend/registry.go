@@ -85,6 +85,7 @@ type Upstream struct {
 	// are dropped and counted in pushesDropped.
 	onPush        atomic.Pointer[PushHandler]
 	pushesDropped atomic.Int64
+	blocked       atomic.Int32 // clients blocked on it now (Blocked)
 }
 
 // What an upstream's RESP3 handshakes showed.
@@ -108,6 +109,11 @@ func (u *Upstream) SetPushHandler(h PushHandler) {
 	}
 	u.onPush.Store(&h)
 }
+
+// Blocked is the count of clients blocked on u now, each on a dedicated
+// connection, which the proxy bounds by blocking_connections; it lives
+// with u, so a reload that keeps the server keeps the count.
+func (u *Upstream) Blocked() *atomic.Int32 { return &u.blocked }
 
 // PushesDropped reports how many push messages arrived with no handler set.
 func (u *Upstream) PushesDropped() int64 { return u.pushesDropped.Load() }
