@@ -78,6 +78,11 @@ func startShardproxyProcess(t *testing.T, redises []*proxytest.Redis, extra stri
 	}
 	sp.proc = proc
 	t.Cleanup(proc.Kill)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("shardproxy's log:\n%s", sp.logs.String())
+		}
+	})
 	if err := proc.WaitUntil(20*time.Second, func() bool {
 		c, err := net.DialTimeout("tcp", sp.addr, time.Second)
 		if err == nil {
