@@ -237,8 +237,7 @@ func TestTrackingLostConnectionFlushes(t *testing.T) {
 }
 
 // rueidis with its defaults (cluster detection, client-side caching on,
-// OPTIN) caches through
-// the proxy and sees another client's write.
+// OPTIN) caches through the proxy and sees another client's write.
 func TestTrackingRueidisDoCache(t *testing.T) {
 	tp := startProxy(t, 3, "")
 	client, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{tp.addr}})
