@@ -17,7 +17,8 @@
 # published to its channel. nutcracker is not measured: it does not proxy
 # publish/subscribe. Then bench/loadgen (80/20 GET/SET, zipf,
 # BENCH_CLIENTS connections) runs through shardproxy once alone and once
-# beside an unpipelined fan-out run. It prints every command before it
+# beside an unpipelined fan-out run through it, and for reference the same
+# against redis-server 1 beside the fan-out direct to the servers. It prints every command before it
 # runs and ends with two markdown tables (paste them into bench/RESULTS.md).
 # Only loopback addresses are used. Everything it started is stopped on exit.
 #
@@ -271,19 +272,22 @@ fanout() {
 	fi
 }
 
-# getset MODE runs loadgen through shardproxy alone (MODE alone) or beside
-# an unpipelined fan-out through shardproxy (MODE beside).
-declare -A gs_rps gs_p99
-beside_delivered=-
+# getset TARGET MODE runs loadgen alone (MODE alone) or beside an
+# unpipelined fan-out (MODE beside), through shardproxy (TARGET shardproxy)
+# or against redis-server 1 with the fan-out direct to the servers (TARGET
+# direct), for a reference of what the machine's shared cores allow.
+declare -A gs_rps gs_p99 beside_delivered
 getset() {
-	local mode=$1 out=$tmp/loadgen-$1.json fo=$tmp/fanout-beside.json lg fo_pid="" i ok=1
+	local target=$1 mode=$2 out=$tmp/loadgen-$1-$2.json fo=$tmp/fanout-beside-$1.json fo_pid="" i ok=1 addr
+	addr=127.0.0.1:$sp_port
+	[ "$target" = direct ] && addr=127.0.0.1:${redis_ports[0]}
 	echo
-	echo "-- GET/SET through shardproxy, $mode"
+	echo "-- GET/SET, $target, $mode"
 	if [ "$mode" = beside ]; then
 		# The fan-out publishes 2s longer than loadgen runs, which starts
 		# once the fan-out has subscribed, so loadgen runs beside it
 		# throughout.
-		fanout_cmd shardproxy 1 "$((secs + 2))s"
+		fanout_cmd "$target" 1 "$((secs + 2))s"
 		show "${cmd[@]}"
 		"${cmd[@]}" >"$fo" 2>"$fo.progress" &
 		fo_pid=$!
@@ -295,7 +299,7 @@ getset() {
 		done
 		grep '^subscribed' "$fo.progress" || true
 	fi
-	lg=("$tmp/loadgen" --addr "127.0.0.1:$sp_port" --connections "$CLIENTS" --pipeline 1
+	lg=("$tmp/loadgen" --addr "$addr" --connections "$CLIENTS" --pipeline 1
 		--dist zipf --read-ratio 0.8 --value-size 64 --duration "$DURATION" --timeout 10s --json)
 	show "${lg[@]}"
 	if ! "${lg[@]}" >"$out" 2>"$out.progress"; then
@@ -311,15 +315,15 @@ getset() {
 			ok=0
 		fi
 		cat "$fo"
-		beside_delivered=$(json_field "$fo" delivered_per_second)
+		beside_delivered[$target]=$(json_field "$fo" delivered_per_second)
 	fi
 	if [ "$ok" = 0 ]; then
 		failures=$((failures + 1))
-		gs_rps[$mode]=error
+		gs_rps[$target/$mode]=error
 		return
 	fi
-	gs_rps[$mode]=$(json_field "$out" rps)
-	gs_p99[$mode]=$(json_field "$out" p99_us)
+	gs_rps[$target/$mode]=$(json_field "$out" rps)
+	gs_p99[$target/$mode]=$(awk -v v="$(json_field "$out" p99_us)" 'BEGIN { printf "%.0f", v }')
 }
 
 echo
@@ -328,8 +332,10 @@ fanout shardproxy 1
 fanout direct 1
 fanout direct "$PIPELINE"
 fanout shardproxy "$PIPELINE"
-getset alone
-getset beside
+getset shardproxy alone
+getset shardproxy beside
+getset direct beside
+getset direct alone
 
 ratio() {
 	awk -v a="$1" -v b="$2" 'BEGIN {
@@ -352,11 +358,15 @@ for depth in 1 "$PIPELINE"; do
 		"| ${proxy_cpu[shardproxy/$depth]:-} | ${server_cpu[shardproxy/$depth]:-} | ${server_cpu[direct/$depth]:-} |"
 done
 echo
-echo "| workload | req/s alone | req/s beside the fan-out | beside/alone | p99 us alone | p99 us beside | fan-out delivered/s meanwhile |"
+echo "| loadgen 80/20 GET/SET zipf, $CLIENTS conns, pipeline 1 | req/s alone | req/s beside the fan-out | beside/alone | p99 us alone | p99 us beside | fan-out delivered/s meanwhile |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
-echo "| loadgen 80/20 GET/SET zipf, $CLIENTS conns, pipeline 1, through shardproxy" \
-	"| ${gs_rps[alone]:-} | ${gs_rps[beside]:-} | $(ratio "${gs_rps[beside]:-}" "${gs_rps[alone]:-}")" \
-	"| ${gs_p99[alone]:-} | ${gs_p99[beside]:-} | $beside_delivered |"
+for target in shardproxy direct; do
+	what="through shardproxy, beside the fan-out through it"
+	[ "$target" = direct ] && what="to redis-server 1, beside the fan-out direct to the servers"
+	echo "| $what" \
+		"| ${gs_rps[$target/alone]:-} | ${gs_rps[$target/beside]:-} | $(ratio "${gs_rps[$target/beside]:-}" "${gs_rps[$target/alone]:-}")" \
+		"| ${gs_p99[$target/alone]:-} | ${gs_p99[$target/beside]:-} | ${beside_delivered[$target]:-} |"
+done
 echo
 echo "total time: ${SECONDS}s"
 if [ "$failures" -gt 0 ]; then
