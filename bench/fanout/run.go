@@ -51,11 +51,11 @@ type channel struct {
 }
 
 // pickChannels names n channels whose owners on ring cover every server
-// evenly: <prefix><k>.ch for the smallest k that keep each server's share
-// at most ceil(n/servers).
+// evenly: <prefix><k>.ch for the smallest k that give each server n/servers
+// channels, and n%servers of them one more.
 func pickChannels(ring *hashring.Ring, prefix string, n int) ([]channel, error) {
 	servers := ring.Len()
-	most := (n + servers - 1) / servers
+	each, extra := n/servers, n%servers
 	per := make([]int, servers)
 	var chans []channel
 	for k := 0; len(chans) < n; k++ {
@@ -64,8 +64,14 @@ func pickChannels(ring *hashring.Ring, prefix string, n int) ([]channel, error) 
 		}
 		base := prefix + strconv.Itoa(k) + "."
 		owner := ring.Lookup([]byte(base + "ch"))
-		if owner < 0 || per[owner] >= most {
+		switch {
+		case owner < 0 || per[owner] > each:
 			continue
+		case per[owner] == each:
+			if extra == 0 {
+				continue
+			}
+			extra--
 		}
 		per[owner]++
 		chans = append(chans, channel{name: base + "ch", pattern: base + "*", owner: owner})
@@ -219,16 +225,8 @@ wait:
 			perChannel[i] += n
 		}
 	}
-	first := ""
-	for i, s := range subs {
-		want := perChannel[s.ch]
-		if got := s.got.Load(); got != want {
-			res.Short++
-			if first == "" {
-				first = fmt.Sprintf("subscriber %d (%s) got %d of %d messages", i, s.describe(chans), got, want)
-			}
-		}
-	}
+	var first string
+	res.Short, first = checkDeliveries(subs, chans, perChannel)
 	if res.Short > 0 {
 		return fail("%d of %d subscribers did not get exactly the messages published to their channel; the first: %s",
 			res.Short, len(subs), first)
@@ -238,6 +236,21 @@ wait:
 	}
 	res.Passed = true
 	return res
+}
+
+// checkDeliveries counts the subscribers that did not get exactly the
+// messages published to their channel, and describes the first.
+func checkDeliveries(subs []*subscriber, chans []channel, perChannel []int64) (short int, first string) {
+	for i, s := range subs {
+		want := perChannel[s.ch]
+		if got := s.got.Load(); got != want {
+			short++
+			if first == "" {
+				first = fmt.Sprintf("subscriber %d (%s) got %d of %d messages", i, s.describe(chans), got, want)
+			}
+		}
+	}
+	return short, first
 }
 
 func (s *subscriber) describe(chans []channel) string {
