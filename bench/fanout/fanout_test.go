@@ -148,6 +148,23 @@ func TestPickChannelsCoversEveryServer(t *testing.T) {
 	}
 }
 
+func TestParseFlagsRejects(t *testing.T) {
+	for _, args := range [][]string{
+		{},
+		{"--servers", "127.0.0.1:1"},
+		{"--servers", "127.0.0.1:1=a,127.0.0.1:2=b", "--channels", "1"},
+		{"--servers", "127.0.0.1:1=a", "--payload-size", "8"},
+		{"--servers", "127.0.0.1:1=a", "--payload-size", "70000"},
+		{"--servers", "127.0.0.1:1=a", "--pattern-share", "2"},
+		{"--servers", "127.0.0.1:1=a", "--server-pids", "x"},
+		{"--servers", "127.0.0.1:1=a", "extra"},
+	} {
+		if _, err := parseFlags(args, io.Discard); err == nil {
+			t.Errorf("parseFlags(%q) accepted it", args)
+		}
+	}
+}
+
 func TestPayloadRoundTrip(t *testing.T) {
 	b := appendPayload(nil, 3, 123456, 64)
 	if len(b) != 64 {

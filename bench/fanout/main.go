@@ -52,6 +52,9 @@ import (
 	"github.com/shardproxy/shardproxy/hashring"
 )
 
+// maxPayload keeps a message within a subscriber's read buffer.
+const maxPayload = 60000
+
 // config holds the flags.
 type config struct {
 	Proxy        string
@@ -148,8 +151,8 @@ func (c *config) check() error {
 		return fmt.Errorf("--publishers: %d: must be at least 1", c.Publishers)
 	case c.Pipeline < 1:
 		return fmt.Errorf("--pipeline: %d: must be at least 1", c.Pipeline)
-	case c.PayloadSize < 24:
-		return fmt.Errorf("--payload-size: %d: must be at least 24, the room for publisher and sequence", c.PayloadSize)
+	case c.PayloadSize < 24 || c.PayloadSize > maxPayload:
+		return fmt.Errorf("--payload-size: %d: must be between 24 (room for publisher and sequence) and %d", c.PayloadSize, maxPayload)
 	case c.Duration <= 0:
 		return fmt.Errorf("--duration: %v: must be positive", c.Duration)
 	case c.Window < 1:
