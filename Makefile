@@ -61,6 +61,7 @@ bench: deps
 	$(GO) test -run XXX -bench . -benchmem ./hashring ./proxy/...
 	bash bench/compare.sh
 	bash bench/blocked.sh
+	bash bench/pubsub.sh
 
 clean:
 	rm -rf bin
