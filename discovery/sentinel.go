@@ -107,7 +107,12 @@ type sentinelAnswer struct {
 	answered   bool   // it replied to the last poll
 	addr       string // "" when it does not monitor the master
 	epoch      int64
-	masterDown bool     // it flags the master s_down or o_down
+	masterDown bool // it flags the master s_down or o_down
+	// inFailover: it is running a failover of the master. Sentinel gives the
+	// master the new config epoch when the replica reports its promotion,
+	// but moves to the replica's address only at the end, so meanwhile it
+	// names the old address at the new epoch.
+	inFailover bool
 	replicas   []string // listed and not flagged down
 	downs      []string // listed and flagged s_down, o_down or disconnected
 }
@@ -279,7 +284,8 @@ func (w *SentinelWatcher) agree(old SentinelMaster, answers []sentinelAnswer) Se
 	v := old
 	v.Reachable = 0
 	counts := make(map[string]int)
-	epochs := make(map[string]int64)
+	epochs := make(map[string]int64)       // from Sentinels not running a failover
+	leaderEpochs := make(map[string]int64) // from those that are
 	for _, a := range answers {
 		if !a.answered {
 			continue
@@ -289,7 +295,11 @@ func (w *SentinelWatcher) agree(old SentinelMaster, answers []sentinelAnswer) Se
 			continue
 		}
 		counts[a.addr]++
-		epochs[a.addr] = max(epochs[a.addr], a.epoch)
+		if a.inFailover {
+			leaderEpochs[a.addr] = max(leaderEpochs[a.addr], a.epoch)
+		} else {
+			epochs[a.addr] = max(epochs[a.addr], a.epoch)
+		}
 	}
 	winner := ""
 	for addr, n := range counts {
@@ -304,7 +314,14 @@ func (w *SentinelWatcher) agree(old SentinelMaster, answers []sentinelAnswer) Se
 			v.LastSwitch = time.Now()
 		}
 		v.Addr = winner
-		v.Epoch = epochs[winner]
+		epoch, trusted := epochs[winner]
+		if !trusted {
+			epoch = leaderEpochs[winner]
+		}
+		if winner == old.Addr {
+			epoch = max(epoch, old.Epoch)
+		}
+		v.Epoch = epoch
 		v.Replicas = agreedReplicas(winner, answers, old.Epoch)
 	}
 	// Without a majority the last agreed address, epoch and replicas stay,
@@ -632,6 +649,7 @@ func parseSentinelMaster(master, replicas respValue) (sentinelAnswer, error) {
 	a := sentinelAnswer{answered: true, addr: addr, epoch: epoch}
 	flags := strings.Split(fields["flags"], ",")
 	a.masterDown = slices.Contains(flags, "s_down") || slices.Contains(flags, "o_down")
+	a.inFailover = slices.Contains(flags, "failover_in_progress")
 	if replicas.kind == '-' {
 		return sentinelAnswer{}, fmt.Errorf("SENTINEL REPLICAS: %s", replicas.str)
 	}

@@ -266,13 +266,20 @@ func TestSentinelWatcherFailover(t *testing.T) {
 
 // A Sentinel that slept through a failover and wakes up naming the old
 // master at the old epoch must not move the view back.
+//
+// The watcher's question must reach the paused Sentinel before the other
+// Sentinels' hello messages with the new configuration do, or it answers
+// with the new one: on resume it serves its sockets in the order they
+// became readable, and a connection dialed during the pause is accepted
+// only after the queued hellos are read. So the Timeout is longer than the
+// pause and the poll written just after SIGSTOP waits on its connection.
 func TestSentinelWatcherIgnoresStaleSentinel(t *testing.T) {
 	g := startSentinelGroup(t, "shard0", 3)
 	r := startSentinelWatcher(t, SentinelOptions{
 		Sentinels: g.addrs(),
 		Masters:   []string{"shard0"},
-		Poll:      50 * time.Millisecond,
-		Timeout:   300 * time.Millisecond,
+		Poll:      10 * time.Millisecond,
+		Timeout:   failoverBound,
 	})
 	r.waitView(t, "shard0", "all three agree", 10*time.Second, func(v SentinelMaster) bool {
 		return v.Addr == g.master.Addr && v.Agree == 3
@@ -283,8 +290,8 @@ func TestSentinelWatcherIgnoresStaleSentinel(t *testing.T) {
 	after := r.waitView(t, "shard0", "the replica is master", failoverBound, func(v SentinelMaster) bool {
 		return v.Addr == g.replica.Addr
 	})
-	if after.Reachable != 2 {
-		t.Errorf("with one Sentinel paused: Reachable %d, want 2", after.Reachable)
+	if after.Agree != 2 {
+		t.Errorf("with one Sentinel paused: %+v, want Agree 2", after)
 	}
 	sleeper.Resume()
 	line := r.waitLog(t, 30*time.Second, "sentinel answer ignored", "sentinel="+sleeper.Addr, "addr="+g.master.Addr)
@@ -492,6 +499,7 @@ func TestSentinelAgree(t *testing.T) {
 	a := func(addr string, epoch int64) sentinelAnswer {
 		return sentinelAnswer{answered: true, addr: addr, epoch: epoch}
 	}
+	leading := func(a sentinelAnswer) sentinelAnswer { a.inFailover = true; return a }
 	none := sentinelAnswer{}
 	unknown := sentinelAnswer{answered: true}
 	tests := []struct {
@@ -512,6 +520,10 @@ func TestSentinelAgree(t *testing.T) {
 			SentinelMaster{Addr: "B:1", Epoch: 1, Agree: 1, Reachable: 3, Switches: 1}},
 		{"split keeps the view", SentinelMaster{Addr: "A:1"}, []sentinelAnswer{a("A:1", 0), a("B:1", 1), unknown, none},
 			SentinelMaster{Addr: "A:1", Agree: 1, Reachable: 3}},
+		// A failover's leader names the old master at the new epoch until
+		// the switch; that epoch must not become the old master's.
+		{"leader mid-failover", SentinelMaster{Addr: "A:1"}, []sentinelAnswer{leading(a("A:1", 1)), a("A:1", 0), a("A:1", 0)},
+			SentinelMaster{Addr: "A:1", Epoch: 0, Agree: 3, Reachable: 3}},
 		{"even count needs more than half", SentinelMaster{Addr: "A:1"}, []sentinelAnswer{a("B:1", 1), a("B:1", 1), a("A:1", 0), none},
 			SentinelMaster{Addr: "A:1", Agree: 1, Reachable: 3}},
 	}
