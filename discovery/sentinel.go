@@ -506,7 +506,8 @@ func (l *sentinelLink) ask(ctx context.Context, masters []string) ([]sentinelAns
 		}
 		l.conn, l.reader = nc, br
 	}
-	stop := context.AfterFunc(ctx, func() { l.conn.Close() })
+	nc := l.conn // the AfterFunc may run after closeConn cleared l.conn
+	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
 	if err := l.conn.SetDeadline(time.Now().Add(l.w.opts.Timeout)); err != nil {
 		return nil, fmt.Errorf("sentinel %s: %w", l.addr, err)
@@ -940,6 +941,9 @@ func readRESPLine(br *bufio.Reader) ([]byte, error) {
 			continue
 		}
 		if err != nil {
+			if len(line) > 0 {
+				return nil, noEOF(err)
+			}
 			return nil, err
 		}
 		if len(line) < 2 || line[len(line)-2] != '\r' {
