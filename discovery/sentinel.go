@@ -80,7 +80,7 @@ func (m SentinelMaster) clone() SentinelMaster {
 	return m
 }
 
-// routedEqual reports whether a and b differ in nothing OnChange is
+// routedEqual reports whether m and o differ in nothing OnChange is
 // called for.
 func (m SentinelMaster) routedEqual(o SentinelMaster) bool {
 	return m.Addr == o.Addr && m.Epoch == o.Epoch && slices.Equal(m.Replicas, o.Replicas) &&
