@@ -9,6 +9,7 @@ import (
 
 	"github.com/shardproxy/shardproxy/proxy/backend"
 	"github.com/shardproxy/shardproxy/proxy/config"
+	"github.com/shardproxy/shardproxy/proxy/stats"
 )
 
 // A pool with sentinels is a ring of groups: each server is a master with
@@ -421,16 +422,28 @@ func (s *replySlot) giveUp() {
 	s.complete()
 }
 
-// status is the group's state for stats.
-func (g *group) status() (master string, confirmed bool, failovers int64, lastSwitch time.Time, want GroupMaster) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.master, g.master != "", g.failovers, g.lastSwitch, g.want
-}
-
 // isClosing reports whether Shutdown has begun.
 func (s *Server) isClosing() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.closing
+}
+
+// snapshot is the group's state for the stats port; why is why its
+// server takes no requests now, "" when it does.
+func (g *group) snapshot(why string) *stats.GroupStatus {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	st := &stats.GroupStatus{
+		Pool: g.id.pool, Server: g.id.server, Master: g.master, Confirmed: g.master != "",
+		Replicas: g.want.Replicas, Failovers: g.failovers, LastSwitch: g.lastSwitch,
+		Source: g.want.Source, Epoch: g.want.Epoch, Agree: g.want.Agree, Reachable: g.want.Reachable,
+	}
+	if st.Replicas == nil {
+		st.Replicas = []string{}
+	}
+	if !st.Confirmed {
+		st.Reason = why
+	}
+	return st
 }

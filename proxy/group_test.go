@@ -14,6 +14,7 @@ import (
 
 	"github.com/shardproxy/shardproxy/proxy/config"
 	"github.com/shardproxy/shardproxy/proxy/proxytest"
+	"github.com/shardproxy/shardproxy/proxy/stats"
 )
 
 // groupPool is a shardproxy pool of Sentinel-watched groups, each a
@@ -412,15 +413,13 @@ func TestGroupFailoverGoRedis(t *testing.T) {
 }
 
 // groupSnapshot returns group i's state as the stats report it.
-func (gp *groupPool) groupSnapshot(t *testing.T, i int) groupTestState {
+func (gp *groupPool) groupSnapshot(t *testing.T, i int) *stats.GroupStatus {
 	t.Helper()
-	g := gp.srv.poolList()[0].servers[i].group
-	master, confirmed, failovers, _, _ := g.status()
-	return groupTestState{Master: master, Confirmed: confirmed, Failovers: failovers}
-}
-
-type groupTestState struct {
-	Master    string
-	Confirmed bool
-	Failovers int64
+	var snap stats.Snapshot
+	gp.srv.Snapshot(&snap)
+	g := snap.Pools[0].Servers[i].Group
+	if g == nil {
+		t.Fatalf("server %d has no group state", i)
+	}
+	return g
 }
