@@ -313,17 +313,18 @@ func (g *group) armLocked() {
 	g.timer = time.AfterFunc(d, g.tick)
 }
 
-// tick fails the waiting requests past failover_hold with the error they
-// got, then checks discovery's master again if requests still wait or no
+// tick fails the waiting requests past failover_hold (all of them once
+// Shutdown has begun) with the error they got, then checks discovery's master again if requests still wait or no
 // master is confirmed.
 func (g *group) tick() {
 	now := time.Now()
+	closing := g.srv.isClosing()
 	g.mu.Lock()
 	g.timer = nil
 	var expired []*replySlot
 	kept := g.waiting[:0]
 	for _, s := range g.waiting {
-		if now.After(s.holdUntil) {
+		if closing || now.After(s.holdUntil) {
 			expired = append(expired, s)
 		} else {
 			kept = append(kept, s)
@@ -337,7 +338,7 @@ func (g *group) tick() {
 	for _, s := range expired {
 		s.giveUp()
 	}
-	if !again || g.srv.isClosing() {
+	if !again || closing {
 		return
 	}
 	// Requests wait on a master that refused them, or none is confirmed:
