@@ -266,7 +266,7 @@ func (g *group) confirm(addr string) {
 	g.mu.Unlock()
 	if moved {
 		g.srv.logger.Info("group master changed", "pool", g.id.pool, "server", g.id.server, "from", prev, "to", addr)
-		up.Reset("group master moved to " + addr)
+		up.ResetGroup("group master moved to " + addr)
 	} else if had == "" {
 		g.srv.logger.Info("group master confirmed", "pool", g.id.pool, "server", g.id.server, "addr", addr)
 	}

@@ -25,6 +25,8 @@ type groupPool struct {
 	masters  []*proxytest.Redis // as configured
 	replicas []*proxytest.Redis
 	resolves atomic.Int64 // calls of Options.ResolveGroup
+	// yaml is the pool's config with %s where extra keys go.
+	yaml string
 }
 
 // startGroups starts n groups and a pool over them; extra is added to the
@@ -43,7 +45,8 @@ func startGroups(t *testing.T, n int, extra string) *groupPool {
 		waitSynced(t, gp.masters[i], gp.replicas[i])
 	}
 	port := proxytest.FreePort(t)
-	yaml := fmt.Sprintf("alpha:\n  listen: 127.0.0.1:%d\n  redis: true\n  sentinels:\n    - 127.0.0.1:26379\n%s  servers:\n%s", port, extra, servers.String())
+	gp.yaml = fmt.Sprintf("alpha:\n  listen: 127.0.0.1:%d\n  redis: true\n  sentinels:\n    - 127.0.0.1:26379\n%%s  servers:\n%s", port, servers.String())
+	yaml := fmt.Sprintf(gp.yaml, extra)
 	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
 		t.Fatalf("Parse: %v\n%s", err, yaml)
@@ -167,6 +170,7 @@ func TestGroupWithoutConfirmedMasterFailsFast(t *testing.T) {
 	if got := do(t, c, "SET", k0, "v"); got != "+OK\r\n" {
 		t.Fatalf("SET after discovery = %q", got)
 	}
+	waitSynced(t, gp.masters[0], gp.replicas[0])
 	setsBefore := commandCalls(t, gp.replicas[0], "set")
 	gp.tell(0, gp.replicas[0]) // discovery is wrong: that node is a replica
 	got = do(t, c, "SET", k0, "w")
@@ -422,4 +426,59 @@ func (gp *groupPool) groupSnapshot(t *testing.T, i int) *stats.GroupStatus {
 		t.Fatalf("server %d has no group state", i)
 	}
 	return g
+}
+
+// A reload keeps each group's confirmed master, whether the servers keep
+// their connections or get new ones (another redis_db).
+func TestGroupMasterSurvivesReload(t *testing.T) {
+	gp := startGroups(t, 1, "")
+	gp.tellAll()
+	failover(t, gp.masters[0], gp.replicas[0], nil)
+	gp.tell(0, gp.replicas[0])
+	c := proxytest.Dial(t, gp.addr)
+	for i, extra := range []string{"  timeout: 5000\n", "  redis_db: 1\n"} {
+		cfg, err := config.Parse([]byte(fmt.Sprintf(gp.yaml, extra)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := gp.srv.Reload(cfg); err != nil {
+			t.Fatalf("Reload: %v", err)
+		}
+		key := "after" + strconv.Itoa(i)
+		if got := do(t, c, "SET", key, "v"); got != "+OK\r\n" {
+			t.Fatalf("SET after reload %q = %q", extra, got)
+		}
+		nc := gp.replicas[0].Client(t)
+		do(t, nc, "SELECT", strconv.Itoa(i))
+		if got := do(t, nc, "EXISTS", key); got != ":1\r\n" {
+			t.Errorf("after reload %q: EXISTS %s on the new master = %q, want 1", extra, key, got)
+		}
+	}
+}
+
+// A client with CLIENT TRACKING on, whose requests go on a connection of
+// its own, follows the failover too: that connection is closed with the
+// shared ones, and its refused write is sent to the new master.
+func TestGroupFailoverTrackingClient(t *testing.T) {
+	gp := startGroups(t, 1, "  failover_hold: 3000\n")
+	gp.tellAll()
+	c := trackingClient(t, gp.addr)
+	c.do("SET", "a", "1")
+	paused := pauseWrites(t, gp.masters[0])
+	c.send("SET", "a", "2")
+	failover(t, gp.masters[0], gp.replicas[0], paused)
+	gp.tell(0, gp.replicas[0])
+	for {
+		r := c.read()
+		if strings.HasPrefix(r, ">") {
+			continue // an invalidation
+		}
+		if r != "+OK\r\n" {
+			t.Fatalf("SET during the failover = %q, want +OK", r)
+		}
+		break
+	}
+	if got := do(t, gp.replicas[0].Client(t), "GET", "a"); got != "$1\r\n2\r\n" {
+		t.Errorf("GET a on the new master = %q, want 2", got)
+	}
 }

@@ -96,6 +96,16 @@ func (u *Upstream) CheckMaster(addr string, timeout time.Duration) error {
 	return conn.Close()
 }
 
+// ResetGroup is Reset for a group whose master moved: the connections of
+// one client each (NewPrivateConn) are closed too, so that nothing is
+// written to the old master any more.
+func (u *Upstream) ResetGroup(why string) {
+	u.Reset(why)
+	for _, b := range u.privateConns() {
+		b.reset(why)
+	}
+}
+
 // doubt tells the pool that uses u that its group's master may have moved:
 // a connection to it was lost or refused, or ROLE said it is no master.
 func (u *Upstream) doubt() {
