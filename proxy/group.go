@@ -101,6 +101,10 @@ type group struct {
 	// nwaiting is len(waiting), read without the lock by replies that
 	// may have to wait behind them.
 	nwaiting atomic.Int32
+	// checkMu makes one ROLE check and its outcome at a time, so that a
+	// slow check of an address discovery has since left cannot switch
+	// the group back to it.
+	checkMu sync.Mutex
 
 	mu         sync.Mutex // guards the fields below
 	want       GroupMaster
@@ -202,6 +206,8 @@ func (g *group) check() {
 	if up == nil {
 		return
 	}
+	g.checkMu.Lock()
+	defer g.checkMu.Unlock()
 	g.mu.Lock()
 	addr := g.want.Addr
 	g.mu.Unlock()
@@ -209,7 +215,7 @@ func (g *group) check() {
 		g.unconfirm("discovery knows no master")
 		return
 	}
-	if err := up.CheckMaster(addr, g.checkTimeout()); err != nil {
+	if err := up.CheckMaster(addr, roleCheckTimeout); err != nil {
 		why := addr + ": " + err.Error()
 		if !errors.Is(err, backend.ErrNotMaster) {
 			why = addr + " cannot be reached: " + err.Error()
@@ -220,10 +226,8 @@ func (g *group) check() {
 	g.confirm(addr)
 }
 
-// checkTimeout bounds one ROLE check.
-func (g *group) checkTimeout() time.Duration {
-	return time.Second
-}
+// roleCheckTimeout bounds one ROLE check, dial included.
+const roleCheckTimeout = time.Second
 
 // unconfirm makes the group's requests fail at once, asks discovery to
 // look again and arms a later check.
@@ -247,8 +251,14 @@ func (g *group) confirm(addr string) {
 	up := g.up.Load()
 	a := up.Address()
 	prev := a.DialAddr()
-	moved, _ := a.Set(addr, "sentinel", "")
 	g.mu.Lock()
+	if g.want.Addr != addr {
+		// Discovery named another master during the check, which the
+		// check that follows confirms.
+		g.mu.Unlock()
+		return
+	}
+	moved, _ := a.Set(addr, "sentinel", "")
 	if moved {
 		g.failovers++
 		g.lastSwitch = time.Now()
@@ -314,8 +324,8 @@ func (g *group) armLocked() {
 }
 
 // tick fails the waiting requests past failover_hold (all of them once
-// Shutdown has begun) with the error they got, then checks discovery's master again if requests still wait or no
-// master is confirmed.
+// Shutdown has begun) with the error they got, then checks discovery's
+// master again if requests still wait or no master is confirmed.
 func (g *group) tick() {
 	now := time.Now()
 	closing := g.srv.isClosing()

@@ -482,3 +482,23 @@ func TestGroupFailoverTrackingClient(t *testing.T) {
 		t.Errorf("GET a on the new master = %q, want 2", got)
 	}
 }
+
+// SentinelPools lists what a watcher needs for each pool with sentinels:
+// the Sentinels, their credentials and each server's master name.
+func TestSentinelPools(t *testing.T) {
+	cfg, err := config.Parse([]byte("plain:\n  listen: 127.0.0.1:1\n  redis: true\n  servers:\n    - 127.0.0.1:6379:1\n" +
+		"watched:\n  listen: 127.0.0.1:2\n  redis: true\n  sentinels:\n    - 127.0.0.1:26379\n  sentinel_username: watcher\n  sentinel_auth: pw\n" +
+		"  sentinel_masters:\n    - b mymaster-b\n  servers:\n    - 127.0.0.1:6379:1 a\n    - 127.0.0.1:6380:1 b\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := NewServer(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := srv.SentinelPools()
+	want := []SentinelPool{{Pool: "watched", Sentinels: []string{"127.0.0.1:26379"}, Username: "watcher", Password: "pw", Masters: map[string]string{"a": "a", "b": "mymaster-b"}}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("SentinelPools() = %+v, want %+v", got, want)
+	}
+}
