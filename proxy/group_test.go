@@ -3,6 +3,8 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -500,5 +502,38 @@ func TestSentinelPools(t *testing.T) {
 	want := []SentinelPool{{Pool: "watched", Sentinels: []string{"127.0.0.1:26379"}, Username: "watcher", Password: "pw", Masters: map[string]string{"a": "a", "b": "mymaster-b"}}}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("SentinelPools() = %+v, want %+v", got, want)
+	}
+}
+
+// Requests to a group with a confirmed master allocate nothing either: the
+// group's check on the request path is a pointer on the slot.
+func TestGroupRequestsAllocateNothing(t *testing.T) {
+	gp := startGroups(t, 2, "")
+	gp.tellAll()
+	conn, err := net.Dial("tcp", gp.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var pipeline []byte
+	for i := 0; i < 16; i++ {
+		pipeline = proxytest.AppendCommand(pipeline, "SET", fmt.Sprint("k", i), "v")
+	}
+	want := strings.Repeat("+OK\r\n", 16)
+	buf := make([]byte, len(want))
+	roundTrip := func() {
+		if _, err := conn.Write(pipeline); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(conn, buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	roundTrip()
+	if string(buf) != want {
+		t.Fatalf("replies = %q, want %q", buf, want)
+	}
+	if n := testing.AllocsPerRun(200, roundTrip); n >= 1 {
+		t.Errorf("a pipeline to two groups allocates %.1f times per round trip, want 0", n)
 	}
 }
