@@ -172,4 +172,21 @@
 // keeps a server keeps its subscriptions, and one that moves a channel
 // closes its subscribers. The request path of a client that never
 // subscribed pays a nil check.
+//
+// In a pool with sentinels every server is a group, a master with replicas
+// (group.go): its name keeps its place on the ring, and its upstream is
+// dialled where discovery (SetGroupMasters) says the master is, once ROLE
+// there said master; every new connection to it checks ROLE in its
+// handshake too, and until a master is confirmed the group's requests fail
+// at once with an error naming it. A reply saying the command did not run
+// because the node is no master (-READONLY, -MASTERDOWN, -LOADING,
+// -UNBLOCKED) is kept from its slot: the reader hands the slot, which keeps
+// the request's bytes, to the group's queue and returns; Options.ResolveGroup
+// asks discovery to look again, and once a master is confirmed the queue is
+// sent to it in arrival order, with the same client's later reads queued
+// behind it, for up to failover_hold, after which each gets the error it
+// got. A request whose connection failed after it was written is sent
+// again only if its command only reads. Dedicated connections (MULTI,
+// blocking commands) are never replayed. The request path of a pool
+// without sentinels pays a nil check on the slot.
 package proxy

@@ -62,6 +62,9 @@ func (s *Server) Snapshot(dst *stats.Snapshot) {
 			addr, source, at := srv.address.Status()
 			why := srv.address.Unavailable()
 			ss.Address = stats.AddressStatus{Pool: p.cfg.Name, Server: srv.cfg.Name, Addr: addr, Source: source, Usable: why == "", Reason: why, ChangedAt: at}
+			if srv.group != nil {
+				ss.Group = srv.group.snapshot(why)
+			}
 		}
 	}
 }

@@ -41,6 +41,7 @@ type ServerSnapshot struct {
 	Values  ServerValues
 	Latency LatencySnapshot
 	Address AddressStatus
+	Group   *GroupStatus // for a group watched by Sentinel; else nil
 }
 
 // Reset empties s for reuse; the storage of its pools and servers stays

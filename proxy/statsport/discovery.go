@@ -16,6 +16,7 @@ type discoveryReport struct {
 	ReloadsFailed int64                 `json:"reloads_rejected"`
 	Services      []stats.ServiceStatus `json:"services"`
 	Servers       []stats.AddressStatus `json:"servers"`
+	Groups        []*stats.GroupStatus  `json:"groups,omitempty"` // servers that Sentinel watches
 }
 
 func (ss *Server) serveDiscovery(w http.ResponseWriter, _ *http.Request) {
@@ -34,6 +35,9 @@ func (ss *Server) serveDiscovery(w http.ResponseWriter, _ *http.Request) {
 	for i := range snap.Pools {
 		for j := range snap.Pools[i].Servers {
 			rep.Servers = append(rep.Servers, snap.Pools[i].Servers[j].Address)
+			if g := snap.Pools[i].Servers[j].Group; g != nil {
+				rep.Groups = append(rep.Groups, g)
+			}
 		}
 	}
 	w.Header().Set("Content-Type", "application/json")

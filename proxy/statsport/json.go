@@ -72,6 +72,9 @@ func appendJSON(dst []byte, snap *stats.Snapshot) []byte {
 			for _, f := range jsonFields[stats.PerServer] {
 				b = statsAddNum(b, f.Nutcracker, s.Values[f.Index])
 			}
+			if s.Group != nil {
+				b = appendGroupJSON(b, s.Group)
+			}
 			b = statsEndNesting(b)
 		}
 		b = statsEndNesting(b)

@@ -65,6 +65,9 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range discoveryDescs {
 		ch <- d
 	}
+	for _, d := range groupDescs {
+		ch <- d
+	}
 }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
@@ -83,6 +86,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	collectDiscovery(ch, snap)
+	collectGroups(ch, snap)
 }
 
 // collectScope sends the metrics of the fields of scope for one object:

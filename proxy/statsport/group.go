@@ -1,0 +1,64 @@
+package statsport
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/shardproxy/shardproxy/proxy/stats"
+)
+
+// appendGroupJSON appends a group's state to its server's object in the
+// stats document: extra members after nutcracker's, which only servers of
+// a pool with sentinels have, so a plain pool's document stays
+// nutcracker's byte for byte.
+func appendGroupJSON(b []byte, g *stats.GroupStatus) []byte {
+	b = statsAddString(b, "group_master", g.Master)
+	confirmed := int64(0)
+	if g.Confirmed {
+		confirmed = 1
+	}
+	b = statsAddNum(b, "group_confirmed", confirmed)
+	b = statsAddNum(b, "group_replicas", int64(len(g.Replicas)))
+	b = statsAddNum(b, "group_failovers", g.Failovers)
+	last := int64(0)
+	if !g.LastSwitch.IsZero() {
+		last = g.LastSwitch.Unix()
+	}
+	b = statsAddNum(b, "group_last_switch", last)
+	b = statsAddNum(b, "group_sentinels_agree", int64(g.Agree))
+	return statsAddNum(b, "group_sentinels_reachable", int64(g.Reachable))
+}
+
+var (
+	groupMasterInfo = metricDesc("group_master_info", "Always 1; addr is the group's confirmed master, \"\" while none is.", []string{"pool", "server", "addr"})
+	groupConfirmed  = metricDesc("group_confirmed", "1 while ROLE on the group's master said master, else 0: the group's requests fail.", serverLabels)
+	groupReplicas   = metricDesc("group_replicas", "Replicas of the group's master, as discovery reports them.", serverLabels)
+	groupFailovers  = metricDesc("group_failovers_total", "Times the group's master switched to another node.", serverLabels)
+	groupSwitched   = metricDesc("group_last_switch_timestamp_seconds", "When the group's master last switched, 0 if never.", serverLabels)
+	groupAgree      = metricDesc("group_sentinels_agree", "Sentinels agreeing on the group's master.", serverLabels)
+	groupReachable  = metricDesc("group_sentinels_reachable", "Sentinels that answered about the group.", serverLabels)
+	groupDescs      = []*prometheus.Desc{groupMasterInfo, groupConfirmed, groupReplicas, groupFailovers, groupSwitched, groupAgree, groupReachable}
+)
+
+// collectGroups sends the state of each server that is a group.
+func collectGroups(ch chan<- prometheus.Metric, snap *stats.Snapshot) {
+	for i := range snap.Pools {
+		for j := range snap.Pools[i].Servers {
+			g := snap.Pools[i].Servers[j].Group
+			if g == nil {
+				continue
+			}
+			pool, srv := labelValue(g.Pool), labelValue(g.Server)
+			ch <- prometheus.MustNewConstMetric(groupMasterInfo, prometheus.GaugeValue, 1, pool, srv, labelValue(g.Master))
+			ch <- prometheus.MustNewConstMetric(groupConfirmed, prometheus.GaugeValue, boolValue(g.Confirmed), pool, srv)
+			ch <- prometheus.MustNewConstMetric(groupReplicas, prometheus.GaugeValue, float64(len(g.Replicas)), pool, srv)
+			ch <- prometheus.MustNewConstMetric(groupFailovers, prometheus.CounterValue, float64(g.Failovers), pool, srv)
+			last := 0.0
+			if !g.LastSwitch.IsZero() {
+				last = float64(g.LastSwitch.UnixNano()) / 1e9
+			}
+			ch <- prometheus.MustNewConstMetric(groupSwitched, prometheus.GaugeValue, last, pool, srv)
+			ch <- prometheus.MustNewConstMetric(groupAgree, prometheus.GaugeValue, float64(g.Agree), pool, srv)
+			ch <- prometheus.MustNewConstMetric(groupReachable, prometheus.GaugeValue, float64(g.Reachable), pool, srv)
+		}
+	}
+}
