@@ -6,6 +6,7 @@
 //	endpointslices.go  EndpointSlices: the pods of one headless Service, by pod name
 //	configfile.go      ConfigFile: nutcracker.yml, re-read when its directory changes
 //	client.go          NewClient (kubeconfig or in-cluster), RouteKlog
+//	sentinel.go        SentinelWatcher: each shard's master, as a majority of Sentinels says
 //
 // # EndpointSlices, not DNS
 //
@@ -83,4 +84,56 @@
 // (the file missing for a moment, a read error, an inotify overflow) are
 // logged and the watch goes on. Reload forces a read for SIGHUP. A ConfigMap
 // mounted with subPath is never updated by the kubelet: mount the directory.
+//
+// # Sentinel: a majority of all Sentinels
+//
+// A shard run by Redis Sentinel moves when Sentinel fails its master over
+// to a replica. SentinelWatcher follows each named master and reports where
+// it is (SentinelMaster); OnChange gets every master's view whenever one
+// changes. Proxies that ask the first Sentinel that answers (predixy,
+// camellia) can be sent back to a dead or demoted master by one Sentinel
+// that is cut off, restarted from an old config, or woke up from a long
+// pause. The watcher believes an address only when more than half of all
+// configured Sentinels name it, counting those that do not answer against
+// it, so a minority that lost touch with the others never wins just by
+// being the only ones heard. Among the Sentinels that agree it takes the
+// highest config epoch, and once a view has an epoch an answer at a lower
+// one is ignored: a Sentinel that slept through a failover names the old
+// master at the old epoch until it hears the new configuration. Ignored
+// answers, and answers naming another address than the majority, are
+// counted in Stale. Without a majority the last agreed view stays, with
+// Agree and Reachable saying how much support it has now. A master that
+// Sentinels flag s_down or o_down keeps its address (Down counts them):
+// writes to it fail anyway, and the next address comes from the failover.
+//
+// Sentinel gives a master its new config epoch when the promoted replica
+// reports its new role, but keeps the old address until the failover ends,
+// so the Sentinel leading a failover (flag failover_in_progress) names the
+// old master at the new epoch for a moment; its epoch is not taken for that
+// address.
+//
+// Each Sentinel gets two connections, named shardproxy-sentinel-watcher in
+// CLIENT LIST. One asks SENTINEL MASTER and SENTINEL REPLICAS for every
+// master each Poll, pipelined, with Timeout for the dial and the replies;
+// a Sentinel that fails counts out of Reachable until it answers again and
+// is retried with a backoff from 100 ms doubling to 5 s (or Poll). The
+// other subscribes to +switch-master, +sdown, -sdown, +odown, -odown,
+// +failover-end and +config-update-from, and an event about a followed
+// master (or one of its replicas) polls every Sentinel about it at once, as
+// does Poke, which the proxy calls when a master answers -READONLY or stops
+// answering. Replicas lists the replicas the agreeing Sentinels report,
+// less any one of them flags s_down, o_down or disconnected.
+//
+// With Password set, both connections AUTH first (with Username too, for a
+// Sentinel ACL user). That is the Sentinel's own requirepass or ACL; the
+// sentinel-user and sentinel-pass settings are what Sentinels use with each
+// other, and auth-user and auth-pass what they use with masters and
+// replicas. A refused AUTH, or a
+// -NOAUTH from a Sentinel that needs a password, counts the Sentinel out
+// and is logged once at Warn, as are a Sentinel becoming unreachable and a
+// Sentinel's error for a master it does not monitor ("No such master with
+// that name"); they are logged again only after they went away. A master
+// removed and monitored again (SENTINEL REMOVE and MONITOR) starts over at
+// epoch 0: once a view has a higher epoch, the watcher ignores that as
+// stale until the watcher is restarted.
 package discovery
