@@ -112,6 +112,15 @@ type replySlot struct {
 	to *client
 	// req is the request the reply answers, for a forwarded one.
 	req request
+	// group is req's server's group when it is one (group.go), else nil:
+	// a reply saying the command did not run is then held and the request
+	// sent again, on conn, the connection it went out on, until holdUntil.
+	// readOnly says whether the command only reads, so that it may be
+	// sent again even when its outcome is unknown.
+	group     *group
+	conn      *backend.Conn
+	readOnly  bool
+	holdUntil time.Time
 }
 
 // request is a forwarded request as it went out: the server it was sent to
@@ -156,6 +165,9 @@ func (s *replySlot) Deliver(reply []byte) {
 	if f := testHookDeliver.Load(); f != nil {
 		(*f)(s, reply)
 	}
+	if g := s.group; g != nil && g.held(s, reply) {
+		return
+	}
 	if s.to != nil {
 		s.to.deliver(reply)
 		return
@@ -171,6 +183,9 @@ func (s *replySlot) Deliver(reply []byte) {
 // Fail completes the slot with an error reply.
 func (s *replySlot) Fail(msg string) {
 	s.buf = resp.AppendError(s.buf[:0], msg)
+	if g := s.group; g != nil && g.heldFailure(s) {
+		return
+	}
 	if s.to != nil {
 		s.to.deliver(s.buf)
 		return
@@ -354,7 +369,7 @@ func (c *client) newSlot() *replySlot {
 	}
 	s := c.slots[c.nslots]
 	c.nslots++
-	s.buf, s.to, s.req = s.buf[:0], nil, request{}
+	s.buf, s.to, s.req, s.group = s.buf[:0], nil, request{}, nil
 	return s
 }
 
@@ -414,6 +429,9 @@ func (c *client) staged(st *stage, start int) *replySlot {
 	s := c.newSlot()
 	end := len(st.buf)
 	s.req = request{srv: st.srv, bytes: st.buf[start:end:end]}
+	if g := st.srv.group; g != nil {
+		s.group, s.conn, s.readOnly, s.holdUntil = g, st.conn, false, time.Time{}
+	}
 	st.add(s, start)
 	return s
 }

@@ -60,6 +60,7 @@ type server struct {
 	stats   *stats.Server    // up's
 	health  *backend.Health  // up's
 	address *backend.Address // up's
+	group   *group           // for a pool with sentinels, the group the server is; else nil
 }
 
 // newPool builds a pool. prev is the pool of the same name in the config
@@ -91,10 +92,18 @@ func newPool(srv *Server, cfg *config.Pool, prev *pool) (*pool, error) {
 		key.Nth = seen[key]
 		seen[key]++
 		s.upCfg = p.configFor(sc)
+		if len(cfg.Sentinels) > 0 {
+			s.group = srv.groupFor(cfg.Name, sc.Name)
+			key.Group = sc.Name
+			s.upCfg.MasterDoubt = s.group.doubt
+		}
 		var created bool
 		s.up, s.conns, created = srv.registry.Acquire(key, n, s.upCfg)
 		s.resp3 = backend.RESP3Conns(s.conns)
-		if created {
+		switch {
+		case created && s.group != nil:
+			s.group.initAddress(s.up.Address(), sc)
+		case created:
 			initAddress(s.up.Address(), sc, cfg.KubernetesService)
 		}
 		s.stats, s.health, s.address = s.up.Stats(), s.up.Health(), s.up.Address()
@@ -139,6 +148,9 @@ func (p *pool) configFor(sc config.Server) *backend.Config {
 func (p *pool) activate() {
 	for _, s := range p.servers {
 		s.up.SetConfig(s.upCfg)
+		if s.group != nil {
+			s.group.use(s.up, p.cfg.Hold())
+		}
 		if !p.cfg.AutoEjectHosts {
 			s.health.Forgive()
 		}

@@ -86,6 +86,18 @@ func (c *client) dispatchKind(def *command.Spec, cmd *resp.Command) {
 			return
 		}
 		c.route(idx, cmd)
+		c.markRead(def)
+	}
+}
+
+// markRead records, for the last call's request to a group, whether its
+// command only reads: such a request may be sent again even when its
+// outcome is unknown (group.go).
+func (c *client) markRead(def *command.Spec) {
+	if n := len(c.calls); n > 0 {
+		if s := c.calls[n-1].slot; s != nil && s.group != nil {
+			s.readOnly = def.ReadOnly()
+		}
 	}
 }
 

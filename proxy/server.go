@@ -22,6 +22,11 @@ type Options struct {
 	// Namespace is the Kubernetes namespace of a pool's kubernetes_service
 	// when the pool does not name one; "" means "default".
 	Namespace string
+	// ResolveGroup, when set, is called when the proxy sees a sign that a
+	// group's master moved (-READONLY, -MASTERDOWN, ..., a connection to
+	// it lost, ROLE not master): discovery should look again. It must not
+	// block. nil: the proxy waits for the next SetGroupMasters.
+	ResolveGroup func(pool, server string)
 }
 
 // Server serves every pool of a Config, each on its own listen address.
@@ -49,6 +54,11 @@ type Server struct {
 	podsMu    sync.Mutex // guards pods
 	pods      map[Service]map[string]PodAddress
 
+	resolveGroup func(pool, server string) // Options.ResolveGroup
+	groupsMu     sync.Mutex                // guards groups and groupMasters
+	groups       map[groupID]*group        // every group a pool has had, by pool and server (group.go)
+	groupMasters map[string]map[string]GroupMaster
+
 	mu        sync.Mutex // guards listeners, clients, closing, running
 	listeners map[string]*listener
 	clients   map[*client]struct{}
@@ -72,6 +82,7 @@ func NewServer(cfg *config.Config, opts Options) (*Server, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{logger: logger, listeners: map[string]*listener{}, clients: make(map[*client]struct{}), started: time.Now(), defaultNamespace: opts.Namespace}
+	s.resolveGroup = opts.ResolveGroup
 	if s.defaultNamespace == "" {
 		s.defaultNamespace = "default"
 	}

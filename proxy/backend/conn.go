@@ -234,6 +234,9 @@ func (b *Conn) dial() {
 		if !errors.Is(err, ErrNoRESP3) {
 			up.failed()
 		}
+		if !errors.Is(err, ErrNotMaster) && !errors.Is(err, ErrNoRESP3) {
+			up.doubt() // ROLE's refusal already did
+		}
 		for _, w := range waiters {
 			w.to.Fail(msg)
 		}
@@ -445,6 +448,7 @@ func (b *Conn) endLocked(gen uint64, err error, failure bool) {
 	cfg.ForwardErrors.Add(int64(len(waiters)))
 	if failure {
 		up.failed() // before answering, as in dial
+		up.doubt()
 	}
 	if b.sink != nil {
 		b.sink.Lost()

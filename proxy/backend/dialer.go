@@ -25,6 +25,10 @@ type dialer struct {
 	network string
 	auth    string // "" for none
 	db      int    // selected when > 0
+	// group, for a group's connections, makes the handshake end with
+	// ROLE, which must say master; doubt then runs when it does not.
+	group string
+	doubt func()
 }
 
 // Protocol versions a connection speaks to its server: what the clients it
@@ -63,6 +67,9 @@ func (d *dialer) dialSetup(addr string, timeout time.Duration, proto int, setup 
 	}
 	if err := d.handshake(conn, timeout, proto, setup); err != nil {
 		conn.Close()
+		if d.doubt != nil && errors.Is(err, ErrNotMaster) {
+			d.doubt()
+		}
 		return nil, err
 	}
 	if tcp, ok := conn.(*net.TCPConn); ok {
@@ -91,6 +98,10 @@ func (d *dialer) handshake(conn net.Conn, timeout time.Duration, proto int, setu
 	if d.db > 0 {
 		req = resp.AppendCommand(req, []byte("SELECT"), strconv.AppendInt(nil, int64(d.db), 10))
 		what = append(what, "SELECT")
+	}
+	if d.group != "" {
+		req = resp.AppendCommand(req, []byte("ROLE"))
+		what = append(what, "ROLE")
 	}
 	for _, args := range setup {
 		req = resp.AppendCommand(req, args...)
@@ -128,6 +139,12 @@ func (d *dialer) handshake(conn net.Conn, timeout time.Duration, proto int, setu
 		}
 		reply := buf[start : start+n]
 		start += n
+		if cmd == "ROLE" {
+			if err := checkRole(d.group, reply); err != nil {
+				return err
+			}
+			continue
+		}
 		if !resp.IsError(reply) {
 			continue
 		}

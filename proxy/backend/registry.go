@@ -26,6 +26,9 @@ type Key struct {
 	// Nth tells apart servers of one pool at the same address (a server
 	// listed twice under two names), which nutcracker connects to apart.
 	Nth int
+	// Group is the name of a group's server, whose connections all check
+	// with ROLE that the node is a master (group.go); "" for a plain server.
+	Group string
 	// TLS (server name, certificates) joins the key once pools speak TLS.
 }
 
@@ -49,6 +52,10 @@ type Config struct {
 	// HealthChanged runs after the upstream was ejected or its ejection ran
 	// out: the pool that uses the upstream now rebuilds its ring.
 	HealthChanged func()
+	// MasterDoubt, for a group, runs when a sign says its master may have
+	// moved: a connection lost or refused, or ROLE not master. It must
+	// not block. nil for a plain server.
+	MasterDoubt func()
 }
 
 // Upstream is one server as the proxy connects to it, across configs:
@@ -231,7 +238,10 @@ func (r *Registry) Acquire(key Key, n int, cfg *Config) (u *Upstream, conns []*C
 	}
 	u = r.upstreams[key]
 	if u == nil {
-		u = &Upstream{key: key, dialer: dialer{network: key.Network, auth: key.Auth, db: key.DB}}
+		u = &Upstream{key: key, dialer: dialer{network: key.Network, auth: key.Auth, db: key.DB, group: key.Group}}
+		if key.Group != "" {
+			u.dialer.doubt = u.doubt
+		}
 		u.dedicated.proto, u.dedicated3.proto = RESP2, RESP3
 		u.config.Store(cfg)
 		if r.closed {

@@ -42,6 +42,10 @@ package config
 //	blocking_connections: N  at most N clients blocked on one server at a
 //	                       time (BLPOP, XREAD BLOCK, ...), each on a server
 //	                       connection of its own; 64 when absent.
+//	sentinels, sentinel_masters, sentinel_username, sentinel_auth,
+//	sentinel_auth_file, sentinel_auth_env, failover_hold
+//	                       servers that are groups watched by Redis
+//	                       Sentinel (sentinel.go).
 //
 // A pool gives at most one of redis_auth, redis_auth_file and redis_auth_env;
 // like redis_auth, each needs redis: true, and the password must not be empty.
@@ -198,6 +202,22 @@ type Pool struct {
 	// when absent, which means DefaultPubSubOutputBufferLimit (see
 	// PubSubLimit).
 	ClientOutputBufferLimitPubSub *OutputBufferLimit
+	// Sentinels (sentinels, ours) are the "host:port" of the Redis
+	// Sentinels that watch the pool's servers, each a group of a master
+	// and its replicas (sentinel.go); nil for a pool of plain servers.
+	Sentinels []string
+	// SentinelMasters (sentinel_masters, ours) maps a server name to its
+	// Sentinel master name where they differ; nil when they never do (see
+	// SentinelMaster).
+	SentinelMasters map[string]string
+	// SentinelUsername and SentinelAuth (sentinel_username, and
+	// sentinel_auth, sentinel_auth_file or sentinel_auth_env, ours) are
+	// what the Sentinels are authenticated with; "" for none.
+	SentinelUsername, SentinelAuth string
+	// FailoverHold (failover_hold, ours) is how long a request refused by
+	// a group's old master waits for the new one; 0 when absent, which
+	// means DefaultFailoverHold (see Hold).
+	FailoverHold time.Duration
 	// Servers are in nutcracker's server order (hashring.SortNodes): by ring
 	// name, shorter first, then bytewise. A server's index in this slice is
 	// its index in the ring.
@@ -603,6 +623,14 @@ func checkStructure(root *yaml.Node) error {
 			switch dv.Kind {
 			case yaml.ScalarNode:
 			case yaml.SequenceNode:
+				if listKey(dk.Value) {
+					for _, e := range dv.Content {
+						if e.Kind != yaml.ScalarNode {
+							return fmt.Errorf("pool %q: %s: line %d: a list item must be a string", k.Value, dk.Value, e.Line)
+						}
+					}
+					continue
+				}
 				if list != nil {
 					return fmt.Errorf("pool %q: %s: only one key of a pool may hold a list, and %s already does", k.Value, dk.Value, list.Value)
 				}
@@ -648,6 +676,8 @@ type poolBuilder struct {
 	redis             int // -1 unset, 0 false, 1 true
 	serverConns       int // -1 unset
 	authFile, authEnv string
+	sentinelAuthFile  string
+	sentinelAuthEnv   string
 	servers           []parsedServer // in file order
 }
 
@@ -709,6 +739,9 @@ func (b *poolBuilder) set(key, value string) error {
 	}
 	if key == "servers" {
 		return b.addServer(value)
+	}
+	if done, err := b.setSentinel(key, value); done {
+		return err
 	}
 	if b.seen[key] {
 		return b.errorf(key, "duplicate key")
@@ -840,7 +873,7 @@ func knownKey(key string) bool {
 		"client_output_buffer_limit_pubsub", "blocking_connections":
 		return true
 	}
-	return false
+	return sentinelKey(key)
 }
 
 var (
@@ -1264,6 +1297,9 @@ func (b *poolBuilder) finish(dir string) (Pool, error) {
 		return pc, b.errorf("redis", "shardproxy serves only Redis pools (redis: true); %s", why)
 	}
 
+	if err := b.finishSentinel(&pc, dir); err != nil {
+		return pc, err
+	}
 	if b.seen["kubernetes_namespace"] && pc.KubernetesService == "" {
 		return pc, b.errorf("kubernetes_namespace", "only allowed with kubernetes_service")
 	}

@@ -160,6 +160,27 @@ func formatConfig(cfg *Config) []byte {
 		fmt.Fprintf(&b, "  tcpkeepalive: %t\n", p.TCPKeepalive)
 		lim := p.ClientOutputBufferLimit
 		fmt.Fprintf(&b, "  client_output_buffer_limit: \"%d %d %d\"\n", lim.Hard, lim.Soft, lim.SoftTime/time.Second)
+		if len(p.Sentinels) > 0 {
+			b.WriteString("  sentinels:\n")
+			for _, addr := range p.Sentinels {
+				fmt.Fprintf(&b, "    - %s\n", q(addr))
+			}
+			if p.SentinelMasters != nil {
+				b.WriteString("  sentinel_masters:\n")
+				for server, master := range p.SentinelMasters {
+					fmt.Fprintf(&b, "    - %s\n", q(server+" "+master))
+				}
+			}
+			if p.SentinelUsername != "" {
+				fmt.Fprintf(&b, "  sentinel_username: %s\n", q(p.SentinelUsername))
+			}
+			if p.SentinelAuth != "" {
+				fmt.Fprintf(&b, "  sentinel_auth: %s\n", q(p.SentinelAuth))
+			}
+			if p.FailoverHold != 0 {
+				fmt.Fprintf(&b, "  failover_hold: %d\n", p.FailoverHold.Milliseconds())
+			}
+		}
 		b.WriteString("  servers:\n")
 		for _, s := range p.Servers {
 			line := s.Addr + ":" + strconv.Itoa(s.Weight)

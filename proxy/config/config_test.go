@@ -39,6 +39,7 @@ var configDifferences = map[string]string{
 	"bad-redis-auth-env.yml":       "redis_auth_env is a shardproxy key",
 	"bad-client-output-limit.yml":  "client_output_buffer_limit is a shardproxy key",
 	"bad-hash-farm.yml":            "farm is a shardproxy hash",
+	"bad-sentinels-groups.yml":     "sentinels and the sentinel_ keys are shardproxy keys",
 	"ok-number-wraps.yml":          "nutcracker's nc_atoi wraps numbers above 2^31-1 around; shardproxy refuses them",
 	"ok-weight-wraps.yml":          "nutcracker's nc_atoi wraps numbers above 2^31-1 around; shardproxy refuses them",
 	"ok-port-wraps.yml":            "nutcracker's nc_atoi wraps numbers above 2^31-1 around; shardproxy refuses them",

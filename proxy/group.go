@@ -1,0 +1,436 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/shardproxy/shardproxy/proxy/backend"
+	"github.com/shardproxy/shardproxy/proxy/config"
+)
+
+// A pool with sentinels is a ring of groups: each server is a master with
+// replicas, which Redis Sentinel watches and fails over. The server's name
+// keeps its place on the ring, so a failover moves no key; its address is
+// where discovery (SetGroupMasters) says the master is, once ROLE on that
+// node confirmed it. Until a master is confirmed the group's requests fail
+// at once with an error naming it. A request its master refused because it
+// is no master any more (-READONLY, -MASTERDOWN, -LOADING, -UNBLOCKED: the
+// command did not run) waits for the next master and is sent again there,
+// up to failover_hold.
+
+// GroupMaster is what discovery says of one group's master.
+type GroupMaster struct {
+	Addr     string // host:port of the master discovery agrees on; "" when none
+	Epoch    int64
+	Replicas []string
+	Source   string // e.g. "sentinel", for logs and /discovery
+	// Agree is how many Sentinels agree on Addr, Reachable how many
+	// answered.
+	Agree, Reachable int
+}
+
+// SentinelPool is a pool whose servers are groups that Sentinels watch:
+// what a watcher needs to follow them.
+type SentinelPool struct {
+	Pool               string
+	Sentinels          []string
+	Username, Password string
+	Masters            map[string]string // server name -> Sentinel master name
+}
+
+// SentinelPools lists the current pools that have sentinels.
+func (s *Server) SentinelPools() []SentinelPool {
+	var out []SentinelPool
+	for _, p := range s.poolList() {
+		if len(p.cfg.Sentinels) == 0 {
+			continue
+		}
+		sp := SentinelPool{Pool: p.cfg.Name, Sentinels: p.cfg.Sentinels, Username: p.cfg.SentinelUsername, Password: p.cfg.SentinelAuth, Masters: map[string]string{}}
+		for _, srv := range p.servers {
+			sp.Masters[srv.cfg.Name] = p.cfg.SentinelMaster(srv.cfg.Name)
+		}
+		out = append(out, sp)
+	}
+	return out
+}
+
+// SetGroupMasters tells the pool's groups (servers, keyed by server name)
+// where discovery says their masters are now. A group whose master moved
+// is dialled at the new address once ROLE there says master, and its
+// connections to the old one are closed; until then, and whenever no
+// master is confirmed, its requests fail at once with an error naming the
+// group. Requests waiting for a new master are sent to it once it is
+// confirmed. The snapshot is kept for pools a later Reload builds.
+func (s *Server) SetGroupMasters(pool string, groups map[string]GroupMaster) {
+	s.groupsMu.Lock()
+	if s.groupMasters == nil {
+		s.groupMasters = map[string]map[string]GroupMaster{}
+	}
+	s.groupMasters[pool] = groups
+	s.groupsMu.Unlock()
+	for _, p := range s.poolList() {
+		if p.cfg.Name != pool || len(p.cfg.Sentinels) == 0 {
+			continue
+		}
+		var wg sync.WaitGroup
+		for _, srv := range p.servers {
+			gm, ok := groups[srv.cfg.Name]
+			if !ok {
+				continue
+			}
+			wg.Add(1)
+			go srv.group.updateAndDone(gm, &wg)
+		}
+		wg.Wait()
+	}
+}
+
+// groupID names a group across configs.
+type groupID struct{ pool, server string }
+
+// group is one group's live state, kept across reloads by the Server.
+type group struct {
+	srv  *Server
+	id   groupID
+	hold atomic.Int64                     // failover_hold of the pool that uses it now, in nanoseconds
+	up   atomic.Pointer[backend.Upstream] // the upstream of the pool that uses it now
+	// nwaiting is len(waiting), read without the lock by replies that
+	// may have to wait behind them.
+	nwaiting atomic.Int32
+
+	mu         sync.Mutex // guards the fields below
+	want       GroupMaster
+	master     string // the confirmed master's address; "" when none is
+	failovers  int64
+	lastSwitch time.Time
+	waiting    []*replySlot // requests waiting for a master, in arrival order
+	timer      *time.Timer  // the next tick, while armed
+	backoff    time.Duration
+}
+
+// Bounds on how often a group without a confirmed master, or with
+// requests waiting, checks again.
+const (
+	groupRetryMin = 100 * time.Millisecond
+	groupRetryMax = 2 * time.Second
+)
+
+// groupFor returns the Server's group of pool's server, made if new.
+func (s *Server) groupFor(pool, server string) *group {
+	s.groupsMu.Lock()
+	defer s.groupsMu.Unlock()
+	id := groupID{pool, server}
+	if s.groups == nil {
+		s.groups = map[groupID]*group{}
+	}
+	g := s.groups[id]
+	if g == nil {
+		g = &group{srv: s, id: id}
+		s.groups[id] = g
+	}
+	return g
+}
+
+// lastGroupMaster returns what discovery last said of the group, if
+// anything.
+func (s *Server) lastGroupMaster(id groupID) (GroupMaster, bool) {
+	s.groupsMu.Lock()
+	defer s.groupsMu.Unlock()
+	gm, ok := s.groupMasters[id.pool][id.server]
+	return gm, ok
+}
+
+// initGroupAddress sets where a new upstream of the group sc is dialled:
+// at its confirmed master, or, before one is confirmed, nowhere usable.
+func (g *group) initAddress(a *backend.Address, sc config.Server) {
+	g.mu.Lock()
+	master := g.master
+	g.mu.Unlock()
+	if master != "" {
+		a.Set(master, "sentinel", "")
+		return
+	}
+	a.Set(sc.DialAddr, "config", g.unconfirmed("discovery has not named its master yet"))
+}
+
+// use makes up, the upstream of the pool that starts to serve, the
+// group's; a group that is not confirmed yet starts from what discovery
+// said last.
+func (g *group) use(up *backend.Upstream, hold time.Duration) {
+	g.hold.Store(int64(hold))
+	g.up.Store(up)
+	g.mu.Lock()
+	confirmed := g.master != ""
+	g.mu.Unlock()
+	if gm, ok := g.srv.lastGroupMaster(g.id); ok && !confirmed {
+		go g.update(gm)
+	}
+}
+
+// unconfirmed is the reason requests to the group fail while no master is
+// confirmed.
+func (g *group) unconfirmed(why string) string {
+	return "group " + g.id.server + " has no confirmed master: " + why
+}
+
+func (g *group) updateAndDone(gm GroupMaster, wg *sync.WaitGroup) {
+	defer wg.Done()
+	g.update(gm)
+}
+
+// update takes in what discovery says of the group's master: the group
+// switches to it once ROLE there says master.
+func (g *group) update(gm GroupMaster) {
+	g.mu.Lock()
+	g.want = gm
+	same := gm.Addr != "" && gm.Addr == g.master && len(g.waiting) == 0
+	g.mu.Unlock()
+	if same {
+		return
+	}
+	g.check()
+}
+
+// check confirms discovery's master with ROLE and switches to it, or
+// leaves the group unconfirmed and checks again later.
+func (g *group) check() {
+	up := g.up.Load()
+	if up == nil {
+		return
+	}
+	g.mu.Lock()
+	addr := g.want.Addr
+	g.mu.Unlock()
+	if addr == "" {
+		g.unconfirm("discovery knows no master")
+		return
+	}
+	if err := up.CheckMaster(addr, g.checkTimeout()); err != nil {
+		why := addr + ": " + err.Error()
+		if !errors.Is(err, backend.ErrNotMaster) {
+			why = addr + " cannot be reached: " + err.Error()
+		}
+		g.unconfirm(why)
+		return
+	}
+	g.confirm(addr)
+}
+
+// checkTimeout bounds one ROLE check.
+func (g *group) checkTimeout() time.Duration {
+	return time.Second
+}
+
+// unconfirm makes the group's requests fail at once, asks discovery to
+// look again and arms a later check.
+func (g *group) unconfirm(why string) {
+	up := g.up.Load()
+	g.mu.Lock()
+	was := g.master
+	g.master = ""
+	g.armLocked()
+	g.mu.Unlock()
+	up.Address().Set("", "", g.unconfirmed(why))
+	if was != "" {
+		g.srv.logger.Warn("group has no confirmed master", "pool", g.id.pool, "server", g.id.server, "reason", why)
+	}
+	g.resolve()
+}
+
+// confirm makes addr, where ROLE just said master, the group's master,
+// and sends it the requests that waited for one.
+func (g *group) confirm(addr string) {
+	up := g.up.Load()
+	a := up.Address()
+	prev := a.DialAddr()
+	moved, _ := a.Set(addr, "sentinel", "")
+	g.mu.Lock()
+	if moved {
+		g.failovers++
+		g.lastSwitch = time.Now()
+	}
+	had := g.master
+	g.master = addr
+	g.backoff = 0
+	waiting := g.waiting
+	g.waiting = nil
+	g.nwaiting.Store(0)
+	if g.timer != nil {
+		g.timer.Stop()
+		g.timer = nil
+	}
+	g.mu.Unlock()
+	if moved {
+		g.srv.logger.Info("group master changed", "pool", g.id.pool, "server", g.id.server, "from", prev, "to", addr)
+		up.Reset("group master moved to " + addr)
+	} else if had == "" {
+		g.srv.logger.Info("group master confirmed", "pool", g.id.pool, "server", g.id.server, "addr", addr)
+	}
+	g.resend(waiting)
+}
+
+// resend sends requests that waited for a master again, in the order they
+// arrived, each on the connection it first went out on, which dials the
+// master now.
+func (g *group) resend(waiting []*replySlot) {
+	now := time.Now()
+	for _, s := range waiting {
+		srv := s.req.srv
+		srv.stats.Requests.Add(1)
+		srv.stats.RequestBytes.Add(int64(len(s.req.bytes)))
+		s.conn.Submit(s.req.bytes, []backend.ReplySink{s}, []int{len(s.req.bytes)}, now)
+	}
+}
+
+// resolve asks discovery to look for the group's master again.
+func (g *group) resolve() {
+	if f := g.srv.resolveGroup; f != nil {
+		f(g.id.pool, g.id.server)
+	}
+}
+
+// doubt is the upstream's sign that the master may have moved.
+func (g *group) doubt() { g.resolve() }
+
+// armLocked schedules the next tick, backing off while nothing changes.
+func (g *group) armLocked() {
+	if g.timer != nil {
+		return
+	}
+	if g.backoff == 0 {
+		g.backoff = groupRetryMin
+	} else {
+		g.backoff = min(2*g.backoff, groupRetryMax)
+	}
+	d := g.backoff
+	if len(g.waiting) > 0 {
+		d = groupRetryMin
+	}
+	g.timer = time.AfterFunc(d, g.tick)
+}
+
+// tick fails the waiting requests past failover_hold with the error they
+// got, then checks discovery's master again if requests still wait or no
+// master is confirmed.
+func (g *group) tick() {
+	now := time.Now()
+	g.mu.Lock()
+	g.timer = nil
+	var expired []*replySlot
+	kept := g.waiting[:0]
+	for _, s := range g.waiting {
+		if now.After(s.holdUntil) {
+			expired = append(expired, s)
+		} else {
+			kept = append(kept, s)
+		}
+	}
+	clear(g.waiting[len(kept):])
+	g.waiting = kept
+	g.nwaiting.Store(int32(len(kept)))
+	again := len(kept) > 0 || g.master == "" && g.want.Addr != ""
+	g.mu.Unlock()
+	for _, s := range expired {
+		s.giveUp()
+	}
+	if !again || g.srv.isClosing() {
+		return
+	}
+	// Requests wait on a master that refused them, or none is confirmed:
+	// ask discovery, which may know of a new one, and ROLE again.
+	g.resolve()
+	g.check()
+}
+
+// retryable reports whether reply is an error saying the command did not
+// run because the node is no master now: it may be sent to the next one.
+func retryable(reply []byte) bool {
+	if len(reply) < 2 || reply[0] != '-' {
+		return false
+	}
+	e := reply[1:]
+	return bytes.HasPrefix(e, []byte("READONLY ")) || bytes.HasPrefix(e, []byte("MASTERDOWN ")) ||
+		bytes.HasPrefix(e, []byte("LOADING ")) || bytes.HasPrefix(e, []byte("UNBLOCKED "))
+}
+
+// held decides about the reply to s, a request to the group: whether it
+// waits for a master to be sent again rather than being delivered. It does
+// for a reply that says the command did not run; and for a read answered
+// while an earlier request of the same client waits, so that the client's
+// requests to the group stay in order. It runs on the connection's reader
+// and does not block.
+func (g *group) held(s *replySlot, reply []byte) bool {
+	if !retryable(reply) && !(s.readOnly && g.nwaiting.Load() > 0 && g.waitsFor(s.batch)) {
+		return false
+	}
+	s.buf = append(s.buf[:0], reply...)
+	return g.wait(s)
+}
+
+// heldFailure decides about s, a request to the group whose connection
+// failed after it was written, so its outcome is unknown: only a read is
+// sent again, once a master is confirmed.
+func (g *group) heldFailure(s *replySlot) bool {
+	if !s.readOnly || g.up.Load().Address().Unavailable() != "" {
+		return false
+	}
+	return g.wait(s)
+}
+
+// wait puts s, whose error reply is in its buffer, in the queue of
+// requests waiting for a master, unless it waited failover_hold already.
+func (g *group) wait(s *replySlot) bool {
+	now := time.Now()
+	if s.holdUntil.IsZero() {
+		s.holdUntil = now.Add(time.Duration(g.hold.Load()))
+	}
+	if now.After(s.holdUntil) {
+		return false
+	}
+	g.mu.Lock()
+	g.waiting = append(g.waiting, s)
+	g.nwaiting.Store(int32(len(g.waiting)))
+	g.armLocked()
+	g.mu.Unlock()
+	g.resolve()
+	return true
+}
+
+// waitsFor reports whether a request of batch b waits for a master.
+func (g *group) waitsFor(b *batch) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, s := range g.waiting {
+		if s.batch == b {
+			return true
+		}
+	}
+	return false
+}
+
+// giveUp delivers the error reply s holds, after failover_hold passed
+// without a master taking it.
+func (s *replySlot) giveUp() {
+	if s.to != nil {
+		s.to.deliver(s.buf)
+		return
+	}
+	s.complete()
+}
+
+// status is the group's state for stats.
+func (g *group) status() (master string, confirmed bool, failovers int64, lastSwitch time.Time, want GroupMaster) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.master, g.master != "", g.failovers, g.lastSwitch, g.want
+}
+
+// isClosing reports whether Shutdown has begun.
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
