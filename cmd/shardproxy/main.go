@@ -177,7 +177,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	scaler := setCores(fixedCores, logger)
 	discovery.RouteKlog(logger)
 
-	srv, err := proxy.NewServer(cfg, proxy.Options{Logger: logger, Namespace: namespace(o.namespace)})
+	sentinels := newSentinelWatch(logger)
+	srv, err := proxy.NewServer(cfg, proxy.Options{Logger: logger, Namespace: namespace(o.namespace), ResolveGroup: sentinels.resolve})
 	if err != nil {
 		logger.Error("configuration refused", "file", o.confFile, "err", err)
 		return 1
@@ -194,6 +195,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		logger.Error("kubernetes discovery", "err", err)
 		return 1
 	}
+	sentinels.update(ctx, srv)
+	defer sentinels.stop()
+	sentinels.waitFirst(ctx, o.syncTimeout)
 
 	statsLn, err := net.Listen("tcp", net.JoinHostPort(o.statsAddr, strconv.Itoa(o.statsPort)))
 	if err != nil {
@@ -229,6 +233,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 				logger.Error("kubernetes discovery", "err", err)
 			}
 		}
+		sentinels.update(ctx, srv)
 		logger.Info("configuration reloaded", "file", o.confFile, "pools", len(cfg.Pools), "sha256", sum[:12])
 	}
 	watcher, err := discovery.NewConfigFile(discovery.ConfigFileOptions{Path: o.confFile, Logger: logger, OnChange: reload}, data)
