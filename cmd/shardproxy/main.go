@@ -81,7 +81,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig for pools with kubernetes_service (default: the in-cluster service account)")
 	fs.StringVar(&o.namespace, "kubernetes-namespace", "", "namespace of kubernetes_service when a pool names none (default: the pod's own namespace, else default)")
-	fs.DurationVar(&o.syncTimeout, "discovery-sync-timeout", 10*time.Second, "how long to wait at start for the first list of EndpointSlices before serving anyway (/readyz stays false until it arrives)")
+	fs.DurationVar(&o.syncTimeout, "discovery-sync-timeout", 10*time.Second, "how long to wait at start for the first list of EndpointSlices, and for every Sentinel-watched group's first master, before serving anyway (/readyz stays false until the EndpointSlices arrive)")
 	fs.BoolVar(&o.noWatch, "no-watch", false, "do not reload the configuration when its file changes (SIGHUP still reloads)")
 	fs.StringVar(&o.cores, "cores", "auto", "cores to run on: a number, or auto to use as many as the load keeps busy, up to those available (a set GOMAXPROCS also fixes the number)")
 	fs.Usage = func() {
