@@ -136,4 +136,13 @@
 // removed and monitored again (SENTINEL REMOVE and MONITOR) starts over at
 // epoch 0: once a view has a higher epoch, the watcher ignores that as
 // stale until the watcher is restarted.
+//
+// On Kubernetes, MapAddr matches every address a Sentinel reports to the
+// endpoints of the groups' Service (a pod hostname becomes the pod's IP;
+// an IP must be an endpoint's): a master answer with an address no
+// endpoint has is ignored as stale and warned of once per Sentinel until it
+// changes, a replica with one is left out. Endpoint.Port gives a Sentinel
+// Service's port by name, so the Sentinels themselves come from
+// EndpointSlices too; SentinelSet.Set with a changed list replaces the
+// watcher, and with the same list keeps it.
 package discovery

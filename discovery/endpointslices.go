@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +36,34 @@ type Endpoint struct {
 	Terminating bool   // conditions.terminating; nil means false (API docs)
 	Node, Zone  string // nodeName and zone, "" when unset
 	Slice       string // name of the EndpointSlice this entry came from
+	// Ports are the slice's ports as "name=port" items joined by ",", in
+	// the slice's order (a string so that Endpoint stays comparable); see
+	// Port.
+	Ports string
+}
+
+// Port is the endpoint's port named name, or, when no port has that name,
+// its only port; 0 when it has neither.
+func (e Endpoint) Port(name string) int {
+	only, n := 0, 0
+	for item := range strings.SplitSeq(e.Ports, ",") {
+		pname, num, ok := strings.Cut(item, "=")
+		if !ok {
+			continue
+		}
+		p, err := strconv.Atoi(num)
+		if err != nil {
+			continue
+		}
+		if pname == name {
+			return p
+		}
+		only, n = p, n+1
+	}
+	if n == 1 {
+		return only
+	}
+	return 0
 }
 
 // Usable reports whether new requests may go to the endpoint: ready and not
@@ -399,6 +429,12 @@ func better(a Endpoint, as *sliceState, b Endpoint, bs *sliceState) bool {
 // and is skipped.
 func sliceEndpoints(s *discoveryv1.EndpointSlice) []Endpoint {
 	out := make([]Endpoint, 0, len(s.Endpoints))
+	var ports []string
+	for _, p := range s.Ports {
+		if p.Port != nil {
+			ports = append(ports, stringOr(p.Name)+"="+strconv.Itoa(int(*p.Port)))
+		}
+	}
 	for _, ep := range s.Endpoints {
 		pod := podName(ep)
 		if pod == "" || len(ep.Addresses) == 0 || ep.Addresses[0] == "" {
@@ -414,6 +450,7 @@ func sliceEndpoints(s *discoveryv1.EndpointSlice) []Endpoint {
 			Node:        stringOr(ep.NodeName),
 			Zone:        stringOr(ep.Zone),
 			Slice:       s.Name,
+			Ports:       strings.Join(ports, ","),
 		})
 	}
 	return out

@@ -879,3 +879,31 @@ func (b *syncBuffer) String() string {
 }
 
 func (b *syncBuffer) count(s string) int { return strings.Count(b.String(), s) }
+
+// An endpoint's port is the one of the asked-for name, else the slice's
+// only port.
+func TestEndpointPort(t *testing.T) {
+	port := func(name string, p int32) discoveryv1.EndpointPort {
+		return discoveryv1.EndpointPort{Name: &name, Port: &p}
+	}
+	for _, tc := range []struct {
+		name  string
+		ports []discoveryv1.EndpointPort
+		want  int
+	}{
+		{"named", []discoveryv1.EndpointPort{port("redis", 6379), port("sentinel", 26379)}, 26379},
+		{"only", []discoveryv1.EndpointPort{port("", 5000)}, 5000},
+		{"only, other name", []discoveryv1.EndpointPort{port("tcp", 5001)}, 5001},
+		{"several, none named", []discoveryv1.EndpointPort{port("a", 1), port("b", 2)}, 0},
+		{"none", nil, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSlice("s", testSvc, podEP("sentinel-0", "10.0.0.1", discoveryv1.EndpointConditions{}))
+			s.Ports = tc.ports
+			eps := sliceEndpoints(s)
+			if got := eps[0].Port("sentinel"); got != tc.want {
+				t.Errorf("Port(sentinel) = %d, want %d (Ports %q)", got, tc.want, eps[0].Ports)
+			}
+		})
+	}
+}

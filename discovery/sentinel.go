@@ -50,6 +50,14 @@ type SentinelOptions struct {
 	// Agree, Reachable or Down of any master changes (not for Stale alone).
 	// It is never called concurrently; it may be nil.
 	OnChange func(map[string]SentinelMaster)
+	// MapAddr, when set, turns an address a Sentinel reports, of a master
+	// or a replica, into the one to dial, or reports false for an address
+	// it does not know (on Kubernetes: a pod hostname or IP that no
+	// endpoint of the groups' Service has). A master answer with such an
+	// address is ignored as a stale one and logged, such a replica is left
+	// out. It is called for every answer, so a mapping that changes takes
+	// effect at the next poll; it must not block.
+	MapAddr func(addr string) (string, bool)
 }
 
 // SentinelMaster is the watcher's view of one master.
@@ -115,6 +123,9 @@ type sentinelAnswer struct {
 	inFailover bool
 	replicas   []string // listed and not flagged down
 	downs      []string // listed and flagged s_down, o_down or disconnected
+	// unmapped is the master address the Sentinel reported when MapAddr
+	// did not know it (addr is then ""); "" otherwise.
+	unmapped string
 }
 
 // NewSentinelWatcher checks opts and returns a watcher that does nothing
@@ -248,8 +259,10 @@ func (w *SentinelWatcher) notifyLoop(ctx context.Context, wg *sync.WaitGroup) {
 
 // record takes one Sentinel's answer about master and recomputes the view.
 func (w *SentinelWatcher) record(index int, master string, a sentinelAnswer) {
+	a = w.mapAnswer(a)
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	before := w.answers[master][index].unmapped
 	w.answers[master][index] = a
 	old := w.views[master]
 	v := w.agree(old, w.answers[master])
@@ -257,6 +270,15 @@ func (w *SentinelWatcher) record(index int, master string, a sentinelAnswer) {
 		v.Stale++
 		w.links[index].logger.Debug("sentinel answer ignored", "master", master,
 			"addr", a.addr, "epoch", a.epoch, "view_addr", v.Addr, "view_epoch", v.Epoch)
+	}
+	if a.unmapped != "" {
+		v.Stale++
+		log := w.links[index].logger.Debug
+		if a.unmapped != before {
+			log = w.links[index].logger.Warn
+		}
+		log("sentinel answer ignored: the master address it names is not a known endpoint", "master", master,
+			"addr", a.unmapped, "epoch", a.epoch, "view_addr", v.Addr)
 	}
 	w.views[master] = v
 	if v.Addr != old.Addr && old.Addr != "" {
@@ -272,6 +294,34 @@ func (w *SentinelWatcher) record(index int, master string, a sentinelAnswer) {
 		default:
 		}
 	}
+}
+
+// mapAnswer passes the addresses of a through MapAddr.
+func (w *SentinelWatcher) mapAnswer(a sentinelAnswer) sentinelAnswer {
+	if w.opts.MapAddr == nil || !a.answered {
+		return a
+	}
+	if a.addr != "" {
+		if mapped, ok := w.opts.MapAddr(a.addr); ok {
+			a.addr = mapped
+		} else {
+			a.unmapped, a.addr = a.addr, ""
+		}
+	}
+	a.replicas, a.downs = w.mapAddrs(a.replicas), w.mapAddrs(a.downs)
+	return a
+}
+
+// mapAddrs passes addrs through MapAddr, leaving out those it does not
+// know.
+func (w *SentinelWatcher) mapAddrs(addrs []string) []string {
+	var out []string
+	for _, r := range addrs {
+		if mapped, ok := w.opts.MapAddr(r); ok {
+			out = append(out, mapped)
+		}
+	}
+	return out
 }
 
 // agree computes a master's view from the last answer of every Sentinel.

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -343,6 +344,41 @@ func TestSentinelWatcherTwoMastersAndUnknown(t *testing.T) {
 	}
 	if lines := logLines(r.logs.String(), "master=alpha", "level=WARN"); len(lines) != 0 {
 		t.Errorf("warnings about alpha:\n%s", strings.Join(lines, "\n"))
+	}
+}
+
+// MapAddr turns reported addresses into the ones to dial, and a master
+// address it does not know is ignored as a stale answer, warned of once.
+func TestSentinelWatcherMapAddr(t *testing.T) {
+	alpha := proxytest.StartRedis(t)
+	s := proxytest.StartSentinel(t, "alpha", alpha.Addr, 1)
+	var known atomic.Bool
+	known.Store(true)
+	r := startSentinelWatcher(t, SentinelOptions{
+		Sentinels: []string{s.Addr},
+		Masters:   []string{"alpha"},
+		Poll:      20 * time.Millisecond,
+		MapAddr: func(addr string) (string, bool) {
+			if addr != alpha.Addr || !known.Load() {
+				return "", false
+			}
+			return "198.18.0.2:6379", true
+		},
+	})
+	r.waitView(t, "alpha", "it is at the mapped address", 10*time.Second, func(v SentinelMaster) bool {
+		return v.Addr == "198.18.0.2:6379" && v.Agree == 1
+	})
+	known.Store(false)
+	stale := r.waitView(t, "alpha", "the unknown address is ignored", 10*time.Second, func(v SentinelMaster) bool {
+		return v.Agree == 0 && v.Stale > 2
+	})
+	if stale.Addr != "198.18.0.2:6379" {
+		t.Errorf("Addr = %q while the Sentinel names an unknown address, want the last agreed 198.18.0.2:6379", stale.Addr)
+	}
+	known.Store(true)
+	r.waitView(t, "alpha", "it is agreed again", 10*time.Second, func(v SentinelMaster) bool { return v.Agree == 1 })
+	if lines := logLines(r.logs.String(), "level=WARN", "not a known endpoint", "addr="+alpha.Addr); len(lines) != 1 {
+		t.Errorf("the unknown address was warned of %d times, want once:\n%s", len(lines), strings.Join(lines, "\n"))
 	}
 }
 

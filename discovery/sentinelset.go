@@ -46,6 +46,14 @@ func NewSentinelSet(logger *slog.Logger) *SentinelSet {
 // run until ctx ends or Stop. The error is the first spec refused by
 // NewSentinelWatcher; the other specs are set all the same.
 func (s *SentinelSet) Set(ctx context.Context, specs []SentinelSpec) error {
+	var stopped []*runningSentinels
+	// Wait for stopped watchers without the lock: one may be in its
+	// OnChange, which may Poke.
+	defer func() {
+		for _, r := range stopped {
+			r.stop()
+		}
+	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var firstErr error
@@ -56,7 +64,8 @@ func (s *SentinelSet) Set(ctx context.Context, specs []SentinelSpec) error {
 			if sameSentinelSpec(old.spec, spec) {
 				continue
 			}
-			old.stop()
+			old.cancel()
+			stopped = append(stopped, old)
 			delete(s.watchers, spec.Key)
 		}
 		w, err := NewSentinelWatcher(spec.Options)
@@ -73,7 +82,8 @@ func (s *SentinelSet) Set(ctx context.Context, specs []SentinelSpec) error {
 	}
 	for key, r := range s.watchers {
 		if !keep[key] {
-			r.stop()
+			r.cancel()
+			stopped = append(stopped, r)
 			delete(s.watchers, key)
 		}
 	}
@@ -125,9 +135,10 @@ func (s *SentinelSet) Snapshot() map[string]map[string]SentinelMaster {
 // Stop stops every watcher and waits for them to end.
 func (s *SentinelSet) Stop() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	for key, r := range s.watchers {
+	running := s.watchers
+	s.watchers = map[string]*runningSentinels{}
+	s.mu.Unlock()
+	for _, r := range running {
 		r.stop()
-		delete(s.watchers, key)
 	}
 }

@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -61,5 +62,46 @@ func TestSentinelSetKeepsReplacesStops(t *testing.T) {
 	}
 	if err := set.Set(ctx, []SentinelSpec{{Key: "bad"}}); err == nil {
 		t.Error("a spec without Sentinels was accepted")
+	}
+}
+
+// A watcher whose OnChange pokes the set while Set replaces that watcher
+// must not deadlock Set.
+func TestSentinelSetReplaceDuringPokingOnChange(t *testing.T) {
+	m := proxytest.StartRedis(t)
+	s := proxytest.StartSentinel(t, "g0", m.Addr, 1)
+	set := NewSentinelSet(nil)
+	t.Cleanup(set.Stop)
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	onChange := func(map[string]SentinelMaster) {
+		once.Do(func() {
+			close(entered)
+			<-release
+			set.Poke("a", "g0")
+		})
+	}
+	spec := func(poll time.Duration) SentinelSpec {
+		return SentinelSpec{Key: "a", Options: SentinelOptions{Sentinels: []string{s.Addr}, Masters: []string{"g0"}, Poll: poll, OnChange: onChange}}
+	}
+	if err := set.Set(context.Background(), []SentinelSpec{spec(time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("OnChange was not called")
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		set.Set(context.Background(), []SentinelSpec{spec(2 * time.Second)})
+	}()
+	time.Sleep(100 * time.Millisecond) // let Set begin to replace the watcher
+	close(release)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Set did not return while the replaced watcher's OnChange poked the set")
 	}
 }

@@ -188,5 +188,8 @@
 // got. A request whose connection failed after it was written is sent
 // again only if its command only reads. Dedicated connections (MULTI,
 // blocking commands) are never replayed. The request path of a pool
-// without sentinels pays a nil check on the slot.
+// without sentinels pays a nil check on the slot. A GroupMaster with
+// Unavailable set (its pod is not ready or terminating) unconfirms the
+// group without a ROLE check, so its requests fail at once with that
+// reason until discovery names a master that may take them.
 package proxy

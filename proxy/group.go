@@ -31,6 +31,10 @@ type GroupMaster struct {
 	// Agree is how many Sentinels agree on Addr, Reachable how many
 	// answered.
 	Agree, Reachable int
+	// Unavailable is why Addr takes no requests although discovery names
+	// it (its pod is not ready or terminating); "" when it may. While it
+	// is set the group's requests fail at once with it.
+	Unavailable string
 }
 
 // SentinelPool is a pool whose servers are groups that Sentinels watch:
@@ -40,16 +44,31 @@ type SentinelPool struct {
 	Sentinels          []string
 	Username, Password string
 	Masters            map[string]string // server name -> Sentinel master name
+	// SentinelService is the Service whose endpoints are the Sentinels
+	// (sentinel_service), on SentinelPort when its EndpointSlices name no
+	// port (0: 26379); zero when Sentinels lists them.
+	SentinelService Service
+	SentinelPort    int
+	// GroupService is the groups' pods' Service (kubernetes_service); zero
+	// for none.
+	GroupService Service
 }
 
 // SentinelPools lists the current pools that have sentinels.
 func (s *Server) SentinelPools() []SentinelPool {
 	var out []SentinelPool
 	for _, p := range s.poolList() {
-		if len(p.cfg.Sentinels) == 0 {
+		if !p.cfg.HasSentinels() {
 			continue
 		}
 		sp := SentinelPool{Pool: p.cfg.Name, Sentinels: p.cfg.Sentinels, Username: p.cfg.SentinelUsername, Password: p.cfg.SentinelAuth, Masters: map[string]string{}}
+		if p.cfg.SentinelService != "" {
+			sp.SentinelService = Service{Namespace: s.namespace(p.cfg), Name: p.cfg.SentinelService}
+			sp.SentinelPort = p.cfg.SentinelPort
+		}
+		if p.cfg.KubernetesService != "" {
+			sp.GroupService = Service{Namespace: s.namespace(p.cfg), Name: p.cfg.KubernetesService}
+		}
 		for _, srv := range p.servers {
 			sp.Masters[srv.cfg.Name] = p.cfg.SentinelMaster(srv.cfg.Name)
 		}
@@ -73,7 +92,7 @@ func (s *Server) SetGroupMasters(pool string, groups map[string]GroupMaster) {
 	s.groupMasters[pool] = groups
 	s.groupsMu.Unlock()
 	for _, p := range s.poolList() {
-		if p.cfg.Name != pool || len(p.cfg.Sentinels) == 0 {
+		if p.cfg.Name != pool || !p.cfg.HasSentinels() {
 			continue
 		}
 		var wg sync.WaitGroup
@@ -191,7 +210,7 @@ func (g *group) updateAndDone(gm GroupMaster, wg *sync.WaitGroup) {
 func (g *group) update(gm GroupMaster) {
 	g.mu.Lock()
 	g.want = gm
-	same := gm.Addr != "" && gm.Addr == g.master && len(g.waiting) == 0
+	same := gm.Addr != "" && gm.Addr == g.master && len(g.waiting) == 0 && gm.Unavailable == ""
 	g.mu.Unlock()
 	if same {
 		return
@@ -209,10 +228,14 @@ func (g *group) check() {
 	g.checkMu.Lock()
 	defer g.checkMu.Unlock()
 	g.mu.Lock()
-	addr := g.want.Addr
+	addr, unavailable := g.want.Addr, g.want.Unavailable
 	g.mu.Unlock()
 	if addr == "" {
 		g.unconfirm("discovery knows no master")
+		return
+	}
+	if unavailable != "" {
+		g.unconfirm(unavailable)
 		return
 	}
 	if err := up.CheckMaster(addr, roleCheckTimeout); err != nil {
@@ -252,9 +275,9 @@ func (g *group) confirm(addr string) {
 	a := up.Address()
 	prev := a.DialAddr()
 	g.mu.Lock()
-	if g.want.Addr != addr {
-		// Discovery named another master during the check, which the
-		// check that follows confirms.
+	if g.want.Addr != addr || g.want.Unavailable != "" {
+		// Discovery named another master, or said this one takes no
+		// requests, during the check; the check that follows acts on it.
 		g.mu.Unlock()
 		return
 	}

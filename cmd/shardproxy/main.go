@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -190,7 +191,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		go scaler.Run(ctx)
 	}
 
-	services, err := startDiscovery(ctx, o, srv, logger)
+	services, err := startDiscovery(ctx, o, srv, sentinels, logger)
 	if err != nil {
 		logger.Error("kubernetes discovery", "err", err)
 		return 1
@@ -229,11 +230,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		sum := fmt.Sprintf("%x", sha256.Sum256(data))
 		srv.SetConfigHash(sum)
 		if services != nil {
+			sentinels.update(ctx, srv)
 			if err := services.Set(ctx, serviceKeys(srv)); err != nil {
 				logger.Error("kubernetes discovery", "err", err)
 			}
+		} else {
+			sentinels.update(ctx, srv)
 		}
-		sentinels.update(ctx, srv)
 		logger.Info("configuration reloaded", "file", o.confFile, "pools", len(cfg.Pools), "sha256", sum[:12])
 	}
 	watcher, err := discovery.NewConfigFile(discovery.ConfigFileOptions{Path: o.confFile, Logger: logger, OnChange: reload}, data)
@@ -320,10 +323,11 @@ func setCores(n int, logger *slog.Logger) *proxy.CoreScaler {
 }
 
 // startDiscovery watches the EndpointSlices of every Service the pools
-// name, feeds pod addresses to srv and waits (bounded) for the first lists.
-// It returns nil when no pool uses Kubernetes.
-func startDiscovery(ctx context.Context, o options, srv *proxy.Server, logger *slog.Logger) (*discovery.Services, error) {
-	if len(srv.Services()) == 0 {
+// name, feeds pod addresses to srv, and Sentinels and group pods to
+// sentinels, and waits (bounded) for the first lists. It returns nil when
+// no pool uses Kubernetes.
+func startDiscovery(ctx context.Context, o options, srv *proxy.Server, sentinels *sentinelWatch, logger *slog.Logger) (*discovery.Services, error) {
+	if len(serviceKeys(srv)) == 0 {
 		return nil, nil
 	}
 	client, err := discovery.NewClient(o.kubeconfig)
@@ -332,6 +336,7 @@ func startDiscovery(ctx context.Context, o options, srv *proxy.Server, logger *s
 	}
 	services := discovery.NewServices(client, logger, func(k discovery.ServiceKey, eps map[string]discovery.Endpoint) {
 		srv.SetPodAddresses(k.Namespace, k.Name, podAddresses(eps))
+		sentinels.endpointsChanged(proxy.Service{Namespace: k.Namespace, Name: k.Name}, eps)
 	})
 	srv.SetServiceStatus(func() []stats.ServiceStatus {
 		var out []stats.ServiceStatus
@@ -355,10 +360,15 @@ func startDiscovery(ctx context.Context, o options, srv *proxy.Server, logger *s
 	return services, nil
 }
 
+// serviceKeys are the Services whose EndpointSlices are watched: the pools'
+// kubernetes_service and sentinel_service.
 func serviceKeys(srv *proxy.Server) []discovery.ServiceKey {
 	var keys []discovery.ServiceKey
-	for _, s := range srv.Services() {
-		keys = append(keys, discovery.ServiceKey{Namespace: s.Namespace, Name: s.Name})
+	for _, s := range append(srv.Services(), sentinelServices(srv)...) {
+		k := discovery.ServiceKey{Namespace: s.Namespace, Name: s.Name}
+		if !slices.Contains(keys, k) {
+			keys = append(keys, k)
+		}
 	}
 	return keys
 }

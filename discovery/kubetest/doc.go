@@ -35,7 +35,9 @@
 //
 // Network rules: tests send traffic only to loopback and to the addresses of
 // network namespaces they created, inside 198.18.0.0/15 (RFC 2544 benchmark
-// space). A route "unreachable 198.18.0.0/15" stays in place while pods
+// space). Each host-side veth forwards what the pod sends it, so pods
+// reach each other through the host, as a replica reaches its master; the
+// host's own forwarding setting is left alone. A route "unreachable 198.18.0.0/15" stays in place while pods
 // exist, so traffic to a deleted pod's address fails at once ("no route to
 // host") instead of going to the default gateway. Namespaces are named
 // "spk-<index>-<pid>" and their host-side veth "spkh<index>"; leftovers of a test process that no longer runs are removed

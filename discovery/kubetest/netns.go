@@ -137,6 +137,12 @@ func (n *podNet) create(bin string) error {
 			return err
 		}
 	}
+	// Pods reach each other (a replica its master, Sentinel every node)
+	// through the host: forward what comes in on this veth, and only that;
+	// the host's own forwarding setting is left alone.
+	if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+n.veth+"/forwarding", []byte("1\n"), 0o644); err != nil {
+		return fmt.Errorf("forwarding on %s: %w", n.veth, err)
+	}
 	return nil
 }
 

@@ -42,8 +42,9 @@ package config
 //	blocking_connections: N  at most N clients blocked on one server at a
 //	                       time (BLPOP, XREAD BLOCK, ...), each on a server
 //	                       connection of its own; 64 when absent.
-//	sentinels, sentinel_masters, sentinel_username, sentinel_auth,
-//	sentinel_auth_file, sentinel_auth_env, failover_hold
+//	sentinels, sentinel_service, sentinel_port, sentinel_masters,
+//	sentinel_username, sentinel_auth, sentinel_auth_file,
+//	sentinel_auth_env, failover_hold
 //	                       servers that are groups watched by Redis
 //	                       Sentinel (sentinel.go).
 //
@@ -206,6 +207,17 @@ type Pool struct {
 	// Sentinels that watch the pool's servers, each a group of a master
 	// and its replicas (sentinel.go); nil for a pool of plain servers.
 	Sentinels []string
+	// SentinelService (sentinel_service, ours) names the Kubernetes
+	// Service, in KubernetesNamespace's namespace, whose ready endpoints
+	// are the Sentinels; "" when Sentinels lists them. A pool has one or
+	// the other (see HasSentinels). With either, KubernetesService names
+	// the groups' pods' headless Service, whose endpoints the addresses
+	// Sentinel reports are matched to.
+	SentinelService string
+	// SentinelPort (sentinel_port, ours) is the Sentinels' port for a
+	// SentinelService whose EndpointSlices have neither a port named
+	// "sentinel" nor a single port; 0 when absent, which means 26379.
+	SentinelPort int
 	// SentinelMasters (sentinel_masters, ours) maps a server name to its
 	// Sentinel master name where they differ; nil when they never do (see
 	// SentinelMaster).
@@ -1300,10 +1312,11 @@ func (b *poolBuilder) finish(dir string) (Pool, error) {
 	if err := b.finishSentinel(&pc, dir); err != nil {
 		return pc, err
 	}
-	if b.seen["kubernetes_namespace"] && pc.KubernetesService == "" {
-		return pc, b.errorf("kubernetes_namespace", "only allowed with kubernetes_service")
+	if b.seen["kubernetes_namespace"] && pc.KubernetesService == "" && pc.SentinelService == "" {
+		return pc, b.errorf("kubernetes_namespace", "only allowed with kubernetes_service or sentinel_service")
 	}
-	if pc.KubernetesService == "" {
+	if pc.KubernetesService == "" || pc.HasSentinels() {
+		// A group's address comes from its Sentinels, not from a pod.
 		for i := range b.servers {
 			b.servers[i].Pod = ""
 		}

@@ -17,6 +17,16 @@ import (
 //	                       every server is a group: its name is the Sentinel
 //	                       master name, its address where the master was
 //	                       when the file was written.
+//	sentinel_service: S    instead of sentinels: the Sentinels are the ready
+//	                       endpoints of the Kubernetes Service S (namespace
+//	                       kubernetes_namespace, else shardproxy's own), on
+//	                       the EndpointSlice's port named "sentinel", else
+//	                       its only port.
+//	sentinel_port: P       with sentinel_service, the Sentinels' port when
+//	                       the EndpointSlices name none of their own.
+//	kubernetes_service: S  with sentinels or sentinel_service, the headless
+//	                       Service of the groups' pods: addresses Sentinel
+//	                       reports are matched to its endpoints.
 //	sentinel_masters:      a list of "server master-name" lines, for groups
 //	                       whose Sentinel master name is not the server's.
 //	sentinel_username: U   the ACL user for the Sentinels (AUTH U password).
@@ -34,7 +44,7 @@ const DefaultFailoverHold = 5 * time.Second
 // sentinelKey reports whether key is one of the Sentinel keys above.
 func sentinelKey(key string) bool {
 	switch key {
-	case "sentinels", "sentinel_masters", "sentinel_username", "sentinel_auth",
+	case "sentinels", "sentinel_service", "sentinel_port", "sentinel_masters", "sentinel_username", "sentinel_auth",
 		"sentinel_auth_file", "sentinel_auth_env", "failover_hold":
 		return true
 	}
@@ -90,6 +100,17 @@ func (b *poolBuilder) setSentinel(key, value string) (done bool, err error) {
 		b.sentinelAuthFile = value
 	case "sentinel_auth_env":
 		b.sentinelAuthEnv = value
+	case "sentinel_service":
+		if !isDNSLabel(value) {
+			return true, b.errorf(key, "%q is not a Kubernetes name (lower-case letters, digits and '-', at most 63)", value)
+		}
+		b.pc.SentinelService = value
+	case "sentinel_port":
+		p, perr := parsePort(value)
+		if perr != nil {
+			return true, b.errorf(key, "%v", perr)
+		}
+		b.pc.SentinelPort = p
 	case "failover_hold":
 		ms, nerr := parseNumber(value)
 		if nerr != nil {
@@ -106,7 +127,13 @@ func (b *poolBuilder) setSentinel(key, value string) (done bool, err error) {
 // finishSentinel checks the Sentinel keys against the rest of the pool and
 // reads the Sentinels' password.
 func (b *poolBuilder) finishSentinel(pc *Pool, dir string) error {
-	if len(pc.Sentinels) == 0 {
+	if len(pc.Sentinels) > 0 && pc.SentinelService != "" {
+		return b.errorf("sentinel_service", "give either sentinels or sentinel_service, not both")
+	}
+	if b.seen["sentinel_port"] && pc.SentinelService == "" {
+		return b.errorf("sentinel_port", "only allowed with sentinel_service")
+	}
+	if !pc.HasSentinels() {
 		for _, k := range []string{"sentinel_masters", "sentinel_username", "sentinel_auth", "sentinel_auth_file", "sentinel_auth_env", "failover_hold"} {
 			if b.seen[k] || k == "sentinel_masters" && pc.SentinelMasters != nil {
 				return b.errorf(k, "only allowed with sentinels")
@@ -117,8 +144,8 @@ func (b *poolBuilder) finishSentinel(pc *Pool, dir string) error {
 	if pc.AutoEjectHosts {
 		return b.errorf("auto_eject_hosts", "a pool with sentinels fails over instead of ejecting: auto_eject_hosts must be false with sentinels")
 	}
-	if pc.KubernetesService != "" {
-		return b.errorf("kubernetes_service", "not yet supported together with sentinels")
+	if len(b.servers) == 0 {
+		return b.errorf("servers", "missing: a pool with sentinels lists its groups as servers")
 	}
 	for _, s := range b.servers {
 		switch {
@@ -175,6 +202,10 @@ func (b *poolBuilder) finishSentinel(pc *Pool, dir string) error {
 	}
 	return nil
 }
+
+// HasSentinels reports whether the pool's servers are groups that Sentinels
+// watch: it has sentinels or sentinel_service.
+func (p *Pool) HasSentinels() bool { return len(p.Sentinels) > 0 || p.SentinelService != "" }
 
 // Hold is how long a request refused by a group's old master waits for
 // the new one: failover_hold, or DefaultFailoverHold when absent.

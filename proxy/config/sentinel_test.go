@@ -59,8 +59,6 @@ func TestConfigSentinels(t *testing.T) {
 	for _, tc := range []struct{ name, text, want string }{
 		{"auto eject", head + "  auto_eject_hosts: true\n" + sentinels + servers,
 			`pool "alpha": auto_eject_hosts: a pool with sentinels fails over instead of ejecting: auto_eject_hosts must be false with sentinels`},
-		{"kubernetes", head + "  kubernetes_service: redis\n" + sentinels + servers,
-			`pool "alpha": kubernetes_service: not yet supported together with sentinels`},
 		{"bad address", head + "  sentinels:\n    - 127.0.0.1\n" + servers,
 			`pool "alpha": sentinels[0]: "127.0.0.1": want "host:port"`},
 		{"bad port", head + "  sentinels:\n    - 127.0.0.1:26379\n    - 127.0.0.1:x\n" + servers,
@@ -89,6 +87,72 @@ func TestConfigSentinels(t *testing.T) {
 			`pool "alpha": failover_hold: must be at least 1`},
 		{"bad hold", head + sentinels + "  failover_hold: -1\n" + servers,
 			`pool "alpha": failover_hold: "-1" is not a number`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.text))
+			if err == nil || err.Error() != tc.want {
+				t.Errorf("Parse: err = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// sentinel_service finds the Sentinels through a Service, and
+// kubernetes_service then names the groups' pods' Service.
+func TestConfigSentinelService(t *testing.T) {
+	const head = "alpha:\n  listen: 127.0.0.1:22121\n  redis: true\n"
+	const servers = "  servers:\n    - shard0-0.shard0:6379:1 shard0\n    - 10.0.0.9:6379:1 shard1\n"
+	type fields struct {
+		Sentinels                          []string
+		SentinelService, KubernetesService string
+		KubernetesNamespace                string
+		SentinelPort                       int
+		Pods                               string
+	}
+	for _, tc := range []struct {
+		name  string
+		extra string
+		want  fields
+	}{
+		{"service", "  sentinel_service: sentinel\n", fields{SentinelService: "sentinel"}},
+		{"service and port", "  sentinel_service: sentinel\n  sentinel_port: 5000\n", fields{SentinelService: "sentinel", SentinelPort: 5000}},
+		{"service in namespace", "  sentinel_service: sentinel\n  kubernetes_namespace: shop\n", fields{SentinelService: "sentinel", KubernetesNamespace: "shop"}},
+		{"service and pods", "  sentinel_service: sentinel\n  kubernetes_service: shard0\n", fields{SentinelService: "sentinel", KubernetesService: "shard0"}},
+		{"list and pods", "  sentinels:\n    - 10.0.0.1:26379\n  kubernetes_service: shard0\n", fields{Sentinels: []string{"10.0.0.1:26379"}, KubernetesService: "shard0"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Parse([]byte(head + tc.extra + servers))
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := cfg.Pools[0]
+			got := fields{p.Sentinels, p.SentinelService, p.KubernetesService, p.KubernetesNamespace, p.SentinelPort, ""}
+			for _, s := range p.Servers {
+				got.Pods += s.Pod // a group's address comes from its Sentinels, never from a pod
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("Parse = %+v, want %+v", got, tc.want)
+			}
+			if !p.HasSentinels() {
+				t.Errorf("HasSentinels() = false, want true")
+			}
+		})
+	}
+	for _, tc := range []struct{ name, text, want string }{
+		{"both", head + "  sentinel_service: sentinel\n  sentinels:\n    - 10.0.0.1:26379\n" + servers,
+			`pool "alpha": sentinel_service: give either sentinels or sentinel_service, not both`},
+		{"bad name", head + "  sentinel_service: Sentinel_1\n" + servers,
+			`pool "alpha": sentinel_service: "Sentinel_1" is not a Kubernetes name (lower-case letters, digits and '-', at most 63)`},
+		{"port alone", head + "  sentinels:\n    - 10.0.0.1:26379\n  sentinel_port: 26379\n" + servers,
+			`pool "alpha": sentinel_port: only allowed with sentinel_service`},
+		{"bad port", head + "  sentinel_service: sentinel\n  sentinel_port: 70000\n" + servers,
+			`pool "alpha": sentinel_port: "70000" is not between 1 and 65535`},
+		{"twice", head + "  sentinel_service: sentinel\n  sentinel_service: other\n" + servers,
+			`pool "alpha": sentinel_service: duplicate key`},
+		{"no servers", head + "  sentinel_service: sentinel\n  kubernetes_service: shard0\n",
+			`pool "alpha": servers: missing: a pool with sentinels lists its groups as servers`},
+		{"no servers list", head + "  sentinel_service: sentinel\n", `pool "alpha": servers: missing`},
+		{"auth alone", head + "  sentinel_auth: pw\n" + servers, `pool "alpha": sentinel_auth: only allowed with sentinels`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.text))
