@@ -60,6 +60,7 @@ fuzz:
 bench: deps
 	$(GO) test -run XXX -bench . -benchmem ./hashring ./proxy/...
 	bash bench/compare.sh
+	BENCH_GROUPS=1 bash bench/compare.sh
 	bash bench/blocked.sh
 	bash bench/pubsub.sh
 

@@ -24,9 +24,16 @@
 #                     commit before a change) as the target "baseline", so
 #                     before and after are measured in one run
 #   BENCH_SKIP_SHARDPROXY=1  leave shardproxy out (its columns show "-")
+#   BENCH_GROUPS=1    also measure over Sentinel-watched groups, in the same
+#                     rounds: three masters, each with one replica, three
+#                     Sentinels watching all three, shardproxy with
+#                     `sentinels:` over the groups, nutcracker over the three
+#                     masters (it cannot follow Sentinel) and direct to
+#                     master 1; adds tables comparing the two ratios [0]
 #   BENCH_KEEP=1      keep the temporary directory with configs and logs
 #
-# The defaults take about 2-4 minutes on 2 cores; for a quick check:
+# The defaults take about 2-4 minutes on 2 cores (twice that with
+# BENCH_GROUPS=1); for a quick check:
 #   BENCH_REQUESTS=20000 BENCH_DURATION=2s BENCH_ROUNDS=1 bash bench/compare.sh
 set -euo pipefail
 
@@ -38,6 +45,7 @@ KEYS=${BENCH_KEYS:-100000}
 VALUE_SIZE=${BENCH_VALUE_SIZE:-64}
 ROUNDS=${BENCH_ROUNDS:-3}
 SKIP_SHARDPROXY=${BENCH_SKIP_SHARDPROXY:-0}
+GROUPS_MODE=${BENCH_GROUPS:-0}
 KEEP=${BENCH_KEEP:-0}
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -52,6 +60,15 @@ for n in "$REQUESTS" "$CLIENTS" "$PIPELINE" "$KEYS" "$VALUE_SIZE" "$ROUNDS"; do
 		die "BENCH_* counts must be positive integers, got \"$n\""
 	fi
 done
+
+case "$GROUPS_MODE" in
+0) ;;
+1)
+	[ "$SKIP_SHARDPROXY" != 1 ] || die "BENCH_GROUPS=1 measures shardproxy; it cannot be combined with BENCH_SKIP_SHARDPROXY=1"
+	[ -z "${SHARDPROXY_BASE_BIN:-}" ] || die "BENCH_GROUPS=1 cannot be combined with SHARDPROXY_BASE_BIN"
+	;;
+*) die "BENCH_GROUPS must be 0 or 1, got \"$GROUPS_MODE\"" ;;
+esac
 
 for tool in go redis-server redis-cli redis-benchmark nutcracker; do
 	command -v "$tool" >/dev/null || die "$tool is not installed"
@@ -166,21 +183,33 @@ start() {
 	wait_ping "$name" "$!" "$port" "$log"
 }
 
-# write_conf LISTEN_PORT FILE writes the pool both proxies run. The two files
-# differ only in the listen address, so both proxies can run side by side and
-# the workloads can alternate between them.
+# write_conf LISTEN_PORT FILE NAME SERVER_PORTS [SENTINEL_PORTS] writes a
+# pool of the servers at SERVER_PORTS (space-separated) named NAME1, NAME2,
+# ...; with SENTINEL_PORTS, a pool whose servers are the groups those
+# Sentinels watch, each NAMEi being its Sentinel master name. The files of
+# the two proxies over the same servers differ only in the listen address
+# (and shardproxy's sentinels), so both proxies can run side by side and the
+# workloads can alternate between them.
 write_conf() {
-	cat >"$2" <<EOF
-bench:
-  listen: 127.0.0.1:$1
-  hash: fnv1a_64
-  distribution: ketama
-  redis: true
-  servers:
-   - 127.0.0.1:${redis_port[1]}:1 redis1
-   - 127.0.0.1:${redis_port[2]}:1 redis2
-   - 127.0.0.1:${redis_port[3]}:1 redis3
-EOF
+	local listen=$1 file=$2 name=$3 i p
+	local servers=($4) sentinels=(${5:-})
+	{
+		echo "bench:"
+		echo "  listen: 127.0.0.1:$listen"
+		echo "  hash: fnv1a_64"
+		echo "  distribution: ketama"
+		echo "  redis: true"
+		if [ "${#sentinels[@]}" -gt 0 ]; then
+			echo "  sentinels:"
+			for p in "${sentinels[@]}"; do
+				echo "   - 127.0.0.1:$p"
+			done
+		fi
+		echo "  servers:"
+		for i in "${!servers[@]}"; do
+			echo "   - 127.0.0.1:${servers[$i]}:1 $name$((i + 1))"
+		done
+	} >"$file"
 }
 
 echo "== machine"
@@ -232,7 +261,8 @@ free_port
 nc_port=$free
 free_port
 nc_stats=$free
-write_conf "$nc_port" "$tmp/nutcracker.yml"
+single_ports="${redis_port[1]} ${redis_port[2]} ${redis_port[3]}"
+write_conf "$nc_port" "$tmp/nutcracker.yml" redis "$single_ports"
 start nutcracker "$nc_port" "$tmp/nutcracker.log" \
 	nutcracker -c "$tmp/nutcracker.yml" -s "$nc_stats" -a 127.0.0.1 -o "$tmp/nutcracker.log"
 declare -A pid_of=([nutcracker]=${pids[-1]})
@@ -244,7 +274,7 @@ if [ -n "$shardproxy_bin" ]; then
 	sp_port=$free
 	free_port
 	sp_stats=$free
-	write_conf "$sp_port" "$tmp/shardproxy.yml"
+	write_conf "$sp_port" "$tmp/shardproxy.yml" redis "$single_ports"
 	start shardproxy "$sp_port" "$tmp/shardproxy.log" \
 		"$shardproxy_bin" -c "$tmp/shardproxy.yml" -s "$sp_stats" -a 127.0.0.1
 	pid_of[shardproxy]=${pids[-1]}
@@ -256,7 +286,7 @@ if [ -n "$base_bin" ]; then
 	port[baseline]=$free
 	free_port
 	base_stats=$free
-	write_conf "${port[baseline]}" "$tmp/baseline.yml"
+	write_conf "${port[baseline]}" "$tmp/baseline.yml" redis "$single_ports"
 	start baseline "${port[baseline]}" "$tmp/baseline.log" \
 		"$base_bin" -c "$tmp/baseline.yml" -s "$base_stats" -a 127.0.0.1
 	pid_of[baseline]=${pids[-1]}
@@ -264,6 +294,119 @@ if [ -n "$base_bin" ]; then
 fi
 echo "pool: $tmp/nutcracker.yml"
 cat "$tmp/nutcracker.yml"
+
+# wait_replica PORT waits until the replica on PORT has its link to its
+# master up and the first sync done.
+wait_replica() {
+	local port=$1 i
+	for i in $(seq 100); do
+		if redis-cli -h 127.0.0.1 -p "$port" info replication | tr -d '\r' |
+			grep -q '^master_link_status:up$'; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	die "the replica on 127.0.0.1:$port has no link to its master after 10s"
+}
+
+# write_sentinel_conf PORT FILE writes the configuration of a Sentinel
+# monitoring the three masters with quorum 2, with the short down-after and
+# failover timeouts the proxy's tests use. Sentinel rewrites the file.
+write_sentinel_conf() {
+	local port=$1 file=$2 g
+	{
+		echo "port $port"
+		echo "bind 127.0.0.1"
+		echo "protected-mode no"
+		echo "daemonize no"
+		echo "dir $(dirname "$file")"
+		for g in 1 2 3; do
+			echo "sentinel monitor group$g 127.0.0.1 ${master_port[$g]} 2"
+			echo "sentinel down-after-milliseconds group$g 1000"
+			echo "sentinel failover-timeout group$g 3000"
+			echo "sentinel parallel-syncs group$g 1"
+		done
+	} >"$file"
+}
+
+# wait_confirmed STATS_PORT waits until shardproxy's /metrics on STATS_PORT
+# says that ROLE confirmed the master of each of the three groups, so that
+# no measurement runs while a group's requests still fail.
+wait_confirmed() {
+	local stats=$1 i n=0
+	for i in $(seq 300); do
+		n=$(curl -fsS "http://127.0.0.1:$stats/metrics" 2>/dev/null |
+			grep -c '^shardproxy_group_confirmed{.*} 1$' || true)
+		[ "$n" = 3 ] && return 0
+		kill -0 "${pid_of[shardproxy-groups]}" 2>/dev/null || break
+		sleep 0.1
+	done
+	tail -n 20 "$tmp/shardproxy-groups.log" >&2 || true
+	die "shardproxy confirmed the master of $n of 3 groups after 30s"
+}
+
+if [ "$GROUPS_MODE" = 1 ]; then
+	command -v curl >/dev/null || die "curl is not installed (BENCH_GROUPS=1 reads shardproxy's /metrics)"
+	echo
+	echo "== groups (a master and a replica each, three Sentinels)"
+	declare -A master_port replica_port
+	for g in 1 2 3; do
+		free_port
+		master_port[$g]=$free
+		mkdir -p "$tmp/group$g-master" "$tmp/group$g-replica"
+		start "master $g" "$free" "$tmp/group$g-master.log" \
+			redis-server --port "$free" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp/group$g-master"
+		free_port
+		replica_port[$g]=$free
+		start "replica $g" "$free" "$tmp/group$g-replica.log" \
+			redis-server --port "$free" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp/group$g-replica" \
+			--replicaof 127.0.0.1 "${master_port[$g]}"
+	done
+	for g in 1 2 3; do
+		wait_replica "${replica_port[$g]}"
+	done
+	sentinel_ports=
+	for s in 1 2 3; do
+		free_port
+		sentinel_ports+="${sentinel_ports:+ }$free"
+		mkdir -p "$tmp/sentinel$s"
+		write_sentinel_conf "$free" "$tmp/sentinel$s/sentinel.conf"
+		if [ "$s" = 1 ]; then
+			echo "sentinel 1: $tmp/sentinel1/sentinel.conf (the others differ only in port and dir)"
+			cat "$tmp/sentinel1/sentinel.conf"
+		fi
+		start "sentinel $s" "$free" "$tmp/sentinel$s.log" \
+			redis-server "$tmp/sentinel$s/sentinel.conf" --sentinel
+	done
+	master_ports="${master_port[1]} ${master_port[2]} ${master_port[3]}"
+
+	free_port
+	port[nutcracker-groups]=$free
+	free_port
+	nc_groups_stats=$free
+	write_conf "${port[nutcracker-groups]}" "$tmp/nutcracker-groups.yml" group "$master_ports"
+	start nutcracker-groups "${port[nutcracker-groups]}" "$tmp/nutcracker-groups.log" \
+		nutcracker -c "$tmp/nutcracker-groups.yml" -s "$nc_groups_stats" -a 127.0.0.1 \
+		-o "$tmp/nutcracker-groups.log"
+	pid_of[nutcracker-groups]=${pids[-1]}
+
+	free_port
+	port[shardproxy-groups]=$free
+	free_port
+	sp_groups_stats=$free
+	write_conf "${port[shardproxy-groups]}" "$tmp/shardproxy-groups.yml" group "$master_ports" "$sentinel_ports"
+	start shardproxy-groups "${port[shardproxy-groups]}" "$tmp/shardproxy-groups.log" \
+		"$shardproxy_bin" -c "$tmp/shardproxy-groups.yml" -s "$sp_groups_stats" -a 127.0.0.1
+	pid_of[shardproxy-groups]=${pids[-1]}
+	wait_confirmed "$sp_groups_stats"
+	echo "shardproxy confirmed the three masters:"
+	curl -fsS "http://127.0.0.1:$sp_groups_stats/metrics" | grep '^shardproxy_group_\(confirmed\|master_info\)'
+	echo "pool: $tmp/shardproxy-groups.yml"
+	cat "$tmp/shardproxy-groups.yml"
+
+	port[direct-groups]=${master_port[1]}
+	targets+=(shardproxy-groups nutcracker-groups direct-groups)
+fi
 
 # Results: rps[workload/target] is the requests per second of each round,
 # space-separated, "error" for a failed one; label_of[workload] is its row
@@ -368,7 +511,7 @@ steal_start=$(steal)
 ticks_start=$(cpu_ticks)
 
 echo
-echo "== benchmarks (targets: ${targets[*]}; direct = redis-server 1 alone)"
+echo "== benchmarks (targets: ${targets[*]}; direct = redis-server 1 alone${master_ports:+, direct-groups = master 1 alone})"
 forward=("${targets[@]}")
 for round in $(seq "$ROUNDS"); do
 	# Reverse the order every round, so that neither proxy always runs
@@ -400,20 +543,25 @@ median() {
 	esac
 }
 
-# ratio_median prints the median over rounds of shardproxy/nutcracker, each
-# round's pair measured minutes apart at most: steadier on a noisy machine
-# than the ratio of the two medians.
-ratio_median() {
+# ratio_rounds prints each round's shardproxy/nutcracker, space-separated,
+# or nothing if the rounds do not pair up.
+ratio_rounds() {
 	local sp=($1) nc=($2) i r=""
 	if [ "${#sp[@]}" = 0 ] || [ "${#sp[@]}" != "${#nc[@]}" ]; then
-		echo "-"
 		return
 	fi
 	for i in "${!sp[@]}"; do
 		r+=" $(awk -v a="${sp[$i]}" -v b="${nc[$i]}" 'BEGIN {
 			if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) print a / b; else print "error" }')"
 	done
-	median "${r# }"
+	echo "${r# }"
+}
+
+# ratio_median prints the median over rounds of shardproxy/nutcracker, each
+# round's pair measured minutes apart at most: steadier on a noisy machine
+# than the ratio of the two medians.
+ratio_median() {
+	median "$(ratio_rounds "$1" "$2")"
 }
 
 # ratio_cell prints ratio_median to two decimals, or "-"/"error" as it is.
@@ -443,51 +591,113 @@ echo "== results ($(nproc) CPUs shared by load generators and servers; median of
 	"CPU time stolen by the hypervisor: $stolen)"
 echo "Each ratio column is the median of each round's ratio to nutcracker."
 echo
-# The baseline's columns appear only when SHARDPROXY_BASE_BIN was given.
-if [ -n "$base_bin" ]; then
-	echo "| workload | shardproxy req/s | baseline req/s | nutcracker req/s | direct redis req/s | shardproxy/nutcracker | baseline/nutcracker |"
-	echo "|---|---:|---:|---:|---:|---:|---:|"
-else
-	echo "| workload | shardproxy req/s | nutcracker req/s | direct redis req/s | shardproxy/nutcracker |"
-	echo "|---|---:|---:|---:|---:|"
-fi
-for id in "${workloads[@]}"; do
-	sp=$(median "${rps[$id/shardproxy]:-}")
-	nc=$(median "${rps[$id/nutcracker]:-}")
-	dr=$(median "${rps[$id/direct]:-}")
-	ratio=$(ratio_cell "${rps[$id/shardproxy]:-}" "${rps[$id/nutcracker]:-}")
+# print_tables SUFFIX prints the throughput and CPU tables of the targets
+# shardproxy, nutcracker and direct, each name followed by SUFFIX.
+print_tables() {
+	local sfx=$1 id depth sp nc dr bl ratio bratio
+	# The baseline's columns appear only when SHARDPROXY_BASE_BIN was given.
 	if [ -n "$base_bin" ]; then
-		bl=$(median "${rps[$id/baseline]:-}")
-		bratio=$(ratio_cell "${rps[$id/baseline]:-}" "${rps[$id/nutcracker]:-}")
-		echo "| ${label_of[$id]} | $(cell "$sp") | $(cell "$bl") | $(cell "$nc") | $(cell "$dr") | $ratio | $bratio |"
+		echo "| workload | shardproxy req/s | baseline req/s | nutcracker req/s | direct redis req/s | shardproxy/nutcracker | baseline/nutcracker |"
+		echo "|---|---:|---:|---:|---:|---:|---:|"
 	else
-		echo "| ${label_of[$id]} | $(cell "$sp") | $(cell "$nc") | $(cell "$dr") | $ratio |"
+		echo "| workload | shardproxy req/s | nutcracker req/s | direct redis req/s | shardproxy/nutcracker |"
+		echo "|---|---:|---:|---:|---:|"
 	fi
-done
-echo
-echo "CPU time of each proxy process per request over each redis-benchmark run (SET and GET),"
-echo "in microseconds (/proc/<pid>/stat user+system; a tick is $((1000000 / hz)) us):"
-echo
-if [ -n "$base_bin" ]; then
-	echo "| workload | shardproxy CPU us/request | baseline CPU us/request | nutcracker CPU us/request | shardproxy/nutcracker | baseline/nutcracker |"
-	echo "|---|---:|---:|---:|---:|---:|"
-else
-	echo "| workload | shardproxy CPU us/request | nutcracker CPU us/request | shardproxy/nutcracker |"
+	for id in "${workloads[@]}"; do
+		sp=$(median "${rps[$id/shardproxy$sfx]:-}")
+		nc=$(median "${rps[$id/nutcracker$sfx]:-}")
+		dr=$(median "${rps[$id/direct$sfx]:-}")
+		ratio=$(ratio_cell "${rps[$id/shardproxy$sfx]:-}" "${rps[$id/nutcracker$sfx]:-}")
+		if [ -n "$base_bin" ]; then
+			bl=$(median "${rps[$id/baseline]:-}")
+			bratio=$(ratio_cell "${rps[$id/baseline]:-}" "${rps[$id/nutcracker$sfx]:-}")
+			echo "| ${label_of[$id]} | $(cell "$sp") | $(cell "$bl") | $(cell "$nc") | $(cell "$dr") | $ratio | $bratio |"
+		else
+			echo "| ${label_of[$id]} | $(cell "$sp") | $(cell "$nc") | $(cell "$dr") | $ratio |"
+		fi
+	done
+	echo
+	echo "CPU time of each proxy process per request over each redis-benchmark run (SET and GET),"
+	echo "in microseconds (/proc/<pid>/stat user+system; a tick is $((1000000 / hz)) us):"
+	echo
+	if [ -n "$base_bin" ]; then
+		echo "| workload | shardproxy CPU us/request | baseline CPU us/request | nutcracker CPU us/request | shardproxy/nutcracker | baseline/nutcracker |"
+		echo "|---|---:|---:|---:|---:|---:|"
+	else
+		echo "| workload | shardproxy CPU us/request | nutcracker CPU us/request | shardproxy/nutcracker |"
+		echo "|---|---:|---:|---:|"
+	fi
+	for depth in 1 "$PIPELINE"; do
+		sp=$(median "${cpu[rb-$depth/shardproxy$sfx]:-}")
+		nc=$(median "${cpu[rb-$depth/nutcracker$sfx]:-}")
+		ratio=$(ratio_cell "${cpu[rb-$depth/shardproxy$sfx]:-}" "${cpu[rb-$depth/nutcracker$sfx]:-}")
+		if [ -n "$base_bin" ]; then
+			bl=$(median "${cpu[rb-$depth/baseline]:-}")
+			bratio=$(ratio_cell "${cpu[rb-$depth/baseline]:-}" "${cpu[rb-$depth/nutcracker$sfx]:-}")
+			echo "| redis-benchmark SET+GET, $CLIENTS clients, pipeline $depth | $sp | $bl | $nc | $ratio | $bratio |"
+		else
+			echo "| redis-benchmark SET+GET, $CLIENTS clients, pipeline $depth | $sp | $nc | $ratio |"
+		fi
+	done
+	echo
+}
+
+# ratio_pair_cell prints the median of the rounds' ratios, then the rounds'
+# ratios in brackets.
+ratio_pair_cell() {
+	local rounds
+	rounds=$(ratio_rounds "$1" "$2")
+	printf '%s (%s)' "$(ratio_cell "$1" "$2")" \
+		"$(for r in $rounds; do awk -v r="$r" 'BEGIN { if (r ~ /^[0-9.]+$/) printf "%.2f\n", r; else print r }'; done | paste -sd ' ')"
+}
+
+# groups_over_servers prints the median over rounds of each round's ratio
+# over groups divided by its ratio over single servers.
+groups_over_servers() {
+	local single=($(ratio_rounds "$1" "$2")) grouped=($(ratio_rounds "$3" "$4")) i q=""
+	for i in "${!single[@]}"; do
+		q+=" $(awk -v a="${grouped[$i]:-}" -v b="${single[$i]}" 'BEGIN {
+			if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) print a / b; else print "error" }')"
+	done
+	local m
+	m=$(median "${q# }")
+	case "$m" in
+	- | error) echo "$m" ;;
+	*) awk -v r="$m" 'BEGIN { printf "%.2f", r }' ;;
+	esac
+}
+
+if [ "$GROUPS_MODE" = 1 ]; then
+	echo "Over three single redis-servers:"
+	echo
+fi
+print_tables ""
+if [ "$GROUPS_MODE" = 1 ]; then
+	echo "Over three Sentinel-watched groups, a master and a replica each (shardproxy follows"
+	echo "the Sentinels, nutcracker is given the three masters, direct is master 1):"
+	echo
+	print_tables -groups
+	echo "shardproxy/nutcracker over single servers and over groups: the median, then each"
+	echo "round's ratio; groups/servers is the median of each round's quotient of the two:"
+	echo
+	echo "| workload | over servers | over groups | groups/servers |"
 	echo "|---|---:|---:|---:|"
+	for id in "${workloads[@]}"; do
+		echo "| ${label_of[$id]}" \
+			"| $(ratio_pair_cell "${rps[$id/shardproxy]:-}" "${rps[$id/nutcracker]:-}")" \
+			"| $(ratio_pair_cell "${rps[$id/shardproxy-groups]:-}" "${rps[$id/nutcracker-groups]:-}")" \
+			"| $(groups_over_servers "${rps[$id/shardproxy]:-}" "${rps[$id/nutcracker]:-}" \
+				"${rps[$id/shardproxy-groups]:-}" "${rps[$id/nutcracker-groups]:-}") |"
+	done
+	for depth in 1 "$PIPELINE"; do
+		echo "| CPU us/request, redis-benchmark SET+GET, pipeline $depth" \
+			"| $(ratio_pair_cell "${cpu[rb-$depth/shardproxy]:-}" "${cpu[rb-$depth/nutcracker]:-}")" \
+			"| $(ratio_pair_cell "${cpu[rb-$depth/shardproxy-groups]:-}" "${cpu[rb-$depth/nutcracker-groups]:-}")" \
+			"| $(groups_over_servers "${cpu[rb-$depth/shardproxy]:-}" "${cpu[rb-$depth/nutcracker]:-}" \
+				"${cpu[rb-$depth/shardproxy-groups]:-}" "${cpu[rb-$depth/nutcracker-groups]:-}") |"
+	done
+	echo
 fi
-for depth in 1 "$PIPELINE"; do
-	sp=$(median "${cpu[rb-$depth/shardproxy]:-}")
-	nc=$(median "${cpu[rb-$depth/nutcracker]:-}")
-	ratio=$(ratio_cell "${cpu[rb-$depth/shardproxy]:-}" "${cpu[rb-$depth/nutcracker]:-}")
-	if [ -n "$base_bin" ]; then
-		bl=$(median "${cpu[rb-$depth/baseline]:-}")
-		bratio=$(ratio_cell "${cpu[rb-$depth/baseline]:-}" "${cpu[rb-$depth/nutcracker]:-}")
-		echo "| redis-benchmark SET+GET, $CLIENTS clients, pipeline $depth | $sp | $bl | $nc | $ratio | $bratio |"
-	else
-		echo "| redis-benchmark SET+GET, $CLIENTS clients, pipeline $depth | $sp | $nc | $ratio |"
-	fi
-done
-echo
 
 echo "total time: ${SECONDS}s"
 if [ "$failures" -gt 0 ]; then
