@@ -50,10 +50,9 @@ KEEP=${BENCH_KEEP:-0}
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-die() {
-	echo "compare.sh: $*" >&2
-	exit 1
-}
+BENCH_SCRIPT=compare.sh
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 for n in "$REQUESTS" "$CLIENTS" "$PIPELINE" "$KEYS" "$VALUE_SIZE" "$ROUNDS"; do
 	if ! [[ $n =~ ^[0-9]+$ ]] || [ "$n" -eq 0 ]; then
@@ -74,114 +73,7 @@ for tool in go redis-server redis-cli redis-benchmark nutcracker; do
 	command -v "$tool" >/dev/null || die "$tool is not installed"
 done
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/shardproxy-bench.XXXXXX")
-pids=()
-
-# cleanup stops, by pid, every process this script started, then removes tmp.
-cleanup() {
-	local rc=$? pid i
-	trap - EXIT INT TERM
-	for pid in "${pids[@]}"; do
-		kill "$pid" 2>/dev/null || true
-	done
-	for i in $(seq 50); do
-		local alive=0
-		for pid in "${pids[@]}"; do
-			if kill -0 "$pid" 2>/dev/null; then alive=1; fi
-		done
-		[ "$alive" = 0 ] && break
-		sleep 0.1
-	done
-	for pid in "${pids[@]}"; do
-		kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	done
-	if [ "$KEEP" = 1 ]; then
-		echo "configs and logs kept in $tmp"
-	else
-		rm -rf "$tmp"
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# show prints a command line, quoting only the words that need it.
-show() {
-	local arg
-	printf '+'
-	for arg in "$@"; do
-		if [[ $arg =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then
-			printf ' %s' "$arg"
-		else
-			printf ' %q' "$arg"
-		fi
-	done
-}
-
-# run prints a command, then runs it.
-run() {
-	show "$@"
-	printf '\n'
-	"$@"
-}
-
-# run_to prints a command, then runs it with its stdout shown and saved in $1.
-run_to() {
-	local out=$1
-	shift
-	show "$@"
-	printf '\n'
-	"$@" | tee "$out"
-}
-
-# free_port sets $free to a loopback port that nothing listens on and that
-# this script has not handed out yet.
-used_ports=" "
-free=
-free_port() {
-	local p i
-	for i in $(seq 200); do
-		p=$((20000 + RANDOM % 12000)) # below Linux's ephemeral range
-		case "$used_ports" in *" $p "*) continue ;; esac
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			used_ports+="$p "
-			free=$p
-			return 0
-		fi
-	done
-	die "found no free loopback port"
-}
-
-# wait_ping NAME PID PORT LOG waits until PORT answers PING.
-wait_ping() {
-	local name=$1 pid=$2 port=$3 log=$4 i
-	for i in $(seq 100); do
-		if [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ]; then
-			return 0
-		fi
-		if ! kill -0 "$pid" 2>/dev/null; then
-			tail -n 20 "$log" >&2 || true
-			die "$name exited before answering PING on 127.0.0.1:$port"
-		fi
-		sleep 0.1
-	done
-	tail -n 20 "$log" >&2 || true
-	die "$name does not answer PING on 127.0.0.1:$port after 10s"
-}
-
-# start NAME PORT LOG COMMAND... starts a server in the background and waits
-# for it to answer PING.
-start() {
-	local name=$1 port=$2 log=$3
-	shift 3
-	show "$@"
-	printf ' >>%q 2>&1 &\n' "$log"
-	"$@" >>"$log" 2>&1 &
-	pids+=("$!")
-	wait_ping "$name" "$!" "$port" "$log"
-}
+bench_tmp shardproxy-bench
 
 # write_conf LISTEN_PORT FILE NAME SERVER_PORTS [SENTINEL_PORTS] writes a
 # pool of the servers at SERVER_PORTS (space-separated) named NAME1, NAME2,
@@ -531,17 +423,6 @@ for round in $(seq "$ROUNDS"); do
 	loadgen 1
 	loadgen "$PIPELINE"
 done
-
-# median prints the median of the rounds' results, "error" if one failed,
-# or "-" if there are none.
-median() {
-	case " $1 " in
-	"  ") echo "-" ;;
-	*" error "*) echo error ;;
-	*) tr ' ' '\n' <<<"$1" | sort -g |
-		awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }' ;;
-	esac
-}
 
 # ratio_rounds prints each round's shardproxy/nutcracker, space-separated,
 # or nothing if the rounds do not pair up.

@@ -1,0 +1,148 @@
+# lib.sh: what the benchmark scripts share. Sourced, not run:
+#
+#   BENCH_SCRIPT=compare.sh KEEP=$BENCH_KEEP
+#   source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+#   bench_tmp shardproxy-bench    # the temporary directory $tmp, cleaned up at exit
+#
+# It gives die, show, run, run_to, free_port, start (a server that answers
+# PING, stopped at exit) and median. Every process started with start, or
+# whose pid is added to pids, is stopped when the script exits.
+
+# die prints an error naming the script and exits 1.
+die() {
+	echo "${BENCH_SCRIPT:-bench}: $*" >&2
+	exit 1
+}
+
+pids=()
+tmp=
+
+# bench_tmp makes the temporary directory $tmp (named after $1) for configs
+# and logs, and sets the traps that clean up at exit.
+bench_tmp() {
+	tmp=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
+	trap cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+}
+
+# cleanup stops, by pid, every process this script started, then removes
+# $tmp, or keeps it when KEEP is 1.
+cleanup() {
+	local rc=$? pid i
+	trap - EXIT INT TERM
+	for pid in "${pids[@]}"; do
+		kill "$pid" 2>/dev/null || true
+	done
+	for i in $(seq 50); do
+		local alive=0
+		for pid in "${pids[@]}"; do
+			if kill -0 "$pid" 2>/dev/null; then alive=1; fi
+		done
+		[ "$alive" = 0 ] && break
+		sleep 0.1
+	done
+	for pid in "${pids[@]}"; do
+		kill -KILL "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+	if [ -n "$tmp" ]; then
+		if [ "${KEEP:-0}" = 1 ]; then
+			echo "configs and logs kept in $tmp"
+		else
+			rm -rf "$tmp"
+		fi
+	fi
+	exit "$rc"
+}
+
+# show_words prints a command line without its end, quoting only the words
+# that need it; show prints the whole line.
+show_words() {
+	local arg
+	printf '+'
+	for arg in "$@"; do
+		if [[ $arg =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then
+			printf ' %s' "$arg"
+		else
+			printf ' %q' "$arg"
+		fi
+	done
+}
+
+show() {
+	show_words "$@"
+	printf '\n'
+}
+
+# run prints a command, then runs it.
+run() {
+	show "$@"
+	"$@"
+}
+
+# run_to prints a command, then runs it with its stdout shown and saved in $1.
+run_to() {
+	local out=$1
+	shift
+	show "$@"
+	"$@" | tee "$out"
+}
+
+# free_port sets $free to a loopback port that nothing listens on and that
+# this script has not handed out yet.
+used_ports=" "
+free=
+free_port() {
+	local p i
+	for i in $(seq 200); do
+		p=$((20000 + RANDOM % 12000)) # below Linux's ephemeral range
+		case "$used_ports" in *" $p "*) continue ;; esac
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			used_ports+="$p "
+			free=$p
+			return 0
+		fi
+	done
+	die "found no free loopback port"
+}
+
+# wait_ping NAME PID PORT LOG waits until PORT answers PING.
+wait_ping() {
+	local name=$1 pid=$2 port=$3 log=$4 i
+	for i in $(seq 100); do
+		if [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ]; then
+			return 0
+		fi
+		if ! kill -0 "$pid" 2>/dev/null; then
+			tail -n 20 "$log" >&2 || true
+			die "$name exited before answering PING on 127.0.0.1:$port"
+		fi
+		sleep 0.1
+	done
+	tail -n 20 "$log" >&2 || true
+	die "$name does not answer PING on 127.0.0.1:$port after 10s"
+}
+
+# start NAME PORT LOG COMMAND... starts a server in the background, its
+# output appended to LOG, and waits for it to answer PING.
+start() {
+	local name=$1 port=$2 log=$3
+	shift 3
+	show_words "$@"
+	printf ' >>%q 2>&1 &\n' "$log"
+	"$@" >>"$log" 2>&1 &
+	pids+=("$!")
+	wait_ping "$name" "$!" "$port" "$log"
+}
+
+# median prints the median of the space-separated numbers in $1, "-" for
+# none and "error" if one of them is.
+median() {
+	case " $1 " in
+	"  ") echo "-" ;;
+	*" error "*) echo error ;;
+	*) tr ' ' '\n' <<<"$1" | sort -g |
+		awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }' ;;
+	esac
+}
