@@ -162,3 +162,6 @@ func checkReplicaRole(group string, reply []byte) error {
 
 // IsReplica reports whether u is a group's replica (its Key says so).
 func (u *Upstream) IsReplica() bool { return u.key.Replica }
+
+// Proto is the protocol the connection speaks, RESP2 or RESP3.
+func (b *Conn) Proto() int { return b.proto }
