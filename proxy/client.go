@@ -88,14 +88,14 @@ type call struct {
 
 // stage collects a batch's requests for one server.
 type stage struct {
-	srv   *server
-	conn  *backend.Conn
+	srv  *server
+	conn *backend.Conn
 	// replica, when set, is the replica of srv's group that the stage
 	// reads from (replicas.go); nil for srv's master.
 	replica *replica
-	buf   []byte
-	slots []backend.ReplySink // the replySlot of each request
-	sizes []int               // the size of each request in buf
+	buf     []byte
+	slots   []backend.ReplySink // the replySlot of each request
+	sizes   []int               // the size of each request in buf
 }
 
 // add records that the request at buf[start:] has its reply go to s.
