@@ -87,6 +87,10 @@ func TestParseRole(t *testing.T) {
 	}
 	for _, proto := range []int{RESP2, RESP3} {
 		m, err := role(master.Addr, proto)
+		for deadline := time.Now().Add(10 * time.Second); err == nil && len(m.Replicas) == 0 && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond) // the master lists a replica once it is online
+			m, err = role(master.Addr, proto)
+		}
 		if err != nil {
 			t.Fatalf("ParseRole(master, RESP%d): %v", proto, err)
 		}
