@@ -471,10 +471,13 @@ func (c *client) submit() {
 
 // send hands the stage's requests to its server connection.
 func (st *stage) send(now time.Time) {
-	st.srv.stats.Requests.Add(int64(len(st.slots)))
-	st.srv.stats.RequestBytes.Add(int64(len(st.buf)))
 	if r := st.replica; r != nil {
+		// The server's counters are its master's, whose connections
+		// count the replies.
 		r.g.reads.sent.Add(int64(len(st.slots)))
+	} else {
+		st.srv.stats.Requests.Add(int64(len(st.slots)))
+		st.srv.stats.RequestBytes.Add(int64(len(st.buf)))
 	}
 	st.conn.Submit(st.buf, st.slots, st.sizes, now)
 }
