@@ -221,3 +221,25 @@ func TestReplicaReadsAllocateNothing(t *testing.T) {
 		t.Errorf("replicas took %d reads, want at least %d", after-before, 200*16)
 	}
 }
+
+// With prefer_replica, a replica that dies while it takes reads costs no
+// read an error: a read its connection fails is sent on to the master,
+// and the next poll takes the replica out.
+func TestReplicaReadsReplicaDies(t *testing.T) {
+	gp := startGroups(t, 1, "  read_from: prefer_replica\n")
+	gp.tellReplicas()
+	gp.waitReadReplicas(t, 0, 1)
+	c := proxytest.Dial(t, gp.addr)
+	do(t, c, "SET", "k", "v")
+	waitSynced(t, gp.masters[0], gp.replicas[0])
+	if got := do(t, c, "GET", "k"); got != "$1\r\nv\r\n" {
+		t.Fatalf("GET = %q", got)
+	}
+	gp.replicas[0].Stop()
+	for i := 0; i < 20; i++ {
+		if got := do(t, c, "GET", "k"); got != "$1\r\nv\r\n" {
+			t.Fatalf("GET %d after the replica died = %q, want the master's reply", i, got)
+		}
+	}
+	gp.waitReadReplicas(t, 0, 0)
+}
