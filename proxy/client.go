@@ -88,11 +88,14 @@ type call struct {
 
 // stage collects a batch's requests for one server.
 type stage struct {
-	srv   *server
-	conn  *backend.Conn
-	buf   []byte
-	slots []backend.ReplySink // the replySlot of each request
-	sizes []int               // the size of each request in buf
+	srv  *server
+	conn *backend.Conn
+	// replica, when set, is the replica of srv's group that the stage
+	// reads from (replicas.go); nil for srv's master.
+	replica *replica
+	buf     []byte
+	slots   []backend.ReplySink // the replySlot of each request
+	sizes   []int               // the size of each request in buf
 }
 
 // add records that the request at buf[start:] has its reply go to s.
@@ -121,6 +124,9 @@ type replySlot struct {
 	conn      *backend.Conn
 	readOnly  bool
 	holdUntil time.Time
+	// replica is the replica of req's group that a read went to, which
+	// may send it on to the master (replicas.go); else nil.
+	replica *replica
 }
 
 // request is a forwarded request as it went out: the server it was sent to
@@ -165,6 +171,9 @@ func (s *replySlot) Deliver(reply []byte) {
 	if f := testHookDeliver.Load(); f != nil {
 		(*f)(s, reply)
 	}
+	if s.replica != nil && s.fromReplica(reply) {
+		return
+	}
 	if g := s.group; g != nil && g.held(s, reply) {
 		return
 	}
@@ -183,6 +192,9 @@ func (s *replySlot) Deliver(reply []byte) {
 // Fail completes the slot with an error reply.
 func (s *replySlot) Fail(msg string) {
 	s.buf = resp.AppendError(s.buf[:0], msg)
+	if s.replica != nil && s.toMaster() {
+		return
+	}
 	if g := s.group; g != nil && g.heldFailure(s) {
 		return
 	}
@@ -369,7 +381,7 @@ func (c *client) newSlot() *replySlot {
 	}
 	s := c.slots[c.nslots]
 	c.nslots++
-	s.buf, s.to, s.req, s.group = s.buf[:0], nil, request{}, nil
+	s.buf, s.to, s.req, s.group, s.replica = s.buf[:0], nil, request{}, nil, nil
 	return s
 }
 
@@ -393,7 +405,7 @@ func (c *client) replyError(msg string) {
 // stageFor returns the batch's stage for srv, making one if needed.
 func (c *client) stageFor(srv *server) *stage {
 	for i := range c.stages {
-		if c.stages[i].srv == srv {
+		if c.stages[i].srv == srv && c.stages[i].replica == nil {
 			return &c.stages[i]
 		}
 	}
@@ -403,7 +415,7 @@ func (c *client) stageFor(srv *server) *stage {
 		c.stages = append(c.stages, stage{})
 	}
 	st := &c.stages[len(c.stages)-1]
-	st.srv, st.conn = srv, c.connFor(srv)
+	st.srv, st.conn, st.replica = srv, c.connFor(srv), nil
 	st.buf, st.slots, st.sizes = st.buf[:0], st.slots[:0], st.sizes[:0]
 	return st
 }
@@ -459,8 +471,14 @@ func (c *client) submit() {
 
 // send hands the stage's requests to its server connection.
 func (st *stage) send(now time.Time) {
-	st.srv.stats.Requests.Add(int64(len(st.slots)))
-	st.srv.stats.RequestBytes.Add(int64(len(st.buf)))
+	if r := st.replica; r != nil {
+		// The server's counters are its master's, whose connections
+		// count the replies.
+		r.g.reads.sent.Add(int64(len(st.slots)))
+	} else {
+		st.srv.stats.Requests.Add(int64(len(st.slots)))
+		st.srv.stats.RequestBytes.Add(int64(len(st.buf)))
+	}
 	st.conn.Submit(st.buf, st.slots, st.sizes, now)
 }
 
@@ -472,7 +490,7 @@ func (c *client) releaseStages() {
 		if cap(st.buf) > maxKeptBuffer {
 			st.buf = nil
 		}
-		st.srv, st.conn = nil, nil
+		st.srv, st.conn, st.replica = nil, nil, nil
 	}
 	c.stages = c.stages[:0]
 }

@@ -192,4 +192,19 @@
 // Unavailable set (its pod is not ready or terminating) unconfirms the
 // group without a ROLE check, so its requests fail at once with that
 // reason until discovery names a master that may take them.
+//
+// A pool with read_from prefer_replica or replica sends a group's
+// read-only commands to its replicas (replicas.go): each replica discovery
+// lists is an upstream of its own, keyed by its address with Replica set,
+// whose connections check with ROLE that it is a replica with its master
+// link connected. A poller per group asks ROLE of the replicas (and of the
+// master, for replica_max_lag) every 500 ms and publishes the replicas that
+// take reads in an atomic pointer, which the request path loads once per
+// read and picks from round robin. A read is staged on the replica's own
+// stage of the batch, unless the batch already has a stage for the group's
+// master (the client's write comes first), or the client is tracking; MULTI
+// and WATCH never get there. A replica's -LOADING or -MASTERDOWN, or a
+// failed connection, sends the read on to the master with prefer_replica.
+// Split commands (MGET) read from masters. A pool without read_from pays
+// one bool test per keyed command and a nil check on the slot.
 package proxy

@@ -258,6 +258,12 @@ const (
 // serverErrorPrefix starts the error reply to a request that server name
 // at addr could not answer: "ERR server <name> (<addr>): ", or "ERR server
 // <name>: " when the server has no name of its own.
+// noReplica is the error for a read of a pool with read_from replica that
+// finds no replica of group to go to; prefix is the server's ErrPrefix.
+func noReplica(prefix, group string) string {
+	return prefix + "group " + group + " has no replica to read from"
+}
+
 func serverErrorPrefix(name, addr string) string {
 	if name == addr {
 		return "ERR server " + name + ": "

@@ -133,6 +133,8 @@ type group struct {
 	waiting    []*replySlot // requests waiting for a master, in arrival order
 	timer      *time.Timer  // the next tick, while armed
 	backoff    time.Duration
+
+	reads replicaReads // the replicas reads go to (replicas.go)
 }
 
 // Bounds on how often a group without a confirmed master, or with
@@ -476,6 +478,7 @@ func (g *group) snapshot(why string) *stats.GroupStatus {
 	if st.Replicas == nil {
 		st.Replicas = []string{}
 	}
+	st.ReadReplicas, st.ReplicaReads = g.reads.eligibleAddrs(), g.reads.sent.Load()
 	if !st.Confirmed {
 		st.Reason = why
 	}

@@ -25,6 +25,8 @@ type pool struct {
 	layout  atomic.Pointer[layout] // full, or rebuilt without ejected servers
 	stats   *stats.Pool            // shared with the same pool before and after a reload
 	scanTag uint64                 // fingerprint of the server list in SCAN cursors
+	// readsReplicas is whether read_from sends reads to replicas.
+	readsReplicas bool
 
 	ejectMu sync.Mutex // serialises ring rebuilds after ejections
 }
@@ -61,6 +63,9 @@ type server struct {
 	health  *backend.Health  // up's
 	address *backend.Address // up's
 	group   *group           // for a pool with sentinels, the group the server is; else nil
+	// noReplica is the error for a read with read_from replica that finds
+	// no replica to go to.
+	noReplica string
 }
 
 // newPool builds a pool. prev is the pool of the same name in the config
@@ -80,7 +85,7 @@ func newPool(srv *Server, cfg *config.Pool, prev *pool) (*pool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pool %q: %w", cfg.Name, err)
 	}
-	p := &pool{srv: srv, cfg: cfg, ring: ring, stats: new(stats.Pool), scanTag: scanTag(cfg.Servers)}
+	p := &pool{srv: srv, cfg: cfg, ring: ring, stats: new(stats.Pool), scanTag: scanTag(cfg.Servers), readsReplicas: cfg.ReadsReplicas()}
 	if prev != nil {
 		p.stats = prev.stats
 	}
@@ -96,6 +101,7 @@ func newPool(srv *Server, cfg *config.Pool, prev *pool) (*pool, error) {
 			s.group = srv.groupFor(cfg.Name, sc.Name)
 			key.Group = sc.Name
 			s.upCfg.MasterDoubt = s.group.doubt
+			s.noReplica = noReplica(s.upCfg.ErrPrefix, sc.Name)
 		}
 		var created bool
 		s.up, s.conns, created = srv.registry.Acquire(key, n, s.upCfg)
@@ -150,6 +156,7 @@ func (p *pool) activate() {
 		s.up.SetConfig(s.upCfg)
 		if s.group != nil {
 			s.group.use(s.up, p.cfg.Hold())
+			s.group.useReads(s)
 		}
 		if !p.cfg.AutoEjectHosts {
 			s.health.Forgive()
@@ -162,6 +169,9 @@ func (p *pool) activate() {
 func (p *pool) release() []*backend.Conn {
 	var unused []*backend.Conn
 	for _, s := range p.servers {
+		if s.group != nil {
+			s.group.stopReads(s)
+		}
 		unused = append(unused, p.srv.registry.Release(s.up, len(s.conns))...)
 	}
 	return unused

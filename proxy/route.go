@@ -85,6 +85,10 @@ func (c *client) dispatchKind(def *command.Spec, cmd *resp.Command) {
 			c.blockingCommand(def, idx, cmd)
 			return
 		}
+		if c.pool.readsReplicas && def.ReplicaRead() {
+			c.routeRead(idx, def, cmd)
+			return
+		}
 		c.route(idx, cmd)
 		c.markRead(def)
 	}

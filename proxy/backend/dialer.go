@@ -29,6 +29,9 @@ type dialer struct {
 	// ROLE, which must say master; doubt then runs when it does not.
 	group string
 	doubt func()
+	// replica, with group, makes ROLE say a replica with its master
+	// link connected instead (replica.go).
+	replica bool
 }
 
 // Protocol versions a connection speaks to its server: what the clients it
@@ -140,7 +143,11 @@ func (d *dialer) handshake(conn net.Conn, timeout time.Duration, proto int, setu
 		reply := buf[start : start+n]
 		start += n
 		if cmd == "ROLE" {
-			if err := checkRole(d.group, reply); err != nil {
+			check := checkRole
+			if d.replica {
+				check = checkReplicaRole
+			}
+			if err := check(d.group, reply); err != nil {
 				return err
 			}
 			continue

@@ -29,6 +29,10 @@ type Key struct {
 	// Group is the name of a group's server, whose connections all check
 	// with ROLE that the node is a master (group.go); "" for a plain server.
 	Group string
+	// Replica, with Group, makes it one of the group's replicas, whose
+	// connections check with ROLE that the node is a replica with its
+	// master link up (replica.go).
+	Replica bool
 	// TLS (server name, certificates) joins the key once pools speak TLS.
 }
 
@@ -238,8 +242,8 @@ func (r *Registry) Acquire(key Key, n int, cfg *Config) (u *Upstream, conns []*C
 	}
 	u = r.upstreams[key]
 	if u == nil {
-		u = &Upstream{key: key, dialer: dialer{network: key.Network, auth: key.Auth, db: key.DB, group: key.Group}}
-		if key.Group != "" {
+		u = &Upstream{key: key, dialer: dialer{network: key.Network, auth: key.Auth, db: key.DB, group: key.Group, replica: key.Replica}}
+		if key.Group != "" && !key.Replica {
 			u.dialer.doubt = u.doubt
 		}
 		u.dedicated.proto, u.dedicated3.proto = RESP2, RESP3

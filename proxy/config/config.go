@@ -230,6 +230,13 @@ type Pool struct {
 	// a group's old master waits for the new one; 0 when absent, which
 	// means DefaultFailoverHold (see Hold).
 	FailoverHold time.Duration
+	// ReadFrom (read_from, ours) is where the groups' read-only commands
+	// go; "" when absent, which means ReadFromMaster (readfrom.go).
+	ReadFrom ReadFrom
+	// ReplicaMaxLag (replica_max_lag, ours) is how many bytes of
+	// replication offset a replica may be behind its master and still
+	// take reads; 0 for no bound.
+	ReplicaMaxLag int64
 	// Servers are in nutcracker's server order (hashring.SortNodes): by ring
 	// name, shorter first, then bytewise. A server's index in this slice is
 	// its index in the ring.
@@ -755,6 +762,9 @@ func (b *poolBuilder) set(key, value string) error {
 	if done, err := b.setSentinel(key, value); done {
 		return err
 	}
+	if done, err := b.setReadFrom(key, value); done {
+		return err
+	}
 	if b.seen[key] {
 		return b.errorf(key, "duplicate key")
 	}
@@ -885,7 +895,7 @@ func knownKey(key string) bool {
 		"client_output_buffer_limit_pubsub", "blocking_connections":
 		return true
 	}
-	return sentinelKey(key)
+	return sentinelKey(key) || key == "read_from" || key == "replica_max_lag"
 }
 
 var (
@@ -1310,6 +1320,9 @@ func (b *poolBuilder) finish(dir string) (Pool, error) {
 	}
 
 	if err := b.finishSentinel(&pc, dir); err != nil {
+		return pc, err
+	}
+	if err := b.finishReadFrom(&pc); err != nil {
 		return pc, err
 	}
 	if b.seen["kubernetes_namespace"] && pc.KubernetesService == "" && pc.SentinelService == "" {

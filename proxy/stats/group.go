@@ -18,4 +18,8 @@ type GroupStatus struct {
 	Epoch      int64     `json:"epoch"`                // discovery's epoch of the master
 	Agree      int       `json:"sentinels_agree"`      // Sentinels agreeing on the master
 	Reachable  int       `json:"sentinels_reachable"`  // Sentinels answering
+	// ReadReplicas are the replicas that take reads now (read_from), and
+	// ReplicaReads counts the reads sent to replicas.
+	ReadReplicas []string `json:"read_replicas"`
+	ReplicaReads int64    `json:"replica_reads"`
 }

@@ -25,18 +25,22 @@ func appendGroupJSON(b []byte, g *stats.GroupStatus) []byte {
 	}
 	b = statsAddNum(b, "group_last_switch", last)
 	b = statsAddNum(b, "group_sentinels_agree", int64(g.Agree))
-	return statsAddNum(b, "group_sentinels_reachable", int64(g.Reachable))
+	b = statsAddNum(b, "group_sentinels_reachable", int64(g.Reachable))
+	b = statsAddNum(b, "group_read_replicas", int64(len(g.ReadReplicas)))
+	return statsAddNum(b, "group_replica_reads", g.ReplicaReads)
 }
 
 var (
-	groupMasterInfo = metricDesc("group_master_info", "Always 1; addr is the group's confirmed master, \"\" while none is.", []string{"pool", "server", "addr"})
-	groupConfirmed  = metricDesc("group_confirmed", "1 while ROLE on the group's master said master, else 0: the group's requests fail.", serverLabels)
-	groupReplicas   = metricDesc("group_replicas", "Replicas of the group's master, as discovery reports them.", serverLabels)
-	groupFailovers  = metricDesc("group_failovers_total", "Times the group's master switched to another node.", serverLabels)
-	groupSwitched   = metricDesc("group_last_switch_timestamp_seconds", "When the group's master last switched, 0 if never.", serverLabels)
-	groupAgree      = metricDesc("group_sentinels_agree", "Sentinels agreeing on the group's master.", serverLabels)
-	groupReachable  = metricDesc("group_sentinels_reachable", "Sentinels that answered about the group.", serverLabels)
-	groupDescs      = []*prometheus.Desc{groupMasterInfo, groupConfirmed, groupReplicas, groupFailovers, groupSwitched, groupAgree, groupReachable}
+	groupMasterInfo   = metricDesc("group_master_info", "Always 1; addr is the group's confirmed master, \"\" while none is.", []string{"pool", "server", "addr"})
+	groupConfirmed    = metricDesc("group_confirmed", "1 while ROLE on the group's master said master, else 0: the group's requests fail.", serverLabels)
+	groupReplicas     = metricDesc("group_replicas", "Replicas of the group's master, as discovery reports them.", serverLabels)
+	groupFailovers    = metricDesc("group_failovers_total", "Times the group's master switched to another node.", serverLabels)
+	groupSwitched     = metricDesc("group_last_switch_timestamp_seconds", "When the group's master last switched, 0 if never.", serverLabels)
+	groupAgree        = metricDesc("group_sentinels_agree", "Sentinels agreeing on the group's master.", serverLabels)
+	groupReachable    = metricDesc("group_sentinels_reachable", "Sentinels that answered about the group.", serverLabels)
+	groupReadReplicas = metricDesc("group_read_replicas", "Replicas of the group that take reads now (read_from): master link connected, lag within replica_max_lag.", serverLabels)
+	groupReplicaReads = metricDesc("group_replica_reads_total", "Reads sent to the group's replicas.", serverLabels)
+	groupDescs        = []*prometheus.Desc{groupMasterInfo, groupConfirmed, groupReplicas, groupFailovers, groupSwitched, groupAgree, groupReachable, groupReadReplicas, groupReplicaReads}
 )
 
 // collectGroups sends the state of each server that is a group.
@@ -59,6 +63,8 @@ func collectGroups(ch chan<- prometheus.Metric, snap *stats.Snapshot) {
 			ch <- prometheus.MustNewConstMetric(groupSwitched, prometheus.GaugeValue, last, pool, srv)
 			ch <- prometheus.MustNewConstMetric(groupAgree, prometheus.GaugeValue, float64(g.Agree), pool, srv)
 			ch <- prometheus.MustNewConstMetric(groupReachable, prometheus.GaugeValue, float64(g.Reachable), pool, srv)
+			ch <- prometheus.MustNewConstMetric(groupReadReplicas, prometheus.GaugeValue, float64(len(g.ReadReplicas)), pool, srv)
+			ch <- prometheus.MustNewConstMetric(groupReplicaReads, prometheus.CounterValue, float64(g.ReplicaReads), pool, srv)
 		}
 	}
 }
