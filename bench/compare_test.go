@@ -10,7 +10,7 @@ import (
 // cannot honour before it builds or starts anything.
 func TestCompareRejectsBadSettings(t *testing.T) {
 	if _, err := exec.LookPath("bash"); err != nil {
-		t.Skip("bash is not installed")
+		t.Fatal("bash is not installed: compare.sh needs it")
 	}
 	for _, tc := range []struct {
 		env  []string
