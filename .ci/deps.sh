@@ -9,6 +9,7 @@ command -v nutcracker >/dev/null || [ -x /usr/sbin/nutcracker ] || need+=(nutcra
 command -v ip >/dev/null || need+=(iproute2)
 command -v ss >/dev/null || need+=(iproute2)
 command -v npm >/dev/null || need+=(nodejs npm)
+command -v curl >/dev/null || need+=(curl)
 /usr/bin/python3 -c 'import redis' 2>/dev/null || need+=(python3-redis)
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""

@@ -29,7 +29,9 @@
 #                     Sentinels watching all three, shardproxy with
 #                     `sentinels:` over the groups, nutcracker over the three
 #                     masters (it cannot follow Sentinel) and direct to
-#                     master 1; adds tables comparing the two ratios [0]
+#                     master 1, and a second shardproxy over the groups with
+#                     `read_from: prefer_replica`; adds tables comparing the
+#                     ratios and the spread of its calls over the servers [0]
 #   BENCH_KEEP=1      keep the temporary directory with configs and logs
 #
 # The defaults take about 2-4 minutes on 2 cores (twice that with
@@ -75,16 +77,17 @@ done
 
 bench_tmp shardproxy-bench
 
-# write_conf LISTEN_PORT FILE NAME SERVER_PORTS [SENTINEL_PORTS] writes a
-# pool of the servers at SERVER_PORTS (space-separated) named NAME1, NAME2,
-# ...; with SENTINEL_PORTS, a pool whose servers are the groups those
-# Sentinels watch, each NAMEi being its Sentinel master name. The files of
+# write_conf LISTEN_PORT FILE NAME SERVER_PORTS [SENTINEL_PORTS [READ_FROM]]
+# writes a pool of the servers at SERVER_PORTS (space-separated) named NAME1,
+# NAME2, ...; with SENTINEL_PORTS, a pool whose servers are the groups those
+# Sentinels watch, each NAMEi being its Sentinel master name, and with
+# READ_FROM, that pool's read_from. The files of
 # the two proxies over the same servers differ only in the listen address
 # (and shardproxy's sentinels), so both proxies can run side by side and the
 # workloads can alternate between them.
 write_conf() {
 	local listen=$1 file=$2 name=$3 i p
-	local servers=($4) sentinels=(${5:-})
+	local servers=($4) sentinels=(${5:-}) read_from=${6:-}
 	{
 		echo "bench:"
 		echo "  listen: 127.0.0.1:$listen"
@@ -97,6 +100,7 @@ write_conf() {
 				echo "   - 127.0.0.1:$p"
 			done
 		fi
+		[ -z "$read_from" ] || echo "  read_from: $read_from"
 		echo "  servers:"
 		for i in "${!servers[@]}"; do
 			echo "   - 127.0.0.1:${servers[$i]}:1 $name$((i + 1))"
@@ -221,20 +225,53 @@ write_sentinel_conf() {
 	} >"$file"
 }
 
-# wait_confirmed STATS_PORT waits until shardproxy's /metrics on STATS_PORT
-# says that ROLE confirmed the master of each of the three groups, so that
-# no measurement runs while a group's requests still fail.
-wait_confirmed() {
-	local stats=$1 i n=0
+# wait_groups TARGET STATS_PORT REGEX WHAT waits until the /metrics on
+# STATS_PORT of the shardproxy TARGET has a line matching REGEX for each of
+# the three groups; WHAT says in the error what did not happen.
+wait_groups() {
+	local target=$1 stats=$2 regex=$3 what=$4 i n=0
 	for i in $(seq 300); do
-		n=$(curl -fsS "http://127.0.0.1:$stats/metrics" 2>/dev/null |
-			grep -c '^shardproxy_group_confirmed{.*} 1$' || true)
+		n=$(curl -fsS "http://127.0.0.1:$stats/metrics" 2>/dev/null | grep -c "$regex" || true)
 		[ "$n" = 3 ] && return 0
-		kill -0 "${pid_of[shardproxy-groups]}" 2>/dev/null || break
+		kill -0 "${pid_of[$target]}" 2>/dev/null || break
 		sleep 0.1
 	done
-	tail -n 20 "$tmp/shardproxy-groups.log" >&2 || true
-	die "shardproxy confirmed the master of $n of 3 groups after 30s"
+	tail -n 20 "$tmp/$target.log" >&2 || true
+	die "$target $what in $n of 3 groups after 30s"
+}
+
+# wait_confirmed TARGET STATS_PORT waits until that shardproxy says that ROLE
+# confirmed the master of each of the three groups, so that no measurement
+# runs while a group's requests still fail.
+wait_confirmed() {
+	wait_groups "$1" "$2" '^shardproxy_group_confirmed{.*} 1$' "confirmed the master"
+}
+
+# wait_read_replicas TARGET STATS_PORT waits until that shardproxy has a
+# replica taking reads in each of the three groups.
+wait_read_replicas() {
+	wait_groups "$1" "$2" '^shardproxy_group_read_replicas{.*} [1-9][0-9]*$' "has a replica taking reads"
+}
+
+# start_shardproxy_groups TARGET [READ_FROM] starts shardproxy over the three
+# groups as TARGET, with READ_FROM as its pool's read_from, and waits until it
+# has confirmed the three masters.
+start_shardproxy_groups() {
+	local target=$1 read_from=${2:-} stats
+	free_port
+	port[$target]=$free
+	free_port
+	stats=$free
+	stats_port[$target]=$stats
+	write_conf "${port[$target]}" "$tmp/$target.yml" group "$master_ports" "$sentinel_ports" "$read_from"
+	start "$target" "${port[$target]}" "$tmp/$target.log" \
+		"$shardproxy_bin" -c "$tmp/$target.yml" -s "$stats" -a 127.0.0.1
+	pid_of[$target]=${pids[-1]}
+	wait_confirmed "$target" "$stats"
+	echo "$target confirmed the three masters:"
+	curl -fsS "http://127.0.0.1:$stats/metrics" | grep '^shardproxy_group_\(confirmed\|master_info\)'
+	echo "pool: $tmp/$target.yml"
+	cat "$tmp/$target.yml"
 }
 
 if [ "$GROUPS_MODE" = 1 ]; then
@@ -282,22 +319,15 @@ if [ "$GROUPS_MODE" = 1 ]; then
 		-o "$tmp/nutcracker-groups.log"
 	pid_of[nutcracker-groups]=${pids[-1]}
 
-	free_port
-	port[shardproxy-groups]=$free
-	free_port
-	sp_groups_stats=$free
-	write_conf "${port[shardproxy-groups]}" "$tmp/shardproxy-groups.yml" group "$master_ports" "$sentinel_ports"
-	start shardproxy-groups "${port[shardproxy-groups]}" "$tmp/shardproxy-groups.log" \
-		"$shardproxy_bin" -c "$tmp/shardproxy-groups.yml" -s "$sp_groups_stats" -a 127.0.0.1
-	pid_of[shardproxy-groups]=${pids[-1]}
-	wait_confirmed "$sp_groups_stats"
-	echo "shardproxy confirmed the three masters:"
-	curl -fsS "http://127.0.0.1:$sp_groups_stats/metrics" | grep '^shardproxy_group_\(confirmed\|master_info\)'
-	echo "pool: $tmp/shardproxy-groups.yml"
-	cat "$tmp/shardproxy-groups.yml"
+	declare -A stats_port
+	start_shardproxy_groups shardproxy-groups
+	start_shardproxy_groups shardproxy-replicas prefer_replica
+	wait_read_replicas shardproxy-replicas "${stats_port[shardproxy-replicas]}"
+	echo "shardproxy-replicas has replicas taking reads:"
+	curl -fsS "http://127.0.0.1:${stats_port[shardproxy-replicas]}/metrics" | grep '^shardproxy_group_read_replicas'
 
 	port[direct-groups]=${master_port[1]}
-	targets+=(shardproxy-groups nutcracker-groups direct-groups)
+	targets+=(shardproxy-groups shardproxy-replicas nutcracker-groups direct-groups)
 fi
 
 # Results: rps[workload/target] is the requests per second of each round,
@@ -333,6 +363,55 @@ proc_ticks() {
 declare -A cpu
 hz=$(getconf CLK_TCK 2>/dev/null || echo 100)
 
+# The spread of shardproxy-replicas' requests over the groups' servers:
+# spread[NODE] is "GET calls, SET calls, SET calls rejected" summed over its
+# runs, each the difference of the server's INFO commandstats before and
+# after the run, so the other targets' requests are not counted.
+declare -A spread spread_before
+spread_nodes=()
+if [ "$GROUPS_MODE" = 1 ]; then
+	spread_nodes=("master 1" "replica 1" "master 2" "replica 2" "master 3" "replica 3")
+fi
+
+# node_port NODE prints the port of "master G" or "replica G".
+node_port() {
+	case "$1" in
+	master*) echo "${master_port[${1#master }]}" ;;
+	replica*) echo "${replica_port[${1#replica }]}" ;;
+	esac
+}
+
+# node_calls PORT prints the GET calls, SET calls and SET calls rejected
+# (a write a replica refuses) of the redis-server on PORT.
+node_calls() {
+	redis-cli -h 127.0.0.1 -p "$1" info commandstats | tr -d '\r' | awk -F'[:,=]' '
+		function field(name, i) { for (i = 2; i < NF; i += 2) if ($i == name) return $(i + 1); return 0 }
+		$1 == "cmdstat_get" { g = field("calls") }
+		$1 == "cmdstat_set" { s = field("calls"); r = field("rejected_calls") }
+		END { print g + 0, s + 0, r + 0 }'
+}
+
+# spread_begin TARGET and spread_end TARGET enclose a run; for
+# shardproxy-replicas they add the run's calls on each server to spread.
+spread_begin() {
+	local node
+	[ "$1" = shardproxy-replicas ] || return 0
+	for node in "${spread_nodes[@]}"; do
+		spread_before[$node]=$(node_calls "$(node_port "$node")")
+	done
+}
+spread_end() {
+	local node
+	[ "$1" = shardproxy-replicas ] || return 0
+	for node in "${spread_nodes[@]}"; do
+		spread[$node]=$(awk -v sum="${spread[$node]:-0 0 0}" -v b="${spread_before[$node]}" \
+			-v a="$(node_calls "$(node_port "$node")")" 'BEGIN {
+				split(sum, t, " "); split(b, x, " "); split(a, y, " ")
+				for (i = 1; i <= 3; i++) printf "%s%d", (i > 1 ? " " : ""), t[i] + y[i] - x[i]
+			}')
+	done
+}
+
 # redis_benchmark DEPTH runs redis-benchmark SET and GET at pipeline DEPTH
 # against every target.
 redis_benchmark() {
@@ -345,11 +424,13 @@ redis_benchmark() {
 		out=$tmp/rb-$depth-$target.csv
 		local before after
 		before=$(proc_ticks "$target")
+		spread_begin "$target"
 		if ! run_to "$out" redis-benchmark -h 127.0.0.1 -p "${port[$target]}" -c "$CLIENTS" -n "$REQUESTS" \
 			-r "$KEYS" -d "$VALUE_SIZE" -P "$depth" -t set,get --csv; then
 			echo "!! redis-benchmark against $target failed"
 		fi
 		after=$(proc_ticks "$target")
+		spread_end "$target"
 		if [ -n "$before" ] && [ -n "$after" ]; then
 			cpu[rb-$depth/$target]="${cpu[rb-$depth/$target]:-}${cpu[rb-$depth/$target]:+ }$(awk -v t="$((after - before))" \
 				-v hz="$hz" -v n="$((2 * REQUESTS))" 'BEGIN { printf "%.2f", t * 1e6 / hz / n }')"
@@ -377,14 +458,17 @@ loadgen() {
 		echo
 		echo "-- $target: loadgen, pipeline $depth"
 		out=$tmp/lg-$depth-$target.json
+		spread_begin "$target"
 		if ! run_to "$out" "$tmp/loadgen" --addr "127.0.0.1:${port[$target]}" --connections "$CLIENTS" \
 			--pipeline "$depth" --keys "$KEYS" --dist zipf --read-ratio 0.8 --value-size "$VALUE_SIZE" \
 			--duration "$DURATION" --timeout 10s --warmup --json; then
+			spread_end "$target"
 			echo "!! loadgen against $target failed"
 			record "lg-$depth/$target" error
 			failures=$((failures + 1))
 			continue
 		fi
+		spread_end "$target"
 		v=$(sed -n 's/.*"rps":\([0-9]*\).*/\1/p' "$out")
 		record "lg-$depth/$target" "${v:-error}"
 	done
@@ -523,6 +607,43 @@ print_tables() {
 	echo
 }
 
+# print_replicas_tables prints the throughput and CPU of shardproxy-replicas
+# (read_from: prefer_replica) next to nutcracker-groups and shardproxy-groups,
+# then how its requests spread over the groups' servers.
+print_replicas_tables() {
+	local id depth rr nc node calls
+	echo "| workload | shardproxy prefer_replica req/s | nutcracker req/s | prefer_replica/nutcracker | shardproxy (reads on masters)/nutcracker |"
+	echo "|---|---:|---:|---:|---:|"
+	for id in "${workloads[@]}"; do
+		rr=$(median "${rps[$id/shardproxy-replicas]:-}")
+		nc=$(median "${rps[$id/nutcracker-groups]:-}")
+		echo "| ${label_of[$id]} | $(cell "$rr") | $(cell "$nc")" \
+			"| $(ratio_cell "${rps[$id/shardproxy-replicas]:-}" "${rps[$id/nutcracker-groups]:-}")" \
+			"| $(ratio_cell "${rps[$id/shardproxy-groups]:-}" "${rps[$id/nutcracker-groups]:-}") |"
+	done
+	echo
+	echo "| workload | shardproxy prefer_replica CPU us/request | nutcracker CPU us/request | prefer_replica/nutcracker | shardproxy (reads on masters)/nutcracker |"
+	echo "|---|---:|---:|---:|---:|"
+	for depth in 1 "$PIPELINE"; do
+		echo "| redis-benchmark SET+GET, $CLIENTS clients, pipeline $depth" \
+			"| $(median "${cpu[rb-$depth/shardproxy-replicas]:-}") | $(median "${cpu[rb-$depth/nutcracker-groups]:-}")" \
+			"| $(ratio_cell "${cpu[rb-$depth/shardproxy-replicas]:-}" "${cpu[rb-$depth/nutcracker-groups]:-}")" \
+			"| $(ratio_cell "${cpu[rb-$depth/shardproxy-groups]:-}" "${cpu[rb-$depth/nutcracker-groups]:-}") |"
+	done
+	echo
+	echo "Calls on each server during the prefer_replica runs only, summed over all rounds"
+	echo "(INFO commandstats before and after each run; a replica's SETs are its master's,"
+	echo "replicated; a SET sent to a replica would be rejected with READONLY):"
+	echo
+	echo "| server | GET calls | SET calls | SET calls rejected |"
+	echo "|---|---:|---:|---:|"
+	for node in "${spread_nodes[@]}"; do
+		calls=(${spread[$node]:-- - -})
+		echo "| $node (127.0.0.1:$(node_port "$node")) | ${calls[0]} | ${calls[1]} | ${calls[2]} |"
+	done
+	echo
+}
+
 # ratio_pair_cell prints the median of the rounds' ratios, then the rounds'
 # ratios in brackets.
 ratio_pair_cell() {
@@ -578,6 +699,10 @@ if [ "$GROUPS_MODE" = 1 ]; then
 				"${cpu[rb-$depth/shardproxy-groups]:-}" "${cpu[rb-$depth/nutcracker-groups]:-}") |"
 	done
 	echo
+	echo "Over the same groups, a second shardproxy with read_from: prefer_replica (reads go to"
+	echo "the replicas; the other shardproxy columns above send them to the masters):"
+	echo
+	print_replicas_tables
 fi
 
 echo "total time: ${SECONDS}s"
