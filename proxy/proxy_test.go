@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -573,4 +574,61 @@ func TestProxySurvivesGarbage(t *testing.T) {
 	if got := do(t, tp.client(t), "SET", "still", "here"); got != "+OK\r\n" {
 		t.Fatalf("after garbage: SET = %q", got)
 	}
+}
+
+// A client that connects while the proxy starts, before its listener's
+// loop runs, is served: the loop must find the listener's pool set (it
+// found none, and the proxy died on a nil pool).
+func TestProxyClientConnectingAtStart(t *testing.T) {
+	r := proxytest.StartRedis(t)
+	// A logger as slow as one writing to a busy terminal widens the moment
+	// between the loop's start and the pool's.
+	slow := slog.New(slowHandler{slog.DiscardHandler})
+	for range 5 {
+		port := proxytest.FreePort(t)
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		cfg, err := config.Parse([]byte(fmt.Sprintf("alpha:\n  listen: %s\n  redis: true\n  servers:\n    - %s:1 s0\n", addr, r.Addr)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv, err := NewServer(cfg, Options{Logger: slow})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dialed := make(chan net.Conn, 1)
+		go func() {
+			for {
+				if c, err := net.Dial("tcp", addr); err == nil {
+					dialed <- c
+					return
+				}
+			}
+		}()
+		if err := srv.Start(); err != nil {
+			t.Fatal(err)
+		}
+		c := <-dialed
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Write([]byte("PING\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 7)
+		if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "+PONG\r\n" {
+			t.Fatalf("PING = %q, %v", buf, err)
+		}
+		c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		srv.Shutdown(ctx)
+		cancel()
+	}
+}
+
+// slowHandler takes 20 ms for every record.
+type slowHandler struct{ slog.Handler }
+
+func (h slowHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h slowHandler) Handle(ctx context.Context, r slog.Record) error {
+	time.Sleep(20 * time.Millisecond)
+	return h.Handler.Handle(ctx, r)
 }

@@ -200,12 +200,15 @@ func (s *Server) switchListeners(pools []*pool, opened map[string]*listener) {
 		l := opened[p.cfg.Name]
 		if l == nil {
 			l = s.listeners[p.cfg.Name]
-		} else {
+		}
+		// The pool first: a new listener's first client may be accepted
+		// as soon as its loop runs.
+		l.pool.Store(p)
+		if opened[p.cfg.Name] != nil {
 			s.wg.Add(1)
 			go s.acceptLoop(l)
 			s.logger.Info("pool listening", "pool", p.cfg.Name, "listen", l.ln.Addr().String(), "servers", len(p.servers), "hash", p.cfg.Hash, "distribution", p.cfg.Distribution)
 		}
-		l.pool.Store(p)
 		next[p.cfg.Name] = l
 		if p.cfg.Preconnect {
 			p.connectAll()
