@@ -4,12 +4,9 @@ import (
 	"bytes"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -21,16 +18,10 @@ const StartTimeout = 10 * time.Second
 // Redis is a redis-server started by StartRedis. Its TCP listener is always
 // on, at Addr.
 type Redis struct {
-	Addr     string // "127.0.0.1:port"
-	Port     int
+	Instance        // its --dir is Dir; the log is redis.log there
 	Unix     string // unix socket path; "" without RedisUnixSocket
-	Dir      string // its --dir, under t.TempDir(); the log is redis.log there
-	Password string // its requirepass; "" for none
 
-	bin   string
 	extra []string
-	mu    sync.Mutex // guards proc
-	proc  *Process
 }
 
 // A RedisOption configures StartRedis.
@@ -68,10 +59,13 @@ func StartRedis(t testing.TB, opts ...RedisOption) *Redis {
 		opt(&o)
 	}
 	r := &Redis{
-		Dir:      t.TempDir(),
-		Password: o.password,
-		bin:      lookBinary(t, "redis-server", "apt-get install redis-server"),
-		extra:    o.args,
+		Instance: Instance{
+			Dir:      t.TempDir(),
+			Password: o.password,
+			bin:      lookBinary(t, "redis-server", "apt-get install redis-server"),
+			logName:  "redis.log",
+		},
+		extra: o.args,
 	}
 	if o.unix != nil {
 		r.Unix = *o.unix
@@ -129,22 +123,7 @@ func (r *Redis) start() error {
 		args = append(args, "--unixsocket", r.Unix, "--unixsocketperm", "700")
 	}
 	args = append(args, r.extra...)
-	log, err := os.OpenFile(r.logPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer log.Close() // the child has its own descriptor
-	cmd := exec.Command(r.bin, args...)
-	cmd.Dir = r.Dir
-	cmd.Stdout, cmd.Stderr = log, log
-	p, err := StartProcess(cmd)
-	if err != nil {
-		return err
-	}
-	r.mu.Lock()
-	r.proc = p
-	r.mu.Unlock()
-	return p.WaitUntil(StartTimeout, func() bool { return pingable(r.Addr) })
+	return r.run(args...)
 }
 
 // pingable reports whether a redis-server answers PING at addr: +PONG, or
@@ -164,62 +143,11 @@ func pingable(addr string) bool {
 	return rep.Type == '+' || bytes.HasPrefix(rep.Str, []byte("NOAUTH"))
 }
 
-func (r *Redis) logPath() string { return filepath.Join(r.Dir, "redis.log") }
-
-// Log returns what redis-server has logged so far, across restarts.
-func (r *Redis) Log() string {
-	b, _ := os.ReadFile(r.logPath())
-	return string(b)
-}
-
-func (r *Redis) process() *Process {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.proc
-}
-
-// Client connects to the server within t, authenticating if it has a
-// Password, and closes the connection in t's cleanup. It takes t so that it
-// can be called from subtests of the test that started the server.
-func (r *Redis) Client(t testing.TB) *Conn {
-	t.Helper()
-	c := Dial(t, r.Addr)
-	if r.Password != "" {
-		rep, err := c.Do("AUTH", r.Password)
-		if err != nil || rep.Type != '+' {
-			t.Fatalf("proxytest: AUTH on %s: %v %v", r.Addr, rep, err)
-		}
-	}
-	return c
-}
-
 // Stop shuts the server down with SIGTERM, as an operator would, and waits
 // for it to exit (SIGKILL after 5 s). It does nothing if it is not running.
 func (r *Redis) Stop() {
 	if p := r.process(); p != nil {
 		p.Stop(5 * time.Second)
-	}
-}
-
-// Kill kills the server with SIGKILL and waits for it to exit.
-func (r *Redis) Kill() {
-	if p := r.process(); p != nil {
-		p.Kill()
-	}
-}
-
-// Pause stops the server with SIGSTOP: connections stay open and nothing is
-// answered until Resume.
-func (r *Redis) Pause() {
-	if p := r.process(); p != nil {
-		p.Signal(syscall.SIGSTOP)
-	}
-}
-
-// Resume continues a paused server with SIGCONT.
-func (r *Redis) Resume() {
-	if p := r.process(); p != nil {
-		p.Signal(syscall.SIGCONT)
 	}
 }
 

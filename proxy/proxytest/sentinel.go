@@ -4,26 +4,18 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
 
 // Sentinel is a redis-server in Sentinel mode started by StartSentinel.
+// Dir holds sentinel.conf and sentinel.log; Password is also its
+// sentinel-pass.
 type Sentinel struct {
-	Addr     string // "127.0.0.1:port"
-	Port     int
-	Dir      string // its dir, under t.TempDir(): sentinel.conf and sentinel.log
-	Password string // its requirepass, also its sentinel-pass; "" for none
-
-	bin  string
-	mu   sync.Mutex // guards proc
-	proc *Process
+	Instance
 }
 
 // A SentinelOption configures StartSentinel.
@@ -81,11 +73,12 @@ func StartSentinel(t testing.TB, masterName, masterAddr string, quorum int, opts
 	for _, opt := range opts {
 		opt(&o)
 	}
-	s := &Sentinel{
+	s := &Sentinel{Instance{
 		Dir:      t.TempDir(),
 		Password: o.password,
 		bin:      lookBinary(t, "redis-server", "apt-get install redis-server"),
-	}
+		logName:  "sentinel.log",
+	}}
 	t.Cleanup(s.Kill)
 	for attempt := 1; ; attempt++ {
 		s.Port = FreePort(t)
@@ -134,53 +127,9 @@ func (s *Sentinel) writeConfig(o sentinelOptions) error {
 	return os.WriteFile(s.confPath(), []byte(strings.Join(lines, "\n")+"\n"), 0o644)
 }
 
-func (s *Sentinel) start() error {
-	log, err := os.OpenFile(s.logPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer log.Close() // the child has its own descriptor
-	cmd := exec.Command(s.bin, s.confPath(), "--sentinel")
-	cmd.Dir = s.Dir
-	cmd.Stdout, cmd.Stderr = log, log
-	p, err := StartProcess(cmd)
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	s.proc = p
-	s.mu.Unlock()
-	return p.WaitUntil(StartTimeout, func() bool { return pingable(s.Addr) })
-}
+func (s *Sentinel) start() error { return s.run(s.confPath(), "--sentinel") }
 
 func (s *Sentinel) confPath() string { return filepath.Join(s.Dir, "sentinel.conf") }
-func (s *Sentinel) logPath() string  { return filepath.Join(s.Dir, "sentinel.log") }
-
-// Log returns what the Sentinel has logged so far.
-func (s *Sentinel) Log() string {
-	b, _ := os.ReadFile(s.logPath())
-	return string(b)
-}
-
-func (s *Sentinel) process() *Process {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.proc
-}
-
-// Client connects to the Sentinel within t, authenticating if it has a
-// Password, and closes the connection in t's cleanup.
-func (s *Sentinel) Client(t testing.TB) *Conn {
-	t.Helper()
-	c := Dial(t, s.Addr)
-	if s.Password != "" {
-		rep, err := c.Do("AUTH", s.Password)
-		if err != nil || rep.Type != '+' {
-			t.Fatalf("proxytest: AUTH on sentinel %s: %v %v", s.Addr, rep, err)
-		}
-	}
-	return c
-}
 
 // Master returns the fields of SENTINEL MASTER masterName as the Sentinel
 // answers now: "ip", "port", "config-epoch", "flags", "num-other-sentinels"
@@ -221,27 +170,5 @@ func WaitForSentinels(t testing.TB, masterName string, replicas int, timeout tim
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-	}
-}
-
-// Kill kills the Sentinel with SIGKILL and waits for it to exit.
-func (s *Sentinel) Kill() {
-	if p := s.process(); p != nil {
-		p.Kill()
-	}
-}
-
-// Pause stops the Sentinel with SIGSTOP: connections stay open and nothing
-// is answered until Resume.
-func (s *Sentinel) Pause() {
-	if p := s.process(); p != nil {
-		p.Signal(syscall.SIGSTOP)
-	}
-}
-
-// Resume continues a paused Sentinel with SIGCONT.
-func (s *Sentinel) Resume() {
-	if p := s.process(); p != nil {
-		p.Signal(syscall.SIGCONT)
 	}
 }
