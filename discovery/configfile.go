@@ -49,9 +49,10 @@ type ConfigFileOptions struct {
 // a regular file of bounded size), and its hash compared with the last
 // bytes seen, so events for other files cost one read and no call.
 //
-// Write the file by rename, as editors and the kubelet do. A writer that
-// truncates in place and pauses longer than Debounce mid-write can have its
-// half-written file handed over (the strict parse downstream usually
+// Write the file by rename, as editors and the kubelet do. An empty file is
+// never handed over (a writer that truncates in place is mid-write); a
+// writer that pauses longer than Debounce after writing part of the file
+// can have that part handed over (the strict parse downstream usually
 // rejects it, and the end of the write brings another read). A file mounted
 // with subPath is never updated by the kubelet; mount the whole ConfigMap
 // as a directory.
@@ -194,6 +195,12 @@ func (c *ConfigFile) check(force bool) {
 		// systems; or the path is not a regular file, or is over
 		// config.ReadFile's bound. The next event brings another read.
 		c.logger.Warn("cannot read config file; keeping the running config", "err", err)
+		return
+	}
+	if len(data) == 0 {
+		// A writer that truncates in place is between its truncate and
+		// its write; no valid config is empty. Its write brings an event.
+		c.logger.Warn("config file is empty; keeping the running config")
 		return
 	}
 	sum := sha256.Sum256(data)

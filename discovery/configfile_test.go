@@ -102,24 +102,56 @@ func TestConfigFileIdenticalBytes(t *testing.T) {
 	w.expect("alpha: 2\n", at) // the next call, so no call came before it
 }
 
-// A burst of writes calls OnChange once, with the final bytes.
+// A burst of writes is coalesced: OnChange sees the final bytes, far fewer
+// calls than writes, and never the empty file between a truncate and its
+// write. A loaded machine can pause the writer longer than the debounce
+// between two writes, so a burst may be split: every call then carries a
+// whole version, in write order.
 func TestConfigFileBurst(t *testing.T) {
 	path := writeFile(t, filepath.Join(t.TempDir(), "nutcracker.yml"), "v0\n")
-	// A longer debounce than the default so that a loaded machine's pauses
-	// inside the burst do not split it.
 	w := startConfigWatch(t, path, []byte("v0\n"), 500*time.Millisecond)
 
+	const writes = 20
 	var at time.Time
-	for i := 1; i <= 20; i++ {
+	for i := 1; i <= writes; i++ {
 		at = time.Now()
 		writeFile(t, path, fmt.Sprintf("v%d\n", i))
 		time.Sleep(time.Millisecond)
 	}
-	w.expect("v20\n", at)
+	last, calls := 0, 0
+	for last < writes {
+		c := w.next(at)
+		calls++
+		var v int
+		if _, err := fmt.Sscanf(string(c.data), "v%d\n", &v); err != nil || v <= last || v > writes {
+			t.Fatalf("OnChange(%q) after v%d, want a later whole version", c.data, last)
+		}
+		last = v
+	}
+	if calls > writes/2 {
+		t.Errorf("%d writes made %d OnChange calls, want them coalesced", writes, calls)
+	}
 	// A sentinel change is the next call: nothing from the burst followed.
 	at = time.Now()
 	writeFile(t, path, "sentinel\n")
 	w.expect("sentinel\n", at)
+}
+
+// A file truncated in place and written after a pause longer than the
+// debounce: the empty file in between is logged and never handed over.
+func TestConfigFileTruncatedThenWritten(t *testing.T) {
+	path := writeFile(t, filepath.Join(t.TempDir(), "nutcracker.yml"), "alpha: 1\n")
+	w := startConfigWatch(t, path, []byte("alpha: 1\n"), 0)
+
+	if err := os.Truncate(path, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, changeBound, "the empty file logged", func() bool {
+		return w.logs.count("config file is empty") > 0
+	})
+	at := time.Now()
+	writeFile(t, path, "alpha: 2\n")
+	w.expect("alpha: 2\n", at) // the next call, so "" never came
 }
 
 // A file deleted for a while is logged, not fatal; its return is seen.
@@ -321,14 +353,22 @@ func (w *configWatch) onChange(data []byte) {
 // the change was made, for the latency log.
 func (w *configWatch) expect(want string, since time.Time) {
 	w.t.Helper()
+	c := w.next(since)
+	if !bytes.Equal(c.data, []byte(want)) {
+		w.t.Fatalf("OnChange(%q), want OnChange(%q)", c.data, want)
+	}
+}
+
+// next waits for the next OnChange and logs its latency since the change.
+func (w *configWatch) next(since time.Time) configCall {
+	w.t.Helper()
 	select {
 	case c := <-w.calls:
-		if !bytes.Equal(c.data, []byte(want)) {
-			w.t.Fatalf("OnChange(%q), want OnChange(%q)", c.data, want)
-		}
-		w.t.Logf("OnChange(%q) %v after the change", want, c.at.Sub(since).Round(time.Millisecond))
+		w.t.Logf("OnChange(%q) %v after the change", c.data, c.at.Sub(since).Round(time.Millisecond))
+		return c
 	case <-time.After(changeBound):
-		w.t.Fatalf("no OnChange(%q) within %v", want, changeBound)
+		w.t.Fatalf("no OnChange within %v", changeBound)
+		return configCall{}
 	}
 }
 
