@@ -310,16 +310,30 @@ func (g *group) confirm(addr string) {
 
 // resend sends requests that waited for a master again, in the order they
 // arrived, each on the connection it first went out on, which dials the
-// master now.
+// master now. A request that carried a tracking client's CLIENT CACHING
+// carries it again: the new connection would not track what it reads
+// otherwise.
 func (g *group) resend(waiting []*replySlot) {
 	now := time.Now()
 	for _, s := range waiting {
 		srv := s.req.srv
 		srv.stats.Requests.Add(1)
 		srv.stats.RequestBytes.Add(int64(len(s.req.bytes)))
+		if s.caching != nil {
+			reqs := append(append([]byte(nil), s.caching...), s.req.bytes...)
+			s.conn.Submit(reqs, []backend.ReplySink{discardReply{}, s}, []int{len(s.caching), len(s.req.bytes)}, now)
+			continue
+		}
 		s.conn.Submit(s.req.bytes, []backend.ReplySink{s}, []int{len(s.req.bytes)}, now)
 	}
 }
+
+// discardReply takes the reply to a request sent for its effect alone,
+// such as a resent CLIENT CACHING.
+type discardReply struct{}
+
+func (discardReply) Deliver([]byte) {}
+func (discardReply) Fail(string)    {}
 
 // resolve asks discovery to look for the group's master again.
 func (g *group) resolve() {
