@@ -197,10 +197,12 @@
 // read-only commands to its replicas (replicas.go): each replica discovery
 // lists is an upstream of its own, keyed by its address with Replica set,
 // whose connections check with ROLE that it is a replica with its master
-// link connected. A poller per group asks ROLE of the replicas (and of the
-// master, for replica_max_lag) every 500 ms and publishes the replicas that
-// take reads in an atomic pointer, which the request path loads once per
-// read and picks from round robin. A read is staged on the replica's own
+// link connected. A poller per group asks ROLE of the replicas and of the
+// master every 500 ms and publishes the replicas that take reads in an
+// atomic pointer, which the request path loads once per read and picks
+// from round robin. It polls the groups of every pool, read_from master
+// too, for the replicas' link state and lag in the stats; those take no
+// reads. A read is staged on the replica's own
 // stage of the batch, unless the batch already has a stage for the group's
 // master (the client's write comes first), or the client is tracking; MULTI
 // and WATCH never get there. A replica's -LOADING or -MASTERDOWN, or a

@@ -566,6 +566,7 @@ func (g *group) snapshot(why string) *stats.GroupStatus {
 		st.Replicas = []string{}
 	}
 	st.ReadReplicas, st.ReplicaReads = g.reads.eligibleAddrs(), g.reads.sent.Load()
+	st.ReplicaLinks = g.reads.linkStatus()
 	if !st.Confirmed {
 		st.Reason = why
 	}
