@@ -2,8 +2,13 @@ package proxy
 
 import (
 	"fmt"
+	"io"
+	"net"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/shardproxy/shardproxy/proxy/proxytest"
 	"github.com/shardproxy/shardproxy/proxy/stats"
 )
 
@@ -46,5 +51,48 @@ func TestReplicaState(t *testing.T) {
 				t.Errorf("replicaState's why = %q with reason %q", why, l.Reason)
 			}
 		})
+	}
+}
+
+// The poll of a read_from master group's replicas, for the stats, leaves
+// its requests allocation-free.
+func TestGroupPolledReplicasRequestsAllocateNothing(t *testing.T) {
+	gp := startGroups(t, 1, "")
+	gp.tellReplicas()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if l := gp.groupSnapshot(t, 0).ReplicaLinks; len(l) == 1 && l[0].Link == "up" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica links = %+v, want the replica up", gp.groupSnapshot(t, 0).ReplicaLinks)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	conn, err := net.Dial("tcp", gp.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var pipeline []byte
+	for i := 0; i < 16; i++ {
+		pipeline = proxytest.AppendCommand(pipeline, "GET", fmt.Sprint("k", i))
+	}
+	want := strings.Repeat("$-1\r\n", 16)
+	buf := make([]byte, len(want))
+	roundTrip := func() {
+		if _, err := conn.Write(pipeline); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(conn, buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	roundTrip()
+	if string(buf) != want {
+		t.Fatalf("replies = %q, want %q", buf, want)
+	}
+	if n := testing.AllocsPerRun(200, roundTrip); n >= 1 {
+		t.Errorf("a pipeline of reads to a polled group allocates %.1f times per round trip, want 0", n)
 	}
 }
