@@ -332,7 +332,9 @@ func (g *group) resend(waiting []*replySlot) {
 	cur := g.server.Load()
 	for _, s := range waiting {
 		if cur != nil && s.req.srv.up != cur.up {
-			s.req.srv, s.conn = cur, cur.pick(s.conn.Proto())
+			// A shared connection tracks nothing: CLIENT CACHING is
+			// for a tracking client's own connection.
+			s.req.srv, s.conn, s.caching = cur, cur.pick(s.conn.Proto()), nil
 		}
 		srv := s.req.srv
 		srv.stats.Requests.Add(1)

@@ -128,38 +128,53 @@ func TestGroupHeldRequestSurvivesReload(t *testing.T) {
 	}
 }
 
-// A held request of a group that a reload removes gets an error naming
-// the group at once, not the old master's error after failover_hold.
+// A held request of a group that a reload removes, with its pool or
+// alone, gets an error naming the group at once, not the old master's
+// error after failover_hold.
 func TestGroupHeldRequestOfRemovedGroupFails(t *testing.T) {
-	gp := startGroups(t, 2, "  failover_hold: 30000\n")
-	gp.tellAll()
-	c := proxytest.Dial(t, gp.addr)
-	key := gp.keyOn(t, 1, "k")
-	paused := pauseWrites(t, gp.masters[1])
-	if err := c.Send("SET", key, "1"); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	failover(t, gp.masters[1], gp.replicas[1], paused)
-	gp.waitHeld(t, 1, 1)
-	// The pool keeps g0 only.
-	yaml := strings.Replace(gp.yaml, fmt.Sprintf("    - %s:1 g1\n", gp.masters[1].Addr), "", 1)
-	cfg, err := config.Parse([]byte(fmt.Sprintf(yaml, "  failover_hold: 30000\n")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := gp.srv.Reload(cfg); err != nil {
-		t.Fatalf("Reload: %v", err)
-	}
-	c.Timeout = 10 * time.Second // well within failover_hold
-	r, err := c.Read()
-	if err != nil {
-		t.Fatalf("the held SET got no reply after its group was removed: %v", err)
-	}
-	want := fmt.Sprintf("-ERR server g1 (%s): group g1 was removed from the configuration while the request waited for its master\r\n", gp.masters[1].Addr)
-	if string(r.Raw()) != want {
-		t.Errorf("held SET of the removed group = %q, want %q", r.Raw(), want)
+	for _, tc := range []struct {
+		name string
+		// next is the config the reload installs.
+		next func(gp *groupPool) string
+	}{
+		{"group removed", func(gp *groupPool) string {
+			yaml := strings.Replace(gp.yaml, fmt.Sprintf("    - %s:1 g1\n", gp.masters[1].Addr), "", 1)
+			return fmt.Sprintf(yaml, "  failover_hold: 30000\n")
+		}},
+		{"pool removed", func(gp *groupPool) string {
+			return poolYAML(fmt.Sprintf("127.0.0.1:%d", proxytest.FreePort(t)), "", gp.masters[0].Addr+":1 s0")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			gp := startGroups(t, 2, "  failover_hold: 30000\n")
+			gp.tellAll()
+			c := proxytest.Dial(t, gp.addr)
+			key := gp.keyOn(t, 1, "k")
+			paused := pauseWrites(t, gp.masters[1])
+			if err := c.Send("SET", key, "1"); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			failover(t, gp.masters[1], gp.replicas[1], paused)
+			gp.waitHeld(t, 1, 1)
+			cfg, err := config.Parse([]byte(tc.next(gp)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := gp.srv.Reload(cfg); err != nil {
+				t.Fatalf("Reload: %v", err)
+			}
+			c.Timeout = 10 * time.Second // well within failover_hold
+			r, err := c.Read()
+			if err != nil {
+				t.Fatalf("the held SET got no reply after its group was removed: %v", err)
+			}
+			want := fmt.Sprintf("-ERR server g1 (%s): group g1 was removed from the configuration while the request waited for its master\r\n", gp.masters[1].Addr)
+			if string(r.Raw()) != want {
+				t.Errorf("held SET of the removed group = %q, want %q", r.Raw(), want)
+			}
+		})
 	}
 }
