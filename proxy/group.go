@@ -324,9 +324,9 @@ func (g *group) confirm(addr string) {
 // arrived, each on the connection it first went out on, which dials the
 // master now; or, when a reload gave the group another upstream since
 // (another redis_auth or redis_db), on a connection of that one, since the
-// old one's close once the replaced pool drains. A request that carried a tracking client's CLIENT CACHING
-// carries it again: the new connection would not track what it reads
-// otherwise.
+// old one's close once the replaced pool drains. A request that carried a
+// tracking client's CLIENT CACHING carries it again: the new connection
+// would not track what it reads otherwise.
 func (g *group) resend(waiting []*replySlot) {
 	now := time.Now()
 	cur := g.server.Load()

@@ -24,10 +24,10 @@ import (
 // connected and, with replica_max_lag, whose offset is within that many
 // bytes of the master's. It polls the replicas of every group, whatever
 // read_from says, since their links and lag are in the stats
-// (ReplicaLinks): with read_from master none takes reads. A read goes round robin to one of them, unless the
-// same batch of the client already sent the group anything on the master
-// (a write it must read back), or the client is in MULTI, WATCH or
-// CLIENT TRACKING. Scripts, blocking commands and split commands (MGET)
+// (ReplicaLinks): with read_from master none takes reads. A read goes
+// round robin to one of them, unless the same batch of the client already
+// sent the group anything on the master (a write it must read back), or
+// the client is in MULTI, WATCH or CLIENT TRACKING. Scripts, blocking commands and split commands (MGET)
 // always go to the master. With prefer_replica, a read that finds no
 // replica, or that a replica refused (-LOADING, -MASTERDOWN) or could not
 // answer, goes to the master; with replica it fails.
@@ -235,6 +235,11 @@ func (g *group) poll(s *server, known []*replica) {
 	wait := func(p *roleProbe) {
 		select {
 		case p.reply = <-p.done:
+			return // in already: a master slow to answer costs it nothing
+		default:
+		}
+		select {
+		case p.reply = <-p.done:
 		case <-timeout.C:
 			timeout.Reset(0) // the others that are not in yet time out too
 		}
@@ -259,9 +264,10 @@ func (g *group) poll(s *server, known []*replica) {
 }
 
 // probeRefused finds out, for each replica in known whose connection
-// failed (its probe in probes got an error), whether the node answers a new one: a replica whose master link
-// is down refuses connections (its ROLE check fails), and its link state
-// then comes from that refusal rather than showing it unreachable.
+// failed (its probe in probes got an error), what the node says to a new
+// one: a replica whose master link is down refuses connections (their
+// ROLE check fails), and its link state then comes from that refusal
+// rather than showing it unreachable.
 func (g *group) probeRefused(known []*replica, probes []*roleProbe) {
 	var wg sync.WaitGroup
 	for i, r := range known {
@@ -278,12 +284,16 @@ func (g *group) probeRefused(known []*replica, probes []*roleProbe) {
 func (r *replica) probe(wg *sync.WaitGroup) {
 	defer wg.Done()
 	role, err := r.up.ProbeReplica(replicaPollTimeout)
-	if role.Role != "slave" || role.State == "connected" {
-		return // unreachable still, or back: the next poll tells
+	switch {
+	case err == nil:
+		// Connected again: the next poll on its connections tells.
+	case role.Role == "slave":
+		r.link.State, r.link.Reason, r.link.Error = role.State, stats.ReasonLinkDown, err.Error()
+		r.why = "its master link is " + role.State
+	case role.Role != "":
+		r.link.Reason, r.link.Error = stats.ReasonNotReplica, err.Error()
+		r.why = "ROLE says " + role.Role
 	}
-	r.link.State, r.link.Reason = role.State, stats.ReasonLinkDown
-	r.link.Error = err.Error()
-	r.why = "its master link is " + role.State
 }
 
 // replicaState is what a replica's ROLE reply says of its link, and in
