@@ -185,8 +185,11 @@
 // asks discovery to look again, and once a master is confirmed the queue is
 // sent to it in arrival order, with the same client's later reads queued
 // behind it, for up to failover_hold, after which each gets the error it
-// got. A request whose connection failed after it was written is sent
-// again only if its command only reads. Dedicated connections (MULTI,
+// got. A tracking client's request is sent again with the CLIENT CACHING
+// that preceded it. Groups outlive reloads: a reload that keeps one keeps
+// its queue, sent through the new pool's server; one that removes it fails
+// the queue with an error naming it. A request whose connection failed
+// after it was written is sent again only if its command only reads. Dedicated connections (MULTI,
 // blocking commands) are never replayed. The request path of a pool
 // without sentinels pays a nil check on the slot. A GroupMaster with
 // Unavailable set (its pod is not ready or terminating) unconfirms the
