@@ -127,6 +127,9 @@ type replySlot struct {
 	// replica is the replica of req's group that a read went to, which
 	// may send it on to the master (replicas.go); else nil.
 	replica *replica
+	// caching is the CLIENT CACHING request sent right before req, which
+	// must precede it again if it is sent again (tracking.go); else nil.
+	caching []byte
 }
 
 // request is a forwarded request as it went out: the server it was sent to
@@ -381,7 +384,7 @@ func (c *client) newSlot() *replySlot {
 	}
 	s := c.slots[c.nslots]
 	c.nslots++
-	s.buf, s.to, s.req, s.group, s.replica = s.buf[:0], nil, request{}, nil, nil
+	s.buf, s.to, s.req, s.group, s.replica, s.caching = s.buf[:0], nil, request{}, nil, nil, nil
 	return s
 }
 
@@ -435,12 +438,13 @@ func (c *client) forward(srv *server, cmd *resp.Command) *replySlot {
 // staged returns the slot for the request that st's buffer holds from
 // start on, the last one staged.
 func (c *client) staged(st *stage, start int) *replySlot {
+	var caching []byte
 	if c.tracking != nil && c.tracking.armed != nil {
-		start = c.stageCaching(st, start)
+		start, caching = c.stageCaching(st, start), c.tracking.armed
 	}
 	s := c.newSlot()
 	end := len(st.buf)
-	s.req = request{srv: st.srv, bytes: st.buf[start:end:end]}
+	s.req, s.caching = request{srv: st.srv, bytes: st.buf[start:end:end]}, caching
 	if g := st.srv.group; g != nil {
 		s.group, s.conn, s.readOnly, s.holdUntil = g, st.conn, false, time.Time{}
 	}

@@ -190,8 +190,11 @@
 // asks discovery to look again, and once a master is confirmed the queue is
 // sent to it in arrival order, with the same client's later reads queued
 // behind it, for up to failover_hold, after which each gets the error it
-// got. A request whose connection failed after it was written is sent
-// again only if its command only reads. Dedicated connections (MULTI,
+// got. A tracking client's request is sent again with the CLIENT CACHING
+// that preceded it. Groups outlive reloads: a reload that keeps one keeps
+// its queue, sent through the new pool's server; one that removes it fails
+// the queue with an error naming it. A request whose connection failed
+// after it was written is sent again only if its command only reads. Dedicated connections (MULTI,
 // blocking commands) are never replayed. The request path of a pool
 // without sentinels pays a nil check on the slot. A GroupMaster with
 // Unavailable set (its pod is not ready or terminating) unconfirms the
@@ -202,10 +205,12 @@
 // read-only commands to its replicas (replicas.go): each replica discovery
 // lists is an upstream of its own, keyed by its address with Replica set,
 // whose connections check with ROLE that it is a replica with its master
-// link connected. A poller per group asks ROLE of the replicas (and of the
-// master, for replica_max_lag) every 500 ms and publishes the replicas that
-// take reads in an atomic pointer, which the request path loads once per
-// read and picks from round robin. A read is staged on the replica's own
+// link connected. A poller per group asks ROLE of the replicas and of the
+// master every 500 ms and publishes the replicas that take reads in an
+// atomic pointer, which the request path loads once per read and picks
+// from round robin. It polls the groups of every pool, read_from master
+// too, for the replicas' link state and lag in the stats; those take no
+// reads. A read is staged on the replica's own
 // stage of the batch, unless the batch already has a stage for the group's
 // master (the client's write comes first), or the client is tracking; MULTI
 // and WATCH never get there. A replica's -LOADING or -MASTERDOWN, or a

@@ -9,6 +9,7 @@ import (
 
 	"github.com/shardproxy/shardproxy/proxy/backend"
 	"github.com/shardproxy/shardproxy/proxy/config"
+	"github.com/shardproxy/shardproxy/proxy/resp"
 	"github.com/shardproxy/shardproxy/proxy/stats"
 )
 
@@ -117,6 +118,9 @@ type group struct {
 	id   groupID
 	hold atomic.Int64                     // failover_hold of the pool that uses it now, in nanoseconds
 	up   atomic.Pointer[backend.Upstream] // the upstream of the pool that uses it now
+	// server is the server of the pool that uses it now, through which
+	// held requests are sent again.
+	server atomic.Pointer[server]
 	// nwaiting is len(waiting), read without the lock by replies that
 	// may have to wait behind them.
 	nwaiting atomic.Int32
@@ -133,6 +137,9 @@ type group struct {
 	waiting    []*replySlot // requests waiting for a master, in arrival order
 	timer      *time.Timer  // the next tick, while armed
 	backoff    time.Duration
+	// removed is set once a reload left the group out: requests that
+	// would wait for its master get an error instead.
+	removed bool
 
 	reads replicaReads // the replicas reads go to (replicas.go)
 }
@@ -182,13 +189,15 @@ func (g *group) initAddress(a *backend.Address, sc config.Server) {
 	a.Set(sc.DialAddr, "config", g.unconfirmed("discovery has not named its master yet"))
 }
 
-// use makes up, the upstream of the pool that starts to serve, the
-// group's; a group that is not confirmed yet starts from what discovery
-// said last.
-func (g *group) use(up *backend.Upstream, hold time.Duration) {
-	g.hold.Store(int64(hold))
-	g.up.Store(up)
+// use makes s, the server of the pool that starts to serve, and its
+// upstream the group's; a group that is not confirmed yet starts from what
+// discovery said last.
+func (g *group) use(s *server) {
+	g.hold.Store(int64(s.pool.cfg.Hold()))
+	g.up.Store(s.up)
+	g.server.Store(s)
 	g.mu.Lock()
+	g.removed = false
 	confirmed := g.master != ""
 	g.mu.Unlock()
 	if gm, ok := g.srv.lastGroupMaster(g.id); ok && !confirmed {
@@ -230,8 +239,11 @@ func (g *group) check() {
 	g.checkMu.Lock()
 	defer g.checkMu.Unlock()
 	g.mu.Lock()
-	addr, unavailable := g.want.Addr, g.want.Unavailable
+	addr, unavailable, removed := g.want.Addr, g.want.Unavailable, g.removed
 	g.mu.Unlock()
+	if removed {
+		return
+	}
 	if addr == "" {
 		g.unconfirm("discovery knows no master")
 		return
@@ -311,16 +323,38 @@ func (g *group) confirm(addr string) {
 
 // resend sends requests that waited for a master again, in the order they
 // arrived, each on the connection it first went out on, which dials the
-// master now.
+// master now; or, when a reload gave the group another upstream since
+// (another redis_auth or redis_db), on a connection of that one, since the
+// old one's close once the replaced pool drains. A request that carried a
+// tracking client's CLIENT CACHING carries it again: the new connection
+// would not track what it reads otherwise.
 func (g *group) resend(waiting []*replySlot) {
 	now := time.Now()
+	cur := g.server.Load()
 	for _, s := range waiting {
+		if cur != nil && s.req.srv.up != cur.up {
+			// A shared connection tracks nothing: CLIENT CACHING is
+			// for a tracking client's own connection.
+			s.req.srv, s.conn, s.caching = cur, cur.pick(s.conn.Proto()), nil
+		}
 		srv := s.req.srv
 		srv.stats.Requests.Add(1)
 		srv.stats.RequestBytes.Add(int64(len(s.req.bytes)))
+		if s.caching != nil {
+			reqs := append(append([]byte(nil), s.caching...), s.req.bytes...)
+			s.conn.Submit(reqs, []backend.ReplySink{discardReply{}, s}, []int{len(s.caching), len(s.req.bytes)}, now)
+			continue
+		}
 		s.conn.Submit(s.req.bytes, []backend.ReplySink{s}, []int{len(s.req.bytes)}, now)
 	}
 }
+
+// discardReply takes the reply to a request sent for its effect alone,
+// such as a resent CLIENT CACHING.
+type discardReply struct{}
+
+func (discardReply) Deliver([]byte) {}
+func (discardReply) Fail(string)    {}
 
 // resolve asks discovery to look for the group's master again.
 func (g *group) resolve() {
@@ -334,7 +368,7 @@ func (g *group) doubt() { g.resolve() }
 
 // armLocked schedules the next tick, backing off while nothing changes.
 func (g *group) armLocked() {
-	if g.timer != nil {
+	if g.timer != nil || g.removed {
 		return
 	}
 	if g.backoff == 0 {
@@ -369,7 +403,7 @@ func (g *group) tick() {
 	clear(g.waiting[len(kept):])
 	g.waiting = kept
 	g.nwaiting.Store(int32(len(kept)))
-	again := len(kept) > 0 || g.master == "" && g.want.Addr != ""
+	again := !g.removed && (len(kept) > 0 || g.master == "" && g.want.Addr != "")
 	g.mu.Unlock()
 	for _, s := range expired {
 		s.giveUp()
@@ -429,12 +463,67 @@ func (g *group) wait(s *replySlot) bool {
 		return false
 	}
 	g.mu.Lock()
+	if g.removed {
+		g.mu.Unlock()
+		s.removedGroup(g)
+		return true
+	}
 	g.waiting = append(g.waiting, s)
 	g.nwaiting.Store(int32(len(g.waiting)))
 	g.armLocked()
 	g.mu.Unlock()
 	g.resolve()
 	return true
+}
+
+// retireGroups ends the groups that no pool of pools has: a reload
+// removed them, or their pool. Their requests waiting for a master get an
+// error naming the group, as do those whose master refuses them later.
+func (s *Server) retireGroups(pools []*pool) {
+	kept := map[*group]bool{}
+	for _, p := range pools {
+		for _, srv := range p.servers {
+			if srv.group != nil {
+				kept[srv.group] = true
+			}
+		}
+	}
+	s.groupsMu.Lock()
+	var gone []*group
+	for _, g := range s.groups {
+		if !kept[g] {
+			gone = append(gone, g)
+		}
+	}
+	s.groupsMu.Unlock()
+	for _, g := range gone {
+		g.retire()
+	}
+}
+
+// retire fails the requests waiting for the group's master, which no
+// pool follows any more, and keeps later ones from waiting.
+func (g *group) retire() {
+	g.mu.Lock()
+	g.removed = true
+	waiting := g.waiting
+	g.waiting = nil
+	g.nwaiting.Store(0)
+	if g.timer != nil {
+		g.timer.Stop()
+		g.timer = nil
+	}
+	g.mu.Unlock()
+	for _, s := range waiting {
+		s.removedGroup(g)
+	}
+}
+
+// removedGroup delivers the error of a request that waited for the master
+// of g, which a reload removed.
+func (s *replySlot) removedGroup(g *group) {
+	s.buf = resp.AppendError(s.buf[:0], s.req.srv.upCfg.ErrPrefix+"group "+g.id.server+" was removed from the configuration while the request waited for its master")
+	s.giveUp()
 }
 
 // waitsFor reports whether a request of batch b waits for a master.
@@ -480,6 +569,7 @@ func (g *group) snapshot(why string) *stats.GroupStatus {
 		st.Replicas = []string{}
 	}
 	st.ReadReplicas, st.ReplicaReads = g.reads.eligibleAddrs(), g.reads.sent.Load()
+	st.ReplicaLinks = g.reads.linkStatus()
 	if !st.Confirmed {
 		st.Reason = why
 	}

@@ -155,7 +155,7 @@ func (p *pool) activate() {
 	for _, s := range p.servers {
 		s.up.SetConfig(s.upCfg)
 		if s.group != nil {
-			s.group.use(s.up, p.cfg.Hold())
+			s.group.use(s)
 			s.group.useReads(s)
 		}
 		if !p.cfg.AutoEjectHosts {

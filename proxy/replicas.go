@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/shardproxy/shardproxy/proxy/command"
 	"github.com/shardproxy/shardproxy/proxy/config"
 	"github.com/shardproxy/shardproxy/proxy/resp"
+	"github.com/shardproxy/shardproxy/proxy/stats"
 )
 
 // A pool with read_from prefer_replica or replica sends its groups'
@@ -20,10 +22,12 @@ import (
 // ROLE of the master and of each replica every replicaPollInterval and
 // keeps the list of replicas that take reads: those whose link is
 // connected and, with replica_max_lag, whose offset is within that many
-// bytes of the master's. A read goes round robin to one of them, unless the
-// same batch of the client already sent the group anything on the master
-// (a write it must read back), or the client is in MULTI, WATCH or
-// CLIENT TRACKING. Scripts, blocking commands and split commands (MGET)
+// bytes of the master's. It polls the replicas of every group, whatever
+// read_from says, since their links and lag are in the stats
+// (ReplicaLinks): with read_from master none takes reads. A read goes
+// round robin to one of them, unless the same batch of the client already
+// sent the group anything on the master (a write it must read back), or
+// the client is in MULTI, WATCH or CLIENT TRACKING. Scripts, blocking commands and split commands (MGET)
 // always go to the master. With prefer_replica, a read that finds no
 // replica, or that a replica refused (-LOADING, -MASTERDOWN) or could not
 // answer, goes to the master; with replica it fails.
@@ -37,13 +41,15 @@ const (
 
 // replicaReads is a group's replicas as reads use them.
 type replicaReads struct {
-	// server is the server of the pool that uses the group now when
-	// that pool reads from replicas, else nil.
+	// server is the server of the pool that uses the group now, whose
+	// read_from says whether replicas take reads; nil once none does.
 	server atomic.Pointer[server]
 	// eligible are the replicas that take reads now, nil for none.
 	eligible atomic.Pointer[[]*replica]
 	next     atomic.Uint32 // round robin over eligible
 	sent     atomic.Int64  // reads sent to replicas
+	// links is every known replica as the last poll saw it, for stats.
+	links atomic.Pointer[[]stats.ReplicaLink]
 
 	mu      sync.Mutex // guards the fields below
 	polling bool       // the poller runs
@@ -59,8 +65,10 @@ type replica struct {
 	conns []*backend.Conn // the shared connections, RESP2
 	resp3 []*backend.Conn // their RESP3 twins
 	next  atomic.Uint32   // round robin over conns
-	// why it takes no reads, "" when it does: the poller's only.
-	why string
+	// link is what the last poll saw of it, and why in full why it takes
+	// no reads ("" when it may): the poller's only.
+	link stats.ReplicaLink
+	why  string
 }
 
 // pick returns the connection a client of protocol proto reads from r on.
@@ -77,15 +85,11 @@ func (r *replica) pick(proto int) *backend.Conn {
 
 // useReads makes s, a server of the pool that starts to serve, the one
 // whose reads the group's replicas take, if that pool reads from replicas,
-// and starts the poller.
+// and starts the poller, which polls them for the stats in any case.
 func (g *group) useReads(s *server) {
 	rr := &g.reads
 	rr.mu.Lock()
 	defer rr.mu.Unlock()
-	if !s.pool.cfg.ReadsReplicas() {
-		rr.server.Store(nil)
-		return
-	}
 	rr.server.Store(s)
 	if !rr.polling {
 		rr.polling = true
@@ -153,6 +157,7 @@ func (g *group) reconcileLocked(s *server, addrs []string) []*replica {
 				continue
 			}
 			r := &replica{g: g, addr: addr, key: replicaKey(s, addr), why: "not polled yet"}
+			r.link = stats.ReplicaLink{Addr: addr, Link: "down", LagBytes: -1, Reason: stats.ReasonNotPolled}
 			var created bool
 			r.up, r.conns, created = g.srv.registry.Acquire(r.key, max(s.pool.cfg.ServerConnections, 1), replicaConfig(s, addr))
 			if created {
@@ -165,7 +170,7 @@ func (g *group) reconcileLocked(s *server, addrs []string) []*replica {
 			r.up.SetConfig(replicaConfig(s, r.addr))
 		}
 	}
-	if len(keep) < len(rr.known) || s == nil {
+	if len(keep) != len(rr.known) || s == nil {
 		// Readers that loaded the old list may still use a replica
 		// given back: its connections close once idle.
 		g.setEligible(keep, s)
@@ -213,11 +218,12 @@ func submitRole(conn *backend.Conn) *roleProbe {
 var roleRequest = resp.AppendCommand(nil, []byte("ROLE"))
 
 // poll asks ROLE of the group's master and of each replica in known, and
-// makes the replicas that pass eligible.
+// makes the replicas that pass eligible. The master's offset gives each
+// replica's lag, in the stats and for replica_max_lag.
 func (g *group) poll(s *server, known []*replica) {
+	maxLag, reads := s.pool.cfg.ReplicaMaxLag, s.pool.cfg.ReadsReplicas()
 	var master *roleProbe
-	maxLag := s.pool.cfg.ReplicaMaxLag
-	if maxLag > 0 {
+	if len(known) > 0 {
 		master = submitRole(s.conns[0])
 	}
 	probes := make([]*roleProbe, len(known))
@@ -227,6 +233,11 @@ func (g *group) poll(s *server, known []*replica) {
 	timeout := time.NewTimer(replicaPollTimeout)
 	defer timeout.Stop()
 	wait := func(p *roleProbe) {
+		select {
+		case p.reply = <-p.done:
+			return // in already: a master slow to answer costs it nothing
+		default:
+		}
 		select {
 		case p.reply = <-p.done:
 		case <-timeout.C:
@@ -246,49 +257,110 @@ func (g *group) poll(s *server, known []*replica) {
 		}
 	}
 	for i, r := range known {
-		r.why = replicaState(probes[i].reply, maxLag, masterOffset)
+		r.link, r.why = replicaState(r.addr, probes[i].reply, maxLag, masterOffset, reads)
 	}
+	g.probeRefused(known, probes)
 	g.setEligible(known, s)
 }
 
-// replicaState is why a replica whose ROLE reply is reply takes no reads,
-// or "" when it does; masterOffset is the master's, -1 if unknown, which
-// matters only with maxLag.
-func replicaState(reply []byte, maxLag, masterOffset int64) string {
+// probeRefused finds out, for each replica in known whose connection
+// failed (its probe in probes got an error), what the node says to a new
+// one: a replica whose master link is down refuses connections (their
+// ROLE check fails), and its link state then comes from that refusal
+// rather than showing it unreachable.
+func (g *group) probeRefused(known []*replica, probes []*roleProbe) {
+	var wg sync.WaitGroup
+	for i, r := range known {
+		if r.link.Reason != stats.ReasonUnreachable || probes[i].reply == nil {
+			continue // answered, or timed out: a dial would wait as long
+		}
+		wg.Add(1)
+		go r.probe(&wg)
+	}
+	wg.Wait()
+}
+
+// probe dials the replica once to learn its link state (probeRefused).
+func (r *replica) probe(wg *sync.WaitGroup) {
+	defer wg.Done()
+	role, err := r.up.ProbeReplica(replicaPollTimeout)
+	switch {
+	case err == nil:
+		// Connected again: the next poll on its connections tells.
+	case role.Role == "slave":
+		r.link.State, r.link.Reason, r.link.Error = role.State, stats.ReasonLinkDown, err.Error()
+		r.why = "its master link is " + role.State
+	case role.Role != "":
+		r.link.Reason, r.link.Error = stats.ReasonNotReplica, err.Error()
+		r.why = "ROLE says " + role.Role
+	}
+}
+
+// replicaState is what a replica's ROLE reply says of its link, and in
+// full why it takes no reads, "" when it does; masterOffset is the
+// master's, -1 if unknown; reads says whether the pool reads from
+// replicas.
+func replicaState(addr string, reply []byte, maxLag, masterOffset int64, reads bool) (stats.ReplicaLink, string) {
+	l := stats.ReplicaLink{Addr: addr, Link: "down", LagBytes: -1}
 	if reply == nil {
-		return "no reply to ROLE"
+		l.Reason, l.Error = stats.ReasonUnreachable, "no reply to ROLE"
+		return l, l.Error
 	}
 	if resp.IsError(reply) {
-		return string(reply[1 : len(reply)-2])
+		l.Reason, l.Error = stats.ReasonUnreachable, string(reply[1:len(reply)-2])
+		return l, l.Error
 	}
 	role, err := backend.ParseRole(reply)
-	switch {
-	case err != nil:
-		return err.Error()
-	case role.Role != "slave":
-		return "ROLE says " + role.Role
-	case role.State != "connected":
-		return "its master link is " + role.State
-	case maxLag == 0:
-		return ""
-	case masterOffset < 0:
-		return "the master's offset is unknown"
-	case masterOffset-role.Offset > maxLag:
-		return "it lags its master by more than replica_max_lag"
+	if err != nil {
+		l.Reason, l.Error = stats.ReasonUnreachable, err.Error()
+		return l, l.Error
 	}
-	return ""
+	if role.Role != "slave" {
+		l.Reason, l.Error = stats.ReasonNotReplica, "ROLE says "+role.Role
+		return l, l.Error
+	}
+	l.State = role.State
+	lag := int64(-1)
+	if masterOffset >= 0 {
+		lag = max(masterOffset-role.Offset, 0) // the master was asked first
+		l.LagBytes = lag
+	}
+	if role.State != "connected" {
+		l.Reason = stats.ReasonLinkDown
+		return l, "its master link is " + role.State
+	}
+	l.Link = "up"
+	switch {
+	case !reads:
+		l.Reason = stats.ReasonReadFromMaster
+		return l, "read_from is master"
+	case maxLag == 0:
+		return l, ""
+	case lag < 0:
+		l.Reason = stats.ReasonLagUnknown
+		return l, "the master's offset is unknown"
+	case lag > maxLag:
+		l.Reason = stats.ReasonLagOverMax
+		return l, "it lags its master by more than replica_max_lag"
+	}
+	return l, ""
 }
 
 // setEligible publishes the replicas of known that take reads, logging
-// those that start or stop to.
+// those that start or stop to, and the state of all for the stats.
 func (g *group) setEligible(known []*replica, s *server) {
 	rr := &g.reads
 	var now []*replica
+	links := make([]stats.ReplicaLink, 0, len(known))
 	for _, r := range known {
-		if r.why == "" && s != nil {
+		l := r.link
+		if l.Reads = r.why == "" && s != nil; l.Reads {
 			now = append(now, r)
 		}
+		links = append(links, l)
 	}
+	slices.SortFunc(links, func(a, b stats.ReplicaLink) int { return strings.Compare(a.Addr, b.Addr) })
+	rr.links.Store(&links)
 	var was []*replica
 	if e := rr.eligible.Load(); e != nil {
 		was = *e
@@ -308,6 +380,15 @@ func (g *group) setEligible(known []*replica, s *server) {
 		return
 	}
 	rr.eligible.Store(&now)
+}
+
+// linkStatus is the state of every known replica as last polled, for
+// stats.
+func (rr *replicaReads) linkStatus() []stats.ReplicaLink {
+	if l := rr.links.Load(); l != nil {
+		return slices.Clone(*l)
+	}
+	return []stats.ReplicaLink{}
 }
 
 // eligibleAddrs lists the addresses of the replicas that take reads, for

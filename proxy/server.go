@@ -267,6 +267,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 		p.activate()
 	}
 	s.pools.Store(&pools)
+	s.retireGroups(pools)
 	if running {
 		s.switchListeners(pools, opened)
 	}

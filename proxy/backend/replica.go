@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"time"
 )
 
 // A group's replica that takes reads (read_from) is an upstream of its
@@ -158,6 +159,26 @@ func checkReplicaRole(group string, reply []byte) error {
 		return &notReplicaError{group: group, role: r.Role, state: r.State}
 	}
 	return nil
+}
+
+// ProbeReplica dials u's replica as its connections are dialled (AUTH,
+// SELECT, ROLE) and closes the connection: nil if ROLE says a replica
+// whose master link is connected, else why not, with what ROLE said when
+// it answered. A replica whose link is down refuses new connections, so
+// this is how its link state is known then.
+func (u *Upstream) ProbeReplica(timeout time.Duration) (Role, error) {
+	d := u.dialer
+	d.doubt = nil
+	conn, err := d.dial(u.address.DialAddr(), timeout)
+	if err == nil {
+		conn.Close()
+		return Role{Role: "slave", State: "connected"}, nil
+	}
+	var nr *notReplicaError
+	if errors.As(err, &nr) {
+		return Role{Role: nr.role, State: nr.state}, err
+	}
+	return Role{}, err
 }
 
 // IsReplica reports whether u is a group's replica (its Key says so).

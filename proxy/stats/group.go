@@ -22,4 +22,42 @@ type GroupStatus struct {
 	// ReplicaReads counts the reads sent to replicas.
 	ReadReplicas []string `json:"read_replicas"`
 	ReplicaReads int64    `json:"replica_reads"`
+	// ReplicaLinks are the group's replicas as the proxy's own ROLE poll
+	// of each last saw them, by address.
+	ReplicaLinks []ReplicaLink `json:"replica_links"`
 }
+
+// ReplicaLink is one replica of a group as the proxy's last ROLE poll of
+// it (every 500 ms) saw it.
+type ReplicaLink struct {
+	Addr string `json:"addr"`
+	// Link is "up" while ROLE says a replica whose master link is
+	// connected, else "down" (also while it does not answer, and before
+	// its first poll).
+	Link string `json:"link"`
+	// State is ROLE's state of the replica's master link: "connected",
+	// "connect", "connecting", "sync", "handshake"; "" when ROLE gave
+	// none.
+	State string `json:"state"`
+	// LagBytes is how far the replica's replication offset is behind its
+	// master's, -1 when either is unknown.
+	LagBytes int64 `json:"lag_bytes"`
+	// Reads is whether it takes reads now (read_from); Reason is why not,
+	// "" when it does: one of the Reason constants.
+	Reads  bool   `json:"reads"`
+	Reason string `json:"reason,omitempty"`
+	// Error is what the poll got instead of a replica's ROLE reply, when
+	// Reason is ReasonUnreachable or ReasonNotReplica.
+	Error string `json:"error,omitempty"`
+}
+
+// Why a replica takes no reads (ReplicaLink.Reason).
+const (
+	ReasonNotPolled      = "not polled yet"
+	ReasonUnreachable    = "unreachable"              // no ROLE reply: down, refused, timed out
+	ReasonNotReplica     = "not a replica"            // ROLE says master
+	ReasonLinkDown       = "link down"                // its master link is not connected
+	ReasonLagUnknown     = "lag unknown"              // replica_max_lag is set and the master's offset is unknown
+	ReasonLagOverMax     = "lag over replica_max_lag" // further behind than replica_max_lag
+	ReasonReadFromMaster = "read_from master"         // the pool reads from masters only
+)
