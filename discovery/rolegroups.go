@@ -897,10 +897,17 @@ func respInt(v respValue) (int64, error) {
 	return n, nil
 }
 
+// roleAddr joins a host and port from a ROLE reply. A host that would not
+// read back from host:port (a "]" in it, say) is refused, so that every
+// address compared with the members is one SplitHostPort takes.
 func roleAddr(host, port respValue) (string, error) {
 	n, err := respInt(port)
 	if err != nil || n <= 0 || n > 65535 || host.str == "" {
 		return "", fmt.Errorf("host %q port %q: not an address", host.str, port.str)
 	}
-	return net.JoinHostPort(host.str, strconv.FormatInt(n, 10)), nil
+	addr := net.JoinHostPort(host.str, strconv.FormatInt(n, 10))
+	if h, _, err := net.SplitHostPort(addr); err != nil || h != host.str {
+		return "", fmt.Errorf("host %q: not a host", host.str)
+	}
+	return addr, nil
 }

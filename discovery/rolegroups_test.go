@@ -862,6 +862,7 @@ func TestParseRole(t *testing.T) {
 		{"garbage_slave_port_zero", roleReply{}, "not an address"},
 		{"garbage_slave_nil_host", roleReply{}, "want host, port, state and offset"},
 		{"garbage_unknown_role", roleReply{}, `unknown role "primary"`},
+		{"garbage_slave_bracket_host", roleReply{}, `host "00000]000": not a host`},
 		{"garbage_role_integer", roleReply{}, "want a string"},
 	}
 	for _, tc := range tests {
