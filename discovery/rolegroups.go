@@ -706,10 +706,6 @@ func sameHostPort(a, b string) bool {
 	return strings.EqualFold(ah, bh)
 }
 
-// maxRoleBackoff bounds the wait between attempts to reach a member that
-// failed, as for Sentinels.
-const maxRoleBackoff = maxSentinelBackoff
-
 // roleMemberConn is the watcher's connection to one member of a group.
 // Only its group's loop uses it, one poll at a time.
 type roleMemberConn struct {

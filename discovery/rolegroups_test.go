@@ -193,9 +193,16 @@ func replicaOf(t *testing.T, r *proxytest.Redis, master *proxytest.Redis) {
 	}
 }
 
+// startMember starts a redis-server that starts a full sync at once when
+// it is master (Redis 7.0 waits 5 s for more replicas by default).
+func startMember(t *testing.T, opts ...proxytest.RedisOption) *proxytest.Redis {
+	t.Helper()
+	return proxytest.StartRedis(t, append([]proxytest.RedisOption{proxytest.RedisArgs("--repl-diskless-sync-delay", "0")}, opts...)...)
+}
+
 func startReplica(t *testing.T, master *proxytest.Redis, opts ...proxytest.RedisOption) *proxytest.Redis {
 	t.Helper()
-	return proxytest.StartRedis(t, append(opts, proxytest.RedisArgs("--replicaof", "127.0.0.1", strconv.Itoa(master.Port)))...)
+	return startMember(t, append(opts, proxytest.RedisArgs("--replicaof", "127.0.0.1", strconv.Itoa(master.Port)))...)
 }
 
 // neverMaster fails t if any OnChange view or the current one made addr
@@ -213,7 +220,7 @@ func (r *roleRun) neverMaster(t *testing.T, group, addr string, since int) {
 }
 
 func TestRoleGroupWatcherFailover(t *testing.T) {
-	master := proxytest.StartRedis(t)
+	master := startMember(t)
 	r1 := startReplica(t, master)
 	r2 := startReplica(t, master)
 	r := startRoleWatcher(t, RoleGroupOptions{
@@ -271,9 +278,9 @@ func TestRoleGroupWatcherFailover(t *testing.T) {
 // A replica of a server outside the group, or of another replica, means
 // the group is mid-change: no master.
 func TestRoleGroupWatcherReplicaOfOther(t *testing.T) {
-	master := proxytest.StartRedis(t)
+	master := startMember(t)
 	replica := startReplica(t, master)
-	outsider := proxytest.StartRedis(t)
+	outsider := startMember(t)
 	stray := startReplica(t, outsider)
 	r := startRoleWatcher(t, RoleGroupOptions{
 		Groups: map[string][]string{"shard0": {master.Addr, replica.Addr, stray.Addr}},
@@ -299,7 +306,7 @@ func TestRoleGroupWatcherReplicaOfOther(t *testing.T) {
 }
 
 func TestRoleGroupWatcherSingleMember(t *testing.T) {
-	alone := proxytest.StartRedis(t)
+	alone := startMember(t)
 	r := startRoleWatcher(t, RoleGroupOptions{
 		Groups: map[string][]string{"shard0": {alone.Addr}},
 		Poll:   20 * time.Millisecond,
@@ -317,7 +324,7 @@ func TestRoleGroupWatcherSingleMember(t *testing.T) {
 // Clause 4: a confirmed master keeps serving while its replica is away,
 // but once it restarted it needs a replica attached again.
 func TestRoleGroupWatcherRestartedMasterNeedsReplica(t *testing.T) {
-	master := proxytest.StartRedis(t)
+	master := startMember(t)
 	replica := startReplica(t, master)
 	r := startRoleWatcher(t, RoleGroupOptions{
 		Groups: map[string][]string{"shard0": {master.Addr, replica.Addr}},
@@ -367,8 +374,8 @@ func TestRoleGroupWatcherRestartedMasterNeedsReplica(t *testing.T) {
 // A replica reports its master's host as it was configured; MapAddr turns
 // a hostname into the member it is.
 func TestRoleGroupWatcherMapAddr(t *testing.T) {
-	master := proxytest.StartRedis(t)
-	replica := proxytest.StartRedis(t, proxytest.RedisArgs("--replicaof", "localhost", strconv.Itoa(master.Port)))
+	master := startMember(t)
+	replica := startMember(t, proxytest.RedisArgs("--replicaof", "localhost", strconv.Itoa(master.Port)))
 	reported := net.JoinHostPort("localhost", strconv.Itoa(master.Port))
 	groups := map[string][]string{"shard0": {master.Addr, replica.Addr}}
 
@@ -397,7 +404,7 @@ func TestRoleGroupWatcherMapAddr(t *testing.T) {
 }
 
 func TestRoleGroupWatcherPoke(t *testing.T) {
-	master := proxytest.StartRedis(t)
+	master := startMember(t)
 	replica := startReplica(t, master)
 	waitReplicaLinked(t, replica) // no poll comes after the first but for Poke
 	r := startRoleWatcher(t, RoleGroupOptions{
@@ -414,8 +421,8 @@ func TestRoleGroupWatcherPoke(t *testing.T) {
 }
 
 func TestRoleGroupWatcherSetGroups(t *testing.T) {
-	a := proxytest.StartRedis(t)
-	b := proxytest.StartRedis(t)
+	a := startMember(t)
+	b := startMember(t)
 	c := startReplica(t, a)
 	waitReplicaLinked(t, c) // no poll comes but for SetGroups
 	r := startRoleWatcher(t, RoleGroupOptions{
@@ -459,7 +466,7 @@ func TestRoleGroupWatcherSetGroups(t *testing.T) {
 
 // SetGroups before Run sets what Run starts with.
 func TestRoleGroupWatcherSetGroupsBeforeRun(t *testing.T) {
-	a := proxytest.StartRedis(t)
+	a := startMember(t)
 	var got atomic.Pointer[map[string]RoleGroup]
 	w, err := NewRoleGroupWatcher(RoleGroupOptions{
 		Poll:     20 * time.Millisecond,
@@ -486,7 +493,7 @@ func TestRoleGroupWatcherSetGroupsBeforeRun(t *testing.T) {
 }
 
 func TestRoleGroupWatcherAuth(t *testing.T) {
-	master := proxytest.StartRedis(t, proxytest.RedisPassword("s3cret"))
+	master := startMember(t, proxytest.RedisPassword("s3cret"))
 	replica := startReplica(t, master, proxytest.RedisPassword("s3cret"), proxytest.RedisArgs("--masterauth", "s3cret"))
 	groups := map[string][]string{"shard0": {master.Addr, replica.Addr}}
 	good := startRoleWatcher(t, RoleGroupOptions{Groups: groups, Password: "s3cret", Poll: 20 * time.Millisecond})
@@ -513,7 +520,7 @@ func TestRoleGroupWatcherAuth(t *testing.T) {
 // A member whose user may not run ROLE, or that is no Redis at all, did
 // not answer.
 func TestRoleGroupWatcherMemberErrors(t *testing.T) {
-	master := proxytest.StartRedis(t, proxytest.RedisPassword("s3cret"))
+	master := startMember(t, proxytest.RedisPassword("s3cret"))
 	if rep, err := master.Client(t).Do("ACL", "SETUSER", "norole", "on", ">pw", "+@all", "-role"); err != nil || rep.Type != '+' {
 		t.Fatalf("ACL SETUSER: %v %v", rep, err)
 	}
@@ -558,7 +565,7 @@ func serveGarbage(l net.Listener) {
 
 // OnChange is not called when only replication offsets move.
 func TestRoleGroupWatcherOffsetsAlone(t *testing.T) {
-	master := proxytest.StartRedis(t)
+	master := startMember(t)
 	replica := startReplica(t, master)
 	r := startRoleWatcher(t, RoleGroupOptions{
 		Groups: map[string][]string{"shard0": {master.Addr, replica.Addr}},
@@ -590,7 +597,7 @@ func TestRoleGroupWatcherOnChangeSerial(t *testing.T) {
 	var members []*proxytest.Redis
 	groups := map[string][]string{}
 	for i := range 3 {
-		m := proxytest.StartRedis(t)
+		m := startMember(t)
 		members = append(members, m)
 		groups["g"+strconv.Itoa(i)] = []string{m.Addr}
 	}
@@ -616,7 +623,7 @@ func TestRoleGroupWatcherOnChangeSerial(t *testing.T) {
 }
 
 func TestRoleGroupWatcherRunClosesEverything(t *testing.T) {
-	master := proxytest.StartRedis(t)
+	master := startMember(t)
 	replica := startReplica(t, master)
 	r := startRoleWatcher(t, RoleGroupOptions{
 		Groups: map[string][]string{"shard0": {master.Addr, replica.Addr}, "shard1": {"127.0.0.1:1"}},
