@@ -170,8 +170,13 @@
 // client_output_buffer_limit_pubsub. A failed subscription connection
 // closes its subscribers; hubs are kept by upstream, so a reload that
 // keeps a server keeps its subscriptions, and one that moves a channel
-// closes its subscribers. The request path of a client that never
-// subscribed pays a nil check.
+// closes its subscribers. A group's hub follows its master instead: when
+// the group confirms a master elsewhere the hub subscribes everything
+// there on a new connection and closes the old one, ignoring its messages,
+// and when its connection fails it keeps the subscriptions and subscribes
+// them again on the next confirmed master, retrying with the group's
+// backoff; its clients see neither. The request path of a client that
+// never subscribed pays a nil check.
 //
 // In a pool with sentinels or group_members every server is a group, a
 // master with replicas (group.go): with sentinels discovery follows it

@@ -315,6 +315,7 @@ func (g *group) confirm(addr string) {
 		g.srv.logger.Info("group master confirmed", "pool", g.id.pool, "server", g.id.server, "addr", addr)
 	}
 	g.resend(waiting)
+	g.srv.groupMasterConfirmed(up) // subscriptions follow the master (pubsub.go)
 }
 
 // resend sends requests that waited for a master again, in the order they

@@ -39,6 +39,16 @@ import (
 // will not come. A reload that keeps a server keeps its hub and its
 // subscriptions; one that moves a channel to another server, or changes
 // the servers a pattern listens on, closes the clients concerned.
+//
+// A group's hub follows its master instead (groupMasterConfirmed): when
+// the confirmed master moves, the hub dials it (with the ROLE check of
+// every group connection), subscribes there to everything its clients
+// hold, and closes the connection to the old master, whose messages it
+// ignores from then on. A group's subscription connection that fails
+// keeps its subscriptions and subscribes them again on the next
+// connection, dialled at the next confirmed master, or retried with the
+// group's backoff. The clients see none of it; messages published
+// meanwhile are lost, as pub/sub delivers at most once.
 
 // subscribeCommands and unsubscribeCommands are the commands and
 // confirmations of each kind of subscription.
@@ -61,10 +71,13 @@ type hub struct {
 	srv *Server
 	up  *backend.Upstream
 
-	mu     sync.Mutex          // guards conn and topics
+	mu     sync.Mutex          // guards the fields below
 	conn   *backend.Subscriber // nil until the first subscription, and after a failure
 	topics [3]map[string]*topic
 	closed bool
+	// A group's hub whose connection failed retries after backoff.
+	retry   *time.Timer
+	backoff time.Duration
 }
 
 // topic is one channel, pattern or shard channel on a hub: its clients,
@@ -73,6 +86,7 @@ type topic struct {
 	clients map[*client]struct{}
 	ready   chan struct{} // closed once the server confirmed
 	err     error         // set before ready closes: the server's refusal
+	once    sync.Once     // closes ready: a group's topic may be sent on two connections
 }
 
 var errHubClosed = errors.New("connection closed")
@@ -107,18 +121,22 @@ func (h *hub) add(c *client, kind backend.MessageKind, name string) (*topic, err
 	if h.closed {
 		return nil, errHubClosed
 	}
+	if h.up.IsGroup() {
+		// As every request to a group without a confirmed master.
+		if why := h.up.Address().Unavailable(); why != "" {
+			return nil, errors.New(why)
+		}
+	}
+	if h.conn == nil {
+		if err := h.connectLocked(); err != nil {
+			return nil, err
+		}
+	}
 	t := h.topics[kind][name]
 	if t == nil {
-		if h.conn == nil {
-			conn, err := h.up.DialSubscriber(h)
-			if err != nil {
-				return nil, err
-			}
-			h.conn = conn
-		}
 		t = &topic{clients: map[*client]struct{}{}, ready: make(chan struct{})}
 		req := resp.AppendCommand(nil, []byte(subscribeCommands[kind]), []byte(name))
-		if err := h.conn.Send(req, 1, t.confirmed); err != nil {
+		if err := h.conn.Send(req, 1, h.confirmer(h.conn, t)); err != nil {
 			return nil, err
 		}
 		h.topics[kind][name] = t
@@ -127,10 +145,87 @@ func (h *hub) add(c *client, kind backend.MessageKind, name string) (*topic, err
 	return t, nil
 }
 
-// confirmed records the server's answer to the topic's subscription.
+// connectLocked dials the hub's subscription connection and subscribes
+// there to every topic the hub has (a group's, kept from the connection
+// before): confirmed channels and patterns in one command of each kind,
+// shard channels (which a cluster node takes only of one slot at a time)
+// and topics still waiting for their confirmation one by one.
+func (h *hub) connectLocked() error {
+	conn, err := h.up.DialSubscriber(h)
+	if err != nil {
+		return err
+	}
+	h.conn = conn
+	h.backoff = 0
+	if h.retry != nil {
+		h.retry.Stop()
+		h.retry = nil
+	}
+	for kind := range h.topics {
+		var confirmed [][]byte
+		for name, t := range h.topics[kind] {
+			var done func(error)
+			if t.isReady() {
+				if t.err != nil {
+					continue // refused: its clients are leaving
+				}
+				if kind != int(backend.ShardChannel) {
+					confirmed = append(confirmed, []byte(name))
+					continue
+				}
+			} else {
+				done = h.confirmer(conn, t)
+			}
+			req := resp.AppendCommand(nil, []byte(subscribeCommands[kind]), []byte(name))
+			if err := conn.Send(req, 1, done); err != nil {
+				return err
+			}
+		}
+		if len(confirmed) == 0 {
+			continue
+		}
+		args := append([][]byte{[]byte(subscribeCommands[kind])}, confirmed...)
+		if err := conn.Send(resp.AppendCommand(nil, args...), len(confirmed), nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// confirmer returns what records the server's answer to t's subscription
+// on conn. A failure of conn once another connection replaced it is no
+// answer: t was sent again there.
+func (h *hub) confirmer(conn *backend.Subscriber, t *topic) func(error) {
+	return func(err error) {
+		if err != nil {
+			h.mu.Lock()
+			replaced := h.conn != nil && h.conn != conn
+			h.mu.Unlock()
+			if replaced {
+				return
+			}
+		}
+		t.confirmed(err)
+	}
+}
+
+// confirmed records the server's answer to the topic's subscription; only
+// the first counts.
 func (t *topic) confirmed(err error) {
-	t.err = err
-	close(t.ready)
+	t.once.Do(func() {
+		t.err = err
+		close(t.ready)
+	})
+}
+
+// isReady reports whether the server answered the topic's subscription.
+func (t *topic) isReady() bool {
+	select {
+	case <-t.ready:
+		return true
+	default:
+		return false
+	}
 }
 
 // remove unsubscribes c from name; the last client to leave makes the hub
@@ -154,10 +249,14 @@ func (h *hub) remove(c *client, kind backend.MessageKind, name string) {
 }
 
 // Message hands a message to the queue of every client subscribed by
-// name. It runs on the subscription connection's reader.
-func (h *hub) Message(kind backend.MessageKind, name, raw []byte) {
+// name. It runs on the subscription connection's reader. A connection the
+// hub has left (a group's old master's) is not listened to any more.
+func (h *hub) Message(conn *backend.Subscriber, kind backend.MessageKind, name, raw []byte) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if conn != h.conn {
+		return
+	}
 	t := h.topics[kind][string(name)]
 	if t == nil {
 		return
@@ -169,7 +268,8 @@ func (h *hub) Message(kind backend.MessageKind, name, raw []byte) {
 
 // Closed runs when the hub's subscription connection ends: every client
 // subscribed through it is closed, so that it subscribes again elsewhere
-// or later rather than wait for messages that will not come.
+// or later rather than wait for messages that will not come. A group's
+// clients are not: their subscriptions wait for the next connection.
 func (h *hub) Closed(conn *backend.Subscriber, err error) {
 	h.mu.Lock()
 	if h.conn != conn {
@@ -177,6 +277,18 @@ func (h *hub) Closed(conn *backend.Subscriber, err error) {
 		return
 	}
 	h.conn = nil
+	if h.up.IsGroup() {
+		n := h.numTopicsLocked()
+		if n > 0 {
+			h.armRetryLocked()
+		}
+		h.mu.Unlock()
+		if n > 0 {
+			h.srv.logger.Warn("subscription connection to a group lost; its subscriptions are kept for the group's master",
+				"server", h.up.ErrorText(err), "subscriptions", n)
+		}
+		return
+	}
 	clients := h.dropAllLocked()
 	h.mu.Unlock()
 	if len(clients) > 0 {
@@ -185,6 +297,87 @@ func (h *hub) Closed(conn *backend.Subscriber, err error) {
 	}
 	for c := range clients {
 		c.dropSubscriber()
+	}
+}
+
+// numTopicsLocked is how many channels, patterns and shard channels the
+// hub has.
+func (h *hub) numTopicsLocked() int {
+	n := 0
+	for k := range h.topics {
+		n += len(h.topics[k])
+	}
+	return n
+}
+
+// armRetryLocked schedules the next attempt of a group's hub to connect,
+// backing off as the group does.
+func (h *hub) armRetryLocked() {
+	if h.retry != nil || h.closed {
+		return
+	}
+	if h.backoff == 0 {
+		h.backoff = groupRetryMin
+	} else {
+		h.backoff = min(2*h.backoff, groupRetryMax)
+	}
+	h.retry = time.AfterFunc(h.backoff, h.reconnect)
+}
+
+// reconnect gives a group's hub that lost its connection a new one, with
+// its subscriptions, unless it has one again or needs none; it tries again
+// later while that fails (no master is confirmed, or it cannot be
+// reached).
+func (h *hub) reconnect() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.retry = nil
+	if h.closed || h.conn != nil || h.numTopicsLocked() == 0 {
+		return
+	}
+	if err := h.connectLocked(); err != nil {
+		h.armRetryLocked()
+	}
+}
+
+// groupMasterConfirmed runs when a group confirmed its master at up's
+// address: the group's hub moves its subscriptions there.
+func (s *Server) groupMasterConfirmed(up *backend.Upstream) {
+	hs := &s.pubsub
+	hs.mu.Lock()
+	h := hs.byUp[up]
+	hs.mu.Unlock()
+	if h != nil {
+		h.follow()
+	}
+}
+
+// follow moves a group's hub to where its upstream is dialled now, the
+// confirmed master: a new connection there carries every subscription,
+// then the one to the old master closes. A hub already there, or with
+// nothing to carry, stays as it is.
+func (h *hub) follow() {
+	h.mu.Lock()
+	old := h.conn
+	addr := h.up.Address().DialAddr()
+	if h.closed || old != nil && old.Addr() == addr || old == nil && h.numTopicsLocked() == 0 {
+		h.mu.Unlock()
+		return
+	}
+	h.conn = nil
+	var err error
+	if h.numTopicsLocked() > 0 {
+		if err = h.connectLocked(); err != nil {
+			h.armRetryLocked()
+		}
+	}
+	h.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	if err != nil {
+		h.srv.logger.Warn("subscriptions could not move to the group's master; retrying",
+			"server", h.up.ErrorText(err), "addr", addr)
 	}
 }
 
@@ -206,6 +399,10 @@ func (h *hub) dropAllLocked() map[*client]struct{} {
 func (h *hub) close() {
 	h.mu.Lock()
 	h.closed = true
+	if h.retry != nil {
+		h.retry.Stop()
+		h.retry = nil
+	}
 	conn := h.conn
 	h.conn = nil
 	clients := h.dropAllLocked()

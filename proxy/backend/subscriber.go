@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shardproxy/shardproxy/proxy/resp"
@@ -22,12 +23,13 @@ const (
 )
 
 // MessageSink receives what arrives on a subscription connection. Message
-// gets each message as the server sent it (a RESP2 array), its kind and the
-// channel or pattern it was subscribed by, both valid only during the call;
-// it runs on the connection's reader and must not block. Closed runs once,
-// after the last Message, when the connection failed or was closed.
+// gets the connection, each message as the server sent it (a RESP2 array),
+// its kind and the channel or pattern it was subscribed by, both valid only
+// during the call; it runs on the connection's reader and must not block.
+// Closed runs once, after the last Message, when the connection failed or
+// was closed.
 type MessageSink interface {
-	Message(kind MessageKind, name, raw []byte)
+	Message(s *Subscriber, kind MessageKind, name, raw []byte)
 	Closed(s *Subscriber, err error)
 }
 
@@ -36,9 +38,11 @@ type MessageSink interface {
 // listens there. It speaks RESP2, knows no client, and hands each message
 // to its sink.
 type Subscriber struct {
-	up   *Upstream
-	conn net.Conn
-	sink MessageSink
+	up      *Upstream
+	addr    string // where it was dialled
+	conn    net.Conn
+	sink    MessageSink
+	closing atomic.Bool // Close was called: its end is no sign of a failure
 
 	mu      sync.Mutex // guards pending and err; held while writing
 	pending []pendingAck
@@ -61,12 +65,13 @@ func (u *Upstream) DialSubscriber(sink MessageSink) (*Subscriber, error) {
 	if u.retired.Load() {
 		return nil, errUpstreamRetired
 	}
-	conn, err := u.dialer.dial(u.address.DialAddr(), u.config.Load().Timeout)
+	addr := u.address.DialAddr()
+	conn, err := u.dialer.dial(addr, u.config.Load().Timeout)
 	if err != nil {
 		return nil, err
 	}
 	u.stats.Connections.Add(1)
-	s := &Subscriber{up: u, conn: conn, sink: sink}
+	s := &Subscriber{up: u, addr: addr, conn: conn, sink: sink}
 	go s.readLoop()
 	return s, nil
 }
@@ -94,17 +99,28 @@ func (s *Subscriber) Send(req []byte, n int, done func(error)) error {
 }
 
 // Close closes the connection; its sink's Closed follows.
-func (s *Subscriber) Close() { s.conn.Close() }
+func (s *Subscriber) Close() {
+	s.closing.Store(true)
+	s.conn.Close()
+}
 
 // Upstream returns the upstream s is a connection to.
 func (s *Subscriber) Upstream() *Upstream { return s.up }
 
+// Addr returns the address s was dialled at: for a group, the master it
+// subscribes on.
+func (s *Subscriber) Addr() string { return s.addr }
+
 // readLoop reads what the server sends until the connection ends, then
-// fails what is still unconfirmed and tells the sink.
+// fails what is still unconfirmed and tells the sink. A group's connection
+// lost other than by Close is a sign that its master may have moved.
 func (s *Subscriber) readLoop() {
 	err := s.read()
 	s.conn.Close()
 	s.up.stats.Connections.Add(-1)
+	if !s.closing.Load() {
+		s.up.doubt()
+	}
 	s.mu.Lock()
 	s.err = err
 	pending := s.pending
@@ -188,7 +204,7 @@ func (s *Subscriber) handle(reply []byte) error {
 	if !ok {
 		return resp.ErrBadReply
 	}
-	s.sink.Message(mk, name, reply)
+	s.sink.Message(s, mk, name, reply)
 	return nil
 }
 

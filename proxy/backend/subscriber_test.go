@@ -14,7 +14,7 @@ type chanSink struct {
 	closed   chan error
 }
 
-func (s *chanSink) Message(kind MessageKind, name, raw []byte) {
+func (s *chanSink) Message(_ *Subscriber, kind MessageKind, name, raw []byte) {
 	s.messages <- string(name) + " " + string(raw)
 }
 
