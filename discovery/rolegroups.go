@@ -111,23 +111,29 @@ func (g RoleGroup) routedEqual(o RoleGroup) bool {
 // of:
 //
 //  1. ROLE on M says master;
-//  2. no other member that answered says master (two masters are a split
-//     brain, or an old master back);
-//  3. every member that answered as a replica reports M as its master,
+//  2. every member that answered as a replica reports M as its master,
 //     after MapAddr (a replica of a non-member, or of another member, means
 //     the group is mid-change);
-//  4. at least one replica reports M with its link "connected", or the
+//  3. at least one replica reports M with its link "connected", or the
 //     group has exactly one member, or M was the confirmed master at the
-//     group's previous decision and the watcher's connection to M has
-//     stayed open since.
+//     group's previous decision, the watcher's connection to M has stayed
+//     open since, and no other member says master;
+//  4. no other member meets 1 to 3 (none can: the replicas name one
+//     master, and only one was the master before).
 //
-// Clause 4 keeps a master whose replicas are briefly away serving, but a
+// So another member saying master does not unseat one its replicas follow
+// (an old master that comes back empty, claiming master, has none), but
+// it does unseat one that only kept its place (a replica promoted while
+// the old master still takes writes would lose them when the old one is
+// pointed at it: they are refused instead), and two masters each with
+// replicas of their own (a split brain) leave the group without one.
+// Clause 3 keeps a master whose replicas are briefly away serving, but a
 // master that restarted (its connection broke) is not confirmed again
-// until a replica is attached to it: an old master that comes back empty
+// until a replica is attached to it: an old master that comes back
 // claiming master never gets writes on its word alone. A member that does
 // not answer (its connection failed, or ROLE got an error reply such as
 // -NOAUTH or -NOPERM) is listed with Err and blocks no decision by itself,
-// except through clause 4. A member that answers as a Sentinel blocks
+// except through clause 3. A member that answers as a Sentinel blocks
 // nothing either. Otherwise Master is "" and Reason says which clause
 // failed, naming the members.
 type RoleGroupWatcher struct {
@@ -496,55 +502,82 @@ func decideRoleGroup(answers []roleAnswer, prev roleDecisionState) roleDecision 
 			masters = append(masters, i)
 		}
 	}
-	fail := func(format string, args ...any) roleDecision {
-		g.Reason = fmt.Sprintf(format, args...)
+	fail := func(reason string) roleDecision {
+		g.Reason = reason
 		return roleDecision{group: g}
 	}
 	switch {
 	case len(answers) == 0:
 		return fail("the group has no members")
 	case len(masters) == 0: // clause 1
-		return fail("no member says master (%s)", describeMembers(answers))
-	case len(masters) == 2: // clause 2
-		return fail("%s and %s both say master", answers[masters[0]].Addr, answers[masters[1]].Addr)
-	case len(masters) > 2:
-		addrs := make([]string, len(masters))
-		for i, m := range masters {
-			addrs[i] = answers[m].Addr
-		}
-		return fail("%s and %s all say master", strings.Join(addrs[:len(addrs)-1], ", "), addrs[len(addrs)-1])
+		return fail(fmt.Sprintf("no member says master (%s)", describeMembers(answers)))
 	}
-	m := answers[masters[0]]
-	var replicas, waiting []string
-	for _, a := range answers {
+	// At most one master can qualify: every replica that answered names
+	// it, so another master has none of them, and only one was the
+	// master before.
+	var reasons []string
+	for _, i := range masters {
+		replicas, reason := qualifies(answers, i, len(masters) > 1, prev)
+		if reason != "" {
+			reasons = append(reasons, reason)
+			continue
+		}
+		m := answers[i]
+		g.Master, g.Replicas = m.Addr, replicas
+		return roleDecision{group: g, conn: m.conn}
+	}
+	if len(masters) == 1 {
+		return fail(reasons[0])
+	}
+	addrs := make([]string, len(masters))
+	for i, m := range masters {
+		addrs[i] = answers[m].Addr
+	}
+	verb := "both say"
+	if len(addrs) > 2 {
+		verb = "all say"
+	}
+	return fail(fmt.Sprintf("%s and %s %s master, and none is the group's (%s)",
+		strings.Join(addrs[:len(addrs)-1], ", "), addrs[len(addrs)-1], verb, strings.Join(reasons, "; ")))
+}
+
+// qualifies checks clauses 2 and 3 of the rule for the member at index mi,
+// which says master (rivals: so does another member): its attached
+// replicas, sorted, or why it is not the group's master.
+func qualifies(answers []roleAnswer, mi int, rivals bool, prev roleDecisionState) (replicas []string, reason string) {
+	m := answers[mi]
+	var waiting []string
+	for i, a := range answers {
+		if i == mi {
+			continue
+		}
 		if a.Err != "" || a.Role != "slave" {
-			if a.Addr != m.Addr && (a.Err != "" || a.Role == "") {
+			if a.Err != "" || a.Role == "" {
 				waiting = append(waiting, a.Addr+": "+describeAnswer(a))
 			}
 			continue
 		}
 		switch {
 		case a.MasterAddr == "": // clause 3
-			return fail("%s is a replica of %s, which is no member", a.Addr, a.UnknownMaster)
+			return nil, fmt.Sprintf("%s is a replica of %s, which is no member", a.Addr, a.UnknownMaster)
 		case a.MasterAddr != m.Addr:
-			return fail("%s is a replica of %s, not of %s", a.Addr, a.MasterAddr, m.Addr)
+			return nil, fmt.Sprintf("%s is a replica of %s, not of %s", a.Addr, a.MasterAddr, m.Addr)
 		case a.Link == "connected":
 			replicas = append(replicas, a.Addr)
 		default:
 			waiting = append(waiting, a.Addr+": "+describeAnswer(a))
 		}
 	}
-	kept := prev.confirmed == m.Addr && prev.confirmedConn != 0 && prev.confirmedConn == m.conn
-	if len(replicas) == 0 && len(answers) > 1 && !kept { // clause 4
+	kept := prev.confirmed == m.Addr && prev.confirmedConn != 0 && prev.confirmedConn == m.conn && !rivals
+	if len(replicas) == 0 && len(answers) > 1 && !kept { // clause 3
 		since := ""
 		if prev.lastMaster == m.Addr && prev.lastMasterConn != m.conn {
 			since = " since it restarted"
 		}
-		return fail("no replica is attached to %s%s (%s)", m.Addr, since, strings.Join(waiting, "; "))
+		return nil, fmt.Sprintf("no replica is attached to %s%s (%s)", m.Addr, since, strings.Join(waiting, "; "))
 	}
 	slices.Sort(replicas)
-	g.Master, g.Replicas = m.Addr, replicas
-	return roleDecision{group: g, conn: m.conn}
+	return replicas, ""
 }
 
 // describeMembers says in a few words what each member answered, for a

@@ -255,14 +255,16 @@ func TestRoleGroupWatcherFailover(t *testing.T) {
 	})
 	since := len(r.changeList())
 
-	// The old master comes back empty, claiming master.
+	// The old master comes back empty, claiming master: r2 follows r1, so
+	// r1 stays the master and the old one never is.
 	master.Restart(t)
-	g = r.waitReason(t, "shard0", master.Addr, r1.Addr, "both say master")
-	t.Logf("with the old master back: %s", g.Reason)
+	r.waitGroup(t, "shard0", "the old master seen claiming master", func(g RoleGroup) bool {
+		return slices.ContainsFunc(g.Members, func(m RoleMember) bool { return m.Addr == master.Addr && m.Role == "master" })
+	})
 	rounds(t, master, 5)
 	r.neverMaster(t, "shard0", master.Addr, since)
-	if g := r.w.Snapshot()["shard0"]; g.Master != "" {
-		t.Errorf("two masters: Master = %q, want none", g.Master)
+	if g := r.w.Snapshot()["shard0"]; g.Master != r1.Addr {
+		t.Errorf("with the old master back: Master = %q (%s), want r1 %s", g.Master, g.Reason, r1.Addr)
 	}
 
 	// It is made a replica of the new master: the group is whole again.
@@ -710,6 +712,7 @@ func TestDecideRoleGroup(t *testing.T) {
 		m = "10.0.0.1:6379"
 		b = "10.0.0.2:6379"
 		c = "10.0.0.3:6379"
+		d = "10.0.0.4:6379"
 	)
 	master := func(addr string, conn uint64) roleAnswer {
 		return roleAnswer{RoleMember: RoleMember{Addr: addr, Role: "master"}, conn: conn}
@@ -747,10 +750,14 @@ func TestDecideRoleGroup(t *testing.T) {
 			"", nil, "no member says master (10.0.0.1:6379: connection refused; 10.0.0.2:6379: replica of 10.0.0.1:6379, link connect)", 1, 0},
 		{"clause 1: nobody answers", []roleAnswer{down(m), down(b)}, roleDecisionState{},
 			"", nil, "no member says master (10.0.0.1:6379: connection refused; 10.0.0.2:6379: connection refused)", 0, 0},
-		{"clause 2: two masters", []roleAnswer{master(m, 1), master(b, 2), replica(c, m, "connected")}, confirmedOn(1),
-			"", nil, "10.0.0.1:6379 and 10.0.0.2:6379 both say master", 3, 0},
-		{"clause 2: three masters", []roleAnswer{master(m, 1), master(b, 2), master(c, 3)}, roleDecisionState{},
-			"", nil, "10.0.0.1:6379, 10.0.0.2:6379 and 10.0.0.3:6379 all say master", 3, 0},
+		{"clause 4: a master back claiming master does not unseat one its replicas follow", []roleAnswer{master(m, 1), master(b, 2), replica(c, m, "connected")}, confirmedOn(1),
+			m, []string{c}, "", 3, 1},
+		{"clause 3: a rival master unseats one that only kept its place", []roleAnswer{master(m, 1), master(b, 2), down(c)}, confirmedOn(1),
+			"", nil, "10.0.0.1:6379 and 10.0.0.2:6379 both say master, and none is the group's (no replica is attached to 10.0.0.1:6379 (10.0.0.3:6379: connection refused); no replica is attached to 10.0.0.2:6379 (10.0.0.3:6379: connection refused))", 2, 0},
+		{"clause 4: two masters each with a replica", []roleAnswer{master(m, 1), master(b, 2), replica(c, m, "connected"), replica(d, b, "connected")}, confirmedOn(1),
+			"", nil, "10.0.0.1:6379 and 10.0.0.2:6379 both say master, and none is the group's (10.0.0.4:6379 is a replica of 10.0.0.2:6379, not of 10.0.0.1:6379; 10.0.0.3:6379 is a replica of 10.0.0.1:6379, not of 10.0.0.2:6379)", 4, 0},
+		{"clause 4: three masters", []roleAnswer{master(m, 1), master(b, 2), master(c, 3)}, roleDecisionState{},
+			"", nil, "10.0.0.1:6379, 10.0.0.2:6379 and 10.0.0.3:6379 all say master, and none is the group's (no replica is attached to 10.0.0.1:6379 (); no replica is attached to 10.0.0.2:6379 (); no replica is attached to 10.0.0.3:6379 ())", 3, 0},
 		{"clause 3: replica of a non-member", []roleAnswer{master(m, 1), replica(b, m, "connected"), stray(c, "10.0.0.9:6379")}, confirmedOn(1),
 			"", nil, "10.0.0.3:6379 is a replica of 10.0.0.9:6379, which is no member", 3, 0},
 		{"clause 3: replica of another member", []roleAnswer{master(m, 1), replica(b, c, "connected"), replica(c, m, "connected")}, confirmedOn(1),

@@ -60,7 +60,7 @@ func replicaOf(t *testing.T, r *proxytest.Redis, master *proxytest.Redis) {
 	if master != nil {
 		args, want = []string{"REPLICAOF", "127.0.0.1", strconv.Itoa(master.Port)}, "connected"
 	}
-	if rep, err := c.Do(args...); err != nil || rep.String() != "+OK" {
+	if rep, err := c.Do(args...); err != nil || !strings.HasPrefix(rep.String(), "+OK") {
 		t.Fatalf("%s on %s = %v, %v", strings.Join(args, " "), r.Addr, rep, err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
@@ -110,10 +110,9 @@ func TestRoleGroupManualFailoverUnderLoad(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.IsError() {
-			if !strings.Contains(r.String(), "group g0 has no confirmed master") {
-				t.Fatalf("SET on g0 with its master dead = %v, want the group's error", r)
-			}
+		// A request sent before the members were asked again meets the
+		// dead connection; then the group's own error comes.
+		if r.IsError() && strings.Contains(r.String(), "group g0 has no confirmed master: no member says master") {
 			t.Logf("SET on g0 with its master dead: %v", r)
 			break
 		}
