@@ -2,12 +2,13 @@
 # Writes a Sentinel's configuration and starts it. A Sentinel that joins
 # running groups monitors each group's master as the other Sentinels know
 # it; on first start, pod 0 of each group. Sentinel rewrites the file, so
-# it lives on an emptyDir.
+# it lives on an emptyDir, SENTINEL_DIR (default /sentinel).
 set -eu
-conf=/sentinel/sentinel.conf
+dir=${SENTINEL_DIR:-/sentinel}
+conf=$dir/sentinel.conf
 {
   echo "port 26379"
-  echo "dir /sentinel"
+  echo "dir $dir"
   echo "sentinel resolve-hostnames yes"
   echo "sentinel announce-hostnames yes"
   for group in $SENTINEL_GROUPS; do
