@@ -31,7 +31,7 @@ func TestSentinelOverlay(t *testing.T) {
 		decode(t, o, newObj())
 	}
 	want := slices.DeleteFunc(slices.Clone(baseObjects), func(k string) bool { return k == "StatefulSet/redis" })
-	want = append(want, "ConfigMap/redis-sentinel-scripts", "Deployment/sentinel", "PodDisruptionBudget/sentinel",
+	want = append(want, "ConfigMap/redis-scripts", "Deployment/sentinel", "PodDisruptionBudget/sentinel",
 		"Service/sentinel", "StatefulSet/shard0", "StatefulSet/shard1", "StatefulSet/shard2")
 	slices.Sort(got)
 	slices.Sort(want)
