@@ -5,43 +5,55 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/shardproxy/shardproxy/proxy/proxytest"
 )
 
-// scriptShims runs the Sentinel overlay's start scripts outside a pod:
-// hostname says the pod's name, redis-server records its arguments
-// instead of starting, getent resolves every name, and redis-cli reaches
-// the Service "sentinel" at sentinelAddr (a real Sentinel, or a closed
-// port) through the real redis-cli.
+// scriptShims runs the overlays' start scripts outside a pod: hostname
+// says the pod's name, redis-server records its arguments instead of
+// starting, getent resolves every name, and redis-cli reaches the servers
+// the script names by host and port (the Service "sentinel" on 26379, a
+// peer pod "shard0-1.redis" on 6379) at the loopback addresses of servers,
+// through the real redis-cli. A name servers lacks does not resolve.
 type scriptShims struct {
 	dir, args string
+	servers   map[string]string // "host:port" as the script dials it -> loopback address
 }
 
-func newScriptShims(t *testing.T, pod, sentinelAddr string) *scriptShims {
+func newScriptShims(t *testing.T, pod string, servers map[string]string) *scriptShims {
 	t.Helper()
 	realCLI, err := exec.LookPath("redis-cli")
 	if err != nil {
 		t.Fatal(err)
 	}
-	host, port, _ := strings.Cut(sentinelAddr, ":")
-	s := &scriptShims{dir: t.TempDir()}
+	s := &scriptShims{dir: t.TempDir(), servers: servers}
 	s.args = filepath.Join(s.dir, "redis-server.args")
 	shims := map[string]string{
 		"hostname":     "echo " + pod,
 		"getent":       "echo \"127.0.0.1 $2\"",
 		"redis-server": "printf '%s\\n' \"$@\" > " + s.args,
-		"redis-cli": `args=""
-while [ $# -gt 0 ]; do
+		// The arguments other than -h and -p go through in their order;
+		// SHIM_SERVERS holds "host:port=address" pairs.
+		"redis-cli": `host=127.0.0.1 port=6379 n=$#
+while [ "$n" -gt 0 ]; do
   case "$1" in
-    -h) [ "$2" = sentinel ] || { echo "redis-cli shim: unexpected host $2" >&2; exit 2; }; shift 2;;
-    -p) [ "$2" = 26379 ] || { echo "redis-cli shim: unexpected port $2" >&2; exit 2; }; shift 2;;
-    *) break;;
+    -h) host=$2; shift 2; n=$((n - 2));;
+    -p) port=$2; shift 2; n=$((n - 2));;
+    *) set -- "$@" "$1"; shift; n=$((n - 1));;
   esac
 done
-exec ` + realCLI + ` -h ` + host + ` -p ` + port + ` "$@"`,
+for pair in $SHIM_SERVERS; do
+  if [ "${pair%%=*}" = "$host:$port" ]; then
+    addr=${pair#*=}
+    exec ` + realCLI + ` -h "${addr%:*}" -p "${addr##*:}" "$@"
+  fi
+done
+echo "Could not connect to Redis at $host:$port: Name or service not known (redis-cli shim)" >&2
+exit 1`,
 	}
 	for name, body := range shims {
 		if err := os.WriteFile(filepath.Join(s.dir, name), []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
@@ -51,12 +63,21 @@ exec ` + realCLI + ` -h ` + host + ` -p ` + port + ` "$@"`,
 	return s
 }
 
-// run runs the overlay's script with env and returns redis-server's
+// sentinelAt is the servers of a script that asks the Service sentinel,
+// there at addr.
+func sentinelAt(addr string) map[string]string { return map[string]string{"sentinel:26379": addr} }
+
+// run runs the script at path with env and returns redis-server's
 // arguments.
 func (s *scriptShims) run(t *testing.T, script string, env ...string) []string {
 	t.Helper()
-	cmd := exec.Command("sh", filepath.Join(sentinelDir, script))
-	cmd.Env = append([]string{"PATH=" + s.dir + ":" + os.Getenv("PATH"), "REDIS_PASSWORD=pw"}, env...)
+	var servers []string
+	for hostPort, addr := range s.servers {
+		servers = append(servers, hostPort+"="+addr)
+	}
+	cmd := exec.Command("sh", script)
+	cmd.Env = append([]string{"PATH=" + s.dir + ":" + os.Getenv("PATH"), "REDIS_PASSWORD=pw",
+		"SHIM_SERVERS=" + strings.Join(servers, " ")}, env...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v\n%s", script, err, out)
 	}
@@ -90,7 +111,7 @@ func TestSentinelOverlayRedisStart(t *testing.T) {
 		{"shard0-1", "shard0-0.redis"},
 		{"shard1-2", "shard1-0.redis"},
 	} {
-		args := newScriptShims(t, tc.pod, closedAddr(t)).run(t, "redis-start.sh")
+		args := newScriptShims(t, tc.pod, sentinelAt(closedAddr(t))).run(t, filepath.Join(sentinelDir, "redis-start.sh"))
 		if got := argAfter(args, "--replicaof"); got != tc.replicaOf {
 			t.Errorf("%s without Sentinels: --replicaof %q, want %q (args %q)", tc.pod, got, tc.replicaOf, args)
 		}
@@ -106,7 +127,7 @@ func TestSentinelOverlayRedisStart(t *testing.T) {
 	master := proxytest.StartRedis(t)
 	sentinel := proxytest.StartSentinel(t, "shard0", master.Addr, 1)
 	for _, pod := range []string{"shard0-0", "shard0-1"} {
-		args := newScriptShims(t, pod, sentinel.Addr).run(t, "redis-start.sh")
+		args := newScriptShims(t, pod, sentinelAt(sentinel.Addr)).run(t, filepath.Join(sentinelDir, "redis-start.sh"))
 		if got := argAfter(args, "--replicaof"); got != "127.0.0.1" {
 			t.Errorf("%s with a Sentinel naming 127.0.0.1: --replicaof %q, want 127.0.0.1 (args %q)", pod, got, args)
 		}
@@ -128,7 +149,7 @@ func TestSentinelOverlaySentinelStart(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			args := newScriptShims(t, "sentinel-abc", tc.sentinel).run(t, "sentinel-start.sh", "SENTINEL_GROUPS=shard0 shard1", "SENTINEL_DIR="+dir)
+			args := newScriptShims(t, "sentinel-abc", sentinelAt(tc.sentinel)).run(t, filepath.Join(sentinelDir, "sentinel-start.sh"), "SENTINEL_GROUPS=shard0 shard1", "SENTINEL_DIR="+dir)
 			conf := filepath.Join(dir, "sentinel.conf")
 			if len(args) != 2 || args[0] != conf || args[1] != "--sentinel" {
 				t.Errorf("redis-server args %q, want %s --sentinel", args, conf)
@@ -142,6 +163,57 @@ func TestSentinelOverlaySentinelStart(t *testing.T) {
 				if !strings.Contains(text, line+"\n") {
 					t.Errorf("sentinel.conf lacks %q:\n%s", line, text)
 				}
+			}
+		})
+	}
+}
+
+// The groups overlay's redis-start.sh: a pod replicates the peer of its
+// StatefulSet whose ROLE says master, pod 0 included (a pod 0 that comes
+// back after a replica was promoted joins it instead of being a second
+// master), and never a peer that is itself a replica; with no master to
+// be found pod 0 starts as the master and the others as its replicas.
+func TestGroupsOverlayRedisStart(t *testing.T) {
+	// The peers: Redis with the group's password, as in the pods.
+	master := proxytest.StartRedis(t, proxytest.RedisPassword("pw"))
+	replica := proxytest.StartRedis(t, proxytest.RedisPassword("pw"),
+		proxytest.RedisArgs("--replicaof", "127.0.0.1", strconv.Itoa(master.Port), "--masterauth", "pw"))
+	closed := closedAddr(t)
+	for _, tc := range []struct {
+		name, pod string
+		size      int
+		peers     map[string]string // peer pod -> the Redis standing for it
+		replicaOf string
+	}{
+		{"first start, pod 0, no peer resolves", "shard0-0", 2, nil, ""},
+		{"first start, pod 0, peer down", "shard0-0", 2, map[string]string{"shard0-1": closed}, ""},
+		{"first start, pod 1", "shard0-1", 2, map[string]string{"shard0-0": closed}, "shard0-0.redis"},
+		{"first start, pod 2 of 3", "shard1-2", 3, nil, "shard1-0.redis"},
+		{"pod 0 after pod 1 was promoted", "shard0-0", 2, map[string]string{"shard0-1": master.Addr}, "shard0-1.redis"},
+		{"pod 1 with pod 0 master", "shard0-1", 2, map[string]string{"shard0-0": master.Addr}, "shard0-0.redis"},
+		{"pod 1 of 3, pod 0 a replica, pod 2 master", "shard0-1", 3,
+			map[string]string{"shard0-0": replica.Addr, "shard0-2": master.Addr}, "shard0-2.redis"},
+		{"pod 0 beside a replica", "shard0-0", 2, map[string]string{"shard0-1": replica.Addr}, ""},
+		{"pod 2 of 3 beside a replica, pod 0 down", "shard0-2", 3,
+			map[string]string{"shard0-0": closed, "shard0-1": replica.Addr}, "shard0-0.redis"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			servers := map[string]string{}
+			for pod, addr := range tc.peers {
+				servers[pod+".redis:6379"] = addr
+			}
+			args := newScriptShims(t, tc.pod, servers).run(t, filepath.Join(groupsDir, "redis-start.sh"),
+				"GROUP_SIZE="+strconv.Itoa(tc.size))
+			if got := argAfter(args, "--replicaof"); got != tc.replicaOf {
+				t.Errorf("%s: --replicaof %q, want %q (args %q)", tc.pod, got, tc.replicaOf, args)
+			}
+			want := []string{"--port", "6379", "--dir", "/data", "--appendonly", "yes",
+				"--requirepass", "pw", "--masterauth", "pw", "--replica-announce-ip", tc.pod + ".redis"}
+			if tc.replicaOf != "" {
+				want = append(want, "--replicaof", tc.replicaOf, "6379")
+			}
+			if !slices.Equal(args, want) {
+				t.Errorf("%s: redis-server args %q, want %q", tc.pod, args, want)
 			}
 		})
 	}

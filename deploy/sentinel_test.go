@@ -1,7 +1,6 @@
 package deploy_test
 
 import (
-	"path"
 	"slices"
 	"strings"
 	"testing"
@@ -9,7 +8,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 const sentinelDir = "overlays/sentinel"
@@ -19,43 +17,11 @@ const sentinelDir = "overlays/sentinel"
 // nutcracker.yml that finds both through EndpointSlices, which the proxy's
 // Role lets it read.
 func TestSentinelOverlay(t *testing.T) {
-	objs := render(t, sentinelDir)
-	var got []string
-	for _, o := range objs {
-		got = append(got, o.key())
-		newObj, ok := typed[o.Kind]
-		if !ok {
-			t.Errorf("%s: unexpected kind", o.key())
-			continue
-		}
-		decode(t, o, newObj())
-	}
 	want := slices.DeleteFunc(slices.Clone(baseObjects), func(k string) bool { return k == "StatefulSet/redis" })
-	want = append(want, "ConfigMap/redis-sentinel-scripts", "Deployment/sentinel", "PodDisruptionBudget/sentinel",
+	want = append(want, "ConfigMap/redis-scripts", "Deployment/sentinel", "PodDisruptionBudget/sentinel",
 		"Service/sentinel", "StatefulSet/shard0", "StatefulSet/shard1", "StatefulSet/shard2")
-	slices.Sort(got)
-	slices.Sort(want)
-	if !slices.Equal(got, want) {
-		t.Errorf("objects = %v, want %v", got, want)
-	}
-
-	s := new(stack)
-	decode(t, find(t, objs, "ConfigMap", "shardproxy-config"), &s.configMap)
-	decode(t, find(t, objs, "Deployment", "shardproxy"), &s.deployment)
-	decode(t, find(t, objs, "ServiceAccount", "shardproxy"), &s.account)
-	decode(t, find(t, objs, "Role", "shardproxy-endpointslices"), &s.role)
-	decode(t, find(t, objs, "RoleBinding", "shardproxy-endpointslices"), &s.binding)
-	decode(t, find(t, objs, "Service", "redis"), &s.redisSvc)
-	s.checkRBAC(t)
-	s.checkProxyConfig(t)
-
-	t.Setenv("REDIS_PASSWORD", "deploy-test-password")
-	c := s.proxyContainer(t)
-	cfg := parseConfig(t, []byte(s.configMap.Data[path.Base(flagValue(t, c.Args, "-c", "--conf-file"))]))
-	if len(cfg.Pools) != 1 {
-		t.Fatalf("pools = %d, want 1", len(cfg.Pools))
-	}
-	pool := cfg.Pools[0]
+	objs := renderStrict(t, sentinelDir, want)
+	s, pool := loadGroupsStack(t, objs)
 	if pool.SentinelService == "" || pool.KubernetesService != s.redisSvc.Name {
 		t.Fatalf("pool %q: sentinel_service %q, kubernetes_service %q, want a sentinel_service and kubernetes_service %q",
 			pool.Name, pool.SentinelService, pool.KubernetesService, s.redisSvc.Name)
@@ -98,30 +64,7 @@ func TestSentinelOverlay(t *testing.T) {
 		if !slices.Contains(groups, master) {
 			t.Errorf("server %s: the Sentinels do not monitor %q (SENTINEL_GROUPS %v)", srv.Name, master, groups)
 		}
-		var sts appsv1.StatefulSet
-		decode(t, find(t, objs, "StatefulSet", master), &sts)
-		if sts.Spec.ServiceName != s.redisSvc.Name {
-			t.Errorf("StatefulSet %s: serviceName %q, want %q", sts.Name, sts.Spec.ServiceName, s.redisSvc.Name)
-		}
-		if r := sts.Spec.Replicas; r == nil || *r < 2 {
-			t.Errorf("StatefulSet %s: replicas %v, want a master and at least one replica", sts.Name, r)
-		}
-		pod := labels.Set(sts.Spec.Template.Labels)
-		if !selects(t, sts.Spec.Selector, pod) {
-			t.Errorf("StatefulSet %s: selector %v does not select its pods %v", sts.Name, sts.Spec.Selector, pod)
-		}
-		if !labels.SelectorFromSet(s.redisSvc.Spec.Selector).Matches(pod) {
-			t.Errorf("Service %s does not select the pods of StatefulSet %s", s.redisSvc.Name, sts.Name)
-		}
-		host, _, _ := strings.Cut(srv.Addr, ":")
-		if want := sts.Name + "-0." + s.redisSvc.Name; host != want {
-			t.Errorf("server %s: address %q, want pod 0 of its group, %s", srv.Name, srv.Addr, want)
-		}
-		rc := container(t, &sts.Spec.Template.Spec, "redis")
-		if containerPort(t, rc, intstr.FromString("redis")) != int32(srv.Port) {
-			t.Errorf("server %s: port %d, the pods' redis port is another", srv.Name, srv.Port)
-		}
-		checkRestricted(t, &sts.Spec.Template.Spec)
+		s.checkGroup(t, objs, sentinelDir, master, srv)
 	}
 	if len(groups) != len(pool.Servers) {
 		t.Errorf("the Sentinels monitor %v, the pool has %d groups", groups, len(pool.Servers))

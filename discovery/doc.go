@@ -7,6 +7,7 @@
 //	configfile.go      ConfigFile: nutcracker.yml, re-read when its directory changes
 //	client.go          NewClient (kubeconfig or in-cluster), RouteKlog
 //	sentinel.go        SentinelWatcher: each shard's master, as a majority of Sentinels says
+//	rolegroups.go      RoleGroupWatcher: each group's master, from ROLE on every member
 //
 // # EndpointSlices, not DNS
 //
@@ -145,4 +146,30 @@
 // Service's port by name, so the Sentinels themselves come from
 // EndpointSlices too; SentinelSet.Set with a changed list replaces the
 // watcher, and with the same list keeps it.
+//
+// # Groups without Sentinel: ROLE on every member
+//
+// A group that no Sentinel runs (a StatefulSet whose pod 0 was made
+// master, or a master StatefulSet and a replica one, failed over by hand
+// or by an operator running REPLICAOF) has no one to ask where its master
+// is, and a pod's labels may say anything. RoleGroupWatcher asks ROLE of
+// every member at once each Poll (and at once on Poke or SetGroups) and
+// confirms a master only when the round agrees: it alone says master,
+// every replica that answered names it (through MapAddr, which on
+// Kubernetes turns a pod hostname into the pod's address), and a replica
+// has its link connected to it, unless the group has one member or the
+// master was confirmed before on a connection that has stayed open since.
+// So a master whose replicas are briefly away keeps its writes, but an old
+// master that restarted empty and claims master, two masters, a replica
+// of a server outside the group or of another replica leave the group
+// with no master (Reason says why) until a human or an operator made it
+// whole: writes fail rather than go where they could be lost. A member
+// that does not answer, or answers ROLE with an error (-NOAUTH, -NOPERM,
+// or no RESP at all), is listed with Err and keeps no decision from being
+// made by itself. Each member gets one connection, named
+// shardproxy-role-watcher in CLIENT LIST, authenticated with the pool's
+// data password; it is closed on any error and dialed again with the
+// Sentinel watcher's backoff, and the break is what tells a restarted
+// master. OnChange gets every group's view when anything but the
+// replication offsets changed.
 package discovery

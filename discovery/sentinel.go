@@ -614,47 +614,73 @@ func (l *sentinelLink) closeConn() {
 // names the connection. A Sentinel with requirepass answers the name with
 // -NOAUTH when no password was given, which fails the dial with that text.
 func (w *SentinelWatcher) dial(ctx context.Context, addr string) (net.Conn, *bufio.Reader, error) {
-	d := net.Dialer{Timeout: w.opts.Timeout}
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	nc, br, err := dialRedis(ctx, addr, time.Now().Add(w.opts.Timeout), redisHandshake{
+		username:   w.opts.Username,
+		password:   w.opts.Password,
+		clientName: sentinelClientName,
+		server:     "Sentinel",
+		setting:    "sentinel_auth",
+	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("sentinel %s: %w", addr, err)
 	}
+	return nc, br, nil
+}
+
+// redisHandshake is what the watchers send on a new connection to a
+// Sentinel or a Redis, and the words their errors use.
+type redisHandshake struct {
+	username, password string // AUTH [username] password when password is set
+	clientName         string // CLIENT SETNAME, for CLIENT LIST
+	server             string // what is dialed, for errors: "Sentinel"
+	setting            string // where the password comes from, for errors: "sentinel_auth"
+}
+
+// dialRedis connects to addr, authenticates when a password is set, names
+// the connection, and returns it with its reader. Dialing and the replies
+// must come before deadline.
+func dialRedis(ctx context.Context, addr string, deadline time.Time, h redisHandshake) (net.Conn, *bufio.Reader, error) {
+	d := net.Dialer{Deadline: deadline}
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, nil, err
+	}
 	fail := func(err error) (net.Conn, *bufio.Reader, error) {
 		nc.Close()
-		return nil, nil, fmt.Errorf("sentinel %s: %w", addr, err)
+		return nil, nil, err
 	}
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
-	if err := nc.SetDeadline(time.Now().Add(w.opts.Timeout)); err != nil {
+	if err := nc.SetDeadline(deadline); err != nil {
 		return fail(err)
 	}
 	var req []byte
-	if w.opts.Password != "" {
-		if w.opts.Username != "" {
-			req = appendRESPCommand(req, "AUTH", w.opts.Username, w.opts.Password)
+	if h.password != "" {
+		if h.username != "" {
+			req = appendRESPCommand(req, "AUTH", h.username, h.password)
 		} else {
-			req = appendRESPCommand(req, "AUTH", w.opts.Password)
+			req = appendRESPCommand(req, "AUTH", h.password)
 		}
 	}
-	req = appendRESPCommand(req, "CLIENT", "SETNAME", sentinelClientName)
+	req = appendRESPCommand(req, "CLIENT", "SETNAME", h.clientName)
 	if _, err := nc.Write(req); err != nil {
 		return fail(fmt.Errorf("write: %w", err))
 	}
 	br := bufio.NewReader(nc)
-	if w.opts.Password != "" {
+	if h.password != "" {
 		rep, err := readRESP(br)
 		if err != nil {
 			return fail(fmt.Errorf("AUTH: %w", err))
 		}
 		if rep.kind == '-' {
-			return fail(fmt.Errorf("AUTH (sentinel_auth): %s", rep.str))
+			return fail(fmt.Errorf("AUTH (%s): %s", h.setting, rep.str))
 		}
 	}
 	rep, err := readRESP(br)
 	if err != nil {
 		return fail(fmt.Errorf("CLIENT SETNAME: %w", err))
 	}
-	if err := authError(rep); err != nil {
+	if err := refusedError(rep, h.server, h.setting); err != nil {
 		return fail(err)
 	}
 	// Any other error (CLIENT renamed or denied by an ACL) costs only the
@@ -662,18 +688,24 @@ func (w *SentinelWatcher) dial(ctx context.Context, addr string) (net.Conn, *buf
 	return nc, br, nil
 }
 
-// authError returns an error for a reply that says the connection is not
-// authenticated or not allowed, which no retry of the same command fixes.
-func authError(rep respValue) error {
+// authError returns an error for a Sentinel's reply that says the
+// connection is not authenticated or not allowed.
+func authError(rep respValue) error { return refusedError(rep, "Sentinel", "sentinel_auth") }
+
+// refusedError returns an error for a reply that says the connection is
+// not authenticated or not allowed, which no retry of the same command
+// fixes. server and setting name what was dialed and where its password
+// comes from.
+func refusedError(rep respValue, server, setting string) error {
 	if rep.kind != '-' {
 		return nil
 	}
 	code, _, _ := strings.Cut(rep.str, " ")
 	switch code {
 	case "NOAUTH":
-		return fmt.Errorf("the Sentinel requires a password (sentinel_auth): %s", rep.str)
+		return fmt.Errorf("the %s requires a password (%s): %s", server, setting, rep.str)
 	case "WRONGPASS", "NOPERM":
-		return fmt.Errorf("sentinel_auth: %s", rep.str)
+		return fmt.Errorf("%s: %s", setting, rep.str)
 	}
 	return nil
 }

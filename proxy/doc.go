@@ -178,8 +178,11 @@
 // backoff; its clients see neither. The request path of a client that
 // never subscribed pays a nil check.
 //
-// In a pool with sentinels every server is a group, a master with replicas
-// (group.go): its name keeps its place on the ring, and its upstream is
+// In a pool with sentinels or group_members every server is a group, a
+// master with replicas (group.go): with sentinels discovery follows it
+// through Sentinel, with group_members through its members' own ROLE
+// answers (rolegroups.go), and the proxy treats both alike. Its name keeps
+// its place on the ring, and its upstream is
 // dialled where discovery (SetGroupMasters) says the master is, once ROLE
 // there said master; every new connection to it checks ROLE in its
 // handshake too, and until a master is confirmed the group's requests fail
@@ -197,9 +200,10 @@
 // after it was written is sent again only if its command only reads. Dedicated connections (MULTI,
 // blocking commands) are never replayed. The request path of a pool
 // without sentinels pays a nil check on the slot. A GroupMaster with
-// Unavailable set (its pod is not ready or terminating) unconfirms the
-// group without a ROLE check, so its requests fail at once with that
-// reason until discovery names a master that may take them.
+// Unavailable set (its pod is not ready or terminating, or discovery names
+// no master and says why) unconfirms the group without a ROLE check, so
+// its requests fail at once with that reason until discovery names a
+// master that may take them.
 //
 // A pool with read_from prefer_replica or replica sends a group's
 // read-only commands to its replicas (replicas.go): each replica discovery

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -33,8 +34,9 @@ type GroupMaster struct {
 	// answered.
 	Agree, Reachable int
 	// Unavailable is why Addr takes no requests although discovery names
-	// it (its pod is not ready or terminating); "" when it may. While it
-	// is set the group's requests fail at once with it.
+	// it (its pod is not ready or terminating), or why discovery names no
+	// master; "" when it may. While it is set the group's requests fail
+	// at once with it.
 	Unavailable string
 }
 
@@ -93,7 +95,7 @@ func (s *Server) SetGroupMasters(pool string, groups map[string]GroupMaster) {
 	s.groupMasters[pool] = groups
 	s.groupsMu.Unlock()
 	for _, p := range s.poolList() {
-		if p.cfg.Name != pool || !p.cfg.HasSentinels() {
+		if p.cfg.Name != pool || !p.cfg.HasGroups() {
 			continue
 		}
 		var wg sync.WaitGroup
@@ -183,7 +185,7 @@ func (g *group) initAddress(a *backend.Address, sc config.Server) {
 	master := g.master
 	g.mu.Unlock()
 	if master != "" {
-		a.Set(master, "sentinel", "")
+		a.Set(master, g.source(), "")
 		return
 	}
 	a.Set(sc.DialAddr, "config", g.unconfirmed("discovery has not named its master yet"))
@@ -203,6 +205,13 @@ func (g *group) use(s *server) {
 	if gm, ok := g.srv.lastGroupMaster(g.id); ok && !confirmed {
 		go g.update(gm)
 	}
+}
+
+// source is where the group's master address comes from, for /discovery.
+func (g *group) source() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return cmp.Or(g.want.Source, "sentinel")
 }
 
 // unconfirmed is the reason requests to the group fail while no master is
@@ -245,7 +254,7 @@ func (g *group) check() {
 		return
 	}
 	if addr == "" {
-		g.unconfirm("discovery knows no master")
+		g.unconfirm(cmp.Or(unavailable, "discovery knows no master"))
 		return
 	}
 	if unavailable != "" {
@@ -295,7 +304,7 @@ func (g *group) confirm(addr string) {
 		g.mu.Unlock()
 		return
 	}
-	moved, _ := a.Set(addr, "sentinel", "")
+	moved, _ := a.Set(addr, cmp.Or(g.want.Source, "sentinel"), "")
 	if moved {
 		g.failovers++
 		g.lastSwitch = time.Now()

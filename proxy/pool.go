@@ -97,7 +97,7 @@ func newPool(srv *Server, cfg *config.Pool, prev *pool) (*pool, error) {
 		key.Nth = seen[key]
 		seen[key]++
 		s.upCfg = p.configFor(sc)
-		if cfg.HasSentinels() {
+		if cfg.HasGroups() {
 			s.group = srv.groupFor(cfg.Name, sc.Name)
 			key.Group = sc.Name
 			s.upCfg.MasterDoubt = s.group.doubt

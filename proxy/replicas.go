@@ -161,7 +161,7 @@ func (g *group) reconcileLocked(s *server, addrs []string) []*replica {
 			var created bool
 			r.up, r.conns, created = g.srv.registry.Acquire(r.key, max(s.pool.cfg.ServerConnections, 1), replicaConfig(s, addr))
 			if created {
-				r.up.Address().Set(addr, "sentinel", "")
+				r.up.Address().Set(addr, g.source(), "")
 			}
 			r.resp3 = backend.RESP3Conns(r.conns)
 			keep = append(keep, r)

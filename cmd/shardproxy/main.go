@@ -178,8 +178,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	scaler := setCores(fixedCores, logger)
 	discovery.RouteKlog(logger)
 
-	sentinels := newSentinelWatch(logger)
-	srv, err := proxy.NewServer(cfg, proxy.Options{Logger: logger, Namespace: namespace(o.namespace), ResolveGroup: sentinels.resolve})
+	sentinels, roles := newSentinelWatch(logger), newRoleWatch(logger)
+	resolveGroup := func(pool, server string) {
+		sentinels.resolve(pool, server)
+		roles.resolve(pool, server)
+	}
+	srv, err := proxy.NewServer(cfg, proxy.Options{Logger: logger, Namespace: namespace(o.namespace), ResolveGroup: resolveGroup})
 	if err != nil {
 		logger.Error("configuration refused", "file", o.confFile, "err", err)
 		return 1
@@ -191,14 +195,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 		go scaler.Run(ctx)
 	}
 
-	services, err := startDiscovery(ctx, o, srv, sentinels, logger)
+	services, err := startDiscovery(ctx, o, srv, func(svc proxy.Service, eps map[string]discovery.Endpoint) {
+		sentinels.endpointsChanged(svc, eps)
+		roles.endpointsChanged(svc, eps)
+	}, logger)
 	if err != nil {
 		logger.Error("kubernetes discovery", "err", err)
 		return 1
 	}
 	sentinels.update(ctx, srv)
 	defer sentinels.stop()
+	roles.update(ctx, srv)
+	defer roles.stop()
 	sentinels.waitFirst(ctx, o.syncTimeout)
+	roles.waitFirst(ctx, o.syncTimeout)
 
 	statsLn, err := net.Listen("tcp", net.JoinHostPort(o.statsAddr, strconv.Itoa(o.statsPort)))
 	if err != nil {
@@ -229,13 +239,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		sum := fmt.Sprintf("%x", sha256.Sum256(data))
 		srv.SetConfigHash(sum)
+		sentinels.update(ctx, srv)
+		roles.update(ctx, srv)
 		if services != nil {
-			sentinels.update(ctx, srv)
 			if err := services.Set(ctx, serviceKeys(srv)); err != nil {
 				logger.Error("kubernetes discovery", "err", err)
 			}
-		} else {
-			sentinels.update(ctx, srv)
 		}
 		logger.Info("configuration reloaded", "file", o.confFile, "pools", len(cfg.Pools), "sha256", sum[:12])
 	}
@@ -323,10 +332,10 @@ func setCores(n int, logger *slog.Logger) *proxy.CoreScaler {
 }
 
 // startDiscovery watches the EndpointSlices of every Service the pools
-// name, feeds pod addresses to srv, and Sentinels and group pods to
-// sentinels, and waits (bounded) for the first lists. It returns nil when
-// no pool uses Kubernetes.
-func startDiscovery(ctx context.Context, o options, srv *proxy.Server, sentinels *sentinelWatch, logger *slog.Logger) (*discovery.Services, error) {
+// name, feeds pod addresses to srv and every Service's endpoints to
+// onEndpoints (the groups' watchers), and waits (bounded) for the first
+// lists. It returns nil when no pool uses Kubernetes.
+func startDiscovery(ctx context.Context, o options, srv *proxy.Server, onEndpoints func(proxy.Service, map[string]discovery.Endpoint), logger *slog.Logger) (*discovery.Services, error) {
 	if len(serviceKeys(srv)) == 0 {
 		return nil, nil
 	}
@@ -336,7 +345,7 @@ func startDiscovery(ctx context.Context, o options, srv *proxy.Server, sentinels
 	}
 	services := discovery.NewServices(client, logger, func(k discovery.ServiceKey, eps map[string]discovery.Endpoint) {
 		srv.SetPodAddresses(k.Namespace, k.Name, podAddresses(eps))
-		sentinels.endpointsChanged(proxy.Service{Namespace: k.Namespace, Name: k.Name}, eps)
+		onEndpoints(proxy.Service{Namespace: k.Namespace, Name: k.Name}, eps)
 	})
 	srv.SetServiceStatus(func() []stats.ServiceStatus {
 		var out []stats.ServiceStatus

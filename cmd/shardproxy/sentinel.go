@@ -238,14 +238,20 @@ func (w *sentinelWatch) groups(pool string, views map[string]discovery.SentinelM
 // Service's EndpointSlices, an IP stays as it is; either only if an
 // endpoint of the Service has it.
 func (w *sentinelWatch) mapAddr(pool, addr string) (string, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	svc := w.pools[pool].GroupService
+	return podAddr(svc, w.endpoints[svc], addr)
+}
+
+// podAddr maps addr, a host:port whose host is an IP or a pod's hostname,
+// to the address of the endpoint of svc (with endpoints eps) that it
+// names; ok is false when no endpoint has it.
+func podAddr(svc proxy.Service, eps map[string]discovery.Endpoint, addr string) (string, bool) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return "", false
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	svc := w.pools[pool].GroupService
-	eps := w.endpoints[svc]
 	if ip := net.ParseIP(host); ip != nil {
 		if _, ok := endpointWithIP(eps, ip); ok {
 			return addr, true
@@ -274,21 +280,24 @@ func endpointWithIP(eps map[string]discovery.Endpoint, ip net.IP) (discovery.End
 }
 
 // unavailable is why the master at addr, of a pool with a groups'
-// Service, takes no requests: it is no endpoint of the Service, or its pod
-// is not ready or terminating. "" when it may take them, or the pool has
-// no groups' Service.
+// Service, takes no requests (see masterUnavailable); "" when it may take
+// them, or the pool has no groups' Service.
 func (w *sentinelWatch) unavailable(pool, addr string) string {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return ""
-	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	svc := w.pools[pool].GroupService
-	if svc == (proxy.Service{}) {
+	return masterUnavailable(svc, w.endpoints[svc], addr)
+}
+
+// masterUnavailable is why the master at addr takes no requests: it is no
+// endpoint of svc (with endpoints eps), or its pod is not ready or
+// terminating. "" when it may take them, or svc is zero.
+func masterUnavailable(svc proxy.Service, eps map[string]discovery.Endpoint, addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || svc == (proxy.Service{}) {
 		return ""
 	}
-	ep, ok := endpointWithIP(w.endpoints[svc], net.ParseIP(host))
+	ep, ok := endpointWithIP(eps, net.ParseIP(host))
 	switch {
 	case !ok:
 		return "its master " + addr + " is not an endpoint of Service " + svc.Namespace + "/" + svc.Name

@@ -230,6 +230,12 @@ type Pool struct {
 	// a group's old master waits for the new one; 0 when absent, which
 	// means DefaultFailoverHold (see Hold).
 	FailoverHold time.Duration
+	// GroupMembers (group_members, ours) are the members of each group of
+	// a pool whose groups have no Sentinel, by server name: the server's
+	// own address (or pod) first, then those its line lists. shardproxy
+	// asks ROLE of every member to find the master (rolegroups.go). nil
+	// for a pool without them (see HasRoleGroups).
+	GroupMembers map[string][]GroupMember
 	// ReadFrom (read_from, ours) is where the groups' read-only commands
 	// go; "" when absent, which means ReadFromMaster (readfrom.go).
 	ReadFrom ReadFrom
@@ -697,7 +703,8 @@ type poolBuilder struct {
 	authFile, authEnv string
 	sentinelAuthFile  string
 	sentinelAuthEnv   string
-	servers           []parsedServer // in file order
+	servers           []parsedServer      // in file order
+	groupLines        map[string][]string // group_members: server -> members as written
 }
 
 // parsedServer is a servers entry and its index in the file.
@@ -758,6 +765,9 @@ func (b *poolBuilder) set(key, value string) error {
 	}
 	if key == "servers" {
 		return b.addServer(value)
+	}
+	if key == "group_members" {
+		return b.addGroupMembers(value)
 	}
 	if done, err := b.setSentinel(key, value); done {
 		return err
@@ -895,7 +905,7 @@ func knownKey(key string) bool {
 		"client_output_buffer_limit_pubsub", "blocking_connections":
 		return true
 	}
-	return sentinelKey(key) || key == "read_from" || key == "replica_max_lag"
+	return sentinelKey(key) || key == "read_from" || key == "replica_max_lag" || key == "group_members"
 }
 
 var (
@@ -1322,14 +1332,17 @@ func (b *poolBuilder) finish(dir string) (Pool, error) {
 	if err := b.finishSentinel(&pc, dir); err != nil {
 		return pc, err
 	}
+	if err := b.finishRoleGroups(&pc); err != nil {
+		return pc, err
+	}
 	if err := b.finishReadFrom(&pc); err != nil {
 		return pc, err
 	}
 	if b.seen["kubernetes_namespace"] && pc.KubernetesService == "" && pc.SentinelService == "" {
 		return pc, b.errorf("kubernetes_namespace", "only allowed with kubernetes_service or sentinel_service")
 	}
-	if pc.KubernetesService == "" || pc.HasSentinels() {
-		// A group's address comes from its Sentinels, not from a pod.
+	if pc.KubernetesService == "" || pc.HasGroups() {
+		// A group's address is its master's, not its pod's.
 		for i := range b.servers {
 			b.servers[i].Pod = ""
 		}

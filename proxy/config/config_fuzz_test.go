@@ -181,6 +181,25 @@ func formatConfig(cfg *Config) []byte {
 				fmt.Fprintf(&b, "  failover_hold: %d\n", p.FailoverHold.Milliseconds())
 			}
 		}
+		if p.GroupMembers != nil {
+			b.WriteString("  group_members:\n")
+			for server, members := range p.GroupMembers {
+				line := server
+				for _, m := range members {
+					line += " " + m.String()
+				}
+				fmt.Fprintf(&b, "    - %s\n", q(line))
+			}
+			if p.FailoverHold != 0 {
+				fmt.Fprintf(&b, "  failover_hold: %d\n", p.FailoverHold.Milliseconds())
+			}
+		}
+		if p.ReadFrom != "" {
+			fmt.Fprintf(&b, "  read_from: %s\n", q(string(p.ReadFrom)))
+		}
+		if p.ReplicaMaxLag != 0 {
+			fmt.Fprintf(&b, "  replica_max_lag: %d\n", p.ReplicaMaxLag)
+		}
 		b.WriteString("  servers:\n")
 		for _, s := range p.Servers {
 			line := s.Addr + ":" + strconv.Itoa(s.Weight)

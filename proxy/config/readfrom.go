@@ -56,10 +56,10 @@ func (b *poolBuilder) setReadFrom(key, value string) (done bool, err error) {
 // finishReadFrom checks read_from and replica_max_lag against the rest of
 // the pool.
 func (b *poolBuilder) finishReadFrom(pc *Pool) error {
-	if !pc.HasSentinels() {
+	if !pc.HasGroups() {
 		for _, k := range []string{"read_from", "replica_max_lag"} {
 			if b.seen[k] {
-				return b.errorf(k, "only allowed with sentinels")
+				return b.errorf(k, "only allowed with sentinels or group_members")
 			}
 		}
 		return nil

@@ -34,9 +34,9 @@ func TestConfigReadFrom(t *testing.T) {
 	}
 	for _, tc := range []struct{ name, text, want string }{
 		{"without sentinels", head + "  read_from: prefer_replica\n" + servers,
-			`pool "alpha": read_from: only allowed with sentinels`},
+			`pool "alpha": read_from: only allowed with sentinels or group_members`},
 		{"lag without sentinels", head + "  replica_max_lag: 10\n" + servers,
-			`pool "alpha": replica_max_lag: only allowed with sentinels`},
+			`pool "alpha": replica_max_lag: only allowed with sentinels or group_members`},
 		{"lag with master", head + sentinels + "  read_from: master\n  replica_max_lag: 10\n" + servers,
 			`pool "alpha": replica_max_lag: only allowed with read_from prefer_replica or replica`},
 		{"lag alone", head + sentinels + "  replica_max_lag: 10\n" + servers,

@@ -51,9 +51,11 @@ func sentinelKey(key string) bool {
 	return false
 }
 
-// listKey reports whether key may hold a list besides servers: Sentinel's
+// listKey reports whether key may hold a list besides servers: the groups'
 // lists are ours, so nutcracker's one-list rule does not count them.
-func listKey(key string) bool { return key == "sentinels" || key == "sentinel_masters" }
+func listKey(key string) bool {
+	return key == "sentinels" || key == "sentinel_masters" || key == "group_members"
+}
 
 // setSentinel applies one value of a Sentinel key; done is false for any
 // other key. The lists take one item per call.
@@ -134,10 +136,13 @@ func (b *poolBuilder) finishSentinel(pc *Pool, dir string) error {
 		return b.errorf("sentinel_port", "only allowed with sentinel_service")
 	}
 	if !pc.HasSentinels() {
-		for _, k := range []string{"sentinel_masters", "sentinel_username", "sentinel_auth", "sentinel_auth_file", "sentinel_auth_env", "failover_hold"} {
+		for _, k := range []string{"sentinel_masters", "sentinel_username", "sentinel_auth", "sentinel_auth_file", "sentinel_auth_env"} {
 			if b.seen[k] || k == "sentinel_masters" && pc.SentinelMasters != nil {
 				return b.errorf(k, "only allowed with sentinels")
 			}
+		}
+		if b.seen["failover_hold"] && b.groupLines == nil {
+			return b.errorf("failover_hold", "only allowed with sentinels or group_members")
 		}
 		return nil
 	}

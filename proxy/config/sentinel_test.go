@@ -76,7 +76,7 @@ func TestConfigSentinels(t *testing.T) {
 		{"auth without sentinels", head + "  sentinel_auth: pw\n" + servers,
 			`pool "alpha": sentinel_auth: only allowed with sentinels`},
 		{"hold without sentinels", head + "  failover_hold: 10\n" + servers,
-			`pool "alpha": failover_hold: only allowed with sentinels`},
+			`pool "alpha": failover_hold: only allowed with sentinels or group_members`},
 		{"two auths", head + sentinels + "  sentinel_auth: pw\n  sentinel_auth_env: SHARDPROXY_TEST_SENTINEL_PASSWORD\n" + servers,
 			`pool "alpha": sentinel_auth_env: give only one of sentinel_auth, sentinel_auth_file and sentinel_auth_env`},
 		{"unset env", head + sentinels + "  sentinel_auth_env: SHARDPROXY_TEST_NO_SUCH_VARIABLE\n" + servers,
