@@ -16,8 +16,8 @@ type GroupStatus struct {
 	LastSwitch time.Time `json:"last_switch,omitzero"` // when the master last switched
 	Source     string    `json:"source,omitempty"`     // what discovery said it is
 	Epoch      int64     `json:"epoch"`                // discovery's epoch of the master
-	Agree      int       `json:"sentinels_agree"`      // Sentinels agreeing on the master
-	Reachable  int       `json:"sentinels_reachable"`  // Sentinels answering
+	Agree      int       `json:"sentinels_agree"`      // Sentinels (or, without Sentinel, members) agreeing on the master
+	Reachable  int       `json:"sentinels_reachable"`  // Sentinels (or members) answering
 	// ReadReplicas are the replicas that take reads now (read_from), and
 	// ReplicaReads counts the reads sent to replicas.
 	ReadReplicas []string `json:"read_replicas"`
