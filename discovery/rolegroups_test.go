@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"log/slog"
 	"net"
 	"os"
@@ -28,11 +27,9 @@ const roleWait = 30 * time.Second
 
 // roleRun is a running RoleGroupWatcher with its OnChange calls and logs.
 type roleRun struct {
-	w       *RoleGroupWatcher
-	cancel  context.CancelFunc
-	done    chan error
-	logs    *syncBuffer
-	stopped bool // Run has returned
+	watchRun
+	w    *RoleGroupWatcher
+	logs *syncBuffer
 
 	inCall     atomic.Int32 // OnChange calls under way
 	concurrent atomic.Bool  // two calls overlapped
@@ -45,7 +42,7 @@ type roleRun struct {
 // buffer that is dumped if the test fails, and stops it in t's cleanup.
 func startRoleWatcher(t *testing.T, opts RoleGroupOptions) *roleRun {
 	t.Helper()
-	r := &roleRun{done: make(chan error, 1), logs: &syncBuffer{}}
+	r := &roleRun{watchRun: watchRun{done: make(chan error, 1)}, logs: &syncBuffer{}}
 	opts.Logger = slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	opts.OnChange = r.onChange
 	w, err := NewRoleGroupWatcher(opts)
@@ -83,24 +80,6 @@ func (r *roleRun) changeList() []map[string]RoleGroup {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.changes)
-}
-
-// stop cancels Run and waits for it to return; it may be called twice.
-func (r *roleRun) stop(t *testing.T) {
-	t.Helper()
-	r.cancel()
-	if r.stopped {
-		return
-	}
-	select {
-	case err := <-r.done:
-		r.stopped = true
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("Run = %v, want context.Canceled", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not return 10s after its context was cancelled")
-	}
 }
 
 // waitGroup polls Snapshot until ok accepts group's view, and returns it.

@@ -84,11 +84,9 @@ type sentinelChange struct {
 
 // sentinelRun is a running SentinelWatcher with its OnChange calls and logs.
 type sentinelRun struct {
-	w       *SentinelWatcher
-	cancel  context.CancelFunc
-	done    chan error
-	logs    *syncBuffer
-	stopped bool // Run has returned
+	watchRun
+	w    *SentinelWatcher
+	logs *syncBuffer
 
 	mu      sync.Mutex // guards changes
 	changes []sentinelChange
@@ -98,7 +96,7 @@ type sentinelRun struct {
 // buffer that is dumped if the test fails, and stops it in t's cleanup.
 func startSentinelWatcher(t *testing.T, opts SentinelOptions) *sentinelRun {
 	t.Helper()
-	r := &sentinelRun{done: make(chan error, 1), logs: &syncBuffer{}}
+	r := &sentinelRun{watchRun: watchRun{done: make(chan error, 1)}, logs: &syncBuffer{}}
 	opts.Logger = slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	opts.OnChange = r.onChange
 	w, err := NewSentinelWatcher(opts)
@@ -130,8 +128,15 @@ func (r *sentinelRun) changeList() []sentinelChange {
 	return slices.Clone(r.changes)
 }
 
+// watchRun is a watcher's Run under way in a test.
+type watchRun struct {
+	cancel  context.CancelFunc
+	done    chan error
+	stopped bool // Run has returned
+}
+
 // stop cancels Run and waits for it to return; it may be called twice.
-func (r *sentinelRun) stop(t *testing.T) {
+func (r *watchRun) stop(t *testing.T) {
 	t.Helper()
 	r.cancel()
 	if r.stopped {

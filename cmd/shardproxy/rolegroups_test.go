@@ -2,9 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,35 +16,10 @@ import (
 // Sentinel: members are group_members lines, servers server lines.
 func startRoleGroupProxy(t *testing.T, members, servers []string) (addr string, logs *lockedBuffer) {
 	t.Helper()
-	bin := buildBinary(t)
-	port, stats := proxytest.FreePort(t), proxytest.FreePort(t)
-	conf := fmt.Sprintf("alpha:\n  listen: 127.0.0.1:%d\n  redis: true\n  timeout: 1000\n  group_members:\n    - %s\n  servers:\n    - %s\n",
-		port, strings.Join(members, "\n    - "), strings.Join(servers, "\n    - "))
-	path := filepath.Join(t.TempDir(), "nutcracker.yml")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	logs = &lockedBuffer{}
-	// A group with no master yet must not hold the listener back long.
-	cmd := exec.Command(bin, "-c", path, "-s", fmt.Sprint(stats), "-a", "127.0.0.1", "--discovery-sync-timeout", "2s")
-	cmd.Stderr = logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("shardproxy's log:\n%s", logs.String())
-		}
-	})
-	addr = fmt.Sprintf("127.0.0.1:%d", port)
-	for i := 0; !proxytestAccepts(addr); i++ {
-		if i == 200 {
-			t.Fatalf("no listener:\n%s", logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return addr, logs
+	return startBinaryProxy(t, func(port int) string {
+		return fmt.Sprintf("alpha:\n  listen: 127.0.0.1:%d\n  redis: true\n  timeout: 1000\n  group_members:\n    - %s\n  servers:\n    - %s\n",
+			port, strings.Join(members, "\n    - "), strings.Join(servers, "\n    - "))
+	}, "--discovery-sync-timeout", "2s") // a group with no master yet must not hold the listener back long
 }
 
 // replicaOf points r at master ("NO ONE" promotes it) and waits until
@@ -125,21 +97,7 @@ func TestRoleGroupManualFailoverUnderLoad(t *testing.T) {
 	promoted := time.Now()
 	replicaOf(t, replicas[0], nil)
 	replicaOf(t, extra, replicas[0])
-	var resumed time.Time
-	for deadline := time.Now().Add(30 * time.Second); resumed.IsZero(); {
-		loads[0].mu.Lock()
-		for _, at := range loads[0].okAt {
-			if at.After(promoted) {
-				resumed = at
-				break
-			}
-		}
-		loads[0].mu.Unlock()
-		if time.Now().After(deadline) {
-			t.Fatalf("g0's writes did not resume within 30s of the promotion")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	resumed := loads[0].firstOKAfter(t, promoted)
 	t.Logf("g0: writes resumed %v after the promotion began", resumed.Sub(promoted).Round(time.Millisecond))
 
 	// The old master comes back empty, a master of nothing: the members

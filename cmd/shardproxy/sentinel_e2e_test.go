@@ -21,14 +21,13 @@ import (
 
 const sentinelE2ENamespace = "sentinel-e2e"
 
-// sentinelE2EObjects are a group (StatefulSet shard0 of two pods behind the
-// headless Service shard0), three Sentinels as pods of the StatefulSet and
-// Service sentinel (a Deployment needs the ReplicaSet controller, which
-// does not run), and the proxy's RBAC.
-const sentinelE2EObjects = `
+// groupE2EObjects are a group in namespace: StatefulSet shard0 of pods
+// behind the headless Service shard0, and the proxy's RBAC.
+func groupE2EObjects(namespace string, pods int) string {
+	return fmt.Sprintf(`
 apiVersion: v1
 kind: Service
-metadata: {name: shard0, namespace: sentinel-e2e}
+metadata: {name: shard0, namespace: %[1]s}
 spec:
   clusterIP: None
   selector: {app: shard0}
@@ -36,15 +35,36 @@ spec:
 ---
 apiVersion: apps/v1
 kind: StatefulSet
-metadata: {name: shard0, namespace: sentinel-e2e}
+metadata: {name: shard0, namespace: %[1]s}
 spec:
   serviceName: shard0
-  replicas: 2
+  replicas: %[2]d
   podManagementPolicy: Parallel
   selector: {matchLabels: {app: shard0}}
   template:
     metadata: {labels: {app: shard0}}
     spec: {containers: [{name: redis, image: redis:7.0}]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: shardproxy-endpointslices, namespace: %[1]s}
+rules:
+  - apiGroups: [discovery.k8s.io]
+    resources: [endpointslices]
+    verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: shardproxy-endpointslices, namespace: %[1]s}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: shardproxy-endpointslices}
+subjects: [{kind: ServiceAccount, name: shardproxy}]
+`, namespace, pods)
+}
+
+// sentinelE2EObjects are a group of two pods and three Sentinels as pods
+// of the StatefulSet and Service sentinel (a Deployment needs the
+// ReplicaSet controller, which does not run).
+var sentinelE2EObjects = groupE2EObjects(sentinelE2ENamespace, 2) + `
 ---
 apiVersion: v1
 kind: Service
@@ -64,20 +84,6 @@ spec:
   template:
     metadata: {labels: {app: sentinel}}
     spec: {containers: [{name: sentinel, image: redis:7.0}]}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata: {name: shardproxy-endpointslices, namespace: sentinel-e2e}
-rules:
-  - apiGroups: [discovery.k8s.io]
-    resources: [endpointslices]
-    verbs: [get, list, watch]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {name: shardproxy-endpointslices, namespace: sentinel-e2e}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: shardproxy-endpointslices}
-subjects: [{kind: ServiceAccount, name: shardproxy}]
 `
 
 // The proxy finds the Sentinels and the group's pods through EndpointSlices;
@@ -138,31 +144,10 @@ func TestKubernetesSentinelEndToEnd(t *testing.T) {
 	cp.WaitEndpointSlices(t, sentinelE2ENamespace, "sentinel", ready(3))
 	step("three Sentinels watch shard0, each knowing the replica and the others")
 
-	listen := fmt.Sprintf("127.0.0.1:%d", proxytest.FreePort(t))
-	conf := fmt.Sprintf("alpha:\n  listen: %s\n  redis: true\n  timeout: 1000\n  sentinel_service: sentinel\n"+
-		"  kubernetes_service: shard0\n  servers:\n    - shard0-0.shard0:6379:1 shard0\n", listen)
-	path := filepath.Join(t.TempDir(), "nutcracker.yml")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	kubeconfig := cp.Kubeconfig(t, sentinelE2ENamespace, "shardproxy")
-	proxy := startProxy(t, bin, listen, proxytest.FreePort(t), nil,
-		"-c", path, "--kubeconfig", kubeconfig, "--kubernetes-namespace", sentinelE2ENamespace)
-	c := proxytest.Dial(t, listen)
-	waitReply(t, c, "+OK", "SET", "probe", "1")
+	proxy, c := startGroupE2EProxy(t, cp, bin, sentinelE2ENamespace, "  sentinel_service: sentinel\n  kubernetes_service: shard0\n")
 	step("the proxy confirmed shard0's master")
-
-	const keys = 300
-	for i := range keys {
-		if r, err := c.Do("SET", e2eKey(i), e2eValue(e2eKey(i))); err != nil || r.String() != "+OK" {
-			t.Fatalf("SET %s = %v, %v", e2eKey(i), r, err)
-		}
-	}
-	mc := proxytest.Dial(t, master.Addr(kubetest.RedisPort))
-	if r, err := mc.Do("WAIT", "1", "10000"); err != nil || r.Int != 1 {
-		t.Fatalf("WAIT 1 on the master = %v, %v: the replica does not have every key", r, err)
-	}
-	step("%d keys written and replicated", keys)
+	writeE2EKeys(t, c, master, 1)
+	step("%d keys written and replicated", e2eGroupKeys)
 
 	master.Delete(t)
 	step("master pod deleted")
@@ -194,24 +179,70 @@ func TestKubernetesSentinelEndToEnd(t *testing.T) {
 	if role := roleOf(t, replica); role != "master" {
 		t.Fatalf("shard0-1 ROLE = %s after the failover, want master", role)
 	}
-	for i := range keys {
+	checkE2EKeys(t, c, proxy, replica, "after", "failover")
+	step("every key readable through the proxy, served by the new master")
+}
+
+// e2eGroupKeys is how many keys writeE2EKeys writes.
+const e2eGroupKeys = 300
+
+// startGroupE2EProxy runs the proxy over the group shard0 in namespace,
+// with the pool keys poolKeys besides listen, redis, timeout and the
+// server line, and waits until a write through it works.
+func startGroupE2EProxy(t *testing.T, cp *kubetest.ControlPlane, bin, namespace, poolKeys string) (*e2eProxy, *proxytest.Conn) {
+	t.Helper()
+	listen := fmt.Sprintf("127.0.0.1:%d", proxytest.FreePort(t))
+	conf := fmt.Sprintf("alpha:\n  listen: %s\n  redis: true\n  timeout: 1000\n%s  servers:\n    - shard0-0.shard0:6379:1 shard0\n", listen, poolKeys)
+	path := filepath.Join(t.TempDir(), "nutcracker.yml")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := cp.Kubeconfig(t, namespace, "shardproxy")
+	proxy := startProxy(t, bin, listen, proxytest.FreePort(t), nil,
+		"-c", path, "--kubeconfig", kubeconfig, "--kubernetes-namespace", namespace)
+	c := proxytest.Dial(t, listen)
+	waitReply(t, c, "+OK", "SET", "probe", "1")
+	return proxy, c
+}
+
+// writeE2EKeys writes e2eGroupKeys keys through c and waits until the
+// master's replicas have them all.
+func writeE2EKeys(t *testing.T, c *proxytest.Conn, master *kubetest.Pod, replicas int) {
+	t.Helper()
+	for i := range e2eGroupKeys {
+		if r, err := c.Do("SET", e2eKey(i), e2eValue(e2eKey(i))); err != nil || r.String() != "+OK" {
+			t.Fatalf("SET %s = %v, %v", e2eKey(i), r, err)
+		}
+	}
+	mc := proxytest.Dial(t, master.Addr(kubetest.RedisPort))
+	if r, err := mc.Do("WAIT", fmt.Sprint(replicas), "10000"); err != nil || r.Int != int64(replicas) {
+		t.Fatalf("WAIT %d on the master = %v, %v: the replicas do not have every key", replicas, r, err)
+	}
+}
+
+// checkE2EKeys checks, after a failover to newMaster, that every key
+// writeE2EKeys wrote reads back through c, that newMaster has key set to
+// value (written through the proxy after the failover), and that the
+// proxy's /discovery names newMaster.
+func checkE2EKeys(t *testing.T, c *proxytest.Conn, proxy *e2eProxy, newMaster *kubetest.Pod, key, value string) {
+	t.Helper()
+	for i := range e2eGroupKeys {
 		want := "\"" + e2eValue(e2eKey(i)) + "\""
 		if r, err := c.Do("GET", e2eKey(i)); err != nil || r.String() != want {
 			t.Fatalf("GET %s after the failover = %v, %v, want %s", e2eKey(i), r, err, want)
 		}
 	}
-	if r, err := proxytest.Dial(t, replica.Addr(kubetest.RedisPort)).Do("GET", "after"); err != nil || r.String() != "\"failover\"" {
-		t.Errorf("the new master has after = %v, %v, want the write sent through the proxy", r, err)
+	if r, err := proxytest.Dial(t, newMaster.Addr(kubetest.RedisPort)).Do("GET", key); err != nil || r.String() != "\""+value+"\"" {
+		t.Errorf("the new master has %s = %v, %v, want the write sent through the proxy", key, r, err)
 	}
 	var doc struct {
 		Groups []stats.GroupStatus `json:"groups"`
 	}
 	if code, body, err := proxy.get("/discovery"); err != nil || code != http.StatusOK || json.Unmarshal(body, &doc) != nil {
 		t.Errorf("GET /discovery = %d %q, %v", code, body, err)
-	} else if len(doc.Groups) != 1 || doc.Groups[0].Master != replica.Addr(kubetest.RedisPort) {
-		t.Errorf("/discovery groups = %+v, want shard0's master at %s", doc.Groups, replica.Addr(kubetest.RedisPort))
+	} else if len(doc.Groups) != 1 || doc.Groups[0].Master != newMaster.Addr(kubetest.RedisPort) {
+		t.Errorf("/discovery groups = %+v, want shard0's master at %s", doc.Groups, newMaster.Addr(kubetest.RedisPort))
 	}
-	step("every key readable through the proxy, served by the new master")
 }
 
 // waitPing waits until a Redis or Sentinel at addr answers PING.

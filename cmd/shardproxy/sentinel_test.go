@@ -43,20 +43,29 @@ func startSentinelGroups(t *testing.T) *sentinelGroups {
 // startSentinelProxy runs the shardproxy binary over the groups.
 func startSentinelProxy(t *testing.T, g *sentinelGroups) (addr string, logs *lockedBuffer) {
 	t.Helper()
-	bin := buildBinary(t)
-	port, stats := proxytest.FreePort(t), proxytest.FreePort(t)
 	var sentinels []string
 	for _, s := range g.sentinels {
 		sentinels = append(sentinels, s.Addr)
 	}
-	conf := fmt.Sprintf("alpha:\n  listen: 127.0.0.1:%d\n  redis: true\n  timeout: 1000\n  sentinels:\n    - %s\n  servers:\n    - %s:1 g0\n    - %s:1 g1\n",
-		port, strings.Join(sentinels, "\n    - "), g.masters[0].Addr, g.masters[1].Addr)
+	return startBinaryProxy(t, func(port int) string {
+		return fmt.Sprintf("alpha:\n  listen: 127.0.0.1:%d\n  redis: true\n  timeout: 1000\n  sentinels:\n    - %s\n  servers:\n    - %s:1 g0\n    - %s:1 g1\n",
+			port, strings.Join(sentinels, "\n    - "), g.masters[0].Addr, g.masters[1].Addr)
+	})
+}
+
+// startBinaryProxy runs the shardproxy binary on the config conf makes for
+// its listen port, with args, until the test ends, and waits until it
+// listens.
+func startBinaryProxy(t *testing.T, conf func(port int) string, args ...string) (addr string, logs *lockedBuffer) {
+	t.Helper()
+	bin := buildBinary(t)
+	port, stats := proxytest.FreePort(t), proxytest.FreePort(t)
 	path := filepath.Join(t.TempDir(), "nutcracker.yml")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(conf(port)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	logs = &lockedBuffer{}
-	cmd := exec.Command(bin, "-c", path, "-s", fmt.Sprint(stats), "-a", "127.0.0.1")
+	cmd := exec.Command(bin, append([]string{"-c", path, "-s", fmt.Sprint(stats), "-a", "127.0.0.1"}, args...)...)
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -145,6 +154,26 @@ func runIncrLoad(t *testing.T, addr string, keys []string, stop *atomic.Bool, wg
 	return l
 }
 
+// firstOKAfter waits, up to 30s, for the first write acknowledged after
+// since, and returns when it was.
+func (l *incrLoad) firstOKAfter(t *testing.T, since time.Time) time.Time {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		l.mu.Lock()
+		for _, at := range l.okAt {
+			if at.After(since) {
+				l.mu.Unlock()
+				return at
+			}
+		}
+		l.mu.Unlock()
+		if time.Now().After(deadline) {
+			t.Fatalf("writes did not resume within 30s (%d errors, the first %s)", len(l.errs), l.first)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // masterOf asks a Sentinel where it says group's master is now.
 func masterOf(t *testing.T, s *proxytest.Sentinel, group string) string {
 	m := s.Master(t, group)
@@ -184,22 +213,7 @@ func TestSentinelFailoverUnderLoad(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	// The first write the new master acknowledges.
-	var resumed time.Time
-	for deadline := time.Now().Add(30 * time.Second); resumed.IsZero(); {
-		loads[0].mu.Lock()
-		for _, at := range loads[0].okAt {
-			if at.After(switched) {
-				resumed = at
-				break
-			}
-		}
-		loads[0].mu.Unlock()
-		if time.Now().After(deadline) {
-			t.Fatalf("g0's writes did not resume within 30s of the switch")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	resumed := loads[0].firstOKAfter(t, switched) // the first write the new master acknowledges
 	t.Logf("g0: master killed; Sentinels switched %v later; writes resumed %v after the switch (%v after the kill)",
 		switched.Sub(killed).Round(time.Millisecond), resumed.Sub(switched).Round(time.Millisecond), resumed.Sub(killed).Round(time.Millisecond))
 
