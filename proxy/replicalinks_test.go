@@ -2,13 +2,9 @@ package proxy
 
 import (
 	"fmt"
-	"io"
-	"net"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/shardproxy/shardproxy/proxy/proxytest"
 	"github.com/shardproxy/shardproxy/proxy/stats"
 )
 
@@ -69,29 +65,7 @@ func TestGroupPolledReplicasRequestsAllocateNothing(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	conn, err := net.Dial("tcp", gp.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	var pipeline []byte
-	for i := 0; i < 16; i++ {
-		pipeline = proxytest.AppendCommand(pipeline, "GET", fmt.Sprint("k", i))
-	}
-	want := strings.Repeat("$-1\r\n", 16)
-	buf := make([]byte, len(want))
-	roundTrip := func() {
-		if _, err := conn.Write(pipeline); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := io.ReadFull(conn, buf); err != nil {
-			t.Fatal(err)
-		}
-	}
-	roundTrip()
-	if string(buf) != want {
-		t.Fatalf("replies = %q, want %q", buf, want)
-	}
+	roundTrip := pipelineRoundTrip(t, gp.addr, "$-1\r\n", func(i int) []string { return []string{"GET", fmt.Sprint("k", i)} })
 	if n := testing.AllocsPerRun(200, roundTrip); n >= 1 {
 		t.Errorf("a pipeline of reads to a polled group allocates %.1f times per round trip, want 0", n)
 	}

@@ -2,8 +2,6 @@ package proxy
 
 import (
 	"fmt"
-	"io"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -190,29 +188,7 @@ func TestReplicaReadsAllocateNothing(t *testing.T) {
 	gp.tellReplicas()
 	gp.waitReadReplicas(t, 0, 1)
 	gp.waitReadReplicas(t, 1, 1)
-	conn, err := net.Dial("tcp", gp.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	var reqs []byte
-	for i := 0; i < 16; i++ {
-		reqs = proxytest.AppendCommand(reqs, "GET", fmt.Sprint("k", i))
-	}
-	want := strings.Repeat("$-1\r\n", 16)
-	buf := make([]byte, len(want))
-	roundTrip := func() {
-		if _, err := conn.Write(reqs); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := io.ReadFull(conn, buf); err != nil {
-			t.Fatal(err)
-		}
-	}
-	roundTrip()
-	if string(buf) != want {
-		t.Fatalf("replies = %q, want %q", buf, want)
-	}
+	roundTrip := pipelineRoundTrip(t, gp.addr, "$-1\r\n", func(i int) []string { return []string{"GET", fmt.Sprint("k", i)} })
 	before := gp.groupSnapshot(t, 0).ReplicaReads + gp.groupSnapshot(t, 1).ReplicaReads
 	if n := testing.AllocsPerRun(200, roundTrip); n >= 1 {
 		t.Errorf("a pipeline of reads to two groups' replicas allocates %.1f times per round trip, want 0", n)
