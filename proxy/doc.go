@@ -195,10 +195,12 @@
 // behind it, for up to failover_hold, after which each gets the error it
 // got. A tracking client's request is sent again with the CLIENT CACHING
 // that preceded it. Groups outlive reloads: a reload that keeps one keeps
-// its queue, sent through the new pool's server; one that removes it fails
-// the queue with an error naming it. A request whose connection failed
-// after it was written is sent again only if its command only reads. Dedicated connections (MULTI,
-// blocking commands) are never replayed. The request path of a pool
+// its queue, sent through the new pool's server (except a tracking
+// client's read, which would not be tracked there and gets an error); one
+// that removes it fails the queue with an error naming it. A request whose
+// connection failed after it was written is sent again only if its
+// command only reads. Dedicated connections (MULTI, blocking commands) are
+// never replayed. The request path of a pool
 // without sentinels pays a nil check on the slot. A GroupMaster with
 // Unavailable set (its pod is not ready or terminating, or discovery names
 // no master and says why) unconfirms the group without a ROLE check, so

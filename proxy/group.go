@@ -342,9 +342,14 @@ func (g *group) resend(waiting []*replySlot) {
 	cur := g.server.Load()
 	for _, s := range waiting {
 		if cur != nil && s.req.srv.up != cur.up {
-			// A shared connection tracks nothing: CLIENT CACHING is
-			// for a tracking client's own connection.
-			s.req.srv, s.conn, s.caching = cur, cur.pick(s.conn.Proto()), nil
+			if s.caching != nil {
+				// Its client's tracking connection is the old
+				// upstream's; on a shared one the read would not be
+				// tracked, and its value never invalidated.
+				s.untracked()
+				continue
+			}
+			s.req.srv, s.conn = cur, cur.pick(s.conn.Proto())
 		}
 		srv := s.req.srv
 		srv.stats.Requests.Add(1)
@@ -526,6 +531,13 @@ func (g *group) retire() {
 	for _, s := range waiting {
 		s.removedGroup(g)
 	}
+}
+
+// untracked delivers the error of a tracking client's read that waited
+// for the group's master while a reload gave the group other connections.
+func (s *replySlot) untracked() {
+	s.buf = resp.AppendError(s.buf[:0], s.req.srv.upCfg.ErrPrefix+"the read waited for the master while a reload changed the group's connections, and would not be tracked (CLIENT CACHING) there: send it again")
+	s.giveUp()
 }
 
 // removedGroup delivers the error of a request that waited for the master

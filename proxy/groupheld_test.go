@@ -178,3 +178,38 @@ func TestGroupHeldRequestOfRemovedGroupFails(t *testing.T) {
 		})
 	}
 }
+
+// A tracking client's read held across a reload that gives its group
+// another upstream cannot be resent where it would be tracked (its own
+// tracking connection belongs to the old one): it gets an error, not a
+// value that no invalidation would ever follow.
+func TestGroupHeldTrackedReadAcrossReloadFails(t *testing.T) {
+	gp := startGroups(t, 1, "  failover_hold: 10000\n")
+	gp.tellAll()
+	do(t, proxytest.Dial(t, gp.addr), "SET", "b", "v1")
+	c := trackingClient(t, gp.addr, "OPTIN")
+	paused := pauseWrites(t, gp.masters[0])
+	var batch []byte
+	for _, cmd := range [][]string{{"SET", "a", "1"}, {"CLIENT", "CACHING", "yes"}, {"GET", "b"}} {
+		batch = proxytest.AppendCommand(batch, cmd...)
+	}
+	if _, err := c.nc.Write(batch); err != nil {
+		t.Fatal(err)
+	}
+	failover(t, gp.masters[0], gp.replicas[0], paused)
+	gp.waitHeld(t, 0, 2)
+	if err := gp.srv.Reload(mustParse(t, fmt.Sprintf(gp.yaml, "  failover_hold: 10000\n  redis_db: 1\n"))); err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+	gp.tell(0, gp.replicas[0])
+	if r := readSkippingFlush(c); r != "+OK\r\n" {
+		t.Fatalf("held SET = %q, want +OK", r)
+	}
+	if r := readSkippingFlush(c); r != "+OK\r\n" {
+		t.Fatalf("CLIENT CACHING yes = %q, want +OK", r)
+	}
+	r := readSkippingFlush(c)
+	if !strings.HasPrefix(r, "-ERR server g0 (") || !strings.Contains(r, "would not be tracked") {
+		t.Fatalf("held tracked GET across the reload = %q, want the error that it would not be tracked", r)
+	}
+}
