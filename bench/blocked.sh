@@ -45,32 +45,17 @@ BENCH_SCRIPT=blocked.sh
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 
-for n in "$BLOCKED" "$CLIENTS" "$PIPELINE" "$KEYS" "$VALUE_SIZE" "$ROUNDS"; do
-	if ! [[ $n =~ ^[0-9]+$ ]] || [ "$n" -eq 0 ]; then
-		die "BENCH_* counts must be positive integers, got \"$n\""
-	fi
-done
+need_counts "$BLOCKED" "$CLIENTS" "$PIPELINE" "$KEYS" "$VALUE_SIZE" "$ROUNDS"
 
-for tool in go redis-server redis-cli; do
-	command -v "$tool" >/dev/null || die "$tool is not installed"
-done
+need_tools go redis-server redis-cli
 
 # Every blocked client is a client socket and a server socket of the proxy,
 # and a socket of loadgen.
-need_fds=$((2 * BLOCKED + 2 * CLIENTS + 100))
-if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$need_fds" ]; then
-	ulimit -n "$need_fds" 2>/dev/null || die "ulimit -n is $(ulimit -n); $need_fds file descriptors are needed"
-fi
+need_fds "$((2 * BLOCKED + 2 * CLIENTS + 100))"
 
 bench_tmp shardproxy-blocked
 
-echo "== machine"
-cpu_model=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)
-echo "date:     $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-echo "cpus:     $(nproc) x ${cpu_model:-unknown}"
-echo "memory:   $(free -h 2>/dev/null | awk '/^Mem:/ {print $2}')"
-echo "load avg: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown) (at start)"
-echo "tools:    $(redis-server --version | cut -d' ' -f1-3), $(go version | cut -d' ' -f3)"
+print_machine
 echo "params:   BENCH_BLOCKED=$BLOCKED BENCH_DURATION=$DURATION BENCH_CLIENTS=$CLIENTS" \
 	"BENCH_PIPELINE=$PIPELINE BENCH_KEYS=$KEYS BENCH_VALUE_SIZE=$VALUE_SIZE BENCH_ROUNDS=$ROUNDS"
 

@@ -56,11 +56,7 @@ BENCH_SCRIPT=compare.sh
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 
-for n in "$REQUESTS" "$CLIENTS" "$PIPELINE" "$KEYS" "$VALUE_SIZE" "$ROUNDS"; do
-	if ! [[ $n =~ ^[0-9]+$ ]] || [ "$n" -eq 0 ]; then
-		die "BENCH_* counts must be positive integers, got \"$n\""
-	fi
-done
+need_counts "$REQUESTS" "$CLIENTS" "$PIPELINE" "$KEYS" "$VALUE_SIZE" "$ROUNDS"
 
 case "$GROUPS_MODE" in
 0) ;;
@@ -71,9 +67,7 @@ case "$GROUPS_MODE" in
 *) die "BENCH_GROUPS must be 0 or 1, got \"$GROUPS_MODE\"" ;;
 esac
 
-for tool in go redis-server redis-cli redis-benchmark nutcracker; do
-	command -v "$tool" >/dev/null || die "$tool is not installed"
-done
+need_tools go redis-server redis-cli redis-benchmark nutcracker
 
 bench_tmp shardproxy-bench
 
@@ -108,14 +102,7 @@ write_conf() {
 	} >"$file"
 }
 
-echo "== machine"
-cpu_model=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)
-mem_total=$(free -h 2>/dev/null | awk '/^Mem:/ {print $2}')
-echo "date:     $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-echo "cpus:     $(nproc) x ${cpu_model:-unknown}"
-echo "memory:   ${mem_total:-unknown}"
-echo "load avg: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown) (at start)"
-echo "tools:    $(redis-server --version | cut -d' ' -f1-3), $(nutcracker -V 2>&1 | head -n 1), $(go version | cut -d' ' -f3)"
+print_machine nutcracker
 echo "NOTE: redis-benchmark and loadgen, both proxies and all 3 redis-servers share these $(nproc) CPUs."
 echo "      The load generator's own CPU use caps every number; compare the ratios from one run."
 echo "params:   BENCH_REQUESTS=$REQUESTS BENCH_DURATION=$DURATION BENCH_CLIENTS=$CLIENTS" \

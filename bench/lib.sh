@@ -4,14 +4,60 @@
 #   source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 #   bench_tmp shardproxy-bench    # the temporary directory $tmp, cleaned up at exit
 #
-# It gives die, show, run, run_to, free_port, start (a server that answers
-# PING, stopped at exit) and median. Every process started with start, or
+# It gives die, need_counts, need_tools, need_fds, print_machine, show, run,
+# run_to, free_port, start (a server that answers PING, stopped at exit)
+# and median. Every process started with start, or
 # whose pid is added to pids, is stopped when the script exits.
 
 # die prints an error naming the script and exits 1.
 die() {
 	echo "${BENCH_SCRIPT:-bench}: $*" >&2
 	exit 1
+}
+
+# need_counts dies unless every argument is a positive integer (the BENCH_*
+# counts).
+need_counts() {
+	local n
+	for n in "$@"; do
+		if ! [[ $n =~ ^[0-9]+$ ]] || [ "$n" -eq 0 ]; then
+			die "BENCH_* counts must be positive integers, got \"$n\""
+		fi
+	done
+}
+
+# need_tools dies unless every command named is installed.
+need_tools() {
+	local tool
+	for tool in "$@"; do
+		command -v "$tool" >/dev/null || die "$tool is not installed"
+	done
+}
+
+# need_fds raises the open file limit to $1, or dies if it cannot.
+need_fds() {
+	if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$1" ]; then
+		ulimit -n "$1" 2>/dev/null || die "ulimit -n is $(ulimit -n); $1 file descriptors are needed"
+	fi
+}
+
+# print_machine prints the "== machine" header: date, CPUs, memory, load
+# and the versions of redis-server, go and the tools given as arguments
+# (each printed by "TOOL -V").
+print_machine() {
+	local cpu_model mem_total tools tool
+	cpu_model=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)
+	mem_total=$(free -h 2>/dev/null | awk '/^Mem:/ {print $2}')
+	tools="$(redis-server --version | cut -d' ' -f1-3)"
+	for tool in "$@"; do
+		tools="$tools, $("$tool" -V 2>&1 | head -n 1)"
+	done
+	echo "== machine"
+	echo "date:     $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+	echo "cpus:     $(nproc) x ${cpu_model:-unknown}"
+	echo "memory:   ${mem_total:-unknown}"
+	echo "load avg: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown) (at start)"
+	echo "tools:    $tools, $(go version | cut -d' ' -f3)"
 }
 
 pids=()

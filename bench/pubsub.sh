@@ -53,36 +53,21 @@ BENCH_SCRIPT=pubsub.sh
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 
-for n in "$SUBSCRIBERS" "$CHANNELS" "$PUBLISHERS" "$PIPELINE" "$PAYLOAD_SIZE" "$CLIENTS"; do
-	if ! [[ $n =~ ^[0-9]+$ ]] || [ "$n" -eq 0 ]; then
-		die "BENCH_* counts must be positive integers, got \"$n\""
-	fi
-done
+need_counts "$SUBSCRIBERS" "$CHANNELS" "$PUBLISHERS" "$PIPELINE" "$PAYLOAD_SIZE" "$CLIENTS"
 [[ $DURATION =~ ^[0-9]+s$ ]] || die "BENCH_DURATION must be whole seconds such as 5s, got \"$DURATION\""
 secs=${DURATION%s}
 
-for tool in go redis-server redis-cli; do
-	command -v "$tool" >/dev/null || die "$tool is not installed"
-done
+need_tools go redis-server redis-cli
 
 # Directly, a pattern subscriber is a connection to every server; through
 # shardproxy every subscriber is a client socket of the proxy and one of
 # the fan-out's.
-need_fds=$((6 * SUBSCRIBERS + 2 * CLIENTS + 100))
-if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$need_fds" ]; then
-	ulimit -n "$need_fds" 2>/dev/null || die "ulimit -n is $(ulimit -n); $need_fds file descriptors are needed"
-fi
+need_fds "$((6 * SUBSCRIBERS + 2 * CLIENTS + 100))"
 
 bench_tmp shardproxy-pubsub
 
 
-echo "== machine"
-cpu_model=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)
-echo "date:     $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-echo "cpus:     $(nproc) x ${cpu_model:-unknown}"
-echo "memory:   $(free -h 2>/dev/null | awk '/^Mem:/ {print $2}')"
-echo "load avg: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown) (at start)"
-echo "tools:    $(redis-server --version | cut -d' ' -f1-3), $(go version | cut -d' ' -f3)"
+print_machine
 echo "params:   BENCH_SUBSCRIBERS=$SUBSCRIBERS BENCH_CHANNELS=$CHANNELS BENCH_PATTERN_SHARE=$PATTERN_SHARE" \
 	"BENCH_PUBLISHERS=$PUBLISHERS BENCH_PIPELINE=$PIPELINE BENCH_PAYLOAD_SIZE=$PAYLOAD_SIZE" \
 	"BENCH_DURATION=$DURATION BENCH_CLIENTS=$CLIENTS"
