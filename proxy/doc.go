@@ -17,6 +17,9 @@
 //	scan.go      SCAN one server after the other, the cursor saying which
 //	local.go     PING, ECHO, QUIT, SELECT, AUTH, HELLO, CLIENT, INFO (its
 //	             Keyspace section from every server, summed)
+//	cluster_local.go
+//	             CLUSTER SLOTS, SHARDS, NODES, INFO, MYID, KEYSLOT: the pool
+//	             as a Redis Cluster of one node, itself, for cluster clients
 //	proto.go     RESP2 or RESP3: replies in the client's protocol, the
 //	             switch, and whether the pool's servers speak RESP3
 //	tx.go        MULTI/EXEC/WATCH on a connection pinned to one server

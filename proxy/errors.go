@@ -253,6 +253,9 @@ const (
 	whyPerServer        = "each server has its own answer; send it to each Redis server directly"
 	whyClientReply      = "only CLIENT REPLY ON is supported"
 	whyTrackingRedirect = "REDIRECT is not supported: with RESP3 (HELLO 3) invalidations come on the client's own connection"
+	// CLUSTER (cluster_local.go).
+	whyNoSlots     = "the pool's servers do not keep keys by Redis Cluster slot"
+	whyUnixCluster = "the pool listens on a unix socket, which cluster clients cannot connect to"
 )
 
 // serverErrorPrefix starts the error reply to a request that server name

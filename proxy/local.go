@@ -75,6 +75,10 @@ func (c *client) local(def *command.Spec, cmd *resp.Command) {
 		c.reply([]byte("+OK\r\n"))
 	case "wait":
 		c.wait(cmd)
+	default:
+		if strings.HasPrefix(def.Name, "cluster|") {
+			c.cluster(def.Name, args)
+		}
 	}
 }
 

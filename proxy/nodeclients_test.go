@@ -106,3 +106,22 @@ func TestClientNodeIoredisWithAServerDown(t *testing.T) {
 		t.Fatalf("ioredis with server1 down: %v\n%s", err, out)
 	}
 }
+
+// Each Node.js client in cluster mode (ioredis' Cluster, node-redis'
+// createCluster) finds the pool to be one node and works through it
+// (testdata/node/cluster.js).
+func TestClientNodeCluster(t *testing.T) {
+	node, dir := nodeAndClients(t)
+	tp := startProxy(t, 3, "")
+	for _, name := range nodeClients {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, node, filepath.Join(dir, "cluster.js"), name, tp.addr)
+			cmd.Dir = dir
+			if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "ok") {
+				t.Fatalf("node cluster.js %s: %v\n%s", name, err, out)
+			}
+		})
+	}
+}

@@ -142,6 +142,11 @@ func buildPolicies() map[string]policy {
 	}
 	set(policy{kind: Local}, "ping", "echo", "quit", "select", "auth", "hello", "client", "info",
 		"reset", "readonly", "readwrite")
+	// A cluster client finds the pool to be one Redis Cluster node, the
+	// proxy, owning every slot; the subcommands that change a cluster are
+	// admin commands, refused as the others (derivedPolicy).
+	set(policy{kind: Local}, "cluster|info", "cluster|myid", "cluster|slots", "cluster|shards",
+		"cluster|nodes", "cluster|links", "cluster|keyslot", "cluster|countkeysinslot", "cluster|getkeysinslot")
 	set(policy{kind: Transaction}, "multi", "exec", "discard", "watch", "unwatch")
 	// WAIT asks every server, on connections of their own (proxy/wait.go).
 	set(policy{kind: Local}, "wait")
@@ -154,7 +159,7 @@ func buildPolicies() map[string]policy {
 	set(policy{kind: Unsupported, why: WhyScriptDebug}, "script|debug")
 	set(policy{kind: Unsupported, why: WhyPerServer}, "function|list", "function|dump")
 	set(policy{kind: Unsupported, why: WhyAllServers}, "swapdb", "time", "lastsave")
-	set(policy{kind: Unsupported, why: WhyAdmin}, "config", "cluster", "acl", "module", "latency",
+	set(policy{kind: Unsupported, why: WhyAdmin}, "config", "acl", "module", "latency",
 		"slowlog", "role", "asking",
 		// MIGRATE moves keys to a server of its choosing, off the ring.
 		"migrate")
