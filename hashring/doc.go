@@ -63,6 +63,16 @@
 // little-endian uint32 values; the points are sorted stably by value, so
 // ties go to the lower server index.
 //
+// # Redis Cluster slots
+//
+// A Redis Cluster places keys by slot, not on a ring: KeySlot is the slot
+// CLUSTER KEYSLOT answers, the CRC-16/XMODEM (polynomial 0x1021: the crc16
+// hash without its unmasked high bits) of the key modulo 16384, folded in
+// eight bytes at a time. Every key has a hash tag rule, with no option:
+// when the key holds a '{' with a '}' after it and something between them,
+// only the part between the first '{' and the first '}' after it is hashed
+// (ClusterTag), the same rule as hash_tag "{}".
+//
 // # Ejection and reload
 //
 // With auto_eject_hosts, nutcracker takes a server that failed

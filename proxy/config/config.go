@@ -47,6 +47,8 @@ package config
 //	sentinel_auth_env, failover_hold
 //	                       servers that are groups watched by Redis
 //	                       Sentinel (sentinel.go).
+//	redis_cluster: true    servers that are the seed nodes of a Redis
+//	                       Cluster (cluster.go).
 //
 // A pool gives at most one of redis_auth, redis_auth_file and redis_auth_env;
 // like redis_auth, each needs redis: true, and the password must not be empty.
@@ -243,6 +245,12 @@ type Pool struct {
 	// replication offset a replica may be behind its master and still
 	// take reads; 0 for no bound.
 	ReplicaMaxLag int64
+	// RedisCluster (redis_cluster, ours) is true when the servers are the
+	// seed nodes of a Redis Cluster, which says which node serves each of
+	// its 16384 slots; keys go to the node that serves their CRC16 slot,
+	// not by Hash, HashTag and Distribution, which such a pool leaves at
+	// their defaults (cluster.go). false, when absent: a nutcracker pool.
+	RedisCluster bool
 	// Servers are in nutcracker's server order (hashring.SortNodes): by ring
 	// name, shorter first, then bytewise. A server's index in this slice is
 	// its index in the ring.
@@ -458,6 +466,7 @@ func parseConfig(data []byte, dir string) (*Config, error) {
 	for i := 0; i < len(root.Content); i += 2 {
 		b := newPoolBuilder(root.Content[i])
 		settings := root.Content[i+1].Content
+		b.expectCluster(settings)
 		for j := 0; j < len(settings); j += 2 {
 			if err := b.apply(settings[j], settings[j+1]); err != nil {
 				return nil, err
@@ -704,6 +713,7 @@ type poolBuilder struct {
 	sentinelAuthFile  string
 	sentinelAuthEnv   string
 	servers           []parsedServer      // in file order
+	clusterSeeds      bool                // redis_cluster: true is among the keys: servers are seeds
 	groupLines        map[string][]string // group_members: server -> members as written
 }
 
@@ -773,6 +783,9 @@ func (b *poolBuilder) set(key, value string) error {
 		return err
 	}
 	if done, err := b.setReadFrom(key, value); done {
+		return err
+	}
+	if done, err := b.setCluster(key, value); done {
 		return err
 	}
 	if b.seen[key] {
@@ -905,7 +918,7 @@ func knownKey(key string) bool {
 		"client_output_buffer_limit_pubsub", "blocking_connections":
 		return true
 	}
-	return sentinelKey(key) || key == "read_from" || key == "replica_max_lag" || key == "group_members"
+	return sentinelKey(key) || key == "read_from" || key == "replica_max_lag" || key == "group_members" || key == "redis_cluster"
 }
 
 var (
@@ -1211,6 +1224,10 @@ func (b *poolBuilder) addServer(value string) error {
 	}
 	addr, weightText := rest[:i], rest[i+1:]
 	j := strings.LastIndexByte(addr, ':')
+	if b.clusterSeeds && !unix && j < 0 {
+		// A Redis Cluster seed may leave out its weight, which is ignored.
+		addr, weightText, j = rest, "1", i
+	}
 	if unix && j >= 0 || !unix && j < 0 {
 		return bad(want)
 	}
@@ -1257,6 +1274,9 @@ func (b *poolBuilder) finish(dir string) (Pool, error) {
 	}
 	if b.serverConns == 0 {
 		return pc, b.errorf("server_connections", "must be at least 1")
+	}
+	if err := b.finishCluster(&pc); err != nil {
+		return pc, err
 	}
 	authKeys := []string{}
 	for _, k := range []string{"redis_auth", "redis_auth_file", "redis_auth_env"} {

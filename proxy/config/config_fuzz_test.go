@@ -47,6 +47,12 @@ var configFuzzSeeds = []string{
 	"a:\n  listen: h:1\n  redis: true\n  client_output_buffer_limit: \"0 0\t0\"\n  servers:\n  - h:1:1\n",
 	"a:\n  listen: h:1\n  redis: true\n  client_output_buffer_limit: 8589934592gb 1k -1\n  servers:\n  - h:1:1\n",
 	"a:\n  listen: h:1\n  redis: true\n  client_output_buffer_limit: normal 1 1 1\n  servers:\n  - h:1:1\n",
+	"a:\n  listen: h:1\n  redis: true\n  redis_cluster: true\n  servers:\n  - h:7000\n  - h:7001:5 b\n  - ::1:7002:1\n  - ::1:7003\n",
+	"a:\n  listen: h:1\n  redis: true\n  redis_cluster: \"true\"\n  read_from: replica\n  servers:\n  - h:7000 a\n  - h:7000 b\n  - h:x\n",
+	"a:\n  listen: h:1\n  redis: true\n  redis_cluster: false\n  servers:\n  - h:7000\n",
+	"a:\n  listen: h:1\n  redis: true\n  redis_cluster: true\n  redis_cluster: true\n  servers:\n  - h:7000\n",
+	"a:\n  listen: h:1\n  redis: true\n  redis_cluster: true\n  hash_tag: \"{}\"\n  servers:\n  - /s:1\n",
+	"a:\n  listen: h:1\n  redis: true\n  redis_cluster: true\n  redis_db: 0\n  auto_eject_hosts: false\n  servers:\n  - h:7000\n",
 }
 
 func FuzzParseConfig(f *testing.F) {
@@ -139,11 +145,16 @@ func formatConfig(cfg *Config) []byte {
 	for _, p := range cfg.Pools {
 		fmt.Fprintf(&b, "%s:\n", q(p.Name))
 		fmt.Fprintf(&b, "  listen: %s\n", q(p.Listen))
-		fmt.Fprintf(&b, "  hash: %s\n", q(p.Hash))
-		if p.HashTag != "" {
-			fmt.Fprintf(&b, "  hash_tag: %s\n", q(p.HashTag))
+		if p.RedisCluster {
+			// The cluster places keys: a cluster pool refuses these keys.
+			b.WriteString("  redis_cluster: true\n")
+		} else {
+			fmt.Fprintf(&b, "  hash: %s\n", q(p.Hash))
+			if p.HashTag != "" {
+				fmt.Fprintf(&b, "  hash_tag: %s\n", q(p.HashTag))
+			}
+			fmt.Fprintf(&b, "  distribution: %s\n", q(p.Distribution))
 		}
-		fmt.Fprintf(&b, "  distribution: %s\n", q(p.Distribution))
 		fmt.Fprintf(&b, "  timeout: %d\n", p.Timeout.Milliseconds())
 		fmt.Fprintf(&b, "  backlog: %d\n", p.Backlog)
 		fmt.Fprintf(&b, "  client_connections: %d\n", p.ClientConnections)

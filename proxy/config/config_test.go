@@ -41,6 +41,7 @@ var configDifferences = map[string]string{
 	"bad-hash-farm.yml":            "farm is a shardproxy hash",
 	"bad-sentinels-groups.yml":     "sentinels and the sentinel_ keys are shardproxy keys",
 	"bad-group-members.yml":        "group_members is a shardproxy key",
+	"bad-cluster.yml":              "redis_cluster is a shardproxy key",
 	"ok-number-wraps.yml":          "nutcracker's nc_atoi wraps numbers above 2^31-1 around; shardproxy refuses them",
 	"ok-weight-wraps.yml":          "nutcracker's nc_atoi wraps numbers above 2^31-1 around; shardproxy refuses them",
 	"ok-port-wraps.yml":            "nutcracker's nc_atoi wraps numbers above 2^31-1 around; shardproxy refuses them",

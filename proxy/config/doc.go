@@ -6,8 +6,9 @@
 // -t on a corpus (testdata/config) and on generated files. The few
 // deliberate differences, and the keys that are shardproxy's own
 // (redis_auth_file, redis_auth_env, the kubernetes_* keys,
-// client_output_buffer_limit, and sentinels with the sentinel_* keys and
-// failover_hold, in sentinel.go), are listed at the top of config.go.
+// client_output_buffer_limit, sentinels with the sentinel_* keys and
+// failover_hold, in sentinel.go, and redis_cluster, in cluster.go), are
+// listed at the top of config.go.
 //
 // Parsing is strict and complete before anything is used: an unknown key,
 // a duplicate, a value out of range or an address nutcracker would not

@@ -54,9 +54,9 @@ func (b *poolBuilder) setReadFrom(key, value string) (done bool, err error) {
 }
 
 // finishReadFrom checks read_from and replica_max_lag against the rest of
-// the pool.
+// the pool. A Redis Cluster's masters have replicas too (cluster.go).
 func (b *poolBuilder) finishReadFrom(pc *Pool) error {
-	if !pc.HasGroups() {
+	if !pc.HasGroups() && !pc.IsCluster() {
 		for _, k := range []string{"read_from", "replica_max_lag"} {
 			if b.seen[k] {
 				return b.errorf(k, "only allowed with sentinels or group_members")

@@ -8,7 +8,8 @@
 // The contract:
 //
 //   - Lookup(key) is the index, in the server list published with the
-//     placement, of the server that owns key, or -1 when no server is live.
+//     placement, of the server that owns key, or -1 when no server is live
+//     (for Slots: when no server serves the key's slot).
 //     It takes no lock and allocates nothing.
 //   - Len is the length of that list; Live(i) says whether server i owns
 //     any keys now. An ejected server keeps its index and owns nothing.
@@ -19,8 +20,21 @@
 // A change builds a new value and publishes it; a value in use is never
 // changed. Ring is nutcracker's placement (ketama, modula or random over
 // hashring, bit-exact with nutcracker); ejecting servers builds a new Ring
-// with Without. Other kinds fit behind the same interface: Redis Cluster's
-// slots (the CRC16 slot of the key's hash tag, the node that serves it, and a
-// new value when MOVED reports a new owner), or a migration, an old and a
-// new placement whose Lookup answers where a key lives while it moves.
+// with Without.
+//
+// Slots is a Redis Cluster's placement: a table of the 16384 slots, each
+// naming the server (a node of the cluster, by its index in the list) that
+// serves it, or -1 while none is known to. Lookup is the owner of the key's
+// slot, hashring.KeySlot: the CRC16 of the key's hash tag, or of the whole
+// key without one, so Tag is Redis Cluster's rule for every key (the part
+// between the first '{' and the first '}' after it, when not empty). Live(i)
+// says whether server i owns a slot; a node that owns none (a replica, or a
+// master whose slots moved away) keeps its index. A new topology (CLUSTER
+// SLOTS, or a MOVED naming a new owner) builds a new Slots; Lookup gives -1
+// for a slot no node serves, and the caller answers as Redis Cluster does
+// for it.
+//
+// Other kinds fit behind the same interface, such as a migration: an old
+// and a new placement whose Lookup answers where a key lives while it
+// moves.
 package placement
