@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strconv"
 
+	"github.com/shardproxy/shardproxy/hashring"
 	"github.com/shardproxy/shardproxy/proxy/resp"
 )
 
@@ -30,7 +31,7 @@ import (
 // NODES is 0.
 
 // clusterSlots is the number of Redis Cluster hash slots.
-const clusterSlots = 16384
+const clusterSlots = hashring.SlotCount
 
 // The epochs of the one-node cluster: its first and only configuration.
 const (
@@ -90,7 +91,7 @@ func (c *client) cluster(name string, args [][]byte) {
 	case "cluster|myid":
 		c.reply(resp.AppendBulkString(nil, clusterNodeID(c.pool.cfg.Name, c.pool.cfg.Listen)))
 	case "cluster|keyslot":
-		c.reply(resp.AppendInt(nil, int64(keySlot(args[2]))))
+		c.reply(resp.AppendInt(nil, int64(hashring.KeySlot(args[2]))))
 	case "cluster|links":
 		c.reply(resp.AppendArray(nil, 0)) // a node alone has no links to others
 	case "cluster|countkeysinslot", "cluster|getkeysinslot":
@@ -188,42 +189,4 @@ func (n clusterNode) nodesLine() string {
 		addr += "," + n.hostname
 	}
 	return fmt.Sprintf("%s %s myself,master - 0 0 %d connected 0-%d\n", n.id, addr, clusterConfigEpoch, clusterSlots-1)
-}
-
-// keySlot is Redis Cluster's hash slot of key: CRC-16/XMODEM of its hash
-// tag (what is between the first '{' and the first '}' after it, when
-// that is not empty) or else of the whole key, modulo 16384.
-func keySlot(key []byte) int {
-	for i, ch := range key {
-		if ch != '{' {
-			continue
-		}
-		for j := i + 1; j < len(key); j++ {
-			if key[j] == '}' {
-				if j > i+1 {
-					key = key[i+1 : j]
-				}
-				return int(crc16XModem(key)) & (clusterSlots - 1)
-			}
-		}
-		break
-	}
-	return int(crc16XModem(key)) & (clusterSlots - 1)
-}
-
-// crc16XModem is CRC-16/XMODEM: polynomial 0x1021, initial value 0, bits
-// not reflected.
-func crc16XModem(b []byte) uint16 {
-	var crc uint16
-	for _, ch := range b {
-		crc ^= uint16(ch) << 8
-		for range 8 {
-			if crc&0x8000 != 0 {
-				crc = crc<<1 ^ 0x1021
-			} else {
-				crc <<= 1
-			}
-		}
-	}
-	return crc
 }

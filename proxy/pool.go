@@ -73,6 +73,11 @@ type server struct {
 // upstreams from the registry, so a server a reload keeps keeps its
 // connections, health and counters; the pool holds them until release.
 func newPool(srv *Server, cfg *config.Pool, prev *pool) (*pool, error) {
+	if cfg.IsCluster() {
+		// The seeds must not become a ring: keys would land on nodes
+		// that answer MOVED for them.
+		return nil, fmt.Errorf("pool %q: redis_cluster: this version of shardproxy does not serve Redis Cluster pools", cfg.Name)
+	}
 	nodes := make([]hashring.Node, len(cfg.Servers))
 	for i, s := range cfg.Servers {
 		nodes[i] = s.Node()
