@@ -297,9 +297,22 @@ func scrapeMetrics(t *testing.T, addr string) map[string]*dto.MetricFamily {
 // metricWith returns the metric of family name whose labels are labels.
 func metricWith(t *testing.T, families map[string]*dto.MetricFamily, name string, labels map[string]string) *dto.Metric {
 	t.Helper()
+	if _, ok := families[name]; !ok {
+		t.Fatalf("no %s in /metrics", name)
+	}
+	m := findMetric(families, name, labels)
+	if m == nil {
+		t.Fatalf("no %s%v in /metrics", name, labels)
+	}
+	return m
+}
+
+// findMetric is the series of name with exactly labels, nil when there is
+// none.
+func findMetric(families map[string]*dto.MetricFamily, name string, labels map[string]string) *dto.Metric {
 	mf, ok := families[name]
 	if !ok {
-		t.Fatalf("no %s in /metrics", name)
+		return nil
 	}
 	for _, m := range mf.Metric {
 		got := make(map[string]string)
@@ -316,7 +329,6 @@ func metricWith(t *testing.T, families map[string]*dto.MetricFamily, name string
 			}
 		}
 	}
-	t.Fatalf("no %s%v in /metrics", name, labels)
 	return nil
 }
 
