@@ -150,8 +150,9 @@ func emptyClusterMap() ClusterMap {
 //     answers are from at least half the nodes the map lists: then the
 //     cluster was reset or recreated, and they are taken.
 //
-// Disagreements between first-tier answers are logged at Warn, once per
-// change of what they are.
+// Disagreements are logged at Warn, once per change of who disagrees:
+// two first-tier answers naming different owners for a slot, and any
+// answer that lost slots it claimed for a master it holds healthy.
 type ClusterWatcher struct {
 	opts    ClusterOptions
 	logger  *slog.Logger
@@ -166,7 +167,7 @@ type ClusterWatcher struct {
 	// Used by Run's refresh loop only.
 	conns       map[string]*clusterConn
 	cursor      int    // where the next refresh starts taking nodes
-	lastDispute string // disagreements last logged
+	lastDispute string // which answers disagreed at the last refresh
 }
 
 // NewClusterWatcher checks opts and returns a watcher that does nothing
@@ -404,7 +405,7 @@ func (w *ClusterWatcher) refresh(ctx context.Context) bool {
 	w.mu.Unlock()
 	if merged.dispute != w.lastDispute {
 		if merged.dispute != "" {
-			w.logger.Warn("cluster nodes disagree", "detail", merged.dispute)
+			w.logger.Warn("cluster nodes disagree", "detail", merged.detail)
 		} else {
 			w.logger.Info("cluster nodes agree again")
 		}
@@ -699,7 +700,8 @@ func newClusterAnswer(from string, info clusterInfo, nodes map[string]clusterNod
 // clusterMerge is the result of a merge.
 type clusterMerge struct {
 	view    ClusterMap
-	dispute string // how first-tier answers disagree; "" when they do not
+	dispute string // which answers disagree; "" when none do
+	detail  string // and on how many slots
 }
 
 // mergeCluster applies the rule in ClusterWatcher's doc to one refresh's
@@ -865,12 +867,29 @@ func mergeCluster(answers []clusterAnswer, prev *clusterAnswer) clusterMerge {
 		}
 	}
 	m.From = from.from
-	var dispute []string
+	// Who disagrees: pairs of first-tier claimants, and answers that lost
+	// slots they claimed.
+	var who, detail []string
 	for k, n := range disputed {
-		dispute = append(dispute, fmt.Sprintf("%s: %d slots", k, n))
+		who = append(who, k)
+		detail = append(detail, fmt.Sprintf("%s: %d slots", k, n))
 	}
-	sort.Strings(dispute)
-	return clusterMerge{view: m, dispute: strings.Join(dispute, "; ")}
+	for i := range answers {
+		a := &answers[i]
+		lost := 0
+		for s := range a.owner {
+			if n, ok := a.claimant(s); ok && n.ID != winners[s].node.ID {
+				lost++
+			}
+		}
+		if lost > 0 {
+			who = append(who, a.from+" overruled")
+			detail = append(detail, fmt.Sprintf("%s (current epoch %d) overruled on %d slots", a.from, a.currentEpoch, lost))
+		}
+	}
+	sort.Strings(who)
+	sort.Strings(detail)
+	return clusterMerge{view: m, dispute: strings.Join(who, "; "), detail: strings.Join(detail, "; ")}
 }
 
 func cmpDesc(a, b uint64) int {

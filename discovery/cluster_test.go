@@ -299,6 +299,9 @@ func TestClusterWatcherPausedMasterStaysDemoted(t *testing.T) {
 			t.Errorf("OnChange call %d after the failover gives slot 0 back to the old master: %s", switched+i, describeMap(&m))
 		}
 	}
+	if strings.Contains(r.logs.String(), old.Addr+" (current epoch") {
+		t.Logf("the old master's answer was heard before it caught up, and overruled")
+	}
 	if m := r.w.Snapshot(); !matches(c, &m, c.View(t, witness).Owners) {
 		t.Errorf("the map does not match the cluster: %s", describeMap(&m))
 	}
@@ -466,47 +469,48 @@ func TestMergeCluster(t *testing.T) {
 		answers []clusterAnswer
 		prev    *clusterAnswer
 		want    want
+		order   string // the nodes' IDs' letters, in order; "" to skip
 	}{
-		{"one answer", []clusterAnswer{healthy("n1", 2)}, nil, want{'a', 'b', 2, false}},
-		{"all agree", []clusterAnswer{healthy("n1", 2), healthy("n2", 2), healthy("n3", 2)}, nil, want{'a', 'b', 2, false}},
+		{"one answer", []clusterAnswer{healthy("n1", 2)}, nil, want{'a', 'b', 2, false}, ""},
+		{"all agree", []clusterAnswer{healthy("n1", 2), healthy("n2", 2), healthy("n3", 2)}, nil, want{'a', 'b', 2, false}, "abc"},
 		{"higher config epoch wins a slot at the same current epoch",
-			[]clusterAnswer{healthy("n1", 3), failedOverUnflagged("n2", 3)}, nil, want{'c', 'b', 3, true}},
+			[]clusterAnswer{healthy("n1", 3), failedOverUnflagged("n2", 3)}, nil, want{'c', 'b', 3, true}, ""},
 		{"a lower current epoch cannot take a slot",
-			[]clusterAnswer{failedOver("n1", 3), stale("a")}, nil, want{'c', 'b', 3, false}},
+			[]clusterAnswer{failedOver("n1", 3), stale("a")}, nil, want{'c', 'b', 3, true}, "cba"},
 		{"a stale answer first in the list changes nothing",
-			[]clusterAnswer{stale("a"), failedOver("n1", 3), failedOver("n2", 3)}, nil, want{'c', 'b', 3, false}},
+			[]clusterAnswer{stale("a"), failedOver("n1", 3), failedOver("n2", 3)}, nil, want{'c', 'b', 3, true}, ""},
 		{"a lower current epoch fills a gap",
 			[]clusterAnswer{fakeAnswer("n1", 5, fakeNode{id: 'b', epoch: 2, slots: high}), fakeAnswer("n2", 4, fakeNode{id: 'a', epoch: 1, slots: all})},
-			nil, want{'a', 'b', 5, false}},
+			nil, want{'a', 'b', 5, true}, ""},
 		{"a gap is not filled with a node the first tier calls a replica",
 			[]clusterAnswer{fakeAnswer("n1", 5, fakeNode{id: 'b', epoch: 2, slots: high}, fakeNode{id: 'a', epoch: 1, master: 'b'}),
 				fakeAnswer("n2", 4, fakeNode{id: 'a', epoch: 1, slots: all})},
-			nil, want{0, 'b', 5, false}},
+			nil, want{0, 'b', 5, true}, ""},
 		{"a failed master owns nothing", []clusterAnswer{fakeAnswer("n1", 3, fakeNode{id: 'a', epoch: 1, failed: true, slots: low}, fakeNode{id: 'b', epoch: 2, slots: high})},
-			nil, want{0, 'b', 3, false}},
+			nil, want{0, 'b', 3, false}, ""},
 		{"a master failed in one first-tier answer owns nothing by another",
 			[]clusterAnswer{healthy("n1", 2), fakeAnswer("n2", 2, fakeNode{id: 'a', epoch: 1, failed: true}, fakeNode{id: 'b', epoch: 2, slots: high})},
-			nil, want{0, 'b', 2, false}},
+			nil, want{0, 'b', 2, true}, ""},
 		{"a failed master does not fill a gap",
 			[]clusterAnswer{fakeAnswer("n1", 5, fakeNode{id: 'b', epoch: 2, slots: high}), fakeAnswer("n2", 4, fakeNode{id: 'a', epoch: 1, failed: true, slots: all})},
-			nil, want{0, 'b', 5, false}},
+			nil, want{0, 'b', 5, false}, ""},
 		{"the map held stands when only a node behind answers",
-			[]clusterAnswer{stale("a")}, ptr(failedOver("n1", 3)), want{'c', 'b', 3, false}},
+			[]clusterAnswer{stale("a")}, ptr(failedOver("n1", 3)), want{'c', 'b', 3, true}, ""},
 		{"the map held is filled by a node behind",
 			[]clusterAnswer{fakeAnswer("a", 2, fakeNode{id: 'a', epoch: 1, slots: all})},
 			ptr(fakeAnswer("n1", 3, fakeNode{id: 'b', epoch: 2, slots: high}, fakeNode{id: 'x', epoch: 1, master: 'b'}, fakeNode{id: 'y', epoch: 1, master: 'b'}, fakeNode{id: 'z', epoch: 1, master: 'b'})),
-			want{'a', 'b', 3, false}},
+			want{'a', 'b', 3, true}, ""},
 		{"half the nodes behind: the cluster was recreated",
-			[]clusterAnswer{healthy("n1", 2), healthy("n2", 2)}, ptr(failedOver("n1", 9)), want{'a', 'b', 2, false}},
+			[]clusterAnswer{healthy("n1", 2), healthy("n2", 2)}, ptr(failedOver("n1", 9)), want{'a', 'b', 2, false}, ""},
 		{"the map held loses to a newer answer",
-			[]clusterAnswer{failedOver("n1", 3)}, ptr(healthy("n1", 2)), want{'c', 'b', 3, false}},
+			[]clusterAnswer{failedOver("n1", 3)}, ptr(healthy("n1", 2)), want{'c', 'b', 3, false}, ""},
 		{"a tie of config epochs goes to more answers",
 			[]clusterAnswer{fakeAnswer("n1", 2, fakeNode{id: 'b', epoch: 2, slots: all}), fakeAnswer("n2", 2, fakeNode{id: 'a', epoch: 2, slots: all}), fakeAnswer("n3", 2, fakeNode{id: 'a', epoch: 2, slots: all})},
-			nil, want{'a', 'a', 2, true}},
+			nil, want{'a', 'a', 2, true}, ""},
 		{"a tie of config epochs and answers goes to the lower ID",
 			[]clusterAnswer{fakeAnswer("n1", 2, fakeNode{id: 'b', epoch: 2, slots: all}), fakeAnswer("n2", 2, fakeNode{id: 'a', epoch: 2, slots: all})},
-			nil, want{'a', 'a', 2, true}},
-		{"an unmapped node owns nothing", []clusterAnswer{unmapped(healthy("n1", 2), 'a')}, nil, want{0, 'b', 2, false}},
+			nil, want{'a', 'a', 2, true}, ""},
+		{"an unmapped node owns nothing", []clusterAnswer{unmapped(healthy("n1", 2), 'a')}, nil, want{0, 'b', 2, false}, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -524,6 +528,15 @@ func TestMergeCluster(t *testing.T) {
 					owner(0), owner(ClusterSlots-1), m.Epoch, got.dispute, tc.want.low, tc.want.high, tc.want.epoch, tc.want.dispute, describeMap(&m))
 			}
 			checkMapShape(t, &m)
+			if tc.order != "" {
+				var order []byte
+				for _, n := range m.Nodes {
+					order = append(order, n.ID[0])
+				}
+				if string(order) != tc.order {
+					t.Errorf("nodes in order %q, want %q: %s", order, tc.order, describeMap(&m))
+				}
+			}
 		})
 	}
 }
