@@ -820,3 +820,39 @@ func FuzzClusterNodes(f *testing.F) {
 		}
 	})
 }
+
+func TestClusterMapAddr(t *testing.T) {
+	w, err := NewClusterWatcher(ClusterOptions{Seeds: []string{"127.0.0.1:1"}, MapAddr: func(addr string) (string, bool) {
+		switch addr {
+		case "10.0.0.1:6379":
+			return "10.1.1.1:6379", true
+		case "redis-1.redis:6379":
+			return "10.1.1.2:6379", true
+		}
+		return "", false
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := clusterAnswer{nodes: map[string]clusterNodeInfo{
+		nodeID('a'): {ClusterNode: ClusterNode{ID: nodeID('a'), Announced: "10.0.0.1:6379", Master: true}},
+		nodeID('b'): {ClusterNode: ClusterNode{ID: nodeID('b'), Announced: "10.0.0.2:6379", Hostname: "redis-1.redis", Master: true}},
+		nodeID('c'): {ClusterNode: ClusterNode{ID: nodeID('c'), Announced: "10.0.0.3:6379", Hostname: "redis-9.redis", Master: true}},
+	}}
+	for i := range a.owner {
+		a.owner[i] = nodeID(byte('a' + i%3))
+	}
+	a = w.mapAnswer(a)
+	for id, want := range map[byte]string{'a': "10.1.1.1:6379", 'b': "10.1.1.2:6379", 'c': ""} {
+		if got := a.nodes[nodeID(id)].Addr; got != want {
+			t.Errorf("node %c: Addr %q, want %q (announced, then hostname, then none)", id, got, want)
+		}
+	}
+	m := mergeCluster([]clusterAnswer{a}, nil).view
+	if n, ok := m.Owner(2); ok {
+		t.Errorf("slot 2 is served by %+v, want nobody: its node maps to no address", n)
+	}
+	if n, _ := m.Owner(1); n.Addr != "10.1.1.2:6379" {
+		t.Errorf("slot 1 is served at %q, want the mapped hostname's address", n.Addr)
+	}
+}
