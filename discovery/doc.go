@@ -8,6 +8,7 @@
 //	client.go          NewClient (kubeconfig or in-cluster), RouteKlog
 //	sentinel.go        SentinelWatcher: each shard's master, as a majority of Sentinels says
 //	rolegroups.go      RoleGroupWatcher: each group's master, from ROLE on every member
+//	cluster.go         ClusterWatcher: a Redis Cluster's slot map, merged by epochs
 //
 // # EndpointSlices, not DNS
 //
@@ -172,4 +173,34 @@
 // Sentinel watcher's backoff, and the break is what tells a restarted
 // master. OnChange gets every group's view when anything but the
 // replication offsets changed.
+//
+// # Redis Cluster: the slot map, merged by epochs
+//
+// A pool of Redis Cluster nodes is routed by hash slot, and the slots move
+// when the cluster is resharded or fails a master over. ClusterWatcher
+// keeps the map (ClusterMap: the master serving each of the 16384 slots,
+// and every node with its ID, address, role and health). Each Poll, and at
+// once on Poke (which the proxy calls when a node answers MOVED or ASK or
+// stops answering) or SetSeeds, it asks up to Asks nodes at once, taking
+// turns through the nodes it knows and the seeds: CLUSTER INFO, CLUSTER
+// SHARDS (CLUSTER SLOTS from a Redis 6 node, which does not know SHARDS)
+// and CLUSTER NODES, on one connection per node named
+// shardproxy-cluster-watcher, authenticated with the pool's data password.
+//
+// Believing whichever node answered (Envoy takes one node's CLUSTER SLOTS
+// as the whole map) lets a single node that slept through a failover, or
+// sits in a minority partition, send the old master's slots back to it.
+// The watcher merges the answers the way the cluster settles a conflict:
+// answers at the highest current epoch decide; per slot the master with
+// the highest config epoch wins, since the cluster gives a slot's new
+// owner a higher one than the old owner's; answers from nodes at a lower
+// current epoch only fill slots the others leave unowned; a master flagged
+// fail owns nothing. When a refresh hears only nodes behind the map it
+// already holds, the map stands and they only fill its gaps, unless they
+// are at least half its nodes (the cluster was recreated). ClusterWatcher's
+// doc gives the rule in full. A slot map change is logged at Info with how
+// many slots moved between which nodes; nodes that disagree are logged at
+// Warn. MapAddr turns the address a node is announced at (or its hostname)
+// into one to dial, as for Sentinel; a node it does not know serves no
+// slots. OnChange gets the whole map when the slots or the nodes changed.
 package discovery
