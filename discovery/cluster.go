@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/shardproxy/shardproxy/hashring"
 )
 
 // Defaults of ClusterOptions.
@@ -22,9 +24,6 @@ const (
 	DefaultClusterTimeout = time.Second
 	DefaultClusterAsks    = 3
 )
-
-// ClusterSlots is the number of hash slots of a Redis Cluster.
-const ClusterSlots = 16384
 
 // clusterClientName is what the watcher's connections call themselves
 // (CLIENT SETNAME), so an operator's CLIENT LIST on a node shows them.
@@ -59,7 +58,7 @@ type ClusterOptions struct {
 type ClusterMap struct {
 	// Slots holds, for each hash slot, the index in Nodes of the master
 	// serving it, or -1 when none does.
-	Slots [ClusterSlots]int32
+	Slots [hashring.SlotCount]int32
 	// Nodes lists the masters first, those serving slots ordered by their
 	// first slot and then the others by ID, then the replicas, ordered by
 	// their master's place and then ID.
@@ -87,7 +86,7 @@ type ClusterNode struct {
 
 // Owner returns the node serving slot, and false when none does.
 func (m *ClusterMap) Owner(slot int) (ClusterNode, bool) {
-	if slot < 0 || slot >= ClusterSlots || m.Slots[slot] < 0 || int(m.Slots[slot]) >= len(m.Nodes) {
+	if slot < 0 || slot >= hashring.SlotCount || m.Slots[slot] < 0 || int(m.Slots[slot]) >= len(m.Nodes) {
 		return ClusterNode{}, false
 	}
 	return m.Nodes[m.Slots[slot]], true
@@ -630,7 +629,7 @@ type clusterAnswer struct {
 	from         string // the address asked
 	currentEpoch uint64
 	nodes        map[string]clusterNodeInfo // by ID
-	owner        [ClusterSlots]string       // the master ID it says serves each slot; "" for none
+	owner        [hashring.SlotCount]string // the master ID it says serves each slot; "" for none
 }
 
 // clusterNodeInfo is what one answer says about one node.
@@ -743,7 +742,7 @@ func mergeCluster(answers []clusterAnswer, prev *clusterAnswer) clusterMerge {
 		votes int
 		from  *clusterAnswer
 	}
-	var winners [ClusterSlots]claim
+	var winners [hashring.SlotCount]claim
 	disputed := make(map[string]int) // "a vs b" -> slots
 	best := func(tier []*clusterAnswer, slot int, second bool) (claim, bool) {
 		var claims []claim
@@ -1162,7 +1161,7 @@ func parseClusterSlots(v respValue) (clusterLayout, error) {
 func parseSlotRange(first, last respValue, id string) (slotRange, error) {
 	a, err1 := respInt(first)
 	b, err2 := respInt(last)
-	if err1 != nil || err2 != nil || a < 0 || b >= ClusterSlots || a > b {
+	if err1 != nil || err2 != nil || a < 0 || b >= hashring.SlotCount || a > b {
 		return slotRange{}, fmt.Errorf("slots %q-%q: not a range of slots", first.str, last.str)
 	}
 	return slotRange{first: int(a), last: int(b), id: id}, nil

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shardproxy/shardproxy/hashring"
 	"github.com/shardproxy/shardproxy/proxy/proxytest"
 )
 
@@ -118,9 +119,9 @@ func (r *clusterRun) waitChange(t *testing.T, m *ClusterMap) {
 func describeMap(m *ClusterMap) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "epoch %d from %s; slots:", m.Epoch, m.From)
-	for s := 0; s < ClusterSlots; {
+	for s := 0; s < hashring.SlotCount; {
 		e := s
-		for e+1 < ClusterSlots && m.Slots[e+1] == m.Slots[s] {
+		for e+1 < hashring.SlotCount && m.Slots[e+1] == m.Slots[s] {
 			e++
 		}
 		fmt.Fprintf(&b, " %d-%d:%d", s, e, m.Slots[s])
@@ -134,7 +135,7 @@ func describeMap(m *ClusterMap) string {
 
 // matches reports whether m gives every slot the owner view names, at
 // that node's address.
-func matches(c *proxytest.Cluster, m *ClusterMap, owners [ClusterSlots]string) bool {
+func matches(c *proxytest.Cluster, m *ClusterMap, owners [hashring.SlotCount]string) bool {
 	for s, id := range owners {
 		n, ok := m.Owner(s)
 		if !ok || n.ID != id || c.Node(id) == nil || n.Addr != c.Node(id).Addr {
@@ -145,7 +146,7 @@ func matches(c *proxytest.Cluster, m *ClusterMap, owners [ClusterSlots]string) b
 }
 
 // shardsOwners asks n CLUSTER SHARDS and returns who serves each slot.
-func shardsOwners(t *testing.T, n *proxytest.ClusterNode) [ClusterSlots]string {
+func shardsOwners(t *testing.T, n *proxytest.ClusterNode) [hashring.SlotCount]string {
 	t.Helper()
 	rep, err := n.Client(t).Do("CLUSTER", "SHARDS")
 	if err != nil {
@@ -159,7 +160,7 @@ func shardsOwners(t *testing.T, n *proxytest.ClusterNode) [ClusterSlots]string {
 	if err != nil {
 		t.Fatalf("CLUSTER SHARDS on %s: %v", n.Addr, err)
 	}
-	var owners [ClusterSlots]string
+	var owners [hashring.SlotCount]string
 	for _, r := range l.ranges {
 		for s := r.first; s <= r.last; s++ {
 			owners[s] = r.id
@@ -169,7 +170,7 @@ func shardsOwners(t *testing.T, n *proxytest.ClusterNode) [ClusterSlots]string {
 }
 
 // slotsOf returns the slots owners gives id.
-func slotsOf(owners [ClusterSlots]string, id string) []int {
+func slotsOf(owners [hashring.SlotCount]string, id string) []int {
 	var out []int
 	for s, o := range owners {
 		if o == id {
@@ -214,7 +215,7 @@ func TestClusterWatcherFollowsCluster(t *testing.T) {
 
 	// Resharding: the watcher follows when poked.
 	from, _ := m.Owner(0)
-	to, _ := m.Owner(ClusterSlots - 1)
+	to, _ := m.Owner(hashring.SlotCount - 1)
 	c.Reshard(t, from.ID, to.ID, 100)
 	owners = c.View(t, c.Nodes[0]).Owners
 	if got := len(slotsOf(owners, to.ID)) - len(slotsOf(ownerIDs(&m), to.ID)); got != 100 {
@@ -249,8 +250,8 @@ func TestClusterWatcherFollowsCluster(t *testing.T) {
 }
 
 // ownerIDs returns the ID of each slot's owner in m, "" for none.
-func ownerIDs(m *ClusterMap) [ClusterSlots]string {
-	var out [ClusterSlots]string
+func ownerIDs(m *ClusterMap) [hashring.SlotCount]string {
+	var out [hashring.SlotCount]string
 	for s := range out {
 		if n, ok := m.Owner(s); ok {
 			out[s] = n.ID
@@ -444,9 +445,9 @@ func fakeAnswer(from string, current uint64, nodes ...fakeNode) clusterAnswer {
 // TestMergeCluster covers the merge rule of ClusterWatcher's doc, one
 // clause at a time.
 func TestMergeCluster(t *testing.T) {
-	all := [][2]int{{0, ClusterSlots - 1}}
+	all := [][2]int{{0, hashring.SlotCount - 1}}
 	low := [][2]int{{0, 8191}}
-	high := [][2]int{{8192, ClusterSlots - 1}}
+	high := [][2]int{{8192, hashring.SlotCount - 1}}
 	// The healthy cluster: a (epoch 1) serves low, b (epoch 2) high, c
 	// replicates a.
 	healthy := func(from string, current uint64) clusterAnswer {
@@ -529,9 +530,9 @@ func TestMergeCluster(t *testing.T) {
 				}
 				return n.ID[0]
 			}
-			if owner(0) != tc.want.low || owner(ClusterSlots-1) != tc.want.high || m.Epoch != tc.want.epoch || (got.dispute != "") != tc.want.dispute {
+			if owner(0) != tc.want.low || owner(hashring.SlotCount-1) != tc.want.high || m.Epoch != tc.want.epoch || (got.dispute != "") != tc.want.dispute {
 				t.Errorf("merge: slot 0 %q, last slot %q, epoch %d, dispute %q; want %q, %q, %d, dispute %v\n%s",
-					owner(0), owner(ClusterSlots-1), m.Epoch, got.dispute, tc.want.low, tc.want.high, tc.want.epoch, tc.want.dispute, describeMap(&m))
+					owner(0), owner(hashring.SlotCount-1), m.Epoch, got.dispute, tc.want.low, tc.want.high, tc.want.epoch, tc.want.dispute, describeMap(&m))
 			}
 			checkMapShape(t, &m)
 			if tc.order != "" {
@@ -550,7 +551,7 @@ func TestMergeCluster(t *testing.T) {
 // failedOverUnflagged is failedOver by a node that has not flagged a fail
 // yet but has heard c's new epoch.
 func failedOverUnflagged(from string, current uint64) clusterAnswer {
-	return fakeAnswer(from, current, fakeNode{id: 'a', epoch: 1, slots: nil}, fakeNode{id: 'b', epoch: 2, slots: [][2]int{{8192, ClusterSlots - 1}}},
+	return fakeAnswer(from, current, fakeNode{id: 'a', epoch: 1, slots: nil}, fakeNode{id: 'b', epoch: 2, slots: [][2]int{{8192, hashring.SlotCount - 1}}},
 		fakeNode{id: 'c', epoch: 3, slots: [][2]int{{0, 8191}}})
 }
 
@@ -753,7 +754,7 @@ func fuzzNodes(f *testing.F) map[string]clusterNodeInfo {
 // fuzzLayout checks what a parsed layout must be, and merges it.
 func fuzzLayout(t *testing.T, data []byte, l clusterLayout, nodes map[string]clusterNodeInfo) {
 	for _, r := range l.ranges {
-		if r.first < 0 || r.last >= ClusterSlots || r.first > r.last || !validNodeID(r.id) {
+		if r.first < 0 || r.last >= hashring.SlotCount || r.first > r.last || !validNodeID(r.id) {
 			t.Fatalf("%q: range %+v", data, r)
 		}
 	}

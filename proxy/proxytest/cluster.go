@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shardproxy/shardproxy/hashring"
 )
 
 // ClusterNodeTimeout is the cluster-node-timeout StartCluster sets: a
@@ -20,9 +22,6 @@ const ClusterNodeTimeout = 2 * time.Second
 // ClusterTimeout bounds how long StartCluster, Reshard and WaitStable wait
 // for the cluster to agree, a failover included.
 const ClusterTimeout = 60 * time.Second
-
-// ClusterSlots is the number of hash slots of a Redis Cluster.
-const ClusterSlots = 16384
 
 // Cluster is a Redis Cluster started by StartCluster.
 type Cluster struct {
@@ -193,10 +192,10 @@ func (c *Cluster) Reshard(t testing.TB, from, to string, slots int) {
 
 // ClusterView is what one node says about the cluster in CLUSTER NODES.
 type ClusterView struct {
-	Owners [ClusterSlots]string // the master ID serving each slot; "" for none
-	Flags  map[string][]string  // every node ID it knows, with its flags (myself, master, slave, fail?, fail, ...)
-	Master map[string]string    // replica ID -> its master's ID
-	Open   bool                 // a slot is migrating or importing
+	Owners [hashring.SlotCount]string // the master ID serving each slot; "" for none
+	Flags  map[string][]string        // every node ID it knows, with its flags (myself, master, slave, fail?, fail, ...)
+	Master map[string]string          // replica ID -> its master's ID
+	Open   bool                       // a slot is migrating or importing
 }
 
 // View returns n's CLUSTER NODES, parsed. It fails t if n does not answer.
@@ -239,7 +238,7 @@ func (c *Cluster) view(n *ClusterNode) (ClusterView, error) {
 			}
 			a, err1 := strconv.Atoi(lo)
 			b, err2 := strconv.Atoi(hi)
-			if err1 != nil || err2 != nil || a < 0 || b >= ClusterSlots || a > b {
+			if err1 != nil || err2 != nil || a < 0 || b >= hashring.SlotCount || a > b {
 				return ClusterView{}, fmt.Errorf("slots %q in line %q", r, line)
 			}
 			for s := a; s <= b; s++ {
