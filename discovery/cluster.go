@@ -145,9 +145,12 @@ func emptyClusterMap() ClusterMap {
 //     not know.
 //  4. When no answer reaches the epoch of the map already held, that map
 //     is the first tier and the answers only fill its gaps, so a refresh
-//     that only heard a node behind changes nothing it had. Unless those
-//     answers are from at least half the nodes the map lists: then the
-//     cluster was reset or recreated, and they are taken.
+//     that only heard nodes behind changes nothing it had, however many
+//     answered. Unless they are a cluster made anew (epochs only go back
+//     then: new nodes, or CLUSTER RESET HARD, which gives a node a new
+//     ID): no answer names a node the map knows, and they name at least
+//     half as many nodes as it has (one node that has not joined yet
+//     knows only itself). That cluster is taken.
 //
 // Disagreements are logged at Warn, once per change of who disagrees:
 // two first-tier answers naming different owners for a slot, and any
@@ -703,6 +706,25 @@ type clusterMerge struct {
 	detail  string // and on how many slots
 }
 
+// recreated reports whether answers, all behind the map held, are of a
+// cluster made anew: epochs never go back in a cluster, only when it is
+// recreated (new nodes, or CLUSTER RESET HARD, which also gives a node a
+// new ID). A node cut off from the cluster lags with IDs the map knows; a
+// node that has not joined yet knows only itself. So: no answer names a
+// node the map knows, and together they name at least half as many nodes.
+func recreated(answers []clusterAnswer, held *clusterAnswer) bool {
+	named := make(map[string]bool)
+	for _, a := range answers {
+		for id := range a.nodes {
+			if _, ok := held.nodes[id]; ok {
+				return false
+			}
+			named[id] = true
+		}
+	}
+	return 2*len(named) >= len(held.nodes)
+}
+
 // mergeCluster applies the rule in ClusterWatcher's doc to one refresh's
 // answers and the map held before (prev, nil for none).
 func mergeCluster(answers []clusterAnswer, prev *clusterAnswer) clusterMerge {
@@ -711,7 +733,7 @@ func mergeCluster(answers []clusterAnswer, prev *clusterAnswer) clusterMerge {
 		top = max(top, a.currentEpoch)
 	}
 	var first, second []*clusterAnswer
-	if prev != nil && top < prev.currentEpoch && 2*len(answers) < len(prev.nodes) {
+	if prev != nil && top < prev.currentEpoch && !recreated(answers, prev) {
 		first = []*clusterAnswer{prev} // rule 4
 		for i := range answers {
 			second = append(second, &answers[i])

@@ -197,7 +197,8 @@
 // current epoch only fill slots the others leave unowned; a master flagged
 // fail owns nothing. When a refresh hears only nodes behind the map it
 // already holds, the map stands and they only fill its gaps, unless they
-// are at least half its nodes (the cluster was recreated). ClusterWatcher's
+// are a cluster made anew: none of the nodes they name is the map's, and
+// they name at least half as many. ClusterWatcher's
 // doc gives the rule in full. A slot map change is logged at Info with how
 // many slots moved between which nodes; nodes that disagree are logged at
 // Warn. MapAddr turns the address a node is announced at (or its hostname)
