@@ -510,11 +510,9 @@ type clusterConn struct {
 	reader   *bufio.Reader
 	noShards bool // the node answered CLUSTER SHARDS as an unknown subcommand
 
-	answer  clusterAnswer // the last one, when err is nil
-	err     error
-	backoff time.Duration
-	retryAt time.Time // after a failure, when to dial again
-	failing bool      // the last poll failed and that was logged
+	answer clusterAnswer // the last one, when err is nil
+	err    error
+	retry
 }
 
 // poll asks the node, dialing first if there is no connection. On any
@@ -526,24 +524,12 @@ func (c *clusterConn) poll(ctx context.Context, deadline time.Time, wg *sync.Wai
 	c.answer, c.err = a, err
 	if err != nil {
 		c.closeConn()
-		if ctx.Err() != nil {
-			return
-		}
-		c.backoff = nextBackoff(c.backoff, c.w.opts.Poll)
-		c.retryAt = time.Now().Add(c.backoff)
-		if !c.failing {
-			c.logger.Warn("cluster node unreachable", "err", err)
-			c.failing = true
-		} else {
-			c.logger.Debug("cluster node still unreachable", "err", err)
+		if ctx.Err() == nil {
+			c.failed(c.logger, "cluster node", err, c.w.opts.Poll)
 		}
 		return
 	}
-	if c.failing {
-		c.logger.Info("cluster node reachable")
-		c.failing = false
-	}
-	c.backoff, c.retryAt = 0, time.Time{}
+	c.succeeded(c.logger, "cluster node")
 }
 
 func (c *clusterConn) ask(ctx context.Context, deadline time.Time) (clusterAnswer, error) {

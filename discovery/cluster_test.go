@@ -5,15 +5,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,58 +24,24 @@ const clusterWait = 60 * time.Second
 
 // clusterRun is a running ClusterWatcher with its OnChange calls and logs.
 type clusterRun struct {
-	watchRun
-	w    *ClusterWatcher
-	logs *syncBuffer
-
-	inCall     atomic.Int32 // OnChange calls under way
-	concurrent atomic.Bool  // two calls overlapped
-
-	mu      sync.Mutex // guards changes
-	changes []ClusterMap
+	watchRun[ClusterMap]
+	w *ClusterWatcher
 }
 
 // startClusterWatcher runs a watcher with opts, logging at Debug into a
 // buffer that is dumped if the test fails, and stops it in t's cleanup.
 func startClusterWatcher(t *testing.T, opts ClusterOptions) *clusterRun {
 	t.Helper()
-	r := &clusterRun{watchRun: watchRun{done: make(chan error, 1)}, logs: &syncBuffer{}}
-	opts.Logger = slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	opts.OnChange = r.onChange
+	r := &clusterRun{}
+	opts.Logger = r.logger()
+	opts.OnChange = r.record
 	w, err := NewClusterWatcher(opts)
 	if err != nil {
 		t.Fatalf("NewClusterWatcher: %v", err)
 	}
 	r.w = w
-	ctx, cancel := context.WithCancel(context.Background())
-	r.cancel = cancel
-	go func() { r.done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		r.stop(t)
-		if r.concurrent.Load() {
-			t.Error("OnChange was called concurrently")
-		}
-		if t.Failed() {
-			t.Logf("watcher log:\n%s", r.logs.String())
-		}
-	})
+	r.start(t, w.Run)
 	return r
-}
-
-func (r *clusterRun) onChange(m ClusterMap) {
-	if r.inCall.Add(1) > 1 {
-		r.concurrent.Store(true)
-	}
-	defer r.inCall.Add(-1)
-	r.mu.Lock()
-	r.changes = append(r.changes, m)
-	r.mu.Unlock()
-}
-
-func (r *clusterRun) changeList() []ClusterMap {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.changes)
 }
 
 // waitMap pokes and polls Snapshot until ok accepts the map, and returns

@@ -746,13 +746,11 @@ type roleMemberConn struct {
 	addr   string
 	logger *slog.Logger
 
-	conn    net.Conn
-	reader  *bufio.Reader
-	connID  uint64
-	answer  roleAnswer // the last one
-	backoff time.Duration
-	retryAt time.Time // after a failure, when to dial again; zero otherwise
-	failing bool      // the last poll failed and that was logged
+	conn   net.Conn
+	reader *bufio.Reader
+	connID uint64
+	answer roleAnswer // the last one
+	retry
 }
 
 // poll asks the member ROLE, dialing first if there is no connection, and
@@ -765,25 +763,44 @@ func (m *roleMemberConn) poll(ctx context.Context, deadline time.Time, wg *sync.
 	if err != nil {
 		m.closeConn()
 		m.answer = roleAnswer{RoleMember: RoleMember{Addr: m.addr, Err: err.Error()}}
-		if ctx.Err() != nil {
-			return
-		}
-		m.backoff = nextBackoff(m.backoff, m.w.opts.Poll)
-		m.retryAt = time.Now().Add(m.backoff)
-		if !m.failing {
-			m.logger.Warn("role group member unreachable", "err", err)
-			m.failing = true
-		} else {
-			m.logger.Debug("role group member still unreachable", "err", err)
+		if ctx.Err() == nil {
+			m.failed(m.logger, "role group member", err, m.w.opts.Poll)
 		}
 		return
 	}
-	if m.failing {
-		m.logger.Info("role group member reachable")
-		m.failing = false
-	}
-	m.backoff, m.retryAt = 0, time.Time{}
+	m.succeeded(m.logger, "role group member")
 	m.answer = roleAnswer{RoleMember: member, conn: m.connID}
+}
+
+// retry is a polled node's backoff after failures, and whether its
+// failure was logged.
+type retry struct {
+	backoff time.Duration
+	retryAt time.Time // after a failure, when to dial again; zero otherwise
+	failing bool      // the last poll failed and that was logged
+}
+
+// failed records a failed poll of what (the node's kind, for the log):
+// the next dial waits a backoff that doubles from 100 ms up to 5 s (or
+// poll); the first failure in a row is logged at Warn.
+func (r *retry) failed(logger *slog.Logger, what string, err error, poll time.Duration) {
+	r.backoff = nextBackoff(r.backoff, poll)
+	r.retryAt = time.Now().Add(r.backoff)
+	if !r.failing {
+		logger.Warn(what+" unreachable", "err", err)
+		r.failing = true
+	} else {
+		logger.Debug(what+" still unreachable", "err", err)
+	}
+}
+
+// succeeded records a poll that answered, logging the recovery.
+func (r *retry) succeeded(logger *slog.Logger, what string) {
+	if r.failing {
+		logger.Info(what + " reachable")
+		r.failing = false
+	}
+	r.backoff, r.retryAt = 0, time.Time{}
 }
 
 func (m *roleMemberConn) ask(ctx context.Context, deadline time.Time) (RoleMember, error) {

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -12,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -27,59 +25,24 @@ const roleWait = 30 * time.Second
 
 // roleRun is a running RoleGroupWatcher with its OnChange calls and logs.
 type roleRun struct {
-	watchRun
-	w    *RoleGroupWatcher
-	logs *syncBuffer
-
-	inCall     atomic.Int32 // OnChange calls under way
-	concurrent atomic.Bool  // two calls overlapped
-
-	mu      sync.Mutex // guards changes
-	changes []map[string]RoleGroup
+	watchRun[map[string]RoleGroup]
+	w *RoleGroupWatcher
 }
 
 // startRoleWatcher runs a watcher with opts, logging at Debug into a
 // buffer that is dumped if the test fails, and stops it in t's cleanup.
 func startRoleWatcher(t *testing.T, opts RoleGroupOptions) *roleRun {
 	t.Helper()
-	r := &roleRun{watchRun: watchRun{done: make(chan error, 1)}, logs: &syncBuffer{}}
-	opts.Logger = slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	opts.OnChange = r.onChange
+	r := &roleRun{}
+	opts.Logger = r.logger()
+	opts.OnChange = r.record
 	w, err := NewRoleGroupWatcher(opts)
 	if err != nil {
 		t.Fatalf("NewRoleGroupWatcher: %v", err)
 	}
 	r.w = w
-	ctx, cancel := context.WithCancel(context.Background())
-	r.cancel = cancel
-	go func() { r.done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		r.stop(t)
-		if r.concurrent.Load() {
-			t.Error("OnChange was called concurrently")
-		}
-		if t.Failed() {
-			t.Logf("watcher log:\n%s", r.logs.String())
-		}
-	})
+	r.start(t, w.Run)
 	return r
-}
-
-func (r *roleRun) onChange(view map[string]RoleGroup) {
-	if r.inCall.Add(1) > 1 {
-		r.concurrent.Store(true)
-	}
-	defer r.inCall.Add(-1)
-	r.mu.Lock()
-	r.changes = append(r.changes, view)
-	r.mu.Unlock()
-	time.Sleep(time.Millisecond) // widen the window for an overlapping call
-}
-
-func (r *roleRun) changeList() []map[string]RoleGroup {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.changes)
 }
 
 // waitGroup polls Snapshot until ok accepts group's view, and returns it.

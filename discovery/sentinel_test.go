@@ -84,59 +84,85 @@ type sentinelChange struct {
 
 // sentinelRun is a running SentinelWatcher with its OnChange calls and logs.
 type sentinelRun struct {
-	watchRun
-	w    *SentinelWatcher
-	logs *syncBuffer
-
-	mu      sync.Mutex // guards changes
-	changes []sentinelChange
+	watchRun[sentinelChange]
+	w *SentinelWatcher
 }
 
 // startSentinelWatcher runs a watcher with opts, logging at Debug into a
 // buffer that is dumped if the test fails, and stops it in t's cleanup.
 func startSentinelWatcher(t *testing.T, opts SentinelOptions) *sentinelRun {
 	t.Helper()
-	r := &sentinelRun{watchRun: watchRun{done: make(chan error, 1)}, logs: &syncBuffer{}}
-	opts.Logger = slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	opts.OnChange = r.onChange
+	r := &sentinelRun{}
+	opts.Logger = r.logger()
+	opts.OnChange = func(views map[string]SentinelMaster) { r.record(sentinelChange{at: time.Now(), views: views}) }
 	w, err := NewSentinelWatcher(opts)
 	if err != nil {
 		t.Fatalf("NewSentinelWatcher: %v", err)
 	}
 	r.w = w
+	r.start(t, w.Run)
+	return r
+}
+
+// watchRun is a watcher's Run under way in a test: its log, at Debug, and
+// what its OnChange got, in order.
+type watchRun[V any] struct {
+	cancel  context.CancelFunc
+	done    chan error
+	stopped bool // Run has returned
+	logs    *syncBuffer
+
+	inCall     atomic.Int32 // OnChange calls under way
+	concurrent atomic.Bool  // two calls overlapped
+
+	mu      sync.Mutex // guards changes
+	changes []V
+}
+
+// logger is the watcher's logger, into r's log.
+func (r *watchRun[V]) logger() *slog.Logger {
+	r.logs = &syncBuffer{}
+	return slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// start runs run until t ends, then checks that no OnChange overlapped
+// another and dumps the log if t failed.
+func (r *watchRun[V]) start(t *testing.T, run func(context.Context) error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	r.cancel = cancel
-	go func() { r.done <- w.Run(ctx) }()
+	r.cancel, r.done = cancel, make(chan error, 1)
+	go func() { r.done <- run(ctx) }()
 	t.Cleanup(func() {
 		r.stop(t)
+		if r.concurrent.Load() {
+			t.Error("OnChange was called concurrently")
+		}
 		if t.Failed() {
 			t.Logf("watcher log:\n%s", r.logs.String())
 		}
 	})
-	return r
 }
 
-func (r *sentinelRun) onChange(views map[string]SentinelMaster) {
+// record is an OnChange: it keeps v and notes a call that overlaps
+// another.
+func (r *watchRun[V]) record(v V) {
+	if r.inCall.Add(1) > 1 {
+		r.concurrent.Store(true)
+	}
+	defer r.inCall.Add(-1)
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.changes = append(r.changes, sentinelChange{at: time.Now(), views: views})
+	r.changes = append(r.changes, v)
+	r.mu.Unlock()
+	time.Sleep(time.Millisecond) // widen the window for an overlapping call
 }
 
-func (r *sentinelRun) changeList() []sentinelChange {
+func (r *watchRun[V]) changeList() []V {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.changes)
 }
 
-// watchRun is a watcher's Run under way in a test.
-type watchRun struct {
-	cancel  context.CancelFunc
-	done    chan error
-	stopped bool // Run has returned
-}
-
 // stop cancels Run and waits for it to return; it may be called twice.
-func (r *watchRun) stop(t *testing.T) {
+func (r *watchRun[V]) stop(t *testing.T) {
 	t.Helper()
 	r.cancel()
 	if r.stopped {
