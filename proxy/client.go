@@ -202,6 +202,7 @@ func (s *replySlot) Deliver(reply []byte) {
 // Fail completes the slot with an error reply.
 func (s *replySlot) Fail(msg string) {
 	s.buf = resp.AppendError(s.buf[:0], msg)
+	s.clusterFailed()
 	if s.replica != nil && s.toMaster() {
 		return
 	}

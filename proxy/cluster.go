@@ -24,7 +24,8 @@ import (
 //
 // A node that answers -MOVED or -ASK for a request did not run it: the
 // request is sent again to the node named, and its reply is the client's,
-// up to maxRedirects times. MOVED also asks discovery for the new map.
+// up to maxRedirects times. MOVED, and a request to a node that failed,
+// also ask discovery for the new map.
 
 // ClusterMap is what discovery says of a Redis Cluster: Slots[s] is the
 // index in Masters of the master serving slot s, or -1 when none does.
@@ -193,7 +194,7 @@ func (s *replySlot) redirect(reply []byte) bool {
 	}
 	p := s.req.srv.pool
 	if !ask {
-		p.srv.pokeCluster(p.cfg.Name)
+		p.pokeCluster()
 	}
 	if s.redirects >= maxRedirects {
 		return false
@@ -220,10 +221,26 @@ func (s *replySlot) redirect(reply []byte) bool {
 	return true
 }
 
-// pokeCluster asks discovery to read pool's cluster map again.
-func (s *Server) pokeCluster(pool string) {
-	if f := s.resolveCluster; f != nil {
-		f(pool)
+// pokeCluster asks discovery to read p's cluster map again, at most
+// every pokeInterval: requests failing together, or redirected together,
+// are one sign.
+func (p *pool) pokeCluster() {
+	f := p.srv.resolveCluster
+	now := time.Now().UnixNano()
+	if last := p.lastPoke.Load(); f == nil || now-last < int64(pokeInterval) || !p.lastPoke.CompareAndSwap(last, now) {
+		return
+	}
+	f(p.cfg.Name)
+}
+
+// pokeInterval bounds how often a pool asks for its cluster map again.
+const pokeInterval = 100 * time.Millisecond
+
+// clusterFailed takes in that a request to a node of a cluster pool
+// failed: the node may be down, and the cluster failing it over.
+func (s *replySlot) clusterFailed() {
+	if s.req.srv != nil && s.req.srv.pool.seeds != nil {
+		s.req.srv.pool.pokeCluster()
 	}
 }
 

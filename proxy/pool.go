@@ -38,6 +38,7 @@ type pool struct {
 	extraMu    sync.Mutex         // guards extra and released
 	extra      map[string]*server // nodes dialled for redirects, by address
 	released   bool
+	lastPoke   atomic.Int64 // when the pool last asked for its map, in Unix nanoseconds
 }
 
 // layout is what a pool's clients route by: a placement and the servers

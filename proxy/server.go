@@ -28,8 +28,9 @@ type Options struct {
 	// block. nil: the proxy waits for the next SetGroupMasters.
 	ResolveGroup func(pool, server string)
 	// ResolveCluster, when set, is called when a node of the redis_cluster
-	// pool answered -MOVED: discovery should read the slot map again. It
-	// must not block. nil: the proxy waits for the next SetClusterMap.
+	// pool answered -MOVED or a request to one failed, at most every
+	// 100 ms per pool: discovery should read the slot map again. It must
+	// not block. nil: the proxy waits for the next SetClusterMap.
 	ResolveCluster func(pool string)
 }
 
