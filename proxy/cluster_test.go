@@ -386,7 +386,48 @@ func TestClusterPoolMovedToUnknownNode(t *testing.T) {
 	if srv.clusterRedirects.Load() == 0 {
 		t.Error("no MOVED was followed")
 	}
+	// A lone request's reply is written by the reader that gets it.
+	for slot := 0; slot < hashring.SlotCount; slot += 61 {
+		if c.Owner(t, slot).ID == c.Masters()[0].ID {
+			continue
+		}
+		v := "v" + strconv.Itoa(slot)
+		if got, want := do(t, cl, "GET", keys[slot]), fmt.Sprintf("$%d\r\n%s\r\n", len(v), v); got != want {
+			t.Errorf("lone GET %s = %q, want %q", keys[slot], got, want)
+		}
+		break
+	}
 	if got := do(t, c.Owner(t, int(hashring.KeySlot([]byte(keys[61])))).Client(t), "GET", keys[61]); got != "$3\r\nv61\r\n" {
 		t.Errorf("GET %s on its slot's owner = %q, want v61", keys[61], got)
+	}
+}
+
+// A request that nodes keep redirecting is followed five times, and the
+// client then gets the last redirect: here the slot's owner says ASK for a
+// missing key, as it migrates the slot, and the node it names, which is
+// not importing it, says MOVED back.
+func TestClusterPoolRedirectsBounded(t *testing.T) {
+	c := proxytest.StartCluster(t, 3, 0)
+	srv, addr := startClusterServer(t, c)
+	srv.SetClusterMap("alpha", viewMap(t, c))
+	slot := int(hashring.KeySlot([]byte("loop")))
+	owner := c.Owner(t, slot)
+	var other *proxytest.ClusterNode
+	for _, m := range c.Masters() {
+		if m.ID != owner.ID {
+			other = m
+		}
+	}
+	oc := owner.Client(t)
+	if got := do(t, oc, "CLUSTER", "SETSLOT", strconv.Itoa(slot), "MIGRATING", other.ID); got != "+OK\r\n" {
+		t.Fatalf("CLUSTER SETSLOT MIGRATING = %q", got)
+	}
+	t.Cleanup(func() { oc.Do("CLUSTER", "SETSLOT", strconv.Itoa(slot), "STABLE") })
+	got := do(t, proxytest.Dial(t, addr), "GET", "loop")
+	if want := fmt.Sprintf("-MOVED %d %s\r\n", slot, owner.Addr); got != want {
+		t.Errorf("GET loop = %q, want the sixth redirect %q", got, want)
+	}
+	if n := srv.clusterRedirects.Load(); n != maxRedirects {
+		t.Errorf("%d redirects followed, want %d", n, maxRedirects)
 	}
 }
