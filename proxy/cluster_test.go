@@ -431,3 +431,30 @@ func TestClusterPoolRedirectsBounded(t *testing.T) {
 		t.Errorf("%d redirects followed, want %d", n, maxRedirects)
 	}
 }
+
+// A reload of a redis_cluster pool builds it over the last map at once:
+// its masters stay its servers and every key stays reachable.
+func TestClusterPoolReload(t *testing.T) {
+	c := proxytest.StartCluster(t, 3, 0)
+	cp := startClusterProxy(t, c)
+	cl := proxytest.Dial(t, cp.addr)
+	keys := slotKeys("r")
+	for slot := 0; slot < hashring.SlotCount; slot += 397 {
+		do(t, cl, "SET", keys[slot], "v")
+	}
+	var servers []string
+	for _, s := range c.Seeds() {
+		servers = append(servers, s+":1")
+	}
+	if err := cp.srv.Reload(mustParse(t, poolYAML(cp.addr, "  redis_cluster: true\n  timeout: 2000\n", servers...))); err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+	if n := len(cp.pool().servers); n != 3 {
+		t.Fatalf("after the reload the pool has %d servers, want the 3 masters", n)
+	}
+	for slot := 0; slot < hashring.SlotCount; slot += 397 {
+		if got := do(t, cl, "GET", keys[slot]); got != "$1\r\nv\r\n" {
+			t.Errorf("GET %s after the reload = %q, want v", keys[slot], got)
+		}
+	}
+}
