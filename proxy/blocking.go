@@ -40,7 +40,7 @@ const maxBlock = 100 * 365 * 24 * time.Hour
 // unknown.
 func (c *client) blockingCommand(def *command.Spec, idx int, cmd *resp.Command) {
 	if idx < 0 {
-		c.replyError(msgNoServer)
+		c.replyError(c.layout.noOwner())
 		return
 	}
 	srv := c.layout.servers[idx]

@@ -130,6 +130,10 @@ type replySlot struct {
 	// caching is the CLIENT CACHING request sent right before req, which
 	// must precede it again if it is sent again (tracking.go); else nil.
 	caching []byte
+	// redirects counts the -MOVED and -ASK replies req followed to
+	// another node of its cluster (cluster.go); conn is then where it
+	// went last.
+	redirects int8
 }
 
 // request is a forwarded request as it went out: the server it was sent to
@@ -180,6 +184,9 @@ func (s *replySlot) Deliver(reply []byte) {
 	if g := s.group; g != nil && g.held(s, reply) {
 		return
 	}
+	if len(reply) > 0 && reply[0] == '-' && s.req.srv != nil && s.req.srv.pool.seeds != nil && s.redirect(reply) {
+		return
+	}
 	if s.to != nil {
 		s.to.deliver(reply)
 		return
@@ -195,6 +202,7 @@ func (s *replySlot) Deliver(reply []byte) {
 // Fail completes the slot with an error reply.
 func (s *replySlot) Fail(msg string) {
 	s.buf = resp.AppendError(s.buf[:0], msg)
+	s.clusterFailed()
 	if s.replica != nil && s.toMaster() {
 		return
 	}
@@ -447,6 +455,15 @@ func (c *client) staged(st *stage, start int) *replySlot {
 	s.req, s.caching = request{srv: st.srv, bytes: st.buf[start:end:end]}, caching
 	if g := st.srv.group; g != nil {
 		s.group, s.conn, s.readOnly, s.holdUntil = g, st.conn, false, time.Time{}
+	}
+	if st.srv.pool.seeds != nil {
+		s.conn, s.redirects = st.conn, 0
+		if c.tracking != nil {
+			// Its connection is its own, opened to track what it
+			// reads; elsewhere its reads would not be tracked, so
+			// it follows no redirect.
+			s.redirects = maxRedirects
+		}
 	}
 	st.add(s, start)
 	return s

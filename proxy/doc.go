@@ -40,6 +40,8 @@
 //	output.go    backpressure and client_output_buffer_limit
 //	pool.go      servers, ring, ejection; the layout (placement and
 //	             servers) clients load once per batch
+//	cluster.go   a redis_cluster pool: its masters and slots from discovery's
+//	             map, MOVED and ASK followed to the node they name
 //	address.go   where a server is dialled: configured, or its pod's IP
 //	stats.go     Snapshot: every counter (package stats) and readiness,
 //	             for the stats port (package statsport)

@@ -69,7 +69,10 @@ const (
 
 // The proxy's own.
 const (
-	msgNoServer       = "ERR no server of this pool is available (all are ejected)"
+	msgNoServer = "ERR no server of this pool is available (all are ejected)"
+	// A Redis Cluster pool's key in a slot no master serves, in Redis'
+	// words.
+	msgSlotNotServed  = "CLUSTERDOWN Hash slot not served"
 	msgSplitBadReply  = "ERR unexpected reply from a server to a split command"
 	msgFanOutDiffer   = "ERR the servers of this pool gave different replies"
 	msgFanOutBadReply = "ERR unexpected reply from a server to a command sent to every server"

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"github.com/shardproxy/shardproxy/proxy/command"
+	"github.com/shardproxy/shardproxy/proxy/placement"
 	"github.com/shardproxy/shardproxy/proxy/resp"
 )
 
@@ -28,6 +29,11 @@ type fragment struct {
 	verbatim bool   // the client speaks RESP3: INFO is a verbatim string
 	info     []byte // the proxy's sections, ending in the Keyspace header
 	db       int    // the pool's redis_db, whose keyspace lines are summed
+
+	// subKey is what sub-requests are grouped by: the server index, or in
+	// a Redis Cluster pool the slot, as a node takes the keys of one slot
+	// only in one command.
+	subKey []int
 }
 
 func (c *client) newFragment(kind command.Merge) *fragment {
@@ -38,6 +44,7 @@ func (c *client) newFragment(kind command.Merge) *fragment {
 	c.nfrags++
 	f.kind, f.nkeys, f.keyspace = kind, 0, false
 	f.subs, f.subSrv, f.keySub, f.counts = f.subs[:0], f.subSrv[:0], f.keySub[:0], f.counts[:0]
+	f.subKey = f.subKey[:0]
 	return f
 }
 
@@ -52,16 +59,21 @@ func (c *client) split(def *command.Spec, cmd *resp.Command) {
 		return
 	}
 	f := c.newFragment(def.Merge)
+	slots, clustered := c.layout.Placement.(*placement.Slots)
 	for i := 1; i < len(args); i += step {
 		idx := c.layout.Lookup(args[i])
 		if idx < 0 {
 			c.nfrags--
-			c.replyError(msgNoServer)
+			c.replyError(c.layout.noOwner())
 			return
 		}
+		key := idx
+		if clustered {
+			key = int(slots.Slot(args[i]))
+		}
 		sub := -1
-		for j, s := range f.subSrv {
-			if s == idx {
+		for j, k := range f.subKey {
+			if k == key {
 				sub = j
 				break
 			}
@@ -69,6 +81,7 @@ func (c *client) split(def *command.Spec, cmd *resp.Command) {
 		if sub < 0 {
 			sub = len(f.subSrv)
 			f.subSrv = append(f.subSrv, idx)
+			f.subKey = append(f.subKey, key)
 			f.counts = append(f.counts, 0)
 		}
 		f.counts[sub]++

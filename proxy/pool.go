@@ -29,6 +29,16 @@ type pool struct {
 	readsReplicas bool
 
 	ejectMu sync.Mutex // serialises ring rebuilds after ejections
+
+	// For a redis_cluster pool (cluster.go): seeds is the configuration
+	// as written, whose servers are seed nodes, and clusterMap the map
+	// cfg's servers and the placement come from; else both are nil.
+	seeds      *config.Pool
+	clusterMap *ClusterMap
+	extraMu    sync.Mutex         // guards extra and released
+	extra      map[string]*server // nodes dialled for redirects, by address
+	released   bool
+	lastPoke   atomic.Int64 // when the pool last asked for its map, in Unix nanoseconds
 }
 
 // layout is what a pool's clients route by: a placement and the servers
@@ -73,24 +83,36 @@ type server struct {
 // upstreams from the registry, so a server a reload keeps keeps its
 // connections, health and counters; the pool holds them until release.
 func newPool(srv *Server, cfg *config.Pool, prev *pool) (*pool, error) {
+	var seeds *config.Pool
+	var clusterMap *ClusterMap
+	var pl placement.Placement
+	var ring *placement.Ring
+	if cfg.IsCluster() && cfg.KubernetesService != "" {
+		return nil, fmt.Errorf("pool %q: redis_cluster: this version of shardproxy takes a Redis Cluster's seeds from servers, not from kubernetes_service", cfg.Name)
+	}
 	if cfg.IsCluster() {
-		// The seeds must not become a ring: keys would land on nodes
-		// that answer MOVED for them.
-		return nil, fmt.Errorf("pool %q: redis_cluster: this version of shardproxy does not serve Redis Cluster pools", cfg.Name)
+		// The seeds do not become a ring, where keys would land on nodes
+		// that answer MOVED for them: the servers are the masters of
+		// the last slot map (cluster.go).
+		seeds, clusterMap = cfg, srv.clusterMapFor(cfg.Name)
+		cfg = clusterConfig(cfg, clusterMap)
+		pl = clusterPlacement(clusterMap)
+	} else {
+		nodes := make([]hashring.Node, len(cfg.Servers))
+		for i, s := range cfg.Servers {
+			nodes[i] = s.Node()
+		}
+		dist, err := hashring.ParseDistribution(cfg.Distribution)
+		if err != nil {
+			return nil, fmt.Errorf("pool %q: %w", cfg.Name, err)
+		}
+		ring, err = placement.NewRing(nodes, hashring.Options{Hash: cfg.Hash, Distribution: dist, HashTag: cfg.HashTag})
+		if err != nil {
+			return nil, fmt.Errorf("pool %q: %w", cfg.Name, err)
+		}
+		pl = ring
 	}
-	nodes := make([]hashring.Node, len(cfg.Servers))
-	for i, s := range cfg.Servers {
-		nodes[i] = s.Node()
-	}
-	dist, err := hashring.ParseDistribution(cfg.Distribution)
-	if err != nil {
-		return nil, fmt.Errorf("pool %q: %w", cfg.Name, err)
-	}
-	ring, err := placement.NewRing(nodes, hashring.Options{Hash: cfg.Hash, Distribution: dist, HashTag: cfg.HashTag})
-	if err != nil {
-		return nil, fmt.Errorf("pool %q: %w", cfg.Name, err)
-	}
-	p := &pool{srv: srv, cfg: cfg, ring: ring, stats: new(stats.Pool), scanTag: scanTag(cfg.Servers), readsReplicas: cfg.ReadsReplicas()}
+	p := &pool{srv: srv, cfg: cfg, ring: ring, stats: new(stats.Pool), scanTag: scanTag(cfg.Servers), readsReplicas: cfg.ReadsReplicas(), seeds: seeds, clusterMap: clusterMap}
 	if prev != nil {
 		p.stats = prev.stats
 	}
@@ -121,7 +143,7 @@ func newPool(srv *Server, cfg *config.Pool, prev *pool) (*pool, error) {
 		s.blocked = s.up.Blocked()
 		p.servers = append(p.servers, s)
 	}
-	p.full = &layout{Placement: ring, servers: p.servers}
+	p.full = &layout{Placement: pl, servers: p.servers}
 	p.layout.Store(p.full)
 	p.rebuildRing()
 	return p, nil
@@ -179,7 +201,7 @@ func (p *pool) release() []*backend.Conn {
 		}
 		unused = append(unused, p.srv.registry.Release(s.up, len(s.conns))...)
 	}
-	return unused
+	return append(unused, p.releaseExtra()...)
 }
 
 // connectAll dials every server connection now (the preconnect option);
@@ -236,7 +258,7 @@ func (p *pool) rebuildRing() {
 		}
 	}
 	next := p.full
-	if any {
+	if any && p.ring != nil {
 		next = &layout{Placement: p.ring.Without(ejected), servers: p.servers}
 	}
 	if old := p.layout.Swap(next); old != nil && old != next {

@@ -130,23 +130,6 @@ func TestReloadRejectsWhatCannotServe(t *testing.T) {
 	}
 }
 
-// A Redis Cluster pool is refused, at start and on reload, rather than
-// served as a ring over its seeds (every key on the wrong node would be
-// answered MOVED).
-func TestClusterPoolRefused(t *testing.T) {
-	r := proxytest.StartRedis(t)
-	listen := fmt.Sprintf("127.0.0.1:%d", proxytest.FreePort(t))
-	cluster := poolYAML(listen, "  redis_cluster: true\n", r.Addr+":1")
-	want := `pool "alpha": redis_cluster: this version of shardproxy does not serve Redis Cluster pools`
-	if _, err := NewServer(mustParse(t, cluster), Options{}); err == nil || !strings.Contains(err.Error(), want) {
-		t.Fatalf("NewServer with a cluster pool = %v, want %q", err, want)
-	}
-	srv := startServer(t, poolYAML(listen, "", r.Addr+":1"), Options{})
-	if err := srv.Reload(mustParse(t, cluster)); err == nil || !strings.Contains(err.Error(), want) {
-		t.Fatalf("Reload to a cluster pool = %v, want %q", err, want)
-	}
-}
-
 // A new password applies to connected clients at once: they must AUTH
 // with it.
 func TestReloadPassword(t *testing.T) {

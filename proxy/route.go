@@ -123,7 +123,7 @@ func (c *client) owner(def *command.Spec, args [][]byte) (int, string) {
 	}
 	idx := c.layout.Lookup(args[keys[0]])
 	if idx < 0 {
-		return -1, msgNoServer
+		return -1, c.layout.noOwner()
 	}
 	for _, k := range keys[1:] {
 		if c.layout.Lookup(args[k]) != idx {
@@ -173,7 +173,7 @@ func patternOn(pattern []byte, pl placement.Placement, idx int) bool {
 // route stages cmd for server idx.
 func (c *client) route(idx int, cmd *resp.Command) {
 	if idx < 0 {
-		c.replyError(msgNoServer)
+		c.replyError(c.layout.noOwner())
 		return
 	}
 	s := c.forward(c.layout.servers[idx], cmd)

@@ -27,6 +27,11 @@ type Options struct {
 	// it lost, ROLE not master): discovery should look again. It must not
 	// block. nil: the proxy waits for the next SetGroupMasters.
 	ResolveGroup func(pool, server string)
+	// ResolveCluster, when set, is called when a node of the redis_cluster
+	// pool answered -MOVED or a request to one failed, at most every
+	// 100 ms per pool: discovery should read the slot map again. It must
+	// not block. nil: the proxy waits for the next SetClusterMap.
+	ResolveCluster func(pool string)
 }
 
 // Server serves every pool of a Config, each on its own listen address.
@@ -59,6 +64,11 @@ type Server struct {
 	groups       map[groupID]*group        // every group a pool has had, by pool and server (group.go)
 	groupMasters map[string]map[string]GroupMaster
 
+	resolveCluster   func(pool string)      // Options.ResolveCluster
+	clusterMu        sync.Mutex             // guards clusterMaps
+	clusterMaps      map[string]*ClusterMap // the last map of each redis_cluster pool (cluster.go)
+	clusterRedirects atomic.Int64           // MOVED and ASK replies followed
+
 	mu        sync.Mutex // guards listeners, clients, closing, running
 	listeners map[string]*listener
 	clients   map[*client]struct{}
@@ -83,6 +93,7 @@ func NewServer(cfg *config.Config, opts Options) (*Server, error) {
 	}
 	s := &Server{logger: logger, listeners: map[string]*listener{}, clients: make(map[*client]struct{}), started: time.Now(), defaultNamespace: opts.Namespace}
 	s.resolveGroup = opts.ResolveGroup
+	s.resolveCluster = opts.ResolveCluster
 	if s.defaultNamespace == "" {
 		s.defaultNamespace = "default"
 	}

@@ -320,7 +320,7 @@ func (c *client) txOwner(def *command.Spec, args [][]byte) (int, string) {
 		for i := 1; i < len(args); i += def.Step {
 			j := c.layout.Lookup(args[i])
 			if j < 0 {
-				return -1, msgNoServer
+				return -1, c.layout.noOwner()
 			}
 			if idx >= 0 && j != idx {
 				return -1, msgCrossSlot

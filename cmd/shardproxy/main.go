@@ -82,7 +82,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig for pools with kubernetes_service (default: the in-cluster service account)")
 	fs.StringVar(&o.namespace, "kubernetes-namespace", "", "namespace of kubernetes_service when a pool names none (default: the pod's own namespace, else default)")
-	fs.DurationVar(&o.syncTimeout, "discovery-sync-timeout", 10*time.Second, "how long to wait at start for the first list of EndpointSlices, and for every Sentinel-watched group's first master, before serving anyway (/readyz stays false until the EndpointSlices arrive)")
+	fs.DurationVar(&o.syncTimeout, "discovery-sync-timeout", 10*time.Second, "how long to wait at start for the first list of EndpointSlices, for every Sentinel-watched group's first master, and for every Redis Cluster pool's first slot map, before serving anyway (/readyz stays false until the EndpointSlices arrive)")
 	fs.BoolVar(&o.noWatch, "no-watch", false, "do not reload the configuration when its file changes (SIGHUP still reloads)")
 	fs.StringVar(&o.cores, "cores", "auto", "cores to run on: a number, or auto to use as many as the load keeps busy, up to those available (a set GOMAXPROCS also fixes the number)")
 	fs.Usage = func() {
@@ -183,7 +183,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		sentinels.resolve(pool, server)
 		roles.resolve(pool, server)
 	}
-	srv, err := proxy.NewServer(cfg, proxy.Options{Logger: logger, Namespace: namespace(o.namespace), ResolveGroup: resolveGroup})
+	clusters := newClusterWatch(logger)
+	srv, err := proxy.NewServer(cfg, proxy.Options{Logger: logger, Namespace: namespace(o.namespace), ResolveGroup: resolveGroup, ResolveCluster: clusters.resolve})
 	if err != nil {
 		logger.Error("configuration refused", "file", o.confFile, "err", err)
 		return 1
@@ -207,8 +208,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer sentinels.stop()
 	roles.update(ctx, srv)
 	defer roles.stop()
+	clusters.update(ctx, srv)
+	defer clusters.stop()
 	sentinels.waitFirst(ctx, o.syncTimeout)
 	roles.waitFirst(ctx, o.syncTimeout)
+	clusters.waitFirst(ctx, o.syncTimeout)
 
 	statsLn, err := net.Listen("tcp", net.JoinHostPort(o.statsAddr, strconv.Itoa(o.statsPort)))
 	if err != nil {
@@ -241,6 +245,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		srv.SetConfigHash(sum)
 		sentinels.update(ctx, srv)
 		roles.update(ctx, srv)
+		clusters.update(ctx, srv)
 		if services != nil {
 			if err := services.Set(ctx, serviceKeys(srv)); err != nil {
 				logger.Error("kubernetes discovery", "err", err)
