@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -332,13 +331,7 @@ func TestClusterWatcherAuthSeedsAndStop(t *testing.T) {
 		waitClientsNamed(t, cl, clusterClientName, 1)
 		r.stop(t)
 		waitClientsNamed(t, cl, clusterClientName, 0)
-		buf := make([]byte, 1<<20)
-		stacks := string(buf[:runtime.Stack(buf, true)])
-		for _, fn := range []string{"ClusterWatcher", "clusterConn"} {
-			if strings.Contains(stacks, "discovery.(*"+fn+")") {
-				t.Errorf("a goroutine of %s is left after Run returned:\n%s", fn, stacks)
-			}
-		}
+		waitGoroutinesGone(t, "ClusterWatcher", "clusterConn")
 		if err := r.w.Run(context.Background()); err == nil {
 			t.Error("a second Run returned nil, want an error")
 		}

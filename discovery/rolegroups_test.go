@@ -578,19 +578,13 @@ func TestRoleGroupWatcherRunClosesEverything(t *testing.T) {
 	waitClientsNamed(t, c, roleClientName, 1)
 	r.stop(t)
 	waitClientsNamed(t, c, roleClientName, 0)
-	buf := make([]byte, 1<<20)
-	stacks := string(buf[:runtime.Stack(buf, true)])
-	for _, fn := range []string{"roleGroupLoop", "roleMemberConn", "RoleGroupWatcher"} {
-		if strings.Contains(stacks, "discovery.(*"+fn+")") {
-			t.Errorf("a goroutine of %s is left after Run returned:\n%s", fn, stacks)
-		}
-	}
+	waitGoroutinesGone(t, "roleGroupLoop", "roleMemberConn", "RoleGroupWatcher")
 	if err := r.w.Run(context.Background()); err == nil {
 		t.Error("a second Run returned nil, want an error")
 	}
 	r.w.SetGroups(map[string][]string{"shard2": {master.Addr}}) // after Run: starts nothing
-	stacks = string(buf[:runtime.Stack(buf, true)])
-	if strings.Contains(stacks, "discovery.(*roleGroupLoop)") {
+	buf := make([]byte, 1<<20)
+	if stacks := string(buf[:runtime.Stack(buf, true)]); strings.Contains(stacks, "discovery.(*roleGroupLoop)") {
 		t.Errorf("SetGroups after Run started a loop:\n%s", stacks)
 	}
 }
