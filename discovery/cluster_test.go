@@ -554,9 +554,9 @@ func checkMapShape(t *testing.T, m *ClusterMap) {
 	}
 }
 
-// clusterSeeds reads one fuzz target's seed corpus: replies captured from
-// redis-server 7.0, and garbage.
-func clusterSeeds(t testing.TB, target string) map[string][]byte {
+// fuzzSeeds reads one fuzz target's seed corpus (testdata/fuzz/target):
+// replies captured from redis-server 7.0, and garbage.
+func fuzzSeeds(t testing.TB, target string) map[string][]byte {
 	t.Helper()
 	dir := filepath.Join("testdata", "fuzz", target)
 	entries, err := os.ReadDir(dir)
@@ -594,7 +594,7 @@ func readSeed(t *testing.T, seeds map[string][]byte, name string) respValue {
 }
 
 func TestParseClusterReplies(t *testing.T) {
-	shards, slots, nodes := clusterSeeds(t, "FuzzClusterShards"), clusterSeeds(t, "FuzzClusterSlots"), clusterSeeds(t, "FuzzClusterNodes")
+	shards, slots, nodes := fuzzSeeds(t, "FuzzClusterShards"), fuzzSeeds(t, "FuzzClusterSlots"), fuzzSeeds(t, "FuzzClusterNodes")
 	const m1, m2, m3 = "d9c393052ec35c695c9b87abf2590025b3d68964", "11bea70e8b7354841e68abef519a72fe85708bfb", "5688660bc58e1d561a5e3b6592060459e7ec858a"
 	const promoted = "638b24d099e54cd98807934f0f1c8b69cab8747b"
 
@@ -702,7 +702,7 @@ func TestParseClusterReplies(t *testing.T) {
 // fuzzNodes is a captured CLUSTER NODES that fuzzed layouts are joined
 // with, so that the merge runs on whatever they claim.
 func fuzzNodes(f *testing.F) map[string]clusterNodeInfo {
-	v, err := readRESP(bufio.NewReader(bytes.NewReader(clusterSeeds(f, "FuzzClusterNodes")["nodes_3x1_hostnames"])))
+	v, err := readRESP(bufio.NewReader(bytes.NewReader(fuzzSeeds(f, "FuzzClusterNodes")["nodes_3x1_hostnames"])))
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -5,8 +5,6 @@ import (
 	"bytes"
 	"context"
 	"net"
-	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -763,29 +761,7 @@ func TestSameHostPort(t *testing.T) {
 
 // roleSeeds reads the seed corpus: replies captured from redis-server 7.0,
 // and garbage.
-func roleSeeds(t testing.TB) map[string][]byte {
-	t.Helper()
-	dir := filepath.Join("testdata", "fuzz", "FuzzRoleReply")
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := make(map[string][]byte)
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, lit, ok := strings.Cut(string(b), "\n[]byte(")
-		lit = strings.TrimSuffix(strings.TrimSpace(lit), ")")
-		s, err := strconv.Unquote(lit)
-		if !ok || err != nil {
-			t.Fatalf("%s: not a corpus file: %v", e.Name(), err)
-		}
-		out[e.Name()] = []byte(s)
-	}
-	return out
-}
+func roleSeeds(t testing.TB) map[string][]byte { return fuzzSeeds(t, "FuzzRoleReply") }
 
 func TestParseRole(t *testing.T) {
 	seeds := roleSeeds(t)
