@@ -35,17 +35,19 @@ func readSkippingFlush(c *rawConn) string {
 	}
 }
 
-// A tracking client's read that waited for the new master is tracked
-// there: its CLIENT CACHING yes is sent again right before it.
-func TestGroupResentReadKeepsClientCaching(t *testing.T) {
+// holdTrackedRead has a tracking client (OPTIN) send SET a, CLIENT
+// CACHING yes and GET b in one write to a group whose master is failed
+// over meanwhile, and waits until the SET and the GET are held for the
+// new master. One write, so that the proxy reads it as one batch: the
+// read is answered by the old master while the write before it waits,
+// and waits behind it.
+func holdTrackedRead(t *testing.T) (*groupPool, *rawConn) {
+	t.Helper()
 	gp := startGroups(t, 1, "  failover_hold: 10000\n")
 	gp.tellAll()
 	do(t, proxytest.Dial(t, gp.addr), "SET", "b", "v1")
 	c := trackingClient(t, gp.addr, "OPTIN")
 	paused := pauseWrites(t, gp.masters[0])
-	// One write, so that the proxy reads it as one batch: the read is
-	// answered by the old master while the write before it waits, and
-	// waits behind it.
 	var batch []byte
 	for _, cmd := range [][]string{{"SET", "a", "1"}, {"CLIENT", "CACHING", "yes"}, {"GET", "b"}} {
 		batch = proxytest.AppendCommand(batch, cmd...)
@@ -55,6 +57,13 @@ func TestGroupResentReadKeepsClientCaching(t *testing.T) {
 	}
 	failover(t, gp.masters[0], gp.replicas[0], paused)
 	gp.waitHeld(t, 0, 2)
+	return gp, c
+}
+
+// A tracking client's read that waited for the new master is tracked
+// there: its CLIENT CACHING yes is sent again right before it.
+func TestGroupResentReadKeepsClientCaching(t *testing.T) {
+	gp, c := holdTrackedRead(t)
 	gp.tell(0, gp.replicas[0])
 	for i, want := range []string{"+OK\r\n", "+OK\r\n", "$2\r\nv1\r\n"} {
 		if r := readSkippingFlush(c); r != want {
@@ -184,20 +193,7 @@ func TestGroupHeldRequestOfRemovedGroupFails(t *testing.T) {
 // tracking connection belongs to the old one): it gets an error, not a
 // value that no invalidation would ever follow.
 func TestGroupHeldTrackedReadAcrossReloadFails(t *testing.T) {
-	gp := startGroups(t, 1, "  failover_hold: 10000\n")
-	gp.tellAll()
-	do(t, proxytest.Dial(t, gp.addr), "SET", "b", "v1")
-	c := trackingClient(t, gp.addr, "OPTIN")
-	paused := pauseWrites(t, gp.masters[0])
-	var batch []byte
-	for _, cmd := range [][]string{{"SET", "a", "1"}, {"CLIENT", "CACHING", "yes"}, {"GET", "b"}} {
-		batch = proxytest.AppendCommand(batch, cmd...)
-	}
-	if _, err := c.nc.Write(batch); err != nil {
-		t.Fatal(err)
-	}
-	failover(t, gp.masters[0], gp.replicas[0], paused)
-	gp.waitHeld(t, 0, 2)
+	gp, c := holdTrackedRead(t)
 	if err := gp.srv.Reload(mustParse(t, fmt.Sprintf(gp.yaml, "  failover_hold: 10000\n  redis_db: 1\n"))); err != nil {
 		t.Fatalf("Reload: %v", err)
 	}
