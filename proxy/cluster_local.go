@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/shardproxy/shardproxy/hashring"
+	"github.com/shardproxy/shardproxy/proxy/placement"
 	"github.com/shardproxy/shardproxy/proxy/resp"
 )
 
@@ -84,7 +85,8 @@ func (c *client) clusterNode() (n clusterNode, ok bool) {
 }
 
 // cluster answers the CLUSTER subcommands the command table makes local.
-func (c *client) cluster(name string, args [][]byte) {
+func (c *client) cluster(name string, cmd *resp.Command) {
+	args := cmd.Args
 	switch name {
 	case "cluster|info":
 		c.reply(c.appendText(nil, clusterInfo))
@@ -95,7 +97,19 @@ func (c *client) cluster(name string, args [][]byte) {
 	case "cluster|links":
 		c.reply(resp.AppendArray(nil, 0)) // a node alone has no links to others
 	case "cluster|countkeysinslot", "cluster|getkeysinslot":
-		c.replyError(refusal(name, whyNoSlots))
+		slots, ok := c.layout.Placement.(*placement.Slots)
+		if !ok {
+			c.replyError(refusal(name, whyNoSlots))
+			return
+		}
+		// In a Redis Cluster pool the master that serves the slot
+		// answers; a slot that is not a number in range goes to any
+		// master, which answers Redis' own error for it.
+		idx := min(0, len(c.layout.servers)-1) // -1 before the first map
+		if slot, err := strconv.Atoi(string(args[2])); err == nil && slot >= 0 && slot < clusterSlots {
+			idx = slots.Owner(uint16(slot))
+		}
+		c.route(idx, cmd)
 	case "cluster|slots", "cluster|shards", "cluster|nodes":
 		n, ok := c.clusterNode()
 		if !ok {

@@ -458,3 +458,34 @@ func TestClusterPoolReload(t *testing.T) {
 		}
 	}
 }
+
+// CLUSTER COUNTKEYSINSLOT and GETKEYSINSLOT of a Redis Cluster pool are
+// answered by the master that serves the slot; a slot out of range gets
+// Redis' own error.
+func TestClusterPoolKeysInSlot(t *testing.T) {
+	c := proxytest.StartCluster(t, 3, 0)
+	cp := startClusterProxy(t, c)
+	cl := proxytest.Dial(t, cp.addr)
+	for _, slot := range []int{0, 5000, hashring.SlotCount - 1} {
+		k := slotKeys("k")[slot]
+		for i := range 3 {
+			if got := do(t, cl, "SET", fmt.Sprintf("{%s}:%d", k, i), "v"); got != "+OK\r\n" {
+				t.Fatalf("SET = %q", got)
+			}
+		}
+		owner := cp.cluster.Owner(t, slot).Client(t)
+		s := strconv.Itoa(slot)
+		for _, cmd := range [][]string{{"CLUSTER", "COUNTKEYSINSLOT", s}, {"CLUSTER", "GETKEYSINSLOT", s, "10"}} {
+			want := do(t, owner, cmd...)
+			if got := do(t, cl, cmd...); got != want || !strings.HasPrefix(want, ":3\r\n") && !strings.HasPrefix(want, "*3\r\n") {
+				t.Errorf("%v through the proxy = %q, from the slot's owner %q", cmd, got, want)
+			}
+		}
+	}
+	direct := c.Nodes[0].Client(t)
+	for _, cmd := range [][]string{{"CLUSTER", "COUNTKEYSINSLOT", "16384"}, {"CLUSTER", "GETKEYSINSLOT", "x", "1"}} {
+		if got, want := do(t, cl, cmd...), do(t, direct, cmd...); got != want {
+			t.Errorf("%v = %q, want Redis' %q", cmd, got, want)
+		}
+	}
+}

@@ -77,7 +77,7 @@ func (c *client) local(def *command.Spec, cmd *resp.Command) {
 		c.wait(cmd)
 	default:
 		if strings.HasPrefix(def.Name, "cluster|") {
-			c.cluster(def.Name, args)
+			c.cluster(def.Name, cmd)
 		}
 	}
 }

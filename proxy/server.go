@@ -218,7 +218,11 @@ func (s *Server) switchListeners(pools []*pool, opened map[string]*listener) {
 		if opened[p.cfg.Name] != nil {
 			s.wg.Add(1)
 			go s.acceptLoop(l)
-			s.logger.Info("pool listening", "pool", p.cfg.Name, "listen", l.ln.Addr().String(), "servers", len(p.servers), "hash", p.cfg.Hash, "distribution", p.cfg.Distribution)
+			if p.seeds != nil {
+				s.logger.Info("pool listening", "pool", p.cfg.Name, "listen", l.ln.Addr().String(), "masters", len(p.servers), "redis_cluster", true)
+			} else {
+				s.logger.Info("pool listening", "pool", p.cfg.Name, "listen", l.ln.Addr().String(), "servers", len(p.servers), "hash", p.cfg.Hash, "distribution", p.cfg.Distribution)
+			}
 		}
 		next[p.cfg.Name] = l
 		if p.cfg.Preconnect {
