@@ -297,15 +297,20 @@ func TestSentinelWatcherFailover(t *testing.T) {
 	if after.Epoch <= before.Epoch || after.Switches != 1 || after.LastSwitch.IsZero() || after.Agree < 2 {
 		t.Errorf("after the failover: %+v, want Epoch > %d, Switches 1, LastSwitch set, Agree >= 2", after, before.Epoch)
 	}
+	// OnChange comes from its own goroutine, after Snapshot shows the
+	// switch.
 	var called time.Time
-	for _, c := range r.changeList() {
-		if c.views["shard0"].Addr == g.replica.Addr {
-			called = c.at
-			break
+	for deadline := time.Now().Add(10 * time.Second); called.IsZero(); {
+		for _, c := range r.changeList() {
+			if c.views["shard0"].Addr == g.replica.Addr {
+				called = c.at
+				break
+			}
 		}
-	}
-	if called.IsZero() {
-		t.Fatal("OnChange was not called with the new master")
+		if called.IsZero() && time.Now().After(deadline) {
+			t.Fatal("OnChange was not called with the new master")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	select {
 	case at, ok := <-switched:
