@@ -5,12 +5,16 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/shardproxy/shardproxy/hashring"
 	"github.com/shardproxy/shardproxy/proxy/proxytest"
 )
 
@@ -208,4 +212,117 @@ print("ok")
 		}
 		checkOnOwners(t, keys[:64], func(k string) string { return "v" + k })
 	})
+}
+
+// Four clients write through a redis_cluster pool while a master is
+// SIGKILLed: writes to its slots fail only until the cluster has promoted
+// its replica, and every write acknowledged after the kill is there
+// afterwards. (A write the old master acknowledged just before it died
+// may be lost: Redis replicates asynchronously.)
+func TestClusterPoolFailoverWriters(t *testing.T) {
+	c := proxytest.StartCluster(t, 3, 1)
+	cp := startClusterProxy(t, c)
+	victim := c.Masters()[1]
+	view := c.View(t, victim)
+	var victimSlot [hashring.SlotCount]bool
+	for s, owner := range view.Owners {
+		victimSlot[s] = owner == victim.ID
+	}
+
+	type ack struct {
+		key, value string
+		at         time.Time
+	}
+	const writers = 4
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	acked := make([][]ack, writers)
+	failed := make([]int, writers)
+	var killedAt atomic.Pointer[time.Time]
+	resumed := make([]time.Time, writers) // each writer's first ack on the victim's slots after the kill
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cl := proxytest.Dial(t, cp.addr)
+			for i := 0; !stop.Load(); i++ {
+				k := fmt.Sprintf("fw%d:%d", w, i%2048)
+				v := strconv.Itoa(i)
+				r, err := cl.Do("SET", k, v)
+				if err != nil {
+					t.Errorf("writer %d: SET %s: %v", w, k, err)
+					return
+				}
+				if r.String() != "+OK" {
+					failed[w]++
+					time.Sleep(10 * time.Millisecond)
+					continue
+				}
+				now := time.Now()
+				acked[w] = append(acked[w], ack{k, v, now})
+				if kill := killedAt.Load(); kill != nil && resumed[w].IsZero() && now.After(*kill) && victimSlot[hashring.KeySlot([]byte(k))] {
+					resumed[w] = now
+				}
+			}
+		}()
+	}
+	var replica *proxytest.ClusterNode
+	for id, master := range view.Master {
+		if master == victim.ID {
+			replica = c.Node(id)
+		}
+	}
+	if replica == nil {
+		t.Fatalf("%s has no replica", victim.Addr)
+	}
+	time.Sleep(time.Second)
+	victim.Kill()
+	now := time.Now()
+	killedAt.Store(&now)
+	var promoted time.Time
+	role := replica.Client(t)
+	for promoted.IsZero() {
+		if time.Since(now) > proxytest.ClusterTimeout {
+			t.Fatalf("%s not promoted %v after its master was killed", replica.Addr, proxytest.ClusterTimeout)
+		}
+		if r, err := role.Do("ROLE"); err == nil && r.Type == '*' && len(r.Elems) > 0 && string(r.Elems[0].Str) == "master" {
+			promoted = time.Now()
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	c.WaitStable(t)
+	time.Sleep(time.Second)
+	stop.Store(true)
+	wg.Wait()
+
+	// The last acknowledged value of each key, among writes after the kill.
+	last := map[string]string{}
+	total := 0
+	for w := range writers {
+		total += len(acked[w])
+		for _, a := range acked[w] {
+			if a.at.After(now) {
+				last[a.key] = a.value
+			}
+		}
+	}
+	if len(last) == 0 {
+		t.Fatalf("no write was acknowledged after the kill (%d before, %v failed)", total, failed)
+	}
+	cl := proxytest.Dial(t, cp.addr)
+	for k, v := range last {
+		if got := do(t, cl, "GET", k); got != bulk(v) {
+			t.Errorf("GET %s = %q, want %q, acknowledged after the kill", k, got, v)
+		}
+	}
+	var after []string
+	for _, r := range resumed {
+		if r.IsZero() {
+			t.Errorf("a writer had no write to the killed master's slots acknowledged after the kill")
+			continue
+		}
+		after = append(after, r.Sub(promoted).Round(time.Millisecond).String())
+	}
+	t.Logf("%d writes acknowledged, %d keys written after the kill; failed while the cluster failed over: %v; the replica was promoted %v after the kill, and writes to its slots resumed %v after that",
+		total, len(last), failed, promoted.Sub(now).Round(time.Millisecond), after)
 }
