@@ -63,6 +63,7 @@ bench: deps
 	BENCH_GROUPS=1 bash bench/compare.sh
 	bash bench/blocked.sh
 	bash bench/pubsub.sh
+	bash bench/cluster.sh
 
 clean:
 	rm -rf bin

@@ -46,6 +46,39 @@ func (c *config) options() *redis.Options {
 	}
 }
 
+// clusterOptions returns go-redis options for --cluster: a ClusterClient
+// seeded with --addr that learns the slots with CLUSTER SLOTS and sends
+// each key to its node, with the connection start and retry policy of
+// options. PoolSize is per node: each worker holds at most one connection
+// to each node at a time, and a pipeline goes to its nodes in parallel.
+func (c *config) clusterOptions() *redis.ClusterOptions {
+	o := c.options()
+	return &redis.ClusterOptions{
+		Addrs:                    []string{c.Addr},
+		Password:                 o.Password,
+		Dialer:                   o.Dialer,
+		Protocol:                 o.Protocol,
+		DisableIdentity:          o.DisableIdentity,
+		MaintNotificationsConfig: o.MaintNotificationsConfig,
+		MaxRetries:               o.MaxRetries,
+		DialTimeout:              o.DialTimeout,
+		ReadTimeout:              o.ReadTimeout,
+		WriteTimeout:             o.WriteTimeout,
+		PoolTimeout:              o.PoolTimeout,
+		PoolSize:                 o.PoolSize,
+		MaxActiveConns:           o.MaxActiveConns,
+	}
+}
+
+// newClient is the client of a run: one redis.Client with a pool of
+// --connections, or with --cluster a ClusterClient.
+func (c *config) newClient() redis.UniversalClient {
+	if c.Cluster {
+		return redis.NewClusterClient(c.clusterOptions())
+	}
+	return redis.NewClient(c.options())
+}
+
 // counters are read by the progress reporter while the worker runs. The
 // padding keeps each worker's counters on its own cache line.
 type counters struct {
@@ -59,7 +92,7 @@ type counters struct {
 type worker struct {
 	counters
 
-	client    *redis.Client
+	client    redis.UniversalClient
 	keys      keyGen
 	rng       *rand.Rand
 	readRatio float64
@@ -206,6 +239,7 @@ func (w *worker) warm(lo, hi uint64, failed *atomic.Int64, wg *sync.WaitGroup) {
 // result is what a run reports. Latencies are of answered requests only.
 type result struct {
 	Addr        string  `json:"addr"`
+	Cluster     bool    `json:"cluster,omitempty"`
 	Connections int     `json:"connections"`
 	Pipeline    int     `json:"pipeline"`
 	Keys        int     `json:"keys"`
@@ -259,7 +293,7 @@ func (r *result) failure() string {
 // second, and returns the totals. Cancelling ctx ends the run early with the
 // totals so far.
 func run(ctx context.Context, cfg config, progress io.Writer) (res result) {
-	client := redis.NewClient(cfg.options())
+	client := cfg.newClient()
 	defer client.Close()
 
 	var stop atomic.Bool
@@ -295,6 +329,7 @@ func run(ctx context.Context, cfg config, progress io.Writer) (res result) {
 
 	res = result{
 		Addr:        cfg.Addr,
+		Cluster:     cfg.Cluster,
 		Connections: cfg.Connections,
 		Pipeline:    cfg.Pipeline,
 		Keys:        cfg.Keys,

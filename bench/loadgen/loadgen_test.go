@@ -268,3 +268,24 @@ func startNutcracker(t *testing.T, backends ...string) string {
 	proxytest.StartNutcracker(t, conf)
 	return addr
 }
+
+// With --cluster, loadgen pointed at one node of a Redis Cluster sends
+// every key to the master serving its slot: no request fails, and every
+// master gets keys.
+func TestRunAgainstCluster(t *testing.T) {
+	c := proxytest.StartCluster(t, 3, 0)
+	cfg := testConfig(c.Nodes[0].Addr)
+	cfg.Cluster, cfg.Pipeline, cfg.Warmup = true, 8, true
+	res := run(context.Background(), cfg, testWriter{t})
+	if !res.Passed || res.Errors != 0 || res.Requests == 0 || !res.Cluster {
+		t.Fatalf("result = %+v, want requests and no error", res)
+	}
+	for _, m := range c.Masters() {
+		if r, err := m.Client(t).Do("DBSIZE"); err != nil || r.Int == 0 {
+			t.Errorf("DBSIZE on master %s = %v, %v, want some keys", m.Addr, r, err)
+		}
+	}
+	if _, err := parseFlags([]string{"--cluster", "--blocked", "1"}, io.Discard); err == nil || !strings.Contains(err.Error(), "--blocked: not with --cluster") {
+		t.Errorf("--cluster --blocked 1: err = %v", err)
+	}
+}

@@ -23,7 +23,9 @@
 // without HELLO, CLIENT SETINFO or CLIENT SETNAME, so twemproxy accepts it.
 // With --blocked N, N more connections each sit in a BLPOP that nothing
 // wakes for the whole run, to measure the load beside blocked clients
-// (bench/blocked.sh).
+// (bench/blocked.sh). With --cluster, --addr is one node of a Redis Cluster
+// and loadgen is a cluster-aware client (go-redis' ClusterClient), the way
+// an application talks to the cluster without a proxy (bench/cluster.sh).
 package main
 
 import (
@@ -59,6 +61,7 @@ type config struct {
 	MaxErrorRate float64
 	Seed         uint64
 	Blocked      int
+	Cluster      bool
 }
 
 // parseFlags parses args (without the program name) and checks the values.
@@ -97,6 +100,7 @@ flags:
 	fs.Float64Var(&c.MaxErrorRate, "max-error-rate", 0.01, "exit 1 if more than this fraction of requests fail")
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the key and command choices (each connection derives its own stream)")
 	fs.IntVar(&c.Blocked, "blocked", 0, "before the load, open this many more connections, each blocked in BLPOP <key-prefix>blocked:<i> 0 for the whole run; the run fails if one is answered")
+	fs.BoolVar(&c.Cluster, "cluster", false, "--addr is a node of a Redis Cluster: send each key to the node serving its slot, as a cluster-aware client (go-redis ClusterClient) does")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -129,6 +133,8 @@ func (c *config) check() error {
 		return fmt.Errorf("--max-error-rate: %v: must be between 0 and 1", c.MaxErrorRate)
 	case c.Blocked < 0:
 		return fmt.Errorf("--blocked: %d: must not be negative", c.Blocked)
+	case c.Blocked > 0 && c.Cluster:
+		return errors.New("--blocked: not with --cluster")
 	}
 	return checkKeys(c.Dist, c.Keys, c.ZipfS)
 }
