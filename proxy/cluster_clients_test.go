@@ -326,3 +326,79 @@ func TestClusterPoolFailoverWriters(t *testing.T) {
 	t.Logf("%d writes acknowledged, %d keys written after the kill; failed while the cluster failed over: %v; the replica was promoted %v after the kill, and writes to its slots resumed %v after that",
 		total, len(last), failed, promoted.Sub(now).Round(time.Millisecond), after)
 }
+
+// The whole-pool commands of a redis_cluster pool reach every master, as
+// they reach every server of a ring: SCAN and KEYS see the keys of all
+// slots, SCRIPT LOAD makes EVALSHA work on each master's keys, and FLUSHDB
+// empties every master.
+func TestClusterPoolWholePoolCommands(t *testing.T) {
+	c := proxytest.StartCluster(t, 3, 0)
+	cp := startClusterProxy(t, c)
+	cl := proxytest.Dial(t, cp.addr)
+	var keys []string // in every fifth slot, so on every master
+	for i, k := range slotKeys("wp:") {
+		if i%5 == 0 {
+			keys = append(keys, k)
+		}
+	}
+	var cmds [][]string
+	for _, k := range keys {
+		cmds = append(cmds, []string{"SET", k, "v"})
+	}
+	for i, r := range pipelineChunks(t, cl, cmds) {
+		if r != "+OK\r\n" {
+			t.Fatalf("%v = %q", cmds[i], r)
+		}
+	}
+
+	seen := map[string]int{}
+	cursor := "0"
+	for {
+		r, err := cl.Do("SCAN", cursor, "COUNT", "500")
+		if err != nil || r.Type != '*' || len(r.Elems) != 2 {
+			t.Fatalf("SCAN %s = %v, %v", cursor, r, err)
+		}
+		for _, e := range r.Elems[1].Elems {
+			seen[string(e.Str)]++
+		}
+		if cursor = string(r.Elems[0].Str); cursor == "0" {
+			break
+		}
+	}
+	for _, k := range keys {
+		if seen[k] != 1 {
+			t.Fatalf("SCAN returned %s %d times, want once (%d keys seen)", k, seen[k], len(seen))
+		}
+	}
+	if r, err := cl.Do("KEYS", "wp:*"); err != nil || len(r.Elems) != len(keys) {
+		t.Fatalf("KEYS wp:* = %d keys, %v, want %d", len(r.Elems), err, len(keys))
+	}
+
+	script := "return redis.call('GET', KEYS[1])"
+	r, err := cl.Do("SCRIPT", "LOAD", script)
+	if err != nil || r.Type != '$' {
+		t.Fatalf("SCRIPT LOAD = %v, %v", r, err)
+	}
+	sha := string(r.Str)
+	for _, m := range c.Masters() {
+		var k string
+		for _, key := range keys {
+			if c.Owner(t, c.KeySlot(t, key)).ID == m.ID {
+				k = key
+				break
+			}
+		}
+		if got := do(t, cl, "EVALSHA", sha, "1", k); got != bulk("v") {
+			t.Errorf("EVALSHA on %s, a key of %s = %q", k, m.Addr, got)
+		}
+	}
+
+	if got := do(t, cl, "FLUSHDB"); got != "+OK\r\n" {
+		t.Fatalf("FLUSHDB = %q", got)
+	}
+	for _, m := range c.Masters() {
+		if got := do(t, m.Client(t), "DBSIZE"); got != ":0\r\n" {
+			t.Errorf("DBSIZE on master %s after FLUSHDB through the proxy = %q", m.Addr, got)
+		}
+	}
+}
