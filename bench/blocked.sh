@@ -62,13 +62,7 @@ echo "params:   BENCH_BLOCKED=$BLOCKED BENCH_DURATION=$DURATION BENCH_CLIENTS=$C
 echo
 echo "== build"
 run go build -o "$tmp/loadgen" ./bench/loadgen
-if [ -n "${SHARDPROXY_BIN:-}" ]; then
-	shardproxy_bin=$SHARDPROXY_BIN
-	[ -x "$shardproxy_bin" ] || die "SHARDPROXY_BIN=$shardproxy_bin is not an executable"
-else
-	run go build -o "$tmp/shardproxy" ./cmd/shardproxy
-	shardproxy_bin=$tmp/shardproxy
-fi
+shardproxy_binary
 
 echo
 echo "== servers"
@@ -124,10 +118,6 @@ hz=$(getconf CLK_TCK 2>/dev/null || echo 100)
 # space-separated.
 declare -A rps p99 cpu
 failures=0
-record() {
-	local -n into=$1
-	into[$2]="${into[$2]:-}${into[$2]:+ }$3"
-}
 
 # measure DEPTH MODE runs loadgen at pipeline DEPTH, alone (MODE idle) or
 # beside BENCH_BLOCKED blocked clients (MODE blocked).
@@ -191,16 +181,6 @@ for round in $(seq "$ROUNDS"); do
 	done
 done
 
-# ratio_median prints the median over rounds of blocked/idle, each round's
-# pair measured one after the other.
-ratio_median() {
-	local a=($1) b=($2) i r=""
-	for i in "${!a[@]}"; do
-		r+=" $(awk -v a="${a[$i]}" -v b="${b[$i]:-}" 'BEGIN {
-			if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) printf "%.2f", a / b; else print "error" }')"
-	done
-	median "${r# }"
-}
 
 echo
 echo "== results ($(nproc) CPUs shared by loadgen, shardproxy and the servers; median of $ROUNDS round(s);" \
@@ -211,7 +191,7 @@ echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 for depth in 1 "$PIPELINE"; do
 	echo "| loadgen 80/20 GET/SET zipf, $CLIENTS conns, pipeline $depth" \
 		"| $(median "${rps[$depth/idle]:-}") | $(median "${rps[$depth/blocked]:-}")" \
-		"| $(ratio_median "${rps[$depth/blocked]:-}" "${rps[$depth/idle]:-}")" \
+		"| $(median_ratio "${rps[$depth/blocked]:-}" "${rps[$depth/idle]:-}")" \
 		"| $(median "${p99[$depth/idle]:-}") | $(median "${p99[$depth/blocked]:-}")" \
 		"| $(median "${cpu[$depth/idle]:-}") | $(median "${cpu[$depth/blocked]:-}") |"
 done

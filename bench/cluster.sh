@@ -63,13 +63,7 @@ echo "params:   BENCH_REQUESTS=$REQUESTS BENCH_DURATION=$DURATION BENCH_CLIENTS=
 echo
 echo "== build"
 run go build -o "$tmp/loadgen" ./bench/loadgen
-if [ -n "${SHARDPROXY_BIN:-}" ]; then
-	shardproxy_bin=$SHARDPROXY_BIN
-	[ -x "$shardproxy_bin" ] || die "SHARDPROXY_BIN=$shardproxy_bin is not an executable"
-else
-	run go build -o "$tmp/shardproxy" ./cmd/shardproxy
-	shardproxy_bin=$tmp/shardproxy
-fi
+shardproxy_binary
 
 # free_node_port sets $free to a free port whose cluster bus port, 10000
 # above it, is free too.
@@ -157,10 +151,6 @@ hz=$(getconf CLK_TCK 2>/dev/null || echo 100)
 declare -A rps cpu label_of
 workloads=()
 failures=0
-record() {
-	local -n into=$1
-	into[$2]="${into[$2]:-}${into[$2]:+ }$3"
-}
 add_workload() {
 	if [ -z "${label_of[$1]:-}" ]; then
 		workloads+=("$1")
@@ -235,16 +225,6 @@ for round in $(seq "$ROUNDS"); do
 	done
 done
 
-# ratio_median prints the median over rounds of shardproxy/direct, each
-# round's pair measured minutes apart at most.
-ratio_median() {
-	local a=($1) b=($2) i r=""
-	for i in "${!a[@]}"; do
-		r+=" $(awk -v a="${a[$i]}" -v b="${b[$i]:-}" 'BEGIN {
-			if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) printf "%.2f", a / b; else print "error" }')"
-	done
-	median "${r# }"
-}
 
 echo
 echo "== results ($(nproc) CPUs shared by the load generators, shardproxy and the servers;" \
@@ -254,7 +234,7 @@ echo "| workload | shardproxy req/s | direct cluster client req/s | shardproxy/d
 echo "|---|---:|---:|---:|"
 for id in "${workloads[@]}"; do
 	echo "| ${label_of[$id]} | $(median "${rps[$id/shardproxy]:-}") | $(median "${rps[$id/direct]:-}")" \
-		"| $(ratio_median "${rps[$id/shardproxy]:-}" "${rps[$id/direct]:-}") |"
+		"| $(median_ratio "${rps[$id/shardproxy]:-}" "${rps[$id/direct]:-}") |"
 done
 echo
 echo "shardproxy's CPU time per request over each redis-benchmark run (SET and GET), in"

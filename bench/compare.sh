@@ -332,10 +332,6 @@ add_workload() {
 	fi
 }
 
-# record KEY VALUE adds one round's result.
-record() {
-	rps[$1]="${rps[$1]:-}${rps[$1]:+ }$2"
-}
 
 # proc_ticks TARGET prints the CPU time (user and system, in clock ticks)
 # that the target's process has used, or nothing for a target that is not
@@ -429,7 +425,7 @@ redis_benchmark() {
 				v=error
 				failures=$((failures + 1))
 			fi
-			record "rb-${kind,,}-$depth/$target" "$v"
+			record rps "rb-${kind,,}-$depth/$target" "$v"
 		done
 	done
 }
@@ -451,13 +447,13 @@ loadgen() {
 			--duration "$DURATION" --timeout 10s --warmup --json; then
 			spread_end "$target"
 			echo "!! loadgen against $target failed"
-			record "lg-$depth/$target" error
+			record rps "lg-$depth/$target" error
 			failures=$((failures + 1))
 			continue
 		fi
 		spread_end "$target"
 		v=$(sed -n 's/.*"rps":\([0-9]*\).*/\1/p' "$out")
-		record "lg-$depth/$target" "${v:-error}"
+		record rps "lg-$depth/$target" "${v:-error}"
 	done
 }
 

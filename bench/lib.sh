@@ -5,9 +5,10 @@
 #   bench_tmp shardproxy-bench    # the temporary directory $tmp, cleaned up at exit
 #
 # It gives die, need_counts, need_tools, need_fds, print_machine, show, run,
-# run_to, free_port, start (a server that answers PING, stopped at exit)
-# and median. Every process started with start, or
-# whose pid is added to pids, is stopped when the script exits.
+# run_to, free_port, start (a server that answers PING, stopped at exit),
+# shardproxy_binary, record, median and median_ratio. Every process started
+# with start, or whose pid is added to pids, is stopped when the script
+# exits.
 
 # die prints an error naming the script and exits 1.
 die() {
@@ -191,4 +192,36 @@ median() {
 	*) tr ' ' '\n' <<<"$1" | sort -g |
 		awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }' ;;
 	esac
+}
+
+# shardproxy_binary sets $shardproxy_bin to $SHARDPROXY_BIN when set, after
+# checking that it can run, or else builds ./cmd/shardproxy into $tmp.
+shardproxy_binary() {
+	if [ -n "${SHARDPROXY_BIN:-}" ]; then
+		shardproxy_bin=$SHARDPROXY_BIN
+		[ -x "$shardproxy_bin" ] || die "SHARDPROXY_BIN=$shardproxy_bin is not an executable"
+	else
+		run go build -o "$tmp/shardproxy" ./cmd/shardproxy
+		shardproxy_bin=$tmp/shardproxy
+	fi
+}
+
+# record ARRAY KEY VALUE appends one round's VALUE to ARRAY[KEY], an
+# associative array of space-separated results.
+record() {
+	local -n into=$1
+	into[$2]="${into[$2]:-}${into[$2]:+ }$3"
+}
+
+# median_ratio A B prints the median over rounds of A/B, to two decimals:
+# A and B hold one result a round, space-separated, and each round's pair
+# was measured minutes apart at most, so its ratio is steadier on a noisy
+# machine than the ratio of the two medians.
+median_ratio() {
+	local a=($1) b=($2) i r=""
+	for i in "${!a[@]}"; do
+		r+=" $(awk -v a="${a[$i]}" -v b="${b[$i]:-}" 'BEGIN {
+			if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) printf "%.2f", a / b; else print "error" }')"
+	done
+	median "${r# }"
 }

@@ -76,13 +76,7 @@ echo
 echo "== build"
 run go build -o "$tmp/fanout" ./bench/fanout
 run go build -o "$tmp/loadgen" ./bench/loadgen
-if [ -n "${SHARDPROXY_BIN:-}" ]; then
-	shardproxy_bin=$SHARDPROXY_BIN
-	[ -x "$shardproxy_bin" ] || die "SHARDPROXY_BIN=$shardproxy_bin is not an executable"
-else
-	run go build -o "$tmp/shardproxy" ./cmd/shardproxy
-	shardproxy_bin=$tmp/shardproxy
-fi
+shardproxy_binary
 
 echo
 echo "== servers"
