@@ -134,6 +134,8 @@ type replySlot struct {
 	// another node of its cluster (cluster.go); conn is then where it
 	// went last.
 	redirects int8
+	// again is what req keeps for -TRYAGAIN retries (cluster_tryagain.go).
+	again tryAgainState
 }
 
 // request is a forwarded request as it went out: the server it was sent to
@@ -165,6 +167,10 @@ type batch struct {
 	// limit (0: none), set before the batch is submitted (output.go).
 	held atomic.Int64
 	hard int64
+	// retries is the batch's request that a cluster node answered
+	// -TRYAGAIN, sent again later, and those held behind it
+	// (cluster_tryagain.go).
+	retries tryAgainQueue
 }
 
 func (s *replySlot) complete() {
@@ -184,7 +190,7 @@ func (s *replySlot) Deliver(reply []byte) {
 	if g := s.group; g != nil && g.held(s, reply) {
 		return
 	}
-	if len(reply) > 0 && reply[0] == '-' && s.req.srv != nil && s.req.srv.pool.seeds != nil && s.redirect(reply) {
+	if (len(reply) > 0 && reply[0] == '-' || s.batch.retries.active.Load()) && s.req.srv != nil && s.req.srv.pool.seeds != nil && s.clusterHeld(reply) {
 		return
 	}
 	if s.to != nil {
@@ -203,6 +209,9 @@ func (s *replySlot) Deliver(reply []byte) {
 func (s *replySlot) Fail(msg string) {
 	s.buf = resp.AppendError(s.buf[:0], msg)
 	s.clusterFailed()
+	if s.batch.retries.active.Load() {
+		s.tryAgainFailed()
+	}
 	if s.replica != nil && s.toMaster() {
 		return
 	}
@@ -458,6 +467,7 @@ func (c *client) staged(st *stage, start int) *replySlot {
 	}
 	if st.srv.pool.seeds != nil {
 		s.conn, s.redirects = st.conn, 0
+		s.readOnly, s.again = false, tryAgainState{}
 		if c.tracking != nil {
 			// Its connection is its own, opened to track what it
 			// reads; elsewhere its reads would not be tracked, so

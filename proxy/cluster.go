@@ -25,7 +25,8 @@ import (
 // A node that answers -MOVED or -ASK for a request did not run it: the
 // request is sent again to the node named, and its reply is the client's,
 // up to maxRedirects times. MOVED, and a request to a node that failed,
-// also ask discovery for the new map.
+// also ask discovery for the new map. One answered -TRYAGAIN is sent
+// again a little later (cluster_tryagain.go).
 
 // ClusterMap is what discovery says of a Redis Cluster: Slots[s] is the
 // index in Masters of the master serving slot s, or -1 when none does.
@@ -210,6 +211,7 @@ func (s *replySlot) redirect(reply []byte) bool {
 		conn = target.resp3[0]
 	}
 	s.req.srv, s.conn = target, conn
+	s.again.asking = ask
 	target.stats.Requests.Add(1)
 	target.stats.RequestBytes.Add(int64(len(s.req.bytes)))
 	if ask {

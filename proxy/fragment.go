@@ -123,6 +123,9 @@ func (c *client) split(def *command.Spec, cmd *resp.Command) {
 			k++
 		}
 		f.subs[j] = c.staged(st, start)
+		if clustered {
+			f.subs[j].readOnly = def.ReadOnly() // cluster_tryagain.go
+		}
 	}
 	c.calls = append(c.calls, call{frag: f})
 }

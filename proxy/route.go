@@ -94,12 +94,13 @@ func (c *client) dispatchKind(def *command.Spec, cmd *resp.Command) {
 	}
 }
 
-// markRead records, for the last call's request to a group, whether its
-// command only reads: such a request may be sent again even when its
-// outcome is unknown (group.go).
+// markRead records, for the last call's request to a group or a cluster
+// node, whether its command only reads: such a request may be sent again
+// even when its outcome is unknown (group.go), or when it ran behind a
+// request that is retried after -TRYAGAIN (cluster_tryagain.go).
 func (c *client) markRead(def *command.Spec) {
 	if n := len(c.calls); n > 0 {
-		if s := c.calls[n-1].slot; s != nil && s.group != nil {
+		if s := c.calls[n-1].slot; s != nil && (s.group != nil || s.req.srv != nil && s.req.srv.pool.seeds != nil) {
 			s.readOnly = def.ReadOnly()
 		}
 	}
