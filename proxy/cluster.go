@@ -33,6 +33,9 @@ import (
 type ClusterMap struct {
 	Slots   [hashring.SlotCount]int32
 	Masters []string
+	// IDs are the node IDs of Masters, at the same index; "" (or none)
+	// where unknown. They are for the stats port only.
+	IDs []string
 }
 
 // ClusterPool is a redis_cluster pool: what a watcher of its cluster
@@ -65,6 +68,7 @@ func (s *Server) ClusterPools() []ClusterPool {
 // later Reload builds.
 func (s *Server) SetClusterMap(pool string, m ClusterMap) {
 	m.Masters = slices.Clone(m.Masters)
+	m.IDs = slices.Clone(m.IDs)
 	s.clusterMu.Lock()
 	if s.clusterMaps == nil {
 		s.clusterMaps = map[string]*ClusterMap{}
@@ -188,6 +192,7 @@ func parseRedirect(reply []byte) (ask bool, addr string, ok bool) {
 // connection and their replies come back in order, so the requests that
 // follow one to its new node do so in the order the client sent them.
 func (s *replySlot) redirect(reply []byte) bool {
+	s.req.srv.countRedirect(reply)
 	ask, addr, ok := parseRedirect(reply)
 	if !ok {
 		return false
