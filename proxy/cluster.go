@@ -191,6 +191,8 @@ func parseRedirect(reply []byte) (ask bool, addr string, ok bool) {
 // and does not block. Requests of one client to a node go out on one
 // connection and their replies come back in order, so the requests that
 // follow one to its new node do so in the order the client sent them.
+// Every error reply of a cluster node passes here first, so it is
+// counted on the node here too (cluster_stats.go).
 func (s *replySlot) redirect(reply []byte) bool {
 	s.req.srv.countRedirect(reply)
 	ask, addr, ok := parseRedirect(reply)

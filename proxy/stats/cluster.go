@@ -32,5 +32,5 @@ type ClusterNodeStatus struct {
 	Moved, Ask, TryAgain int64
 }
 
-// Node roles (ClusterNodeStatus.Role).
+// RoleMaster is the ClusterNodeStatus.Role of a master the map names.
 const RoleMaster = "master"
