@@ -162,9 +162,10 @@ type ClusterWatcher struct {
 	changed chan struct{} // one pending OnChange
 	running atomic.Bool
 
-	mu    sync.Mutex // guards seeds and view
-	seeds []string
-	view  ClusterMap
+	mu     sync.Mutex // guards seeds, view and counts
+	seeds  []string
+	view   ClusterMap
+	counts ClusterStats
 
 	// Used by Run's refresh loop only.
 	conns       map[string]*clusterConn
@@ -275,6 +276,28 @@ func (w *ClusterWatcher) Snapshot() ClusterMap {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.view.clone()
+}
+
+// ClusterStats is what a ClusterWatcher did since it was made.
+type ClusterStats struct {
+	// Epoch is the current map's: the highest current epoch (CLUSTER
+	// INFO cluster_current_epoch) of the last refresh that got an answer.
+	Epoch uint64
+	// Refreshes counts the refreshes that read the map from at least one
+	// node, Changes those that found its slots or nodes changed (OnChange
+	// gets the newest map after each), LastChange when the last of those
+	// was; zero before the first.
+	Refreshes, Changes int64
+	LastChange         time.Time
+}
+
+// Stats returns what the watcher did so far.
+func (w *ClusterWatcher) Stats() ClusterStats {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	st := w.counts
+	st.Epoch = w.view.Epoch
+	return st
 }
 
 // notifyLoop calls OnChange, one call at a time, with the newest map.
@@ -404,6 +427,12 @@ func (w *ClusterWatcher) refresh(ctx context.Context) bool {
 	}
 	merged := mergeCluster(answers, prev)
 	w.view = merged.view
+	w.counts.Refreshes++
+	changed := !merged.view.routedEqual(&old)
+	if changed {
+		w.counts.Changes++
+		w.counts.LastChange = time.Now()
+	}
 	w.mu.Unlock()
 	if merged.dispute != w.lastDispute {
 		if merged.dispute != "" {
@@ -413,7 +442,7 @@ func (w *ClusterWatcher) refresh(ctx context.Context) bool {
 		}
 		w.lastDispute = merged.dispute
 	}
-	if !merged.view.routedEqual(&old) {
+	if changed {
 		w.logChange(&old, &merged.view)
 		select {
 		case w.changed <- struct{}{}:

@@ -34,6 +34,9 @@ import (
 type ClusterMap struct {
 	Slots   [hashring.SlotCount]int32
 	Masters []string
+	// IDs are the node IDs of Masters, at the same index; "" (or none)
+	// where unknown. They are for the stats port only.
+	IDs []string
 }
 
 // ClusterPool is a redis_cluster pool: what a watcher of its cluster
@@ -66,6 +69,7 @@ func (s *Server) ClusterPools() []ClusterPool {
 // later Reload builds.
 func (s *Server) SetClusterMap(pool string, m ClusterMap) {
 	m.Masters = slices.Clone(m.Masters)
+	m.IDs = slices.Clone(m.IDs)
 	s.clusterMu.Lock()
 	if s.clusterMaps == nil {
 		s.clusterMaps = map[string]*ClusterMap{}

@@ -77,8 +77,13 @@ type tryAgainQueue struct {
 // request is sent again, later after -TRYAGAIN (tryAgain) or behind a
 // request of its batch that is (hold), or at once to the node that -MOVED
 // or -ASK names (redirect). It runs on the connection's reader and does
-// not block.
+// not block. Every error reply of a cluster node to a request on a shared
+// connection comes here first, and is counted on the node
+// (cluster_stats.go).
 func (s *replySlot) clusterHeld(reply []byte) bool {
+	if len(reply) > 0 && reply[0] == '-' {
+		s.req.srv.countRedirect(reply)
+	}
 	if bytes.HasPrefix(reply, tryAgainPrefix) {
 		return s.tryAgain()
 	}

@@ -48,6 +48,9 @@
 //	address.go   where a server is dialled: configured, or its pod's IP
 //	stats.go     Snapshot: every counter (package stats) and readiness,
 //	             for the stats port (package statsport)
+//	cluster_stats.go
+//	             a redis_cluster pool's stats: MOVED, ASK and TRYAGAIN per
+//	             node, node IDs, and what discovery did of its slot map
 //	discoverystate.go
 //	             what discovery reports and the config's hash, for readiness
 //	             and the stats port

@@ -75,6 +75,10 @@ type Server struct {
 	closing   bool
 	running   bool
 	wg        sync.WaitGroup // accept loops and clients
+
+	// clusterStatus reports what discovery did for each redis_cluster
+	// pool (SetClusterStatus); nil without discovery.
+	clusterStatus atomic.Pointer[clusterStatusSource]
 }
 
 // listener is a pool's listening socket. Its pool is replaced on reload;

@@ -50,7 +50,11 @@ func (s *Server) Snapshot(dst *stats.Snapshot) {
 	for _, p := range s.poolList() {
 		ps := dst.AddPool(p.cfg.Name)
 		p.stats.Read(&ps.Values)
-		for _, srv := range p.servers {
+		var clusterMap *ClusterMap
+		if p.seeds != nil {
+			ps.Cluster, clusterMap = s.clusterSnapshot(p), s.clusterMapFor(p.cfg.Name)
+		}
+		for _, srv := range p.snapshotServers() {
 			ss := ps.AddServer(srv.cfg.Name)
 			srv.stats.Read(&ss.Values)
 			ss.Values[stats.ServerEjectedAt] = srv.health.EjectedAt()
@@ -64,6 +68,9 @@ func (s *Server) Snapshot(dst *stats.Snapshot) {
 			ss.Address = stats.AddressStatus{Pool: p.cfg.Name, Server: srv.cfg.Name, Addr: addr, Source: source, Usable: why == "", Reason: why, ChangedAt: at}
 			if srv.group != nil {
 				ss.Group = srv.group.snapshot(why)
+			}
+			if clusterMap != nil {
+				ss.Cluster = srv.clusterNodeStatus(clusterMap)
 			}
 		}
 	}

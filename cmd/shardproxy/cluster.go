@@ -46,10 +46,23 @@ func (w *clusterWatch) resolve(pool string) {
 	}
 }
 
+// status is the proxy's SetClusterStatus: what the pool's watcher did.
+func (w *clusterWatch) status(pool string) (proxy.ClusterStatus, bool) {
+	w.mu.Lock()
+	r := w.running[pool]
+	w.mu.Unlock()
+	if r == nil {
+		return proxy.ClusterStatus{}, false
+	}
+	st := r.watcher.Stats()
+	return proxy.ClusterStatus{Epoch: st.Epoch, Refreshes: st.Refreshes, Changes: st.Changes, LastChange: st.LastChange}, true
+}
+
 // update makes the watchers those of srv's current redis_cluster pools: a
 // pool whose password changed gets a new watcher, one whose seeds changed
-// its new seeds.
+// its new seeds. srv's stats report what they did.
 func (w *clusterWatch) update(ctx context.Context, srv *proxy.Server) {
+	srv.SetClusterStatus(w.status)
 	pools := map[string]proxy.ClusterPool{}
 	for _, p := range srv.ClusterPools() {
 		pools[p.Pool] = p
@@ -146,8 +159,8 @@ func (w *clusterWatch) stop() {
 	}
 }
 
-// clusterMapOf is the proxy's view of m: its masters, and the slots of
-// each.
+// clusterMapOf is the proxy's view of m: its masters with their IDs,
+// and the slots of each.
 func clusterMapOf(m discovery.ClusterMap) proxy.ClusterMap {
 	var out proxy.ClusterMap
 	index := make([]int32, len(m.Nodes))
@@ -156,6 +169,7 @@ func clusterMapOf(m discovery.ClusterMap) proxy.ClusterMap {
 		if n.Master {
 			index[i] = int32(len(out.Masters))
 			out.Masters = append(out.Masters, n.Addr)
+			out.IDs = append(out.IDs, n.ID)
 		}
 	}
 	for s, o := range m.Slots {

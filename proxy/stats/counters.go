@@ -64,6 +64,11 @@ type Server struct {
 	// connection to reading its reply, waiting behind other clients'
 	// requests included.
 	Latency Latency
+
+	// Moved, Ask and TryAgain count the -MOVED, -ASK and -TRYAGAIN
+	// replies of a Redis Cluster node; only a redirect or a refusal
+	// touches them, never a request that runs where it was sent.
+	Moved, Ask, TryAgain atomic.Int64
 }
 
 // Read copies the counters into v. ServerEjectedAt and ServerEjected,

@@ -33,6 +33,8 @@ type PoolSnapshot struct {
 	Values  PoolValues
 	Latency LatencySnapshot  // its servers' summed
 	Servers []ServerSnapshot // in ring order, which is nutcracker's
+	// Cluster is the slot map of a redis_cluster pool; else nil.
+	Cluster *ClusterStatus
 }
 
 // ServerSnapshot is one server in a Snapshot.
@@ -42,6 +44,9 @@ type ServerSnapshot struct {
 	Latency LatencySnapshot
 	Address AddressStatus
 	Group   *GroupStatus // for a group watched by Sentinel; else nil
+	// Cluster is the node of a redis_cluster pool the server is; else
+	// nil.
+	Cluster *ClusterNodeStatus
 }
 
 // Reset empties s for reuse; the storage of its pools and servers stays

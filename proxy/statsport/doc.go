@@ -13,7 +13,8 @@
 //
 //	GET /           the same JSON document, Content-Type application/json
 //	GET /metrics    Prometheus text: every field of stats.Fields that has a
-//	                metric, discovery and reload state, the Go runtime
+//	                metric, discovery and reload state, groups' and Redis
+//	                Cluster pools' state, the Go runtime
 //	GET /healthz    200 "ok" while the process serves
 //	GET /readyz     200 "ok" while the Source is ready, else 503 and the reason
 //	GET /discovery  each server's address and where it came from, discovery's

@@ -66,6 +66,9 @@ func appendJSON(dst []byte, snap *stats.Snapshot) []byte {
 		for _, f := range jsonFields[stats.PerPool] {
 			b = statsAddNum(b, f.Nutcracker, p.Values[f.Index])
 		}
+		if p.Cluster != nil {
+			b = appendClusterJSON(b, p.Cluster)
+		}
 		for j := range p.Servers {
 			s := &p.Servers[j]
 			b = statsBeginNesting(b, s.Name)
@@ -74,6 +77,9 @@ func appendJSON(dst []byte, snap *stats.Snapshot) []byte {
 			}
 			if s.Group != nil {
 				b = appendGroupJSON(b, s.Group)
+			}
+			if s.Cluster != nil {
+				b = appendClusterNodeJSON(b, s.Cluster)
 			}
 			b = statsEndNesting(b)
 		}

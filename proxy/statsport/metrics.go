@@ -68,6 +68,9 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range groupDescs {
 		ch <- d
 	}
+	for _, d := range clusterDescs {
+		ch <- d
+	}
 }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
@@ -87,6 +90,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	collectDiscovery(ch, snap)
 	collectGroups(ch, snap)
+	collectClusters(ch, snap)
 }
 
 // collectScope sends the metrics of the fields of scope for one object:
