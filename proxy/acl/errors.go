@@ -1,0 +1,69 @@
+package acl
+
+// The errors a refused request gets, in Redis 7.0's words (server.c,
+// processCommand), and ACL DRYRUN's replies (acl.c, aclCommand), which
+// word the same refusals differently.
+const (
+	noPermCommandStart = "NOPERM this user has no permissions to run the '"
+	noPermCommandEnd   = "' command"
+	noPermKey          = "NOPERM this user has no permissions to access one of the keys used as arguments"
+	noPermChannel      = "NOPERM this user has no permissions to access one of the channels used as arguments"
+
+	dryRunCommandStart = "This user has no permissions to run the '"
+	dryRunCommandEnd   = "' command"
+	dryRunKeyStart     = "This user has no permissions to access the '"
+	dryRunKeyEnd       = "' key"
+	dryRunChannelStart = "This user has no permissions to access the '"
+	dryRunChannelEnd   = "' channel"
+)
+
+// AppendError appends the error reply a client gets for a refused request,
+// as Redis sends it ("-NOPERM ...\r\n"); nothing for an allowed one. It
+// allocates nothing when dst has room.
+func (v Verdict) AppendError(dst []byte) []byte {
+	switch v.Denial {
+	case DeniedCommand:
+		dst = append(dst, '-')
+		dst = append(dst, noPermCommandStart...)
+		dst = append(dst, v.Command.Name...)
+		dst = append(dst, noPermCommandEnd...)
+	case DeniedKey:
+		dst = append(dst, '-')
+		dst = append(dst, noPermKey...)
+	case DeniedChannel:
+		dst = append(dst, '-')
+		dst = append(dst, noPermChannel...)
+	default:
+		return dst
+	}
+	return append(dst, '\r', '\n')
+}
+
+// Message is the text of the error a client gets for a refused request,
+// without the leading '-' ("NOPERM this user has ..."); "" for an allowed
+// one.
+func (v Verdict) Message() string {
+	switch v.Denial {
+	case DeniedCommand:
+		return noPermCommandStart + v.Command.Name + noPermCommandEnd
+	case DeniedKey:
+		return noPermKey
+	case DeniedChannel:
+		return noPermChannel
+	}
+	return ""
+}
+
+// DryRun is what ACL DRYRUN answers for the request args Check decided
+// on: "OK", or the refusal naming the command, key or channel.
+func (v Verdict) DryRun(args [][]byte) string {
+	switch v.Denial {
+	case DeniedCommand:
+		return dryRunCommandStart + v.Command.Name + dryRunCommandEnd
+	case DeniedKey:
+		return dryRunKeyStart + string(args[v.Arg]) + dryRunKeyEnd
+	case DeniedChannel:
+		return dryRunChannelStart + string(args[v.Arg]) + dryRunChannelEnd
+	}
+	return "OK"
+}
