@@ -12,6 +12,11 @@ const (
 	DeniedCommand        // the command or subcommand
 	DeniedKey            // a key it names
 	DeniedChannel        // a channel it publishes or subscribes to
+	// DeniedSortOption is SORT's own refusal of a GET, or of a BY with a
+	// pattern, to a user who may not read every key: the keys they form
+	// are known only as it sorts. Redis answers it with an ERR, not a
+	// NOPERM, and ACL DRYRUN says OK.
+	DeniedSortOption
 )
 
 // Verdict is the outcome of Check.
@@ -23,6 +28,8 @@ type Verdict struct {
 	// Command is the command whose rules were checked: the subcommand
 	// for a container. Its Name is what Redis' errors call it.
 	Command *command.Spec
+
+	option byte // DeniedSortOption: 'g' for GET, 'b' for BY
 }
 
 // OK reports whether the request may run.
@@ -32,7 +39,8 @@ func (v Verdict) OK() bool { return v.Denial == Allowed }
 // for each request so that checks allocate nothing. The zero value is
 // ready.
 type Scratch struct {
-	keys []command.ACLKey
+	keys     []command.ACLKey
+	sortArgs []int
 }
 
 // request is one request being checked, with its keys found once for all
@@ -74,13 +82,73 @@ func (u *User) Check(c *command.Spec, args [][]byte, scratch *Scratch) Verdict {
 	for _, s := range u.selectors {
 		d, arg := s.check(&r)
 		if d == Allowed {
-			return Verdict{Command: r.cmd}
+			return u.checkSortOptions(&r)
 		}
 		if d > worst || d == worst && arg > at {
 			worst, at = d, arg
 		}
 	}
 	return Verdict{Denial: worst, Arg: at, Command: r.cmd}
+}
+
+// checkSortOptions makes the check of Redis' sortCommand, for SORT and
+// SORT_RO: a GET, or a BY whose pattern has a '*', needs a selector that
+// allows the request and lets it read every key (allkeys, ~* or %R~*).
+// Options are read as sortCommand reads them, the first refused named.
+func (u *User) checkSortOptions(r *request) Verdict {
+	r.scratch.sortArgs = r.cmd.AppendSortPatterns(r.scratch.sortArgs[:0], r.args)
+	if len(r.scratch.sortArgs) == 0 {
+		return Verdict{Command: r.cmd}
+	}
+	full, known := false, false
+	for _, p := range r.scratch.sortArgs {
+		option := byte('g')
+		if equalFoldASCII(r.args[p-1], "by") {
+			if !containsStar(r.args[p]) {
+				continue // a constant BY only says not to sort
+			}
+			option = 'b'
+		}
+		if !known {
+			full, known = u.readsEveryKey(r), true
+		}
+		if !full {
+			return Verdict{Denial: DeniedSortOption, Arg: p - 1, Command: r.cmd, option: option}
+		}
+	}
+	return Verdict{Command: r.cmd}
+}
+
+// readsEveryKey is Redis' ACLUserCheckCmdWithUnrestrictedKeyAccess for
+// reading.
+func (u *User) readsEveryKey(r *request) bool {
+	for _, s := range u.selectors {
+		if d, _ := s.check(r); d == Allowed && s.readsEveryKey() {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *selector) readsEveryKey() bool {
+	if s.allKeys {
+		return true
+	}
+	for i := range s.keys {
+		if s.keys[i].perm&permRead != 0 && s.keys[i].pattern == "*" {
+			return true
+		}
+	}
+	return false
+}
+
+func containsStar(b []byte) bool {
+	for _, c := range b {
+		if c == '*' {
+			return true
+		}
+	}
+	return false
 }
 
 // check is Redis' ACLSelectorCheckCmd.

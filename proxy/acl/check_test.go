@@ -123,7 +123,7 @@ func TestCheckAllocs(t *testing.T) {
 	buf := make([]byte, 0, 256)
 	for _, line := range []string{
 		"GET app:1", "GET b:1", "GET x", "SET r:1 v", "MGET app:1 app:2 app:3 r:1", "CONFIG GET maxmemory",
-		"FLUSHALL", "PUBLISH news.1 m", "SUBSCRIBE news.1 x", "SORT r:1 STORE app:2", "EVAL s 2 app:1 app:2",
+		"FLUSHALL", "PUBLISH news.1 m", "SUBSCRIBE news.1 x", "SORT r:1 STORE app:2", "SORT r:1 BY w_* GET #", "EVAL s 2 app:1 app:2",
 	} {
 		c, args := parseRequest(t, line)
 		if n := testing.AllocsPerRun(100, func() { buf = u.Check(c, args, &scratch).AppendError(buf[:0]) }); n != 0 {

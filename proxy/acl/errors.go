@@ -9,6 +9,9 @@ const (
 	noPermKey          = "NOPERM this user has no permissions to access one of the keys used as arguments"
 	noPermChannel      = "NOPERM this user has no permissions to access one of the channels used as arguments"
 
+	sortByDenied  = "ERR BY option of SORT denied due to insufficient ACL permissions."
+	sortGetDenied = "ERR GET option of SORT denied due to insufficient ACL permissions."
+
 	dryRunCommandStart = "This user has no permissions to run the '"
 	dryRunCommandEnd   = "' command"
 	dryRunKeyStart     = "This user has no permissions to access the '"
@@ -33,6 +36,9 @@ func (v Verdict) AppendError(dst []byte) []byte {
 	case DeniedChannel:
 		dst = append(dst, '-')
 		dst = append(dst, noPermChannel...)
+	case DeniedSortOption:
+		dst = append(dst, '-')
+		dst = append(dst, v.sortDenied()...)
 	default:
 		return dst
 	}
@@ -50,12 +56,23 @@ func (v Verdict) Message() string {
 		return noPermKey
 	case DeniedChannel:
 		return noPermChannel
+	case DeniedSortOption:
+		return v.sortDenied()
 	}
 	return ""
 }
 
+// sortDenied is SORT's refusal of its option at v.Arg: BY unless it is GET.
+func (v Verdict) sortDenied() string {
+	if v.option == 'g' {
+		return sortGetDenied
+	}
+	return sortByDenied
+}
+
 // DryRun is what ACL DRYRUN answers for the request args Check decided
-// on: "OK", or the refusal naming the command, key or channel.
+// on: "OK", or the refusal naming the command, key or channel. SORT's own
+// refusal of an option is not ACL DRYRUN's: it says "OK".
 func (v Verdict) DryRun(args [][]byte) string {
 	switch v.Denial {
 	case DeniedCommand:
