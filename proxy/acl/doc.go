@@ -36,6 +36,8 @@
 // PSUBSCRIBE (a PSUBSCRIBE pattern must be one of the user's, literally).
 // SORT's GET, and BY with a pattern, also need a selector that may read
 // every key, as Redis' SORT requires (with its own ERR, not a NOPERM).
+// What a script or function runs on a server (EVAL, FCALL) is not checked
+// here: the proxy sees the EVAL and its keys, not the commands inside.
 // Key and channel patterns are Redis' globs (Match). As in Redis 7.0 with
 // acl-pubsub-default resetchannels, a new user has no channels. A file
 // that does not name the default user gets Redis' (on nopass ~* &* +@all);

@@ -127,7 +127,7 @@ func Parse(file string, data []byte) (*Users, error) {
 			errs.add(n, "Unmatched parenthesis in selector definition")
 			continue
 		}
-		u := newUser(name)
+		u := newUser(name, ops)
 		reported := false
 		for _, op := range ops {
 			op = strings.Trim(op, "\t\r\n")

@@ -88,6 +88,23 @@ func TestParseUsers(t *testing.T) {
 	}
 }
 
+// A reload tells the users whose rules changed from those that did not.
+func TestUserSame(t *testing.T) {
+	before := parseUsers(t, "user a on >p ~* +@all\nuser b on >p ~* +@all\n")
+	after := parseUsers(t, "user b on >q ~* +@all\nuser a on >p ~* +@all\n")
+	for _, tc := range []struct {
+		name string
+		same bool
+	}{{"a", true}, {"b", false}, {"default", true}} {
+		if got := before.Lookup([]byte(tc.name)).Same(after.Lookup([]byte(tc.name))); got != tc.same {
+			t.Errorf("user %s: Same = %v, want %v", tc.name, got, tc.same)
+		}
+	}
+	if before.Lookup([]byte("a")).Same(nil) || FromPassword("x").Default().Same(FromPassword("y").Default()) {
+		t.Errorf("Same is true for users that differ")
+	}
+}
+
 // redis_auth alone makes the default user with that password, and every
 // permission.
 func TestFromPassword(t *testing.T) {

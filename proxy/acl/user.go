@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"slices"
+	"strings"
 
 	"github.com/shardproxy/shardproxy/proxy/command"
 )
@@ -30,6 +31,7 @@ type User struct {
 	nopass    bool
 	passwords [][sha256.Size]byte // SHA-256 of each password, as Redis keeps them
 	selectors []*selector         // the root first
+	rules     [sha256.Size]byte   // SHA-256 of the rules as written, for Same
 }
 
 // Name is the user's name.
@@ -40,6 +42,14 @@ func (u *User) Enabled() bool { return u.enabled }
 
 // NoPass reports whether any password authenticates the user (nopass).
 func (u *User) NoPass() bool { return u.nopass }
+
+// Same reports whether other is u with the same rules, as written: a
+// reload can keep the clients of a user that is the same and make those
+// of a changed one authenticate again. Rules written differently count as
+// a change, whatever they mean.
+func (u *User) Same(other *User) bool {
+	return other != nil && u.name == other.name && u.rules == other.rules
+}
 
 // Lookup returns the user called name, or nil.
 func (s *Users) Lookup(name []byte) *User {
@@ -89,32 +99,27 @@ func (s *Users) Authenticate(name, password []byte) *User {
 // default user alone, with Redis' default permissions and, as Redis'
 // requirepass sets it, the password redis_auth names; "" leaves it nopass.
 func FromPassword(password string) *Users {
-	u := newUser(DefaultUser)
-	for _, op := range []string{"+@all", "~*", "&*", "on"} {
-		mustApply(u, op)
+	pass := "nopass"
+	if password != "" {
+		pass = ">" + password
 	}
-	if password == "" {
-		mustApply(u, "nopass")
-	} else {
-		mustApply(u, ">"+password)
-	}
-	return newUsers([]*User{u})
+	return newUsers([]*User{builtinUser(DefaultUser, "+@all", "~*", "&*", "on", pass)})
 }
 
 // redisDefaultUser is the default user Redis makes when its ACL file names
 // none (ACLCreateDefaultUser).
 func redisDefaultUser() *User {
-	u := newUser(DefaultUser)
-	for _, op := range []string{"+@all", "~*", "&*", "on", "nopass"} {
-		mustApply(u, op)
-	}
-	return u
+	return builtinUser(DefaultUser, "+@all", "~*", "&*", "on", "nopass")
 }
 
-func mustApply(u *User, op string) {
-	if p := u.apply(op); p != nil {
-		panic("acl: " + op + ": " + p.msg)
+func builtinUser(name string, rules ...string) *User {
+	u := newUser(name, rules)
+	for _, op := range rules {
+		if p := u.apply(op); p != nil {
+			panic("acl: " + op + ": " + p.msg)
+		}
 	}
+	return u
 }
 
 // newUsers makes a set of users, adding Redis' default user when users
@@ -134,11 +139,12 @@ func newUsers(users []*User) *Users {
 	return s
 }
 
-// newUser is a user as Redis creates one: off, no password, and a root
-// selector that allows nothing (Redis 7.0's acl-pubsub-default is
-// resetchannels).
-func newUser(name string) *User {
-	return &User{name: name, selectors: []*selector{newSelector()}}
+// newUser is a user as Redis creates one, before its rules are applied:
+// off, no password, and a root selector that allows nothing (Redis 7.0's
+// acl-pubsub-default is resetchannels).
+func newUser(name string, rules []string) *User {
+	return &User{name: name, selectors: []*selector{newSelector()},
+		rules: sha256.Sum256([]byte(strings.Join(rules, " ")))}
 }
 
 // selector is one set of permissions: a user's root, or one of its "(...)"
