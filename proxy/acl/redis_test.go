@@ -4,9 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"io"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -40,6 +43,7 @@ var diffUsers = []struct {
 	{"user hashed on #ee79660cb3c15a024733d10eaca3d55e07c1fef3ac417740c05adab34a3c146e ~* +@all", "hpass"},
 	{"user rm on >a >b <a !3e23e8160039594a33894f6564e1b1348bbd7a0088d42c4acb73eeaed59c009d >c ~* +@all", "c"},
 	{"user resetter on >x ~* +@all reset on >y resetkeys ~k:* allchannels resetchannels &c nocommands +get allcommands -@write", "y"},
+	{"user reset2 on >r2 &news.* +@all (&news.* +publish) reset on >r2 ~* +get +publish", "r2"},
 	{"user clear on >clr ~* &* +@all (~x +get) clearselectors -get", "clr"},
 	{"user cats ON >catpass allkeys allchannels -@all +@STRING +@list -lmove +@pubsub -publish", "catpass"},
 	{"user sorter on >sortpass %R~* %W~w:* +@all", "sortpass"},
@@ -292,4 +296,120 @@ func scanForReady(log io.Reader, ready chan<- bool) {
 		ready <- false
 	}
 	ready <- false
+}
+
+// randomRules are the rules random ACL files are made of: good ones, bad
+// ones, and ones whose meaning depends on what came before.
+var randomRules = []string{
+	"on", "off", "ON", "nopass", "resetpass", ">pw", "<pw", "<nosuch", "#" + strings.Repeat("ab", 32),
+	"#" + strings.Repeat("AB", 32), "!" + strings.Repeat("ab", 32), "#abc",
+	"~a:*", "~r:*", "%R~r:*", "%W~w:*", "%RW~a:*", "%wr~w:*", "%~y", "%X~z", "%R", "%RR~a", "~*", "allkeys", "resetkeys",
+	"&c.*", "&c.1", "&*", "allchannels", "resetchannels",
+	"+get", "-get", "+set", "+mget", "+config|get", "-config|get", "+config|nosuch", "+get|x", "-get|x", "+select|0",
+	"+client", "-client|kill", "+sort", "+@read", "-@read", "+@write", "-@dangerous", "+@admin", "+@nosuch", "+nosuch",
+	"+@all", "-@all", "allcommands", "nocommands", "+@pubsub", "-publish", "+@keyspace", "-flushall",
+	"reset", "clearselectors", "()", "(~a:* +get)", "(%R~* +@read)", "(&c.* +@pubsub)", "(on)", "(\"~q\" +get)",
+	")", "", "bogus", "skip-sanitize-payload", "sanitize-payload",
+}
+
+// randomCommands are the requests checked for every user of a random file
+// redis-server takes.
+var randomCommands = [][]string{
+	words("GET a:1"), words("GET r:1"), words("SET w:1 v"), words("SET r:1 v GET"), words("MGET a:1 r:1"),
+	words("CONFIG GET maxmemory"), words("CONFIG SET maxmemory 0"), words("SELECT 0"), words("SELECT 1"),
+	words("PUBLISH c.1 m"), words("PSUBSCRIBE c.*"), words("SUBSCRIBE c.2"), words("FLUSHALL"), words("CLIENT ID"),
+	words("CLIENT KILL ID 1"), words("PING"), words("SORT r:1 GET #"), words("DEL a:1 w:1"), words("AUTH a b"),
+}
+
+// Random ACL files are taken or refused, with problems on the same lines,
+// as redis-server's ACL LOAD takes or refuses them, and the users of
+// those it takes have the same permissions as in redis-server.
+func TestRandomFilesLikeRedis(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "users.acl")
+	const admin = "user default on nopass ~* &* +@all\n"
+	if err := os.WriteFile(path, []byte(admin), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := proxytest.StartRedis(t, proxytest.RedisArgs("--aclfile", path))
+	conn := r.Client(t)
+	rng := rand.New(rand.NewPCG(3, 4))
+	names := []string{"alice", "bob", "carol"}
+	lineRE := regexp.MustCompile(`users\.acl:(\d+)|on line (\d+)`)
+	taken := 0
+	const files = 1000
+	for range files {
+		var file strings.Builder
+		file.WriteString(admin)
+		lines := 1 + rng.IntN(3)
+		for range lines {
+			if rng.IntN(20) == 0 {
+				file.WriteString("# a comment\n")
+				continue
+			}
+			file.WriteString("user " + names[rng.IntN(len(names))])
+			for range rng.IntN(8) {
+				if rng.IntN(10) == 0 {
+					// A selector spread over arguments, closed (an
+					// unclosed one crashes redis-server 7.0.15).
+					file.WriteString(" (~b:*  +set)")
+					continue
+				}
+				file.WriteString(" " + randomRules[rng.IntN(len(randomRules))])
+			}
+			file.WriteString("\n")
+		}
+		data := file.String()
+		if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := conn.Do("ACL", "LOAD")
+		if err != nil {
+			t.Fatalf("ACL LOAD of %q: %v", data, err)
+		}
+		users, perr := Parse("users.acl", []byte(data))
+		if rep.IsError() {
+			if perr == nil {
+				t.Errorf("Parse(%q) takes it; redis-server says %s", data, rep.Str)
+				continue
+			}
+			var redisLines, ours []string
+			for _, m := range lineRE.FindAllStringSubmatch(string(rep.Str), -1) {
+				redisLines = append(redisLines, m[1]+m[2])
+			}
+			for _, p := range perr.(*Error).Problems {
+				ours = append(ours, strconv.Itoa(p.Line))
+			}
+			if strings.Join(slices.Compact(redisLines), ",") != strings.Join(slices.Compact(ours), ",") {
+				t.Errorf("Parse(%q): %v; redis-server: %s", data, perr, rep.Str)
+			}
+			continue
+		}
+		if perr != nil {
+			t.Errorf("Parse(%q): %v; redis-server takes it", data, perr)
+			continue
+		}
+		taken++
+		var scratch Scratch
+		for _, name := range users.Names() {
+			u := users.Lookup([]byte(name))
+			for _, args := range randomCommands {
+				bargs := make([][]byte, len(args))
+				for i, a := range args {
+					bargs[i] = []byte(a)
+				}
+				c := command.Lookup(bargs[0])
+				if c.HasSubcommands() {
+					c = c.Subcommand(bargs[1])
+				}
+				dry, err := conn.Do(append([]string{"ACL", "DRYRUN", name}, args...)...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := u.Check(c, bargs, &scratch).DryRun(bargs); got != string(dry.Str) {
+					t.Errorf("file %q, user %s, %q: DryRun = %q, ACL DRYRUN says %q", data, name, args, got, dry.Str)
+				}
+			}
+		}
+	}
+	t.Logf("%d of %d random files taken", taken, files)
 }
