@@ -3,8 +3,9 @@ package acl
 import "github.com/shardproxy/shardproxy/proxy/command"
 
 // Denial says why a request is refused; the zero value, Allowed, lets it
-// run. They are ordered as Redis ranks them when several selectors refuse
-// a request for different reasons: the last one wins.
+// run. DeniedCommand, DeniedKey and DeniedChannel are in the order Redis
+// ranks them when selectors refuse a request for different reasons: the
+// last one is reported.
 type Denial uint8
 
 const (
@@ -22,8 +23,8 @@ const (
 // Verdict is the outcome of Check.
 type Verdict struct {
 	Denial Denial
-	// Arg is the argument refused, for DeniedKey and DeniedChannel: the
-	// one ACL DRYRUN names.
+	// Arg is the argument refused: for DeniedKey and DeniedChannel the
+	// one ACL DRYRUN names, for DeniedSortOption the GET or BY.
 	Arg int
 	// Command is the command whose rules were checked: the subcommand
 	// for a container. Its Name is what Redis' errors call it.

@@ -136,8 +136,9 @@ func Parse(file string, data []byte) (*Users, error) {
 			case p == nil:
 			case p.unknown:
 				// Redis names the operation only here: a command name
-				// is no secret.
-				errs.add(n, "Error in applying operation '%s': %s", op, p.msg)
+				// is no secret. Of a selector, only the rule in it is
+				// named, in case the others hold a password by mistake.
+				errs.add(n, "Error in applying operation '%s': %s", p.op, p.msg)
 			case !reported:
 				// Later errors may follow from the first; Redis reports
 				// one.

@@ -30,7 +30,7 @@ func TestParseErrors(t *testing.T) {
 		{"user a on +config|get|x\n", "users.acl:1: Error in applying operation '+config|get|x': Allowing first-arg of a subcommand is not supported"},
 		{"user a on +select|\n", "users.acl:1: Error in applying operation '+select|': Syntax error"},
 		{"user a on (~a >secret)\n", "users.acl:1: Syntax error"},
-		{"user a on (~a +nosuch)\n", "users.acl:1: Error in applying operation '(~a +nosuch)': Unknown command or category name in ACL"},
+		{"user a on (+nosuch >secret)\n", "users.acl:1: Error in applying operation '+nosuch': Unknown command or category name in ACL"},
 		{"user a on\x00\n", "users.acl:1: the line contains a NUL byte"},
 	}
 	for _, tc := range tests {

@@ -116,7 +116,7 @@ func builtinUser(name string, rules ...string) *User {
 	u := newUser(name, rules)
 	for _, op := range rules {
 		if p := u.apply(op); p != nil {
-			panic("acl: " + op + ": " + p.msg)
+			panic("acl: a built-in rule is refused: " + p.msg)
 		}
 	}
 	return u
