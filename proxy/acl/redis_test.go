@@ -44,6 +44,7 @@ var diffUsers = []struct {
 	{"user rm on >a >b <a !3e23e8160039594a33894f6564e1b1348bbd7a0088d42c4acb73eeaed59c009d >c ~* +@all", "c"},
 	{"user resetter on >x ~* +@all reset on >y resetkeys ~k:* allchannels resetchannels &c nocommands +get allcommands -@write", "y"},
 	{"user reset2 on >r2 &news.* +@all (&news.* +publish) reset on >r2 ~* +get +publish", "r2"},
+	{"user rp on >old nopass resetpass >new ~* +@all", "new"},
 	{"user clear on >clr ~* &* +@all (~x +get) clearselectors -get", "clr"},
 	{"user cats ON >catpass allkeys allchannels -@all +@STRING +@list -lmove +@pubsub -publish", "catpass"},
 	{"user sorter on >sortpass %R~* %W~w:* +@all", "sortpass"},
@@ -104,6 +105,11 @@ func TestCheckLikeRedis(t *testing.T) {
 	}
 	r := proxytest.StartRedis(t, proxytest.RedisArgs("--aclfile", path, "--enable-debug-command", "yes"))
 	admin := r.Client(t)
+	// Passwords removed, replaced and hashed, users off or unknown.
+	for _, a := range [][2]string{{"rp", "old"}, {"rp", "new"}, {"rm", "a"}, {"rm", "b"}, {"hashed", "hpass"},
+		{"off", "opass"}, {"nosuch", "x"}, {"free", ""}, {"default", "any"}, {"app", ""}} {
+		checkAuthLikeRedis(t, r, users, a[0], a[1])
+	}
 	var scratch Scratch
 	compared, refused := 0, map[Denial]int{}
 	for _, du := range diffUsers {
