@@ -94,6 +94,10 @@ type Spec struct {
 	blockOption bool             // XREAD, XREADGROUP: blocking only with a BLOCK option
 	blocking    bool             // BLPOP, BZPOPMIN, ...: always blocking
 	container   bool             // redis-server has subcommands for it (CLIENT, OBJECT, ...)
+
+	aclID     int              // the command's place in ACLCommands
+	aclParent *Spec            // the container of a subcommand, for ACL rules
+	aclSubs   map[string]*Spec // every subcommand redis-server has, for ACL rules
 }
 
 // policy is how the proxy handles a command, where redis-server's own

@@ -189,53 +189,14 @@ func appendKeysLikeRedis(dst []int, specs []keySpec, proc keysProc, args [][]byt
 // arguments, or an unknown or incomplete spec); dst then has no new keys.
 func appendSpecKeys(dst []int, specs []keySpec, args [][]byte) (_ []int, ok bool) {
 	start := len(dst)
-	argc := len(args)
 	for i := range specs {
 		s := &specs[i]
-		if s.flags&ksNotKey != 0 {
+		first, last, step, found, ok := specRange(s, args)
+		if !ok {
+			return dst[:start], false
+		}
+		if !found {
 			continue
-		}
-		var first int
-		switch s.begin {
-		case beginIndex:
-			first = s.index
-		case beginKeyword:
-			first = keywordEnd(args, s.keyword, s.startFrom)
-			if first == 0 {
-				continue // an optional keyword that is not there
-			}
-		default:
-			return dst[:start], false
-		}
-		var last, step int
-		switch s.find {
-		case findRange:
-			step = s.keyStep
-			switch {
-			case s.lastKey >= 0:
-				last = first + s.lastKey
-			case s.limit == 0:
-				last = argc + s.lastKey
-			default:
-				last = first + (argc-first)/s.limit + s.lastKey
-			}
-		case findKeyNum:
-			step = s.keyStep
-			at := first + s.keyNumIdx
-			if at >= argc {
-				return dst[:start], false
-			}
-			n, isNum := parseRedisInt(args[at])
-			if !isNum || n < 0 {
-				return dst[:start], false
-			}
-			first += s.firstKey
-			last = first + n - 1
-		default:
-			return dst[:start], false
-		}
-		if last >= argc || last < first || first >= argc || step <= 0 {
-			return dst[:start], false
 		}
 		for k := first; k <= last; k += step {
 			dst = append(dst, k)
@@ -245,6 +206,59 @@ func appendSpecKeys(dst []int, specs []keySpec, args [][]byte) (_ []int, ok bool
 		}
 	}
 	return dst, true
+}
+
+// specRange says where key spec s finds its keys in args: from first to
+// last, every step arguments. found is false when it finds none (a not_key
+// spec, or an optional keyword that is not there); ok is false when it
+// cannot be applied to these arguments (a count that is not a number, keys
+// beyond the arguments, or an unknown spec).
+func specRange(s *keySpec, args [][]byte) (first, last, step int, found, ok bool) {
+	argc := len(args)
+	if s.flags&ksNotKey != 0 {
+		return 0, 0, 0, false, true
+	}
+	switch s.begin {
+	case beginIndex:
+		first = s.index
+	case beginKeyword:
+		first = keywordEnd(args, s.keyword, s.startFrom)
+		if first == 0 {
+			return 0, 0, 0, false, true // an optional keyword that is not there
+		}
+	default:
+		return 0, 0, 0, false, false
+	}
+	switch s.find {
+	case findRange:
+		step = s.keyStep
+		switch {
+		case s.lastKey >= 0:
+			last = first + s.lastKey
+		case s.limit == 0:
+			last = argc + s.lastKey
+		default:
+			last = first + (argc-first)/s.limit + s.lastKey
+		}
+	case findKeyNum:
+		step = s.keyStep
+		at := first + s.keyNumIdx
+		if at >= argc {
+			return 0, 0, 0, false, false
+		}
+		n, isNum := parseRedisInt(args[at])
+		if !isNum || n < 0 {
+			return 0, 0, 0, false, false
+		}
+		first += s.firstKey
+		last = first + n - 1
+	default:
+		return 0, 0, 0, false, false
+	}
+	if last >= argc || last < first || first >= argc || step <= 0 {
+		return 0, 0, 0, false, false
+	}
+	return first, last, step, true, true
 }
 
 // keywordEnd returns the position after the first (or, searching
