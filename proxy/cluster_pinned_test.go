@@ -385,3 +385,16 @@ func TestClusterTxWatchAsk(t *testing.T) {
 	steps(t, cl, []string{"MULTI", "+OK\r\n"}, []string{"SET", "{twa}a", "3", "+QUEUED\r\n"}, []string{"EXEC", "*-1\r\n"})
 	steps(t, toc, []string{"ASKING", "+OK\r\n"}, []string{"GET", "{twa}a", "$1\r\n2\r\n"})
 }
+
+// WAIT after a write whose slot moved asks every master, the old owner
+// and the new one among them, and counts the replica each has.
+func TestClusterWaitAfterSlotMoved(t *testing.T) {
+	c := proxytest.StartCluster(t, 3, 1)
+	cp := startClusterProxy(t, c)
+	slot, from, to := slotNodes(t, c, "{wm}")
+	cl := proxytest.Dial(t, cp.addr)
+	cl.Timeout = proxytest.ClusterTimeout
+	steps(t, cl, []string{"SET", "{wm}a", "1", "+OK\r\n"})
+	moveSlot(t, c, slot, from, to)
+	steps(t, cl, []string{"WAIT", "1", "10000", ":1\r\n"}, []string{"GET", "{wm}a", "$1\r\n1\r\n"})
+}

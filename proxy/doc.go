@@ -42,6 +42,9 @@
 //	             servers) clients load once per batch
 //	cluster.go   a redis_cluster pool: its masters and slots from discovery's
 //	             map, MOVED and ASK followed to the node they name
+//	cluster_pinned.go
+//	             the same for blocking commands and transactions, on
+//	             connections of their own: sent again, or replayed, there
 //	address.go   where a server is dialled: configured, or its pod's IP
 //	stats.go     Snapshot: every counter (package stats) and readiness,
 //	             for the stats port (package statsport)
