@@ -102,6 +102,15 @@ func (c *client) notePinnedSlot(def *command.Spec, args [][]byte) {
 	}
 }
 
+// keepEnds empties ends for reuse, or drops it if a long transaction
+// grew it.
+func keepEnds(ends []int) []int {
+	if cap(ends) > maxKeptBuffer/8 {
+		return nil
+	}
+	return ends[:0]
+}
+
 // logQueued keeps cmd, which a cluster pool's transaction queued, for a
 // replay elsewhere.
 func (c *client) logQueued(cmd *resp.Command) {
@@ -274,8 +283,8 @@ func (c *client) clusterWatched(cmd *resp.Command, reply []byte, first bool) ([]
 	return reply, nil
 }
 
-// pinnedAsking sends ASKING on the pinned connection when the client was
-// pinned there by -ASK and is not in MULTI yet. When that fails, the
+// pinnedAsking sends ASKING on the pinned connection, before a WATCH or
+// MULTI, when the client was pinned there by -ASK. When that fails, the
 // connection is closed and unpinned, and the error is the client's reply.
 func (c *client) pinnedAsking() error {
 	t := &c.tx

@@ -77,7 +77,7 @@ func (t *txState) reset() {
 	if t.pinned != nil {
 		t.pinned.Close()
 	}
-	*t = txState{preamble: keepBuffer(t.preamble), req: keepBuffer(t.req), log: keepBuffer(t.log), ends: t.ends[:0]}
+	*t = txState{preamble: keepBuffer(t.preamble), req: keepBuffer(t.req), log: keepBuffer(t.log), ends: keepEnds(t.ends)}
 }
 
 // release returns a pinned connection whose server state is clean.
@@ -85,7 +85,7 @@ func (t *txState) release() {
 	if t.pinned != nil {
 		t.pinned.Release()
 	}
-	*t = txState{preamble: keepBuffer(t.preamble), req: keepBuffer(t.req), log: keepBuffer(t.log), ends: t.ends[:0]}
+	*t = txState{preamble: keepBuffer(t.preamble), req: keepBuffer(t.req), log: keepBuffer(t.log), ends: keepEnds(t.ends)}
 }
 
 // keepBuffer empties b for reuse, or drops it if a large request grew it.
