@@ -69,6 +69,7 @@ var (
 	askingMulti    = append(append([]byte(nil), askingCommand...), multiRequest...)
 	execRequest    = resp.AppendCommand(nil, []byte("EXEC"))
 	discardRequest = resp.AppendCommand(nil, []byte("DISCARD"))
+	replyExecAbort = []byte("-" + msgExecAbort + "\r\n")
 )
 
 // pinnedOwner is the index in the client's layout of the server that a
@@ -158,7 +159,7 @@ func (c *client) clusterExec(reply []byte) ([]byte, error) {
 	case t.watched:
 		return c.nullArray(), nil
 	case t.refused:
-		return nil, errors.New(msgExecAbort)
+		return replyExecAbort, nil // the redirect discarded it there
 	}
 	return c.txFollow(reply, execRequest, true)
 }

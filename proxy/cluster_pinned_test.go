@@ -398,3 +398,27 @@ func TestClusterWaitAfterSlotMoved(t *testing.T) {
 	moveSlot(t, c, slot, from, to)
 	steps(t, cl, []string{"WAIT", "1", "10000", ":1\r\n"}, []string{"GET", "{wm}a", "$1\r\n1\r\n"})
 }
+
+// A transaction a node refused a command of is not replayed when its slot
+// moves: EXEC answers EXECABORT, as the node would have without the move.
+func TestClusterTxRefusedNotReplayed(t *testing.T) {
+	c := proxytest.StartCluster(t, 3, 0)
+	cp := startClusterProxy(t, c)
+	slot, from, to := slotNodes(t, c, "{txr}")
+	pl := cp.pool().full.Placement
+	other := ""
+	for i := 0; other == ""; i++ {
+		k := "{txr" + strconv.Itoa(i) + "}"
+		if c.KeySlot(t, k) != slot && pl.Lookup([]byte(k)) == pl.Lookup([]byte("{txr}")) {
+			other = k
+		}
+	}
+	cl := proxytest.Dial(t, cp.addr)
+	cl.Timeout = proxytest.ClusterTimeout
+	steps(t, cl, []string{"MULTI", "+OK\r\n"}, []string{"SET", "{txr}a", "1", "+QUEUED\r\n"},
+		[]string{"RENAME", "{txr}a", other, "-CROSSSLOT Keys in request don't hash to the same slot\r\n"})
+	moveSlot(t, c, slot, from, to)
+	steps(t, cl, []string{"EXEC", "-EXECABORT Transaction discarded because of previous errors.\r\n"})
+	nodeDo(t, to, ":0\r\n", "DBSIZE")
+	nodeDo(t, from, ":0\r\n", "DBSIZE")
+}
