@@ -37,45 +37,72 @@ const maxBlock = 100 * 365 * 24 * time.Hour
 // connection of its own, once what the client sent before it is answered.
 // After a reply the connection is kept for reuse; after an error, or when
 // the client went away, it is closed, as the server side's state is
-// unknown.
+// unknown. In a cluster pool a -MOVED or -ASK reply, which says the
+// command did not run, sends it to the node named (cluster_pinned.go).
 func (c *client) blockingCommand(def *command.Spec, idx int, cmd *resp.Command) {
 	if idx < 0 {
 		c.replyError(c.layout.noOwner())
 		return
 	}
-	srv := c.layout.servers[idx]
+	b := &c.blocked
+	b.req = appendRequest(b.req[:0], cmd)
+	block := blockTimeout(def, cmd.Args)
+	srv, asking := c.layout.servers[idx], false
+	for redirects := 0; ; redirects++ {
+		d, reply, msg := c.blockOn(srv, asking, block)
+		if msg != "" {
+			c.replyError(msg)
+			break
+		}
+		if redirects < maxRedirects && !c.quit {
+			if next, ask := c.redirectTarget(reply); next != nil {
+				d.Release() // the command did not run: the connection is clean
+				srv, asking = next, ask
+				continue
+			}
+		}
+		c.reply(reply) // before release: reply is in the connection's buffer
+		d.Release()
+		break
+	}
+	if cap(b.req) > maxKeptBuffer {
+		b.req = nil
+	}
+}
+
+// blockOn sends the client's blocking command, b.req, to srv (after
+// ASKING when asking) on a dedicated connection and returns it with the
+// reply, or the error for the client.
+func (c *client) blockOn(srv *server, asking bool, block time.Duration) (*backend.Dedicated, []byte, string) {
 	limit := c.pool.cfg.BlockingLimit()
 	if int(srv.blocked.Add(1)) > limit {
 		srv.blocked.Add(-1)
-		c.replyError(tooManyBlocked(srv.cfg.Name, limit))
-		return
+		return nil, nil, tooManyBlocked(srv.cfg.Name, limit)
 	}
 	defer srv.blocked.Add(-1)
 	c.settle()
 	b := &c.blocked
-	b.req = appendRequest(b.req[:0], cmd)
 	up := srv.up
 	d, err := up.TakeDedicatedProto(c.proto)
 	if err != nil {
-		c.replyError(up.ErrorText(err))
-		return
+		return nil, nil, up.ErrorText(err)
+	}
+	if asking {
+		if _, err = d.Do(askingCommand, 1); err != nil {
+			d.Close()
+			return nil, nil, up.ErrorText(err)
+		}
 	}
 	c.watchBlocked(d)
-	reply, err := d.DoBlocking(b.req, blockTimeout(def, cmd.Args))
-	gone := c.unwatchBlocked()
-	if cap(b.req) > maxKeptBuffer {
-		b.req = nil
-	}
-	if gone != nil {
+	reply, err := d.DoBlocking(b.req, block)
+	if gone := c.unwatchBlocked(); gone != nil {
 		c.quit = true // the client is gone: Redis drops it and its blocked command
 	}
 	if err != nil {
 		d.Close()
-		c.replyError(up.ErrorText(err))
-		return
+		return nil, nil, up.ErrorText(err)
 	}
-	c.reply(reply) // before release: reply is in the connection's buffer
-	d.Release()
+	return d, reply, ""
 }
 
 // watchBlocked starts the watcher of the client's socket while its

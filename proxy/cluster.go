@@ -156,6 +156,11 @@ const maxRedirects = 5
 // a node importing its slot.
 var askingCommand = []byte("*1\r\n$6\r\nASKING\r\n")
 
+// isRedirect reports whether reply is -MOVED or -ASK.
+func isRedirect(reply []byte) bool {
+	return bytes.HasPrefix(reply, []byte("-MOVED ")) || bytes.HasPrefix(reply, []byte("-ASK "))
+}
+
 // parseRedirect reads "-MOVED slot host:port" and "-ASK slot host:port".
 func parseRedirect(reply []byte) (ask bool, addr string, ok bool) {
 	var rest []byte

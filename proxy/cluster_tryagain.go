@@ -164,11 +164,6 @@ func (q *tryAgainQueue) hold(s *replySlot, reply []byte) (held, decided bool) {
 	return false, false
 }
 
-// isRedirect reports whether reply is -MOVED or -ASK.
-func isRedirect(reply []byte) bool {
-	return bytes.HasPrefix(reply, []byte("-MOVED ")) || bytes.HasPrefix(reply, []byte("-ASK "))
-}
-
 // waitLocked arms the timer for the head's next retry, backing off, and
 // never past its time for retries.
 func (q *tryAgainQueue) waitLocked(now time.Time) {

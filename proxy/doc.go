@@ -42,6 +42,9 @@
 //	             servers) clients load once per batch
 //	cluster.go   a redis_cluster pool: its masters and slots from discovery's
 //	             map, MOVED and ASK followed to the node they name
+//	cluster_pinned.go
+//	             MOVED and ASK for blocking commands and transactions, on
+//	             connections of their own: sent again, or replayed, there
 //	cluster_tryagain.go
 //	             TRYAGAIN: the command sent again, whole, with a backoff,
 //	             and the client's later requests to that node held behind it

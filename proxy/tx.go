@@ -37,6 +37,17 @@ type txState struct {
 	// caching is the CLIENT CACHING request that MULTI carried, sent
 	// before MULTI on a tracking connection (tracking.go).
 	caching []byte
+	// In a cluster pool, what following a redirect takes
+	// (cluster_pinned.go): slot is 1 + the slot of the key that pinned
+	// the transaction, 0 for none; log holds the commands queued in MULTI
+	// so far, each ending at its entry in ends; watched says the pinned
+	// connection has watches; refused that a node refused to queue a
+	// command of the transaction.
+	slot             int
+	log              []byte
+	ends             []int
+	watched, refused bool
+	asking           bool // -ASK pinned it: ASKING goes before WATCH and MULTI
 }
 
 // pinnedConn is the connection a transaction is pinned to: a dedicated
@@ -66,7 +77,7 @@ func (t *txState) reset() {
 	if t.pinned != nil {
 		t.pinned.Close()
 	}
-	*t = txState{preamble: keepBuffer(t.preamble), req: keepBuffer(t.req)}
+	*t = txState{preamble: keepBuffer(t.preamble), req: keepBuffer(t.req), log: keepBuffer(t.log), ends: keepEnds(t.ends)}
 }
 
 // release returns a pinned connection whose server state is clean.
@@ -74,7 +85,7 @@ func (t *txState) release() {
 	if t.pinned != nil {
 		t.pinned.Release()
 	}
-	*t = txState{preamble: keepBuffer(t.preamble), req: keepBuffer(t.req)}
+	*t = txState{preamble: keepBuffer(t.preamble), req: keepBuffer(t.req), log: keepBuffer(t.log), ends: keepEnds(t.ends)}
 }
 
 // keepBuffer empties b for reuse, or drops it if a large request grew it.
@@ -114,7 +125,11 @@ func (c *client) transaction(def *command.Spec, cmd *resp.Command) {
 			t.caching = c.tracking.armed
 		}
 		if t.pinned != nil {
-			reply, err := c.pinnedDo(cmd)
+			err := c.pinnedAsking()
+			var reply []byte
+			if err == nil {
+				reply, err = c.pinnedDo(cmd)
+			}
 			if err != nil {
 				// MULTI itself needs no server: the transaction goes on
 				// unpinned, and the lost watches fail its EXEC.
@@ -156,7 +171,7 @@ func (c *client) transaction(def *command.Spec, cmd *resp.Command) {
 			return
 		}
 		idx, msg := c.owner(def, cmd.Args)
-		if msg == "" && t.pinned != nil && t.pinnedIdx != idx {
+		if msg == "" && t.pinned != nil && c.pinnedOwner() != idx {
 			msg = msgCrossSlot
 		}
 		if msg != "" {
@@ -165,14 +180,25 @@ func (c *client) transaction(def *command.Spec, cmd *resp.Command) {
 		}
 		var reply []byte
 		var err error
-		if t.pinned == nil {
+		first := t.pinned == nil
+		if first {
+			c.notePinnedSlot(def, cmd.Args)
 			reply, err = c.pin(idx, cmd)
-		} else if reply, err = c.pinnedDo(cmd); err != nil {
+		} else if err = c.pinnedAsking(); err == nil {
+			reply, err = c.pinnedDo(cmd)
+		}
+		if err != nil && !first {
 			t.watchLost = true // the watches of the connection that failed
+		}
+		if err == nil && c.pool.seeds != nil {
+			reply, err = c.clusterWatched(cmd, reply, first)
 		}
 		if err != nil {
 			c.replyError(err.Error())
 			return
+		}
+		if !resp.IsError(reply) {
+			t.watched = true
 		}
 		c.reply(reply)
 	case "unwatch":
@@ -219,6 +245,9 @@ func (c *client) exec(cmd *resp.Command) {
 		}
 	}
 	reply, err := c.pinnedDo(cmd)
+	if err == nil && c.pool.seeds != nil {
+		reply, err = c.clusterExec(reply)
+	}
 	if err != nil {
 		// The transaction may or may not have run: the error says what
 		// failed, and the connection whose state is unknown is closed.
@@ -281,7 +310,7 @@ func (c *client) txCommand(def *command.Spec, cmd *resp.Command) {
 			return
 		}
 		idx, msg := c.txOwner(def, cmd.Args)
-		if msg == "" && t.pinned != nil && t.pinnedIdx != idx {
+		if msg == "" && t.pinned != nil && c.pinnedOwner() != idx {
 			msg = msgCrossSlot
 		}
 		if msg != "" {
@@ -296,9 +325,13 @@ func (c *client) txCommand(def *command.Spec, cmd *resp.Command) {
 		var reply []byte
 		var err error
 		if t.pinned == nil {
+			c.notePinnedSlot(def, cmd.Args)
 			reply, err = c.pin(idx, cmd)
 		} else {
 			reply, err = c.pinnedDo(cmd)
+		}
+		if err == nil && c.pool.seeds != nil {
+			reply, err = c.clusterQueued(cmd, reply)
 		}
 		if err != nil {
 			c.rejectInTx()
@@ -341,6 +374,9 @@ func (c *client) txQueue(cmd *resp.Command) {
 		c.reply(replyQueued)
 	case t.pinned != nil:
 		reply, err := c.pinnedDo(cmd)
+		if err == nil && c.pool.seeds != nil {
+			reply, err = c.clusterQueued(cmd, reply)
+		}
 		if err != nil {
 			c.rejectInTx()
 			c.replyError(err.Error())
@@ -350,6 +386,7 @@ func (c *client) txQueue(cmd *resp.Command) {
 	default:
 		t.preamble = appendRequest(t.preamble, cmd)
 		t.queued++
+		c.logQueued(cmd)
 		c.reply(replyQueued)
 	}
 }
