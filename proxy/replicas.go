@@ -404,7 +404,8 @@ func (rr *replicaReads) eligibleAddrs() []string {
 }
 
 // routeRead stages a read-only command of server idx's group on one of its
-// replicas, or on the master: see the top of this file.
+// replicas, or on the master: see the top of this file; in a cluster pool,
+// on one of the master's replicas (cluster_replicas.go).
 func (c *client) routeRead(idx int, def *command.Spec, cmd *resp.Command) {
 	if idx < 0 {
 		c.replyError(msgNoServer)
@@ -413,7 +414,7 @@ func (c *client) routeRead(idx int, def *command.Spec, cmd *resp.Command) {
 	srv := c.layout.servers[idx]
 	var r *replica
 	if c.tracking == nil && !c.sentToMaster(srv) {
-		if r = srv.group.reads.pick(); r == nil && srv.pool.cfg.ReadFrom == config.ReadFromReplica {
+		if r = srv.pickReplica(); r == nil && srv.pool.cfg.ReadFrom == config.ReadFromReplica {
 			c.replyError(srv.noReplica)
 			return
 		}
@@ -433,7 +434,7 @@ func (c *client) routeRead(idx int, def *command.Spec, cmd *resp.Command) {
 	s := c.newSlot()
 	end := len(st.buf)
 	s.req = request{srv: srv, bytes: st.buf[start:end:end]}
-	s.replica, s.conn = r, st.conn
+	s.replica, s.conn, s.redirects = r, st.conn, 0
 	st.add(s, start)
 	c.calls = append(c.calls, call{slot: s})
 }
