@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"slices"
+	"time"
 
 	"github.com/shardproxy/shardproxy/proxy/backend"
 )
@@ -22,12 +23,17 @@ import (
 // node left READONLY mode) has the read followed to the node named, a
 // master, on a master's connection (redirect in cluster.go).
 //
-// The slot map says nothing of replication lag, and no poller measures
-// it, so replica_max_lag is taken and not applied in a cluster pool.
+// The slot map says nothing of replication lag or of a replica's link to
+// its master: a poller per pool asks ROLE of each replica, and with
+// replica_max_lag of its master, every replicaPollInterval, and a replica
+// takes reads while its link is connected and, with replica_max_lag, its
+// offset is within that many bytes of its master's, as in a group.
 
 // clusterReplicas makes s's replicas those m lists for it, with upstreams
-// from the registry, held until the pool is released.
-func (p *pool) clusterReplicas(s *server, m *ClusterMap) {
+// from the registry, held until the pool is released. A replica prev, the
+// pool p replaces, had takes reads as it did there; a new one does from
+// the start without replica_max_lag, else once a poll says so.
+func (p *pool) clusterReplicas(s *server, m *ClusterMap, prev *pool) {
 	var addrs []string
 	if s.index < len(m.Replicas) {
 		addrs = m.Replicas[s.index]
@@ -35,6 +41,10 @@ func (p *pool) clusterReplicas(s *server, m *ClusterMap) {
 	n := max(p.cfg.ServerConnections, 1)
 	for _, addr := range addrs {
 		r := &replica{addr: addr, key: clusterReplicaKey(p, addr)}
+		r.reads.Store(p.cfg.ReplicaMaxLag == 0)
+		if was := prev.clusterReplica(addr); was != nil {
+			r.reads.Store(was.reads.Load())
+		}
 		var created bool
 		r.up, r.conns, created = p.srv.registry.Acquire(r.key, n, clusterReplicaConfig(s, addr))
 		if created {
@@ -86,17 +96,124 @@ func (s *server) releaseReplicas() []*backend.Conn {
 }
 
 // pickReplica returns the replica a read of s goes to, round robin, or nil
-// when none takes reads: a group's eligible replicas, or a cluster
-// master's.
+// when none takes reads: one of a group's eligible replicas, or of a
+// cluster master's that take reads.
 func (s *server) pickReplica() *replica {
 	if s.group != nil {
 		return s.group.reads.pick()
 	}
-	switch len(s.replicas) {
-	case 0:
+	n := len(s.replicas)
+	if n == 0 {
 		return nil
-	case 1:
-		return s.replicas[0]
 	}
-	return s.replicas[int(s.nextReplica.Add(1))%len(s.replicas)]
+	first := 0
+	if n > 1 {
+		first = int(s.nextReplica.Add(1) % uint32(n))
+	}
+	for i := range n {
+		if r := s.replicas[(first+i)%n]; r.reads.Load() {
+			return r
+		}
+	}
+	return nil
+}
+
+// clusterReplica returns p's replica at addr, or nil; p may be nil.
+func (p *pool) clusterReplica(addr string) *replica {
+	if p == nil {
+		return nil
+	}
+	for _, s := range p.servers {
+		for _, r := range s.replicas {
+			if r.addr == addr {
+				return r
+			}
+		}
+	}
+	return nil
+}
+
+// pollClusterReplicas polls p's replicas until p is released.
+func (p *pool) pollClusterReplicas() {
+	t := time.NewTicker(replicaPollInterval)
+	defer t.Stop()
+	for !p.isReleased() && !p.srv.isClosing() {
+		p.pollClusterReplicasOnce()
+		<-t.C
+	}
+}
+
+// isReleased reports whether p serves no more.
+func (p *pool) isReleased() bool {
+	p.extraMu.Lock()
+	defer p.extraMu.Unlock()
+	return p.released
+}
+
+// clusterProbes are the ROLE requests of one poll of a master and its
+// replicas.
+type clusterProbes struct {
+	s        *server
+	master   *roleProbe // nil without replica_max_lag
+	replicas []*roleProbe
+}
+
+// pollClusterReplicasOnce asks ROLE of every replica of p, and with
+// replica_max_lag of its master, and has each take reads or not by the
+// replies (replicaState).
+func (p *pool) pollClusterReplicasOnce() {
+	maxLag := p.cfg.ReplicaMaxLag
+	var polls []clusterProbes
+	for _, s := range p.servers {
+		if len(s.replicas) == 0 {
+			continue
+		}
+		cp := clusterProbes{s: s}
+		if maxLag > 0 {
+			cp.master = submitRole(s.conns[0])
+		}
+		for _, r := range s.replicas {
+			cp.replicas = append(cp.replicas, submitRole(r.conns[0]))
+		}
+		polls = append(polls, cp)
+	}
+	timeout := time.NewTimer(replicaPollTimeout)
+	defer timeout.Stop()
+	for _, cp := range polls {
+		masterOffset := int64(-1)
+		if cp.master != nil && awaitProbe(cp.master, timeout) {
+			if role, err := backend.ParseRole(cp.master.reply); err == nil && role.Role == "master" {
+				masterOffset = role.Offset
+			}
+		}
+		for i, r := range cp.s.replicas {
+			awaitProbe(cp.replicas[i], timeout)
+			_, why := replicaState(r.addr, cp.replicas[i].reply, maxLag, masterOffset, true)
+			if r.reads.Swap(why == "") == (why == "") {
+				continue
+			}
+			if why == "" {
+				p.srv.logger.Info("replica takes reads", "pool", p.cfg.Name, "server", cp.s.cfg.Name, "replica", r.addr)
+			} else {
+				p.srv.logger.Info("replica takes no reads", "pool", p.cfg.Name, "server", cp.s.cfg.Name, "replica", r.addr, "reason", why)
+			}
+		}
+	}
+}
+
+// awaitProbe waits for pr's reply until timeout fires, after which the
+// probes not in yet time out at once; it reports whether a reply came.
+func awaitProbe(pr *roleProbe, timeout *time.Timer) bool {
+	select {
+	case pr.reply = <-pr.done:
+		return true
+	default:
+	}
+	select {
+	case pr.reply = <-pr.done:
+		return true
+	case <-timeout.C:
+		timeout.Reset(0)
+		return false
+	}
 }

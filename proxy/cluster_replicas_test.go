@@ -44,14 +44,18 @@ func startClusterProxyWith(t *testing.T, c *proxytest.Cluster, extra string) *cl
 }
 
 // waitReplicas waits until the pool has every master of the cluster and n
-// replicas among them.
+// replicas among them that take reads.
 func (cp *clusterProxy) waitReplicas(t *testing.T, n int) {
 	t.Helper()
 	deadline := time.Now().Add(proxytest.ClusterTimeout)
 	for {
 		p, have := cp.pool(), 0
 		for _, s := range p.servers {
-			have += len(s.replicas)
+			for _, r := range s.replicas {
+				if r.reads.Load() {
+					have++
+				}
+			}
 		}
 		if len(p.servers) == len(cp.cluster.Masters()) && have == n {
 			return
@@ -328,11 +332,10 @@ func TestClusterReplicaDown(t *testing.T) {
 }
 
 // A pipelined GET round trip that a replica serves allocates nothing, as
-// one a master serves. replica_max_lag is taken and not applied in a
-// cluster pool: the replicas serve the reads with it set.
+// one a master serves.
 func TestClusterReplicaReadsAllocateNothing(t *testing.T) {
 	c := proxytest.StartCluster(t, 3, 1)
-	cp := startClusterProxyWith(t, c, "  read_from: replica\n  replica_max_lag: 1\n")
+	cp := startClusterProxyWith(t, c, "  read_from: replica\n")
 	var keys []string
 	for i := 0; i < 16; i++ {
 		keys = append(keys, fmt.Sprint("k", i))
@@ -353,5 +356,65 @@ func TestClusterReplicaReadsAllocateNothing(t *testing.T) {
 		if got := calls(t, n, "get", false); got != 0 {
 			t.Errorf("master %s ran %d GETs, want none", n.Addr, got)
 		}
+	}
+}
+
+// With replica_max_lag, a cluster replica that falls behind its master
+// takes no reads, which go to the master, and takes them again once it
+// caught up.
+func TestClusterReplicaMaxLag(t *testing.T) {
+	c := proxytest.StartCluster(t, 3, 1)
+	cp := startClusterProxyWith(t, c, "  read_from: prefer_replica\n  replica_max_lag: 1000\n")
+	srv := cp.pool().servers[0]
+	r := srv.replicas[0]
+	var key string
+	for _, k := range slotKeys("lag") {
+		if cp.pool().full.Lookup([]byte(k)) == 0 {
+			key = k
+			break
+		}
+	}
+	var master, behind *proxytest.ClusterNode
+	for _, n := range c.Nodes {
+		switch n.Addr {
+		case srv.cfg.Name:
+			master = n
+		case r.addr:
+			behind = n
+		}
+	}
+	// A replica's writes wait while it is paused for writes, those of
+	// its master's replication stream too: its offset stays behind.
+	do(t, behind.Client(t), "CLIENT", "PAUSE", "30000", "WRITE")
+	defer do(t, behind.Client(t), "CLIENT", "UNPAUSE")
+	cl := proxytest.Dial(t, cp.addr)
+	value := strings.Repeat("x", 4000)
+	if got := do(t, cl, "SET", key, value); got != "+OK\r\n" {
+		t.Fatalf("SET = %q", got)
+	}
+	deadline := time.Now().Add(proxytest.ClusterTimeout)
+	for r.reads.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("the replica 4000 bytes behind still takes reads")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	masterGets, replicaGets := calls(t, master, "get", false), calls(t, behind, "get", false)
+	if got := do(t, cl, "GET", key); got != bulk(value) {
+		t.Fatalf("GET with the replica behind = %.20q...", got)
+	}
+	if n := calls(t, master, "get", false); n != masterGets+1 {
+		t.Errorf("the master ran GET %d times, want %d", n, masterGets+1)
+	}
+	if n := calls(t, behind, "get", false); n != replicaGets {
+		t.Errorf("the replica behind ran GET %d times, want %d", n, replicaGets)
+	}
+	do(t, behind.Client(t), "CLIENT", "UNPAUSE")
+	cp.waitReplicas(t, len(c.Replicas()))
+	if got := do(t, cl, "GET", key); got != bulk(value) {
+		t.Fatalf("GET once the replica caught up = %.20q...", got)
+	}
+	if n := calls(t, behind, "get", false); n != replicaGets+1 {
+		t.Errorf("the replica that caught up ran GET %d times, want %d", n, replicaGets+1)
 	}
 }

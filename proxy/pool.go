@@ -148,7 +148,7 @@ func newPool(srv *Server, cfg *config.Pool, prev *pool) (*pool, error) {
 		s.stats, s.health, s.address = s.up.Stats(), s.up.Health(), s.up.Address()
 		s.blocked = s.up.Blocked()
 		if seeds != nil && p.readsReplicas {
-			p.clusterReplicas(s, clusterMap)
+			p.clusterReplicas(s, clusterMap, prev)
 		}
 		p.servers = append(p.servers, s)
 	}
@@ -198,6 +198,9 @@ func (p *pool) activate() {
 		if !p.cfg.AutoEjectHosts {
 			s.health.Forgive()
 		}
+	}
+	if p.seeds != nil && p.readsReplicas {
+		go p.pollClusterReplicas()
 	}
 }
 

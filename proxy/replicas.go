@@ -69,6 +69,9 @@ type replica struct {
 	// no reads ("" when it may): the poller's only.
 	link stats.ReplicaLink
 	why  string
+	// reads says whether a Redis Cluster replica takes reads now, as
+	// its pool's poller last saw it (cluster_replicas.go).
+	reads atomic.Bool
 }
 
 // pick returns the connection a client of protocol proto reads from r on.
