@@ -42,6 +42,9 @@
 //	             servers) clients load once per batch
 //	cluster.go   a redis_cluster pool: its masters and slots from discovery's
 //	             map, MOVED and ASK followed to the node they name
+//	cluster_replicas.go
+//	             read_from in a redis_cluster pool: the masters' replicas
+//	             on READONLY connections, polled with ROLE
 //	address.go   where a server is dialled: configured, or its pod's IP
 //	stats.go     Snapshot: every counter (package stats) and readiness,
 //	             for the stats port (package statsport)
@@ -227,5 +230,8 @@
 // and WATCH never get there. A replica's -LOADING or -MASTERDOWN, or a
 // failed connection, sends the read on to the master with prefer_replica.
 // Split commands (MGET) read from masters. A pool without read_from pays
-// one bool test per keyed command and a nil check on the slot.
+// one bool test per keyed command and a nil check on the slot. A
+// redis_cluster pool reads the same way from the replicas its slot map
+// lists under each master (cluster_replicas.go), on upstreams keyed with
+// ReadOnly, whose handshake sends READONLY, polled by one poller per pool.
 package proxy
