@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/shardproxy/shardproxy/discovery"
+	"github.com/shardproxy/shardproxy/hashring"
 	"github.com/shardproxy/shardproxy/proxy/backend"
 	"github.com/shardproxy/shardproxy/proxy/proxytest"
 	"github.com/shardproxy/shardproxy/proxy/resp"
@@ -416,5 +417,25 @@ func TestClusterReplicaMaxLag(t *testing.T) {
 	}
 	if n := calls(t, behind, "get", false); n != replicaGets+1 {
 		t.Errorf("the replica that caught up ran GET %d times, want %d", n, replicaGets+1)
+	}
+}
+
+// A read that names no key, sent by the placeholder key's slot, gets the
+// cluster's error when no master serves that slot, as it does without
+// read_from.
+func TestClusterReplicaReadSlotNotServed(t *testing.T) {
+	c := proxytest.StartCluster(t, 3, 0)
+	addr := fmt.Sprintf("127.0.0.1:%d", proxytest.FreePort(t))
+	var servers []string
+	for _, s := range c.Seeds() {
+		servers = append(servers, s+":1")
+	}
+	srv := startServer(t, poolYAML(addr, "  redis_cluster: true\n  read_from: prefer_replica\n", servers...), Options{})
+	m := viewMap(t, c)
+	m.Slots[hashring.KeySlot(placeholderKey)] = -1
+	srv.SetClusterMap("alpha", m)
+	cl := proxytest.Dial(t, addr)
+	if got, want := do(t, cl, "ZUNION", "0", "x"), "-"+msgSlotNotServed+"\r\n"; got != want {
+		t.Errorf("ZUNION 0 x with the placeholder's slot not served = %q, want %q", got, want)
 	}
 }

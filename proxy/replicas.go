@@ -411,7 +411,7 @@ func (rr *replicaReads) eligibleAddrs() []string {
 // on one of the master's replicas (cluster_replicas.go).
 func (c *client) routeRead(idx int, def *command.Spec, cmd *resp.Command) {
 	if idx < 0 {
-		c.replyError(msgNoServer)
+		c.replyError(c.layout.noOwner())
 		return
 	}
 	srv := c.layout.servers[idx]
