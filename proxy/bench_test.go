@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -10,7 +11,9 @@ import (
 
 	"github.com/shardproxy/shardproxy/hashring"
 	"github.com/shardproxy/shardproxy/proxy/command"
+	"github.com/shardproxy/shardproxy/proxy/config"
 	"github.com/shardproxy/shardproxy/proxy/placement"
+	"github.com/shardproxy/shardproxy/proxy/proxytest"
 )
 
 // benchmarkProxy sends GETs through the proxy from one connection with the
@@ -164,4 +167,75 @@ func BenchmarkKeyRouting(b *testing.B) {
 			}
 		})
 	}
+}
+
+// benchmarkMGet sends one MGET of n keys at a time to the pool at addr,
+// whose keys are all unset, and reads the whole reply: the split, the
+// sub-requests and the merge.
+func benchmarkMGet(b *testing.B, addr string, n int) {
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	args := []string{"MGET"}
+	for i := 0; i < n; i++ {
+		args = append(args, fmt.Sprint("key:", i))
+	}
+	req := proxytest.AppendCommand(nil, args...)
+	want := fmt.Sprintf("*%d\r\n%s", n, strings.Repeat("$-1\r\n", n))
+	br := bufio.NewReaderSize(conn, 64<<10)
+	buf := make([]byte, len(want))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := conn.Write(req); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(br, buf); err != nil {
+			b.Fatal(err)
+		}
+		if string(buf) != want {
+			b.Fatalf("MGET of %d keys = %.60q..., want %d nulls", n, buf, n)
+		}
+	}
+}
+
+// BenchmarkProxyMGet5000 splits an MGET of 5000 keys over a ring of three.
+func BenchmarkProxyMGet5000(b *testing.B) {
+	tp := startProxy(&testing.T{}, 3, "")
+	benchmarkMGet(b, tp.addr, 5000)
+}
+
+// BenchmarkClusterMGet5000 splits an MGET of 5000 keys over a cluster of
+// three masters, one sub-request per slot: thousands of them.
+func BenchmarkClusterMGet5000(b *testing.B) {
+	c := proxytest.StartCluster(b, 3, 0)
+	addr := fmt.Sprintf("127.0.0.1:%d", proxytest.FreePort(b))
+	yaml := poolYAML(addr, "  redis_cluster: true\n", c.Seeds()[0]+":1")
+	cfg, err := config.Parse([]byte(yaml))
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv, err := NewServer(cfg, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { srv.Shutdown(context.Background()) })
+	var m ClusterMap
+	index := map[string]int32{}
+	for _, n := range c.Masters() {
+		index[n.ID] = int32(len(m.Masters))
+		m.Masters = append(m.Masters, n.Addr)
+	}
+	for s, id := range c.View(b, c.Nodes[0]).Owners {
+		m.Slots[s] = -1
+		if i, ok := index[id]; ok {
+			m.Slots[s] = i
+		}
+	}
+	srv.SetClusterMap("alpha", m)
+	benchmarkMGet(b, addr, 5000)
 }

@@ -502,10 +502,15 @@ func (c *client) submit() {
 
 // send hands the stage's requests to its server connection.
 func (st *stage) send(now time.Time) {
-	if r := st.replica; r != nil {
+	if r := st.replica; r != nil && r.g != nil {
 		// The server's counters are its master's, whose connections
 		// count the replies.
 		r.g.reads.sent.Add(int64(len(st.slots)))
+	} else if r != nil {
+		// A cluster replica is a node of its own, counted as one.
+		rs := r.up.Stats()
+		rs.Requests.Add(int64(len(st.slots)))
+		rs.RequestBytes.Add(int64(len(st.buf)))
 	} else {
 		st.srv.stats.Requests.Add(int64(len(st.slots)))
 		st.srv.stats.RequestBytes.Add(int64(len(st.buf)))

@@ -37,6 +37,12 @@ type ClusterMap struct {
 	// IDs are the node IDs of Masters, at the same index; "" (or none)
 	// where unknown. They are for the stats port only.
 	IDs []string
+
+	// Replicas[i] lists the replicas of Masters[i] (host:port to dial)
+	// that may serve reads: none the cluster says failed. It may be
+	// shorter than Masters, nil for none. Only a pool with read_from
+	// prefer_replica or replica uses it (cluster_replicas.go).
+	Replicas [][]string
 }
 
 // ClusterPool is a redis_cluster pool: what a watcher of its cluster
@@ -70,6 +76,10 @@ func (s *Server) ClusterPools() []ClusterPool {
 func (s *Server) SetClusterMap(pool string, m ClusterMap) {
 	m.Masters = slices.Clone(m.Masters)
 	m.IDs = slices.Clone(m.IDs)
+	m.Replicas = slices.Clone(m.Replicas)
+	for i := range m.Replicas {
+		m.Replicas[i] = slices.Clone(m.Replicas[i])
+	}
 	s.clusterMu.Lock()
 	if s.clusterMaps == nil {
 		s.clusterMaps = map[string]*ClusterMap{}
@@ -80,7 +90,7 @@ func (s *Server) SetClusterMap(pool string, m ClusterMap) {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	for _, p := range s.poolList() {
-		if p.cfg.Name != pool || p.seeds == nil || p.clusterMap.Slots == m.Slots && slices.Equal(p.clusterMap.Masters, m.Masters) {
+		if p.cfg.Name != pool || p.seeds == nil || p.clusterMap.Slots == m.Slots && slices.Equal(p.clusterMap.Masters, m.Masters) && !p.replicasChanged(&m) {
 			continue
 		}
 		next, err := newPool(s, p.seeds, p)
@@ -219,7 +229,9 @@ func (s *replySlot) redirect(reply []byte) bool {
 	if s.conn != nil && s.conn.Proto() == backend.RESP3 {
 		conn = target.resp3[0]
 	}
-	s.req.srv, s.conn = target, conn
+	// A read a replica answered -MOVED for goes to a master now, which
+	// hands it to no replica again.
+	s.req.srv, s.conn, s.replica = target, conn, nil
 	s.again.asking = ask
 	target.stats.Requests.Add(1)
 	target.stats.RequestBytes.Add(int64(len(s.req.bytes)))

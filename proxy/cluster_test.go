@@ -74,6 +74,17 @@ func testClusterMap(m discovery.ClusterMap) ClusterMap {
 			out.Slots[s] = index[o]
 		}
 	}
+	out.Replicas = make([][]string, len(out.Masters))
+	for _, n := range m.Nodes {
+		if n.Master || n.Health != "" && n.Health != "online" {
+			continue
+		}
+		for i, mn := range m.Nodes {
+			if mn.Master && mn.ID == n.MasterID {
+				out.Replicas[index[i]] = append(out.Replicas[index[i]], n.Addr)
+			}
+		}
+	}
 	return out
 }
 

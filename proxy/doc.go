@@ -45,6 +45,9 @@
 //	cluster_pinned.go
 //	             MOVED and ASK for blocking commands and transactions, on
 //	             connections of their own: sent again, or replayed, there
+//	cluster_replicas.go
+//	             read_from in a redis_cluster pool: the masters' replicas
+//	             on READONLY connections, polled with ROLE
 //	cluster_tryagain.go
 //	             TRYAGAIN: the command sent again, whole, with a backoff,
 //	             and the client's later requests to that node held behind it
@@ -236,5 +239,8 @@
 // and WATCH never get there. A replica's -LOADING or -MASTERDOWN, or a
 // failed connection, sends the read on to the master with prefer_replica.
 // Split commands (MGET) read from masters. A pool without read_from pays
-// one bool test per keyed command and a nil check on the slot.
+// one bool test per keyed command and a nil check on the slot. A
+// redis_cluster pool reads the same way from the replicas its slot map
+// lists under each master (cluster_replicas.go), on upstreams keyed with
+// ReadOnly, whose handshake sends READONLY, polled by one poller per pool.
 package proxy

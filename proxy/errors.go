@@ -290,3 +290,10 @@ func prefixOverlapsExisting(p, existing []byte) string {
 func prefixOverlapsProvided(p, other []byte) string {
 	return "ERR Prefix '" + string(p) + "' overlaps with another provided prefix '" + string(other) + "'. Prefixes for a single client must not overlap."
 }
+
+// noClusterReplica is the error for a read of a redis_cluster pool with
+// read_from replica whose slot's master, at master, has no replica the
+// slot map lists.
+func noClusterReplica(master string) string {
+	return serverErrorPrefix(master, master) + "the master has no replica to read from"
+}

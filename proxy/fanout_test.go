@@ -429,3 +429,36 @@ func BenchmarkProxyScriptExistsPipeline16(b *testing.B) {
 		}
 	}
 }
+
+// A split of many keys, whose sub-requests are found through a table
+// rather than a search, still sends each server its own keys and pairs in
+// the client's order and merges the replies back in that order.
+func TestProxySplitManyKeys(t *testing.T) {
+	tp := startProxy(t, 3, "")
+	c := tp.client(t)
+	mset, mget, want := []string{"MSET"}, []string{"MGET"}, fmt.Sprintf("*%d\r\n", 60)
+	for i := 0; i < 60; i++ {
+		k := fmt.Sprint("many:", i)
+		mset = append(mset, k, "v"+k)
+		mget = append(mget, k)
+		want += bulk("v" + k)
+	}
+	if got := do(t, c, mset...); got != "+OK\r\n" {
+		t.Fatalf("MSET of 60 pairs = %q, want +OK", got)
+	}
+	if got := do(t, c, mget...); got != want {
+		t.Fatalf("MGET of 60 keys = %q, want %q", got, want)
+	}
+	for _, r := range tp.redises {
+		for i := 0; i < 60; i++ {
+			k := fmt.Sprint("many:", i)
+			if got, want := do(t, r.Client(t), "EXISTS", k), map[bool]string{true: ":1\r\n", false: ":0\r\n"}[tp.owner(t, k) == r]; got != want {
+				t.Errorf("EXISTS %s on %s = %q, want %q", k, r.Addr, got, want)
+			}
+		}
+	}
+	mget[0] = "DEL"
+	if got := do(t, c, mget...); got != ":60\r\n" {
+		t.Errorf("DEL of 60 keys = %q, want :60", got)
+	}
+}

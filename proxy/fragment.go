@@ -1,6 +1,10 @@
 package proxy
 
 import (
+	"slices"
+	"sync"
+
+	"github.com/shardproxy/shardproxy/hashring"
 	"github.com/shardproxy/shardproxy/proxy/command"
 	"github.com/shardproxy/shardproxy/proxy/placement"
 	"github.com/shardproxy/shardproxy/proxy/resp"
@@ -34,7 +38,23 @@ type fragment struct {
 	// a Redis Cluster pool the slot, as a node takes the keys of one slot
 	// only in one command.
 	subKey []int
+	// byKey holds the argument index of every key grouped by sub-request,
+	// sub-request j's from subStart[j] on, while building.
+	byKey    []int32
+	subStart []int
 }
+
+// subIndexes are tables from a server index or a slot to 1 + its
+// sub-request in the fragment being built, 0 for none, lent to a split of
+// many keys so that it finds each key's sub-request at once rather than
+// by a search over the sub-requests made so far, which an MGET of
+// thousands of keys over thousands of slots makes quadratic. A split
+// leaves the table all zero again.
+var subIndexes = sync.Pool{New: func() any { return new([hashring.SlotCount]int32) }}
+
+// indexedSplit is how many keys a split has before it looks sub-requests
+// up in a table: below it a search over the few made so far is cheaper.
+const indexedSplit = 16
 
 func (c *client) newFragment(kind command.Merge) *fragment {
 	if c.nfrags == len(c.frags) {
@@ -60,22 +80,30 @@ func (c *client) split(def *command.Spec, cmd *resp.Command) {
 	}
 	f := c.newFragment(def.Merge)
 	slots, clustered := c.layout.Placement.(*placement.Slots)
+	var index *[hashring.SlotCount]int32
+	if (len(args)-1)/step > indexedSplit && (clustered || len(c.layout.servers) <= hashring.SlotCount) {
+		index = subIndexes.Get().(*[hashring.SlotCount]int32)
+	}
+	ok := true
 	for i := 1; i < len(args); i += step {
 		idx := c.layout.Lookup(args[i])
 		if idx < 0 {
-			c.nfrags--
-			c.replyError(c.layout.noOwner())
-			return
+			ok = false
+			break
 		}
 		key := idx
 		if clustered {
 			key = int(slots.Slot(args[i]))
 		}
 		sub := -1
-		for j, k := range f.subKey {
-			if k == key {
-				sub = j
-				break
+		if index != nil {
+			sub = int(index[key]) - 1
+		} else {
+			for j, k := range f.subKey {
+				if k == key {
+					sub = j
+					break
+				}
 			}
 		}
 		if sub < 0 {
@@ -83,10 +111,24 @@ func (c *client) split(def *command.Spec, cmd *resp.Command) {
 			f.subSrv = append(f.subSrv, idx)
 			f.subKey = append(f.subKey, key)
 			f.counts = append(f.counts, 0)
+			if index != nil {
+				index[key] = int32(sub + 1)
+			}
 		}
 		f.counts[sub]++
 		f.keySub = append(f.keySub, int32(sub))
 		f.nkeys++
+	}
+	if index != nil {
+		for _, k := range f.subKey {
+			index[k] = 0
+		}
+		subIndexes.Put(index)
+	}
+	if !ok {
+		c.nfrags--
+		c.replyError(c.layout.noOwner())
+		return
 	}
 	if len(f.subSrv) == 1 {
 		c.nfrags--
@@ -99,28 +141,36 @@ func (c *client) split(def *command.Spec, cmd *resp.Command) {
 	for j := range f.subSrv {
 		order = append(order, j)
 	}
-	for a := 1; a < len(order); a++ {
-		for b := a; b > 0 && f.subSrv[order[b]] < f.subSrv[order[b-1]]; b-- {
-			order[b], order[b-1] = order[b-1], order[b]
-		}
-	}
+	slices.SortStableFunc(order, func(a, b int) int { return f.subSrv[a] - f.subSrv[b] })
 	c.keys = order
 	for len(f.subs) < len(f.subSrv) {
 		f.subs = append(f.subs, nil)
+	}
+	// Each key's argument index, grouped by sub-request in client order,
+	// so that every sub-request reads its own keys only.
+	f.subStart = f.subStart[:0]
+	n := 0
+	for _, cnt := range f.counts {
+		f.subStart = append(f.subStart, n)
+		n += cnt
+	}
+	f.byKey = slices.Grow(f.byKey[:0], n)[:n]
+	for k, sub := range f.keySub {
+		f.byKey[f.subStart[sub]] = int32(1 + k*step)
+		f.subStart[sub]++
+	}
+	for j, cnt := range f.counts {
+		f.subStart[j] -= cnt
 	}
 	for _, j := range order {
 		st := c.stageFor(c.layout.servers[f.subSrv[j]])
 		start := len(st.buf)
 		st.buf = resp.AppendArray(st.buf, 1+f.counts[j]*step)
 		st.buf = resp.AppendBulk(st.buf, args[0])
-		k := 0
-		for i := 1; i < len(args); i += step {
-			if int(f.keySub[k]) == j {
-				for s := 0; s < step; s++ {
-					st.buf = resp.AppendBulk(st.buf, args[i+s])
-				}
+		for _, i := range f.byKey[f.subStart[j] : f.subStart[j]+f.counts[j]] {
+			for s := 0; s < step; s++ {
+				st.buf = resp.AppendBulk(st.buf, args[int(i)+s])
 			}
-			k++
 		}
 		f.subs[j] = c.staged(st, start)
 		if clustered {

@@ -76,6 +76,12 @@ type server struct {
 	// noReplica is the error for a read with read_from replica that finds
 	// no replica to go to.
 	noReplica string
+
+	// replicas, in a redis_cluster pool that reads from replicas, are the
+	// replicas of the master the server is, which take the reads of its
+	// slots (cluster_replicas.go); else nil. nextReplica turns over them.
+	replicas    []*replica
+	nextReplica atomic.Uint32
 }
 
 // newPool builds a pool. prev is the pool of the same name in the config
@@ -141,6 +147,9 @@ func newPool(srv *Server, cfg *config.Pool, prev *pool) (*pool, error) {
 		}
 		s.stats, s.health, s.address = s.up.Stats(), s.up.Health(), s.up.Address()
 		s.blocked = s.up.Blocked()
+		if seeds != nil && p.readsReplicas {
+			p.clusterReplicas(s, clusterMap, prev)
+		}
 		p.servers = append(p.servers, s)
 	}
 	p.full = &layout{Placement: pl, servers: p.servers}
@@ -181,6 +190,7 @@ func (p *pool) configFor(sc config.Server) *backend.Config {
 func (p *pool) activate() {
 	for _, s := range p.servers {
 		s.up.SetConfig(s.upCfg)
+		s.activateReplicas()
 		if s.group != nil {
 			s.group.use(s)
 			s.group.useReads(s)
@@ -188,6 +198,9 @@ func (p *pool) activate() {
 		if !p.cfg.AutoEjectHosts {
 			s.health.Forgive()
 		}
+	}
+	if p.seeds != nil && p.readsReplicas {
+		go p.pollClusterReplicas()
 	}
 }
 
@@ -200,6 +213,7 @@ func (p *pool) release() []*backend.Conn {
 			s.group.stopReads(s)
 		}
 		unused = append(unused, p.srv.registry.Release(s.up, len(s.conns))...)
+		unused = append(unused, s.releaseReplicas()...)
 	}
 	return append(unused, p.releaseExtra()...)
 }

@@ -69,6 +69,9 @@ type replica struct {
 	// no reads ("" when it may): the poller's only.
 	link stats.ReplicaLink
 	why  string
+	// reads says whether a Redis Cluster replica takes reads now, as
+	// its pool's poller last saw it (cluster_replicas.go).
+	reads atomic.Bool
 }
 
 // pick returns the connection a client of protocol proto reads from r on.
@@ -404,16 +407,17 @@ func (rr *replicaReads) eligibleAddrs() []string {
 }
 
 // routeRead stages a read-only command of server idx's group on one of its
-// replicas, or on the master: see the top of this file.
+// replicas, or on the master: see the top of this file; in a cluster pool,
+// on one of the master's replicas (cluster_replicas.go).
 func (c *client) routeRead(idx int, def *command.Spec, cmd *resp.Command) {
 	if idx < 0 {
-		c.replyError(msgNoServer)
+		c.replyError(c.layout.noOwner())
 		return
 	}
 	srv := c.layout.servers[idx]
 	var r *replica
 	if c.tracking == nil && !c.sentToMaster(srv) {
-		if r = srv.group.reads.pick(); r == nil && srv.pool.cfg.ReadFrom == config.ReadFromReplica {
+		if r = srv.pickReplica(); r == nil && srv.pool.cfg.ReadFrom == config.ReadFromReplica {
 			c.replyError(srv.noReplica)
 			return
 		}
@@ -433,7 +437,7 @@ func (c *client) routeRead(idx int, def *command.Spec, cmd *resp.Command) {
 	s := c.newSlot()
 	end := len(st.buf)
 	s.req = request{srv: srv, bytes: st.buf[start:end:end]}
-	s.replica, s.conn = r, st.conn
+	s.replica, s.conn, s.redirects = r, st.conn, 0
 	st.add(s, start)
 	c.calls = append(c.calls, call{slot: s})
 }

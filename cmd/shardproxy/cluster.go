@@ -159,8 +159,8 @@ func (w *clusterWatch) stop() {
 	}
 }
 
-// clusterMapOf is the proxy's view of m: its masters with their IDs,
-// and the slots of each.
+// clusterMapOf is the proxy's view of m: its masters with their IDs, the
+// slots of each, and their replicas.
 func clusterMapOf(m discovery.ClusterMap) proxy.ClusterMap {
 	var out proxy.ClusterMap
 	index := make([]int32, len(m.Nodes))
@@ -177,6 +177,22 @@ func clusterMapOf(m discovery.ClusterMap) proxy.ClusterMap {
 		if o >= 0 && int(o) < len(index) {
 			out.Slots[s] = index[o]
 		}
+	}
+	// A replica takes reads while the cluster says it is online (or says
+	// nothing, as CLUSTER SLOTS does not), under a master the map lists.
+	out.Replicas = make([][]string, len(out.Masters))
+	master := map[string]int32{}
+	for i, n := range m.Nodes {
+		if n.Master {
+			master[n.ID] = index[i]
+		}
+	}
+	for _, n := range m.Nodes {
+		i, ok := master[n.MasterID]
+		if n.Master || !ok || n.Health != "" && n.Health != "online" {
+			continue
+		}
+		out.Replicas[i] = append(out.Replicas[i], n.Addr)
 	}
 	return out
 }

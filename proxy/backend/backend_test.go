@@ -304,3 +304,29 @@ func TestDedicatedReuse(t *testing.T) {
 		t.Fatalf("PING on the new connection = %q, %v", reply, err)
 	}
 }
+
+// A ReadOnly upstream's connections are in READONLY mode before they carry
+// a request, as a Redis Cluster replica needs to serve reads; a node that
+// refuses READONLY (cluster support disabled) refuses the connection.
+func TestDialerReadOnly(t *testing.T) {
+	node := proxytest.StartRedis(t, proxytest.RedisArgs("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"))
+	d := dialer{network: "tcp", readOnly: true}
+	conn, err := d.dial(node.Addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := proxytest.NewConn(conn)
+	defer c.Close()
+	reply, err := c.Do("CLIENT", "INFO")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(reply.Str), " flags=r ") {
+		t.Fatalf("CLIENT INFO = %q, want flags=r", reply.String())
+	}
+
+	plain := proxytest.StartRedis(t)
+	if _, err := d.dial(plain.Addr, 5*time.Second); err == nil || !strings.HasPrefix(err.Error(), "READONLY refused: ERR This instance has cluster support disabled") {
+		t.Fatalf("dial of a node without cluster support: %v, want READONLY refused: ERR This instance has cluster support disabled", err)
+	}
+}

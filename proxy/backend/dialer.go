@@ -32,6 +32,12 @@ type dialer struct {
 	// replica, with group, makes ROLE say a replica with its master
 	// link connected instead (replica.go).
 	replica bool
+	// readOnly makes the handshake send READONLY, which must answer +OK:
+	// a Redis Cluster replica then serves reads of its master's slots on
+	// the connection. It is part of every dial, so no connection, a
+	// reconnected one included, carries a request before READONLY was
+	// acknowledged.
+	readOnly bool
 }
 
 // Protocol versions a connection speaks to its server: what the clients it
@@ -83,7 +89,7 @@ func (d *dialer) dialSetup(addr string, timeout time.Duration, proto int, setup 
 
 // handshake sends what readies the connection and checks the replies: for
 // RESP3, HELLO 3 (with AUTH default <redis_auth> in it when the pool has a
-// password); for RESP2, AUTH; then SELECT.
+// password); for RESP2, AUTH; then SELECT, and READONLY.
 func (d *dialer) handshake(conn net.Conn, timeout time.Duration, proto int, setup [][][]byte) error {
 	var req []byte
 	var what []string
@@ -105,6 +111,10 @@ func (d *dialer) handshake(conn net.Conn, timeout time.Duration, proto int, setu
 	if d.group != "" {
 		req = resp.AppendCommand(req, []byte("ROLE"))
 		what = append(what, "ROLE")
+	}
+	if d.readOnly {
+		req = resp.AppendCommand(req, []byte("READONLY"))
+		what = append(what, "READONLY")
 	}
 	for _, args := range setup {
 		req = resp.AppendCommand(req, args...)

@@ -34,6 +34,11 @@ type Key struct {
 	// master link up (replica.go).
 	Replica bool
 	// TLS (server name, certificates) joins the key once pools speak TLS.
+
+	// ReadOnly makes every connection send READONLY in its handshake, so
+	// that a Redis Cluster replica serves reads of its master's slots on
+	// it rather than answering -MOVED (cluster_replicas.go in proxy).
+	ReadOnly bool
 }
 
 // Config is what a pool hands the upstreams it uses: its settings and
@@ -242,7 +247,7 @@ func (r *Registry) Acquire(key Key, n int, cfg *Config) (u *Upstream, conns []*C
 	}
 	u = r.upstreams[key]
 	if u == nil {
-		u = &Upstream{key: key, dialer: dialer{network: key.Network, auth: key.Auth, db: key.DB, group: key.Group, replica: key.Replica}}
+		u = &Upstream{key: key, dialer: dialer{network: key.Network, auth: key.Auth, db: key.DB, group: key.Group, replica: key.Replica, readOnly: key.ReadOnly}}
 		if key.Group != "" && !key.Replica {
 			u.dialer.doubt = u.doubt
 		}

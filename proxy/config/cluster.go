@@ -28,7 +28,8 @@ import (
 // failover_hold, group_members and kubernetes_weight; so is a seed on a unix
 // socket. server_failure_limit and server_retry_timeout are taken and, as in
 // any pool without auto_eject_hosts, eject nothing. read_from and
-// replica_max_lag are taken. Every other key keeps its meaning.
+// replica_max_lag are taken and mean what they do for groups, for the
+// replicas of each slot's master. Every other key keeps its meaning.
 
 // IsCluster reports whether the pool's servers are the seed nodes of a
 // Redis Cluster (redis_cluster: true).

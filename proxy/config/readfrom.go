@@ -2,9 +2,11 @@ package config
 
 import "strconv"
 
-// Keys of a pool with sentinels that send reads to replicas (ours):
+// Keys of a pool with sentinels, group_members or redis_cluster that send
+// reads to replicas (ours):
 //
-//	read_from: R           where a group's read-only commands go: master
+//	read_from: R           where a group's (in a Redis Cluster pool, a
+//	                       slot's master's) read-only commands go: master
 //	                       (the default), prefer_replica (a healthy
 //	                       replica, else the master) or replica (a healthy
 //	                       replica, else an error).
