@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -397,7 +398,9 @@ func (s *Server) acceptLoop(l *listener) {
 		s.stats.TotalConnections.Add(1)
 		p := l.pool.Load()
 		if limit := p.cfg.ClientConnections; limit > 0 && p.stats.ClientConnections.Load() >= int64(limit) {
-			conn.Write([]byte("-" + msgMaxClients + "\r\n"))
+			if p.tls == nil { // a TLS client could not read it
+				conn.Write([]byte("-" + msgMaxClients + "\r\n"))
+			}
 			conn.Close()
 			continue
 		}
@@ -405,6 +408,10 @@ func (s *Server) acceptLoop(l *listener) {
 		// nutcracker.
 		if tcp, ok := conn.(*net.TCPConn); ok {
 			tcp.SetKeepAlive(p.cfg.TCPKeepalive)
+		}
+		if p.tls != nil {
+			// The handshake runs on the client's goroutine (tls.go).
+			conn = tls.Server(conn, p.tls)
 		}
 		c := newClient(s, l, p, conn)
 		s.mu.Lock()
