@@ -135,6 +135,24 @@ func TestTLSClients(t *testing.T) {
 			}
 		}
 	}
+
+	// A blocking command, whose client is read while it blocks, and a
+	// subscription, whose messages are written by another goroutine.
+	if got := do(t, c, "BLPOP", "nothing", "0.2"); got != "*-1\r\n" {
+		t.Fatalf("BLPOP that times out = %q", got)
+	}
+	if got := do(t, c, "PING"); got != "+PONG\r\n" {
+		t.Fatalf("PING after BLPOP = %q", got)
+	}
+	if got := do(t, c, "SUBSCRIBE", "news"); got != "*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n" {
+		t.Fatalf("SUBSCRIBE = %q", got)
+	}
+	if err := rdb.Publish(ctx, "news", "hello").Err(); err != nil {
+		t.Fatalf("PUBLISH over TLS: %v", err)
+	}
+	if rep, err := c.Read(); err != nil || string(rep.Raw()) != "*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$5\r\nhello\r\n" {
+		t.Fatalf("message on the subscribed TLS client = %q, %v", rep.Raw(), err)
+	}
 }
 
 // With tls_client_ca_file, a client must show a certificate signed by
