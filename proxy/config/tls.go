@@ -122,6 +122,14 @@ func (b *poolBuilder) finishTLS(pc *Pool, dir string) error {
 		}
 		return nil
 	}
+	// Their discovery reads the slot map or the members' ROLE on
+	// connections of its own, which do not speak TLS in this version.
+	if pc.RedisCluster {
+		return b.errorf("server_tls_ca_file", "not with redis_cluster in this version: the slot map is read without TLS")
+	}
+	if len(b.groupLines) > 0 {
+		return b.errorf("server_tls_ca_file", "not with group_members in this version: the members' ROLE is read without TLS")
+	}
 	for _, s := range b.servers {
 		if s.Network == "unix" {
 			return fmt.Errorf("pool %q: servers[%d]: %q: server_tls_ca_file: Redis serves TLS on TCP only", pc.Name, s.index, s.Addr)

@@ -99,6 +99,17 @@ func TestConfigTLS(t *testing.T) {
 			}
 		})
 	}
+	t.Run("discovery without TLS", func(t *testing.T) {
+		for _, tc := range []struct{ keys, want string }{
+			{"  redis_cluster: true\n", `pool "alpha": server_tls_ca_file: not with redis_cluster in this version: the slot map is read without TLS`},
+			{"  group_members:\n    - redis0 127.0.0.1:6380\n", `pool "alpha": server_tls_ca_file: not with group_members in this version: the members' ROLE is read without TLS`},
+		} {
+			_, err := Parse([]byte(head + "  server_tls_ca_file: " + files.CA + "\n" + tc.keys + one))
+			if err == nil || err.Error() != tc.want {
+				t.Errorf("Parse with %q: error = %v, want %q", tc.keys, err, tc.want)
+			}
+		}
+	})
 	t.Run("unix server", func(t *testing.T) {
 		_, err := Parse([]byte(head + "  server_tls_ca_file: " + files.CA + "\n  servers:\n    - /tmp/redis.sock:1\n"))
 		if want := `pool "alpha": servers[0]: "/tmp/redis.sock": server_tls_ca_file: Redis serves TLS on TCP only`; err == nil || err.Error() != want {
