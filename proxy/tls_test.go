@@ -374,6 +374,32 @@ func TestTLSToServers(t *testing.T) {
 	})
 }
 
+// The server TLS files are read again for new server connections: a CA
+// file that did not trust the server, swapped in a Secret for one that
+// does, lets the next dial through without a reload.
+func TestTLSServerFilesReloaded(t *testing.T) {
+	ca := proxytest.NewCA(t, "test CA")
+	other := proxytest.NewCA(t, "another CA")
+	r := tlsRedis(t, ca, false, "127.0.0.1")
+	secret := proxytest.NewSecret(t, map[string][]byte{"ca.crt": other.PEM})
+	tp := startPool(t, fmt.Sprintf("  server_tls_ca_file: %s\n", secret.Path("ca.crt")), r.TLSAddr+":1 redis0")
+	c := tp.client(t)
+	if rep := do(t, c, "SET", "k", "v"); !strings.Contains(rep, "certificate signed by unknown authority") {
+		t.Fatalf("SET to a server the CA file does not trust = %q, want the TLS error", rep)
+	}
+	secret.Update(t, map[string][]byte{"ca.crt": ca.PEM})
+	// The connection dials again after its backoff; 30 s only bounds a hang.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		rep := do(t, c, "SET", "k", "v")
+		if rep == "+OK\r\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("SET after the CA file was replaced = %q, want +OK", rep)
+		}
+	}
+}
+
 // A reload that adds the TLS keys makes the listener TLS for new clients;
 // a client connected before keeps its plain connection.
 func TestTLSReloadTurnsListenerTLS(t *testing.T) {
