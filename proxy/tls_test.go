@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -26,6 +27,12 @@ import (
 // by two spaces per line.
 func startPool(t testing.TB, extra string, servers ...string) *testPool {
 	t.Helper()
+	return startPoolWith(t, Options{}, extra, servers...)
+}
+
+// startPoolWith is startPool with opts.
+func startPoolWith(t testing.TB, opts Options, extra string, servers ...string) *testPool {
+	t.Helper()
 	port := proxytest.FreePort(t)
 	var list strings.Builder
 	for _, s := range servers {
@@ -36,7 +43,7 @@ func startPool(t testing.TB, extra string, servers ...string) *testPool {
 	if err != nil {
 		t.Fatalf("config.Parse: %v\n%s", err, yaml)
 	}
-	srv, err := NewServer(cfg, Options{})
+	srv, err := NewServer(cfg, opts)
 	if err != nil {
 		t.Fatalf("NewServer: %v", err)
 	}
@@ -230,7 +237,9 @@ func TestTLSCertificateRotation(t *testing.T) {
 	certA, keyA := ca.Issue(t, "first", "127.0.0.1")
 	secret := proxytest.NewSecret(t, map[string][]byte{"tls.crt": certA, "tls.key": keyA})
 	r := proxytest.StartRedis(t)
-	tp := startPool(t, fmt.Sprintf("  tls_cert_file: %s\n  tls_key_file: %s\n", secret.Path("tls.crt"), secret.Path("tls.key")), r.Addr+":1 server0")
+	logs := &syncBuffer{}
+	opts := Options{Logger: slog.New(slog.NewTextHandler(logs, nil))}
+	tp := startPoolWith(t, opts, fmt.Sprintf("  tls_cert_file: %s\n  tls_key_file: %s\n", secret.Path("tls.crt"), secret.Path("tls.key")), r.Addr+":1 server0")
 
 	old, serialA := servedCert(t, tp.addr, ca.Pool())
 	oldClient := proxytest.NewConn(old)
@@ -259,6 +268,13 @@ func TestTLSCertificateRotation(t *testing.T) {
 	}
 	if got := do(t, oldClient, "INCR", "k"); got != ":3\r\n" {
 		t.Fatalf("INCR on the first connection after a bad rotation = %q", got)
+	}
+	servedCert(t, tp.addr, ca.Pool())
+	if n := strings.Count(logs.String(), "TLS files not reloaded"); n != 1 {
+		t.Fatalf("the bad rotation was logged %d times over two handshakes, want once:\n%s", n, logs)
+	}
+	if !strings.Contains(logs.String(), "private key does not match public key") {
+		t.Fatalf("the log does not say why the files did not load:\n%s", logs)
 	}
 }
 
@@ -294,6 +310,31 @@ func TestTLSPlainClientClosed(t *testing.T) {
 				t.Fatalf("the proxy answered %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// A TLS client over client_connections is closed in its handshake, not
+// left waiting.
+func TestTLSClientConnectionsLimit(t *testing.T) {
+	ca := proxytest.NewCA(t, "test CA")
+	files := ca.WriteTLSFiles(t, t.TempDir(), "shardproxy", "127.0.0.1")
+	r := proxytest.StartRedis(t)
+	tp := startPool(t, tlsListenerKeys(files, "")+"  client_connections: 1\n", r.Addr+":1 server0")
+	first, err := dialTLS(t, tp.addr, ca.Pool())
+	if err != nil {
+		t.Fatalf("TLS dial: %v", err)
+	}
+	if got := do(t, proxytest.NewConn(first), "PING"); got != "+PONG\r\n" {
+		t.Fatalf("PING = %q", got)
+	}
+	conn, err := dialTLS(t, tp.addr, ca.Pool())
+	if err == nil {
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		conn.Write([]byte("PING\r\n"))
+		_, err = conn.Read(make([]byte, 64))
+	}
+	if err == nil || isTimeout(err) {
+		t.Fatalf("the client over client_connections: %v, want its connection closed", err)
 	}
 }
 
