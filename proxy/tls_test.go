@@ -441,6 +441,45 @@ func TestTLSServerFilesReloaded(t *testing.T) {
 	}
 }
 
+// Transactions run on dedicated TLS connections too. The check that an
+// idle one was not closed by its server cannot peek under TLS, so a
+// connection the server closed is found when it is used, and the
+// transaction goes on on a new one.
+func TestTLSServerTransactions(t *testing.T) {
+	ca := proxytest.NewCA(t, "test CA")
+	dir := t.TempDir()
+	caFile := filepath.Join(dir, "ca.crt")
+	os.WriteFile(caFile, ca.PEM, 0o600)
+	r := tlsRedis(t, ca, false, "127.0.0.1")
+	tp := startPool(t, fmt.Sprintf("  server_tls_ca_file: %s\n", caFile), r.TLSAddr+":1 redis0")
+	c := tp.client(t)
+	tx := func() {
+		t.Helper()
+		for _, step := range []struct {
+			cmd  []string
+			want string
+		}{
+			{[]string{"MULTI"}, "+OK\r\n"},
+			{[]string{"SET", "k", "v"}, "+QUEUED\r\n"},
+			{[]string{"GET", "k"}, "+QUEUED\r\n"},
+			{[]string{"EXEC"}, "*2\r\n+OK\r\n$1\r\nv\r\n"},
+		} {
+			if got := do(t, c, step.cmd...); got != step.want {
+				t.Fatalf("%v = %q, want %q", step.cmd, got, step.want)
+			}
+		}
+	}
+	tx()
+	r.Restart(t)
+	// The shared connection learns of the restart at its next request.
+	for deadline := time.Now().Add(30 * time.Second); do(t, c, "PING") != "+PONG\r\n"; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("PING does not come back after the server restarted")
+		}
+	}
+	tx()
+}
+
 // A reload that adds the TLS keys makes the listener TLS for new clients;
 // a client connected before keeps its plain connection.
 func TestTLSReloadTurnsListenerTLS(t *testing.T) {
