@@ -249,9 +249,10 @@ func (s *Server) switchListeners(pools []*pool, opened map[string]*listener) {
 // changed moves to a new listener. Each client switches at its next batch,
 // so requests in flight finish on their old servers. A server the new
 // config keeps (the same address in the same pool, with the same
-// redis_auth and redis_db) keeps its connections, failure count, ejection
-// and counters; connections no pool uses any more are closed once they
-// are idle. A cfg that cannot be served
+// redis_auth, redis_db and server TLS settings) keeps its connections,
+// failure count, ejection and counters; connections no pool uses any more
+// are closed once they are idle. A listener's TLS settings apply to the
+// clients it accepts next. A cfg that cannot be served
 // (a listener that does not open, an invalid pool) is rejected whole and
 // the old configuration keeps serving.
 func (s *Server) Reload(cfg *config.Config) error {
