@@ -3,6 +3,7 @@ package proxy
 import (
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"time"
 
@@ -60,8 +61,15 @@ func (c *client) handshakeTLS(tc *tls.Conn) error {
 	tc.SetDeadline(time.Time{})
 	var rh tls.RecordHeaderError
 	if errors.As(err, &rh) && rh.Conn != nil {
-		rh.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+		rh.Conn.SetDeadline(time.Now().Add(time.Second))
 		rh.Conn.Write([]byte("-" + msgTLSRequired + "\r\n"))
+		// Closing with the rest of its request unread would reset the
+		// connection, and the client could lose the reply: end the
+		// writing side first and read what it still sends, briefly.
+		if tcp, ok := rh.Conn.(*net.TCPConn); ok {
+			tcp.CloseWrite()
+			io.Copy(io.Discard, io.LimitReader(tcp, 1<<20))
+		}
 	}
 	if err != nil {
 		c.srv.logger.Debug("client TLS handshake failed", "pool", c.pool.cfg.Name, "client", addrString(c.conn.RemoteAddr()), "err", err)

@@ -293,6 +293,8 @@ func TestTLSPlainClientClosed(t *testing.T) {
 		{"a command", "*1\r\n$4\r\nPING\r\n", "-" + msgTLSRequired + "\r\n"},
 		{"an inline command", "PING\r\n", "-" + msgTLSRequired + "\r\n"},
 		{"too little to tell", "PI", ""},
+		// Unread bytes at close would reset the connection, losing the reply.
+		{"a large pipeline", strings.Repeat("*1\r\n$4\r\nPING\r\n", 20000), "-" + msgTLSRequired + "\r\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			conn, err := net.Dial("tcp", tp.addr)
