@@ -513,6 +513,34 @@ func TestTLSReloadTurnsListenerTLS(t *testing.T) {
 	}
 }
 
+// A reload that changes server_tls_server_name connects to the servers
+// anew with it, as a change of redis_auth does.
+func TestTLSReloadServerName(t *testing.T) {
+	ca := proxytest.NewCA(t, "test CA")
+	caFile := filepath.Join(t.TempDir(), "ca.crt")
+	os.WriteFile(caFile, ca.PEM, 0o600)
+	r := tlsRedis(t, ca, false, "redis0.redis.test")
+	pool := func(name string) string {
+		return fmt.Sprintf("  server_tls_ca_file: %s\n  server_tls_server_name: %s\n", caFile, name)
+	}
+	tp := startPool(t, pool("wrong.redis.test"), r.TLSAddr+":1 redis0")
+	c := tp.client(t)
+	if rep := do(t, c, "GET", "k"); !strings.Contains(rep, "not wrong.redis.test") {
+		t.Fatalf("GET with the wrong name = %q, want the TLS error", rep)
+	}
+	yaml := fmt.Sprintf("alpha:\n  listen: %s\n  redis: true\n%s  servers:\n    - %s:1 redis0\n", tp.addr, pool("redis0.redis.test"), r.TLSAddr)
+	cfg, err := config.Parse([]byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tp.srv.Reload(cfg); err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+	if got := do(t, c, "GET", "k"); got != "$-1\r\n" {
+		t.Fatalf("GET after the reload gave the right name = %q", got)
+	}
+}
+
 // benchmarkProxyTLS is benchmarkProxy with the client speaking TLS to the
 // proxy (useTLS false for the same run in plain TCP), for the cost of TLS:
 // its clients are read and written through crypto/tls and get no direct
