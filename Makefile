@@ -64,6 +64,7 @@ bench: deps
 	bash bench/blocked.sh
 	bash bench/pubsub.sh
 	bash bench/cluster.sh
+	bash bench/tls.sh
 
 clean:
 	rm -rf bin

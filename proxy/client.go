@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -253,6 +254,12 @@ func (c *client) stopWhenIdle() {
 func (c *client) serve() {
 	defer c.srv.removeClient(c)
 	defer c.close()
+	if tc, ok := c.conn.(*tls.Conn); ok {
+		if err := c.handshakeTLS(tc); err != nil {
+			c.pool.stats.ClientErr.Add(1)
+			return
+		}
+	}
 	c.rbuf = make([]byte, readBufferSize)
 	for {
 		if err := c.beginBatch(); err != nil {

@@ -37,6 +37,8 @@
 //	errors.go    the error replies the proxy writes itself, in Redis'
 //	             wording where Redis has one
 //	direct.go    a lone request's reply written by the server's reader
+//	tls.go       TLS listeners: the handshake on the client's goroutine;
+//	             the server TLS settings a pool hands its upstreams
 //	output.go    backpressure and client_output_buffer_limit
 //	pool.go      servers, ring, ejection; the layout (placement and
 //	             servers) clients load once per batch
@@ -75,12 +77,15 @@
 //	backend      server connections, shared (write queue, one reply reader),
 //	             dedicated (pinned to one client), both per protocol, and
 //	             for subscriptions (one per upstream, delivering to a sink);
-//	             the one dialer (connect, AUTH or HELLO 3, SELECT); the
+//	             the one dialer (connect, TLS, AUTH or HELLO 3, SELECT); the
 //	             registry of upstreams with their health, ejection and
 //	             counters, which outlives a config
 //	internal/rawsock
 //	             socket reads and writes as raw non-blocking syscalls, for
 //	             the client connections and the server connections alike
+//	internal/tlsfiles
+//	             TLS certificates, keys and CA files, read again when they
+//	             change on disk
 //	stats        counters, latency histograms, snapshots and the field table
 //	             of the stats JSON, /metrics and -D
 //	statsport    the stats port, rendering a Snapshot (cmd serves it)
@@ -151,7 +156,9 @@
 // Sockets are read and written with raw non-blocking syscalls, waiting for
 // readiness in the runtime's poller: an ordinary syscall tells the
 // scheduler it may block, and under a request-reply load that wakes the
-// runtime's monitor thread thousands of times a second. CoreScaler keeps
+// runtime's monitor thread thousands of times a second. A TLS connection
+// has no descriptor to use this way: it is read and written through
+// crypto/tls, and its lone requests get no direct reply. CoreScaler keeps
 // GOMAXPROCS at the cores the load keeps busy, because idle Ps cost thread
 // wake-ups too.
 //

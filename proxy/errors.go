@@ -46,6 +46,10 @@ const (
 	msgMaxClients          = "ERR max number of clients reached"
 )
 
+// msgTLSRequired answers a client that speaks plain text to a TLS
+// listener; Redis has no reply for it (it closes the connection).
+const msgTLSRequired = "ERR this port speaks TLS only: connect with TLS"
+
 // msgHelloNoAuth is Redis 7.0's reply to HELLO from a client that has not
 // authenticated and gives no AUTH option.
 const msgHelloNoAuth = "NOAUTH HELLO must be called with the client already authenticated, otherwise the " +

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"cmp"
+	"crypto/tls"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -10,6 +11,7 @@ import (
 	"github.com/shardproxy/shardproxy/hashring"
 	"github.com/shardproxy/shardproxy/proxy/backend"
 	"github.com/shardproxy/shardproxy/proxy/config"
+	"github.com/shardproxy/shardproxy/proxy/internal/tlsfiles"
 	"github.com/shardproxy/shardproxy/proxy/placement"
 	"github.com/shardproxy/shardproxy/proxy/stats"
 )
@@ -39,6 +41,11 @@ type pool struct {
 	extra      map[string]*server // nodes dialled for redirects, by address
 	released   bool
 	lastPoke   atomic.Int64 // when the pool last asked for its map, in Unix nanoseconds
+
+	// tls is the listener's TLS config and tlsFiles its files, nil for
+	// plain TCP (tls.go).
+	tls      *tls.Config
+	tlsFiles *tlsfiles.Files
 }
 
 // layout is what a pool's clients route by: a placement and the servers
@@ -122,6 +129,7 @@ func newPool(srv *Server, cfg *config.Pool, prev *pool) (*pool, error) {
 	if prev != nil {
 		p.stats = prev.stats
 	}
+	p.tls, p.tlsFiles = listenerTLS(p, prev)
 	n := max(cfg.ServerConnections, 1)
 	seen := map[backend.Key]int{}
 	for i, sc := range cfg.Servers {
@@ -164,6 +172,7 @@ func (p *pool) keyFor(sc config.Server) backend.Key {
 	if sc.Pod != "" {
 		key.Service = p.srv.namespace(p.cfg) + "/" + p.cfg.KubernetesService
 	}
+	key.TLS = serverTLS(p.cfg, sc)
 	return key
 }
 

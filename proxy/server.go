@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -252,9 +253,10 @@ func (s *Server) switchListeners(pools []*pool, opened map[string]*listener) {
 // changed moves to a new listener. Each client switches at its next batch,
 // so requests in flight finish on their old servers. A server the new
 // config keeps (the same address in the same pool, with the same
-// redis_auth and redis_db) keeps its connections, failure count, ejection
-// and counters; connections no pool uses any more are closed once they
-// are idle. A cfg that cannot be served
+// redis_auth, redis_db and server TLS settings) keeps its connections,
+// failure count, ejection and counters; connections no pool uses any more
+// are closed once they are idle. A listener's TLS settings apply to the
+// clients it accepts next. A cfg that cannot be served
 // (a listener that does not open, an invalid pool) is rejected whole and
 // the old configuration keeps serving.
 func (s *Server) Reload(cfg *config.Config) error {
@@ -401,7 +403,9 @@ func (s *Server) acceptLoop(l *listener) {
 		s.stats.TotalConnections.Add(1)
 		p := l.pool.Load()
 		if limit := p.cfg.ClientConnections; limit > 0 && p.stats.ClientConnections.Load() >= int64(limit) {
-			conn.Write([]byte("-" + msgMaxClients + "\r\n"))
+			if p.tls == nil { // a TLS client could not read it
+				conn.Write([]byte("-" + msgMaxClients + "\r\n"))
+			}
 			conn.Close()
 			continue
 		}
@@ -409,6 +413,10 @@ func (s *Server) acceptLoop(l *listener) {
 		// nutcracker.
 		if tcp, ok := conn.(*net.TCPConn); ok {
 			tcp.SetKeepAlive(p.cfg.TCPKeepalive)
+		}
+		if p.tls != nil {
+			// The handshake runs on the client's goroutine (tls.go).
+			conn = tls.Server(conn, p.tls)
 		}
 		c := newClient(s, l, p, conn)
 		s.mu.Lock()

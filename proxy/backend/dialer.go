@@ -19,12 +19,13 @@ const defaultDialTimeout = 5 * time.Second
 // alike: it connects (TCP or a unix socket), then authenticates and selects
 // the database before the connection carries any request, so that AUTH
 // always precedes SELECT (nutcracker sends SELECT first and loses it
-// against a password-protected server). TLS belongs here too once pools
-// speak it.
+// against a password-protected server). With TLS, the TLS handshake comes
+// first.
 type dialer struct {
 	network string
-	auth    string // "" for none
-	db      int    // selected when > 0
+	tls     *tlsDial // nil for plain TCP (tls.go)
+	auth    string   // "" for none
+	db      int      // selected when > 0
 	// group, for a group's connections, makes the handshake end with
 	// ROLE, which must say master; doubt then runs when it does not.
 	group string
@@ -73,6 +74,11 @@ func (d *dialer) dialSetup(addr string, timeout time.Duration, proto int, setup 
 	conn, err := net.DialTimeout(d.network, addr, timeout)
 	if err != nil {
 		return nil, err
+	}
+	if d.tls != nil {
+		if conn, err = d.tls.handshake(conn, timeout); err != nil {
+			return nil, err
+		}
 	}
 	if err := d.handshake(conn, timeout, proto, setup); err != nil {
 		conn.Close()

@@ -13,6 +13,8 @@
 //	private.go   connections of one client, with its own setup commands,
 //	             whose pushes go to a PushSink (CLIENT TRACKING)
 //	dialer.go    the one dialer: connect (TCP or unix), AUTH or HELLO 3, SELECT
+//	tls.go       the dialer's TLS: files read again when they change, the name
+//	             a server's certificate must hold
 //	subscriber.go
 //	             a subscription connection: SUBSCRIBE and UNSUBSCRIBE
 //	             confirmed in order, messages handed to a MessageSink
@@ -48,7 +50,7 @@
 // upstream's PushHandler, or drops and counts it when none is set.
 //
 // What outlives a config is the Registry's: one Upstream per Key (pool,
-// network, address, pod Service, redis_auth, redis_db, and which of the
+// network, address, pod Service, redis_auth, redis_db, TLS, and which of the
 // pool's servers at that address), because those are what make a
 // connection reusable: an address reached with another password or
 // database is another connection. An Upstream holds its shared and

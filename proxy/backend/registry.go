@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/shardproxy/shardproxy/proxy/internal/tlsfiles"
 	"github.com/shardproxy/shardproxy/proxy/stats"
 )
 
@@ -33,7 +34,8 @@ type Key struct {
 	// connections check with ROLE that the node is a replica with its
 	// master link up (replica.go).
 	Replica bool
-	// TLS (server name, certificates) joins the key once pools speak TLS.
+	// TLS is how its connections speak TLS; the zero TLS for plain TCP.
+	TLS TLS
 
 	// ReadOnly makes every connection send READONLY in its handshake, so
 	// that a Redis Cluster replica serves reads of its master's slots on
@@ -233,6 +235,9 @@ type Registry struct {
 	// once idle (CloseUnused), or at Shutdown.
 	unused map[*Conn]struct{}
 	closed bool
+	// tls are the server TLS files of every upstream, by their paths,
+	// without the server name (tls.go).
+	tls map[TLS]*tlsfiles.Files
 }
 
 // Acquire returns the upstream for key, made if there is none, with its
@@ -250,6 +255,9 @@ func (r *Registry) Acquire(key Key, n int, cfg *Config) (u *Upstream, conns []*C
 		u = &Upstream{key: key, dialer: dialer{network: key.Network, auth: key.Auth, db: key.DB, group: key.Group, replica: key.Replica, readOnly: key.ReadOnly}}
 		if key.Group != "" && !key.Replica {
 			u.dialer.doubt = u.doubt
+		}
+		if key.TLS.CAFile != "" {
+			u.dialer.tls = &tlsDial{files: r.tlsFilesLocked(key.TLS), serverName: key.TLS.ServerName, reloadFailed: u.tlsReloadFailed}
 		}
 		u.dedicated.proto, u.dedicated3.proto = RESP2, RESP3
 		u.config.Store(cfg)

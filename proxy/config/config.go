@@ -49,6 +49,9 @@ package config
 //	                       Sentinel (sentinel.go).
 //	redis_cluster: true    servers that are the seed nodes of a Redis
 //	                       Cluster (cluster.go).
+//	tls_cert_file, tls_key_file, tls_client_ca_file, server_tls_ca_file,
+//	server_tls_cert_file, server_tls_key_file, server_tls_server_name
+//	                       TLS to the clients and to the servers (tls.go).
 //
 // A pool gives at most one of redis_auth, redis_auth_file and redis_auth_env;
 // like redis_auth, each needs redis: true, and the password must not be empty.
@@ -251,6 +254,19 @@ type Pool struct {
 	// not by Hash, HashTag and Distribution, which such a pool leaves at
 	// their defaults (cluster.go). false, when absent: a nutcracker pool.
 	RedisCluster bool
+	// TLSCertFile and TLSKeyFile (tls_cert_file, tls_key_file, ours) are
+	// the certificate and key the pool's listener serves TLS with, made
+	// absolute; "" for a plain listener. TLSClientCAFile
+	// (tls_client_ca_file, ours) holds the CAs that must have signed the
+	// certificates clients show; "" when none is asked for (tls.go).
+	TLSCertFile, TLSKeyFile, TLSClientCAFile string
+	// ServerTLSCAFile (server_tls_ca_file, ours) holds the CAs the servers'
+	// certificates are verified with; "" for plain connections to the
+	// servers. ServerTLSCertFile and ServerTLSKeyFile (ours) are the
+	// certificate the proxy shows them, "" for none; ServerTLSServerName
+	// is server_tls_server_name as written, "" when absent (see
+	// ServerName).
+	ServerTLSCAFile, ServerTLSCertFile, ServerTLSKeyFile, ServerTLSServerName string
 	// Servers are in nutcracker's server order (hashring.SortNodes): by ring
 	// name, shorter first, then bytewise. A server's index in this slice is
 	// its index in the ring.
@@ -788,6 +804,9 @@ func (b *poolBuilder) set(key, value string) error {
 	if done, err := b.setCluster(key, value); done {
 		return err
 	}
+	if done, err := b.setTLS(key, value); done {
+		return err
+	}
 	if b.seen[key] {
 		return b.errorf(key, "duplicate key")
 	}
@@ -918,7 +937,7 @@ func knownKey(key string) bool {
 		"client_output_buffer_limit_pubsub", "blocking_connections":
 		return true
 	}
-	return sentinelKey(key) || key == "read_from" || key == "replica_max_lag" || key == "group_members" || key == "redis_cluster"
+	return sentinelKey(key) || tlsKey(key) || key == "read_from" || key == "replica_max_lag" || key == "group_members" || key == "redis_cluster"
 }
 
 var (
@@ -1349,6 +1368,9 @@ func (b *poolBuilder) finish(dir string) (Pool, error) {
 		return pc, b.errorf("redis", "shardproxy serves only Redis pools (redis: true); %s", why)
 	}
 
+	if err := b.finishTLS(&pc, dir); err != nil {
+		return pc, err
+	}
 	if err := b.finishSentinel(&pc, dir); err != nil {
 		return pc, err
 	}

@@ -20,17 +20,25 @@ const StartTimeout = 10 * time.Second
 type Redis struct {
 	Instance        // its --dir is Dir; the log is redis.log there
 	Unix     string // unix socket path; "" without RedisUnixSocket
+	// TLSAddr and TLSPort are where its TLS listener is, with RedisTLS;
+	// else "" and 0.
+	TLSAddr string
+	TLSPort int
 
-	extra []string
+	extra          []string
+	tls            *TLSFiles
+	tlsAuthClients bool
 }
 
 // A RedisOption configures StartRedis.
 type RedisOption func(*redisOptions)
 
 type redisOptions struct {
-	password string
-	unix     *string
-	args     []string
+	password       string
+	unix           *string
+	args           []string
+	tls            *TLSFiles
+	tlsAuthClients bool
 }
 
 // RedisPassword sets requirepass. Client then authenticates.
@@ -66,6 +74,7 @@ func StartRedis(t testing.TB, opts ...RedisOption) *Redis {
 			logName:  "redis.log",
 		},
 		extra: o.args,
+		tls:   o.tls, tlsAuthClients: o.tlsAuthClients,
 	}
 	if o.unix != nil {
 		r.Unix = *o.unix
@@ -80,6 +89,10 @@ func StartRedis(t testing.TB, opts ...RedisOption) *Redis {
 	for attempt := 1; ; attempt++ {
 		r.Port = FreePort(t)
 		r.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(r.Port))
+		if r.tls != nil {
+			r.TLSPort = FreePort(t)
+			r.TLSAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(r.TLSPort))
+		}
 		logStart := len(r.Log())
 		err := r.start()
 		if err == nil {
@@ -122,6 +135,7 @@ func (r *Redis) start() error {
 	if r.Unix != "" {
 		args = append(args, "--unixsocket", r.Unix, "--unixsocketperm", "700")
 	}
+	args = append(args, r.tlsArgs()...)
 	args = append(args, r.extra...)
 	return r.run(args...)
 }
