@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"cmp"
 	"net"
 	"slices"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 	"github.com/shardproxy/shardproxy/proxy/backend"
 	"github.com/shardproxy/shardproxy/proxy/config"
 	"github.com/shardproxy/shardproxy/proxy/placement"
+	"github.com/shardproxy/shardproxy/proxy/stats"
 )
 
 // A redis_cluster pool's servers are the masters of a Redis Cluster, its
@@ -33,6 +35,10 @@ import (
 type ClusterMap struct {
 	Slots   [hashring.SlotCount]int32
 	Masters []string
+
+	// Remapped lists the nodes, masters and replicas, dialled at another
+	// address than the one the cluster announces for them (cluster_kube.go).
+	Remapped []stats.ClusterNodeAddress
 }
 
 // ClusterPool is a redis_cluster pool: what a watcher of its cluster
@@ -41,6 +47,13 @@ type ClusterPool struct {
 	Pool     string
 	Seeds    []string // host:port of the configured seed nodes
 	Password string   // redis_auth, "" for none
+
+	// Service is the pool's kubernetes_service, zero for none: its
+	// EndpointSlices say where each node is dialled, and without a servers
+	// list its pods are the seeds, on Port.
+	Service Service
+	Port    int      // kubernetes_port, or 6379; for a pool without servers
+	Pods    []string // beside Seeds: the pod a seed's host names, "" for an IP
 }
 
 // ClusterPools lists the current redis_cluster pools.
@@ -54,6 +67,13 @@ func (s *Server) ClusterPools() []ClusterPool {
 		for _, sc := range p.seeds.Servers {
 			cp.Seeds = append(cp.Seeds, sc.DialAddr)
 		}
+		if p.seeds.KubernetesService != "" {
+			cp.Service = Service{Namespace: s.namespace(p.seeds), Name: p.seeds.KubernetesService}
+			cp.Port = cmp.Or(p.seeds.KubernetesPort, 6379)
+			for _, sc := range p.seeds.Servers {
+				cp.Pods = append(cp.Pods, sc.Pod)
+			}
+		}
 		out = append(out, cp)
 	}
 	return out
@@ -65,6 +85,7 @@ func (s *Server) ClusterPools() []ClusterPool {
 // later Reload builds.
 func (s *Server) SetClusterMap(pool string, m ClusterMap) {
 	m.Masters = slices.Clone(m.Masters)
+	m.Remapped = slices.Clone(m.Remapped)
 	s.clusterMu.Lock()
 	if s.clusterMaps == nil {
 		s.clusterMaps = map[string]*ClusterMap{}
@@ -251,7 +272,7 @@ func (s *replySlot) clusterFailed() {
 func (s *Server) clusterNode(pool, addr string) *server {
 	for _, p := range s.poolList() {
 		if p.cfg.Name == pool && p.seeds != nil {
-			return p.node(addr)
+			return p.node(s.clusterDialAddr(pool, addr))
 		}
 	}
 	return nil
