@@ -42,6 +42,9 @@
 //	             servers) clients load once per batch
 //	cluster.go   a redis_cluster pool: its masters and slots from discovery's
 //	             map, MOVED and ASK followed to the node they name
+//	cluster_kube.go
+//	             nodes dialled elsewhere than the cluster announces them
+//	             (a pod's hostname or old IP): redirects and the stats port
 //	address.go   where a server is dialled: configured, or its pod's IP
 //	stats.go     Snapshot: every counter (package stats) and readiness,
 //	             for the stats port (package statsport)

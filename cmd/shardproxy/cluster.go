@@ -109,6 +109,8 @@ func (w *clusterWatch) seedLocked(pool string, r *runningCluster) {
 	p, srv := w.pools[pool], w.srv
 	seeds := w.seedsLocked(p)
 	if r.watcher != nil {
+		// No ready pod keeps the last seeds: the watcher asks the nodes
+		// it knows as well.
 		if !slices.Equal(r.seeds, seeds) && len(seeds) > 0 {
 			r.seeds = seeds
 			r.watcher.SetSeeds(seeds)
