@@ -68,8 +68,8 @@ func (s *Server) SetPodAddresses(namespace, service string, pods map[string]PodA
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	for _, p := range s.poolList() {
-		if p.cfg.KubernetesService != service || s.namespace(p.cfg) != namespace {
-			continue
+		if p.cfg.KubernetesService != service || s.namespace(p.cfg) != namespace || p.seeds != nil {
+			continue // a redis_cluster pool's servers come from its map
 		}
 		if p.cfg.KubernetesMembers && !sameMembers(p, pods) {
 			next, err := newPool(s, membersConfig(p.cfg, pods), p)

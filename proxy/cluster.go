@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"cmp"
 	"net"
 	"slices"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 	"github.com/shardproxy/shardproxy/proxy/backend"
 	"github.com/shardproxy/shardproxy/proxy/config"
 	"github.com/shardproxy/shardproxy/proxy/placement"
+	"github.com/shardproxy/shardproxy/proxy/stats"
 )
 
 // A redis_cluster pool's servers are the masters of a Redis Cluster, its
@@ -43,6 +45,10 @@ type ClusterMap struct {
 	// shorter than Masters, nil for none. Only a pool with read_from
 	// prefer_replica or replica uses it (cluster_replicas.go).
 	Replicas [][]string
+
+	// Remapped lists the nodes, masters and replicas, dialled at another
+	// address than the one the cluster announces for them (cluster_kube.go).
+	Remapped []stats.ClusterNodeAddress
 }
 
 // ClusterPool is a redis_cluster pool: what a watcher of its cluster
@@ -51,6 +57,13 @@ type ClusterPool struct {
 	Pool     string
 	Seeds    []string // host:port of the configured seed nodes
 	Password string   // redis_auth, "" for none
+
+	// Service is the pool's kubernetes_service, zero for none: its
+	// EndpointSlices say where each node is dialled, and without a servers
+	// list its pods are the seeds, on Port.
+	Service Service
+	Port    int      // kubernetes_port, or 6379; for a pool without servers
+	Pods    []string // beside Seeds: the pod a seed's host names, "" for an IP
 }
 
 // ClusterPools lists the current redis_cluster pools.
@@ -63,6 +76,13 @@ func (s *Server) ClusterPools() []ClusterPool {
 		cp := ClusterPool{Pool: p.cfg.Name, Password: p.seeds.RedisAuth}
 		for _, sc := range p.seeds.Servers {
 			cp.Seeds = append(cp.Seeds, sc.DialAddr)
+		}
+		if p.seeds.KubernetesService != "" {
+			cp.Service = Service{Namespace: s.namespace(p.seeds), Name: p.seeds.KubernetesService}
+			cp.Port = cmp.Or(p.seeds.KubernetesPort, 6379)
+			for _, sc := range p.seeds.Servers {
+				cp.Pods = append(cp.Pods, sc.Pod)
+			}
 		}
 		out = append(out, cp)
 	}
@@ -80,6 +100,7 @@ func (s *Server) SetClusterMap(pool string, m ClusterMap) {
 	for i := range m.Replicas {
 		m.Replicas[i] = slices.Clone(m.Replicas[i])
 	}
+	m.Remapped = slices.Clone(m.Remapped)
 	s.clusterMu.Lock()
 	if s.clusterMaps == nil {
 		s.clusterMaps = map[string]*ClusterMap{}
@@ -274,7 +295,7 @@ func (s *replySlot) clusterFailed() {
 func (s *Server) clusterNode(pool, addr string) *server {
 	for _, p := range s.poolList() {
 		if p.cfg.Name == pool && p.seeds != nil {
-			return p.node(addr)
+			return p.node(s.clusterDialAddr(pool, addr))
 		}
 	}
 	return nil

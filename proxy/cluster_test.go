@@ -302,17 +302,6 @@ func TestClusterRequestsAllocateNothing(t *testing.T) {
 	}
 }
 
-// A redis_cluster pool whose seeds would come from kubernetes_service is
-// refused, rather than served with no seed to ask for the slot map.
-func TestClusterPoolKubernetesSeedsRefused(t *testing.T) {
-	listen := fmt.Sprintf("127.0.0.1:%d", proxytest.FreePort(t))
-	yaml := poolYAML(listen, "  redis_cluster: true\n  kubernetes_service: redis\n", "redis-0.redis:6379:1")
-	want := `pool "alpha": redis_cluster: this version of shardproxy takes a Redis Cluster's seeds from servers, not from kubernetes_service`
-	if _, err := NewServer(mustParse(t, yaml), Options{}); err == nil || !strings.Contains(err.Error(), want) {
-		t.Fatalf("NewServer = %v, want %q", err, want)
-	}
-}
-
 // startClusterServer starts a proxy over c's seeds that no watcher feeds:
 // the test hands it maps.
 func startClusterServer(t *testing.T, c *proxytest.Cluster) (*Server, string) {

@@ -44,6 +44,9 @@
 //	             servers) clients load once per batch
 //	cluster.go   a redis_cluster pool: its masters and slots from discovery's
 //	             map, MOVED and ASK followed to the node they name
+//	cluster_kube.go
+//	             nodes dialled elsewhere than the cluster announces them
+//	             (a pod's hostname or old IP): redirects and the stats port
 //	cluster_pinned.go
 //	             MOVED and ASK for blocking commands and transactions, on
 //	             connections of their own: sent again, or replayed, there

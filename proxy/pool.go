@@ -100,9 +100,6 @@ func newPool(srv *Server, cfg *config.Pool, prev *pool) (*pool, error) {
 	var clusterMap *ClusterMap
 	var pl placement.Placement
 	var ring *placement.Ring
-	if cfg.IsCluster() && cfg.KubernetesService != "" {
-		return nil, fmt.Errorf("pool %q: redis_cluster: this version of shardproxy takes a Redis Cluster's seeds from servers, not from kubernetes_service", cfg.Name)
-	}
 	if cfg.IsCluster() {
 		// The seeds do not become a ring, where keys would land on nodes
 		// that answer MOVED for them: the servers are the masters of

@@ -134,7 +134,7 @@ func (s *Server) buildPools(cfg *config.Config, prev []*pool) (pools []*pool, er
 		if !pc.Redis {
 			return pools, fmt.Errorf("pool %q: only redis pools (redis: true) are supported", pc.Name)
 		}
-		if pc.KubernetesService != "" {
+		if pc.KubernetesService != "" && !pc.IsCluster() {
 			if pods := s.podsFor(pc); pods != nil {
 				if pc.KubernetesMembers {
 					pc = membersConfig(pc, pods)

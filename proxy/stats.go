@@ -74,6 +74,7 @@ func (s *Server) Snapshot(dst *stats.Snapshot) {
 			}
 		}
 	}
+	dst.ClusterAddresses = s.clusterAddresses(dst.ClusterAddresses)
 }
 
 // SetReady sets the flag that readiness (/readyz on the stats port) also

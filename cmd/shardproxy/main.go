@@ -199,6 +199,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	services, err := startDiscovery(ctx, o, srv, func(svc proxy.Service, eps map[string]discovery.Endpoint) {
 		sentinels.endpointsChanged(svc, eps)
 		roles.endpointsChanged(svc, eps)
+		clusters.endpointsChanged(svc, eps)
 	}, logger)
 	if err != nil {
 		logger.Error("kubernetes discovery", "err", err)

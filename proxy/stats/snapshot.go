@@ -25,6 +25,10 @@ type Snapshot struct {
 	Reloads         int64  // configuration reloads that took effect
 	ReloadsRejected int64
 	Services        []ServiceStatus // discovery's watches; none without discovery
+
+	// ClusterAddresses lists, for each redis_cluster pool, the nodes
+	// dialled at another address than the cluster announces.
+	ClusterAddresses []ClusterAddresses
 }
 
 // PoolSnapshot is one pool in a Snapshot.

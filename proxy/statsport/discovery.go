@@ -17,6 +17,9 @@ type discoveryReport struct {
 	Services      []stats.ServiceStatus `json:"services"`
 	Servers       []stats.AddressStatus `json:"servers"`
 	Groups        []*stats.GroupStatus  `json:"groups,omitempty"` // servers that Sentinel watches
+	// ClusterAddresses lists, per redis_cluster pool, the nodes dialled at
+	// another address than the cluster announces.
+	ClusterAddresses []stats.ClusterAddresses `json:"cluster_addresses,omitempty"`
 }
 
 func (ss *Server) serveDiscovery(w http.ResponseWriter, _ *http.Request) {
@@ -28,6 +31,8 @@ func (ss *Server) serveDiscovery(w http.ResponseWriter, _ *http.Request) {
 		Reloads:       snap.Reloads,
 		ReloadsFailed: snap.ReloadsRejected,
 		Services:      snap.Services,
+
+		ClusterAddresses: snap.ClusterAddresses,
 	}
 	if rep.Services == nil {
 		rep.Services = []stats.ServiceStatus{}
@@ -58,7 +63,9 @@ var (
 	addressChanged   = metricDesc("server_address_changed_timestamp_seconds", "When the server's address or usability last changed.", serverLabels)
 	configReloads    = metricDesc("config_reloads_total", "Configuration reloads, by result (ok, rejected).", []string{"result"})
 	configInfo       = metricDesc("config_info", "Always 1; sha256 is the SHA-256 of the running configuration file.", []string{"sha256"})
-	discoveryDescs   = []*prometheus.Desc{discoverySynced, discoveryHealthy, discoveryEndpts, discoveryChanged, addressInfo, addressUsable, addressChanged, configReloads, configInfo}
+	clusterMismatch  = metricDesc("cluster_node_address_mismatch", "Always 1, for each node of a redis_cluster pool that the cluster announces at an address its pod had before: announced is that address, dialled the pod's current one.", []string{"pool", "node_id", "announced", "dialled", "pod"})
+	clusterMismatchN = metricDesc("cluster_address_mismatches", "Nodes of the redis_cluster pool that the cluster announces at an address their pod had before; each is dialled at its pod's current one.", []string{"pool"})
+	discoveryDescs   = []*prometheus.Desc{discoverySynced, discoveryHealthy, discoveryEndpts, discoveryChanged, addressInfo, addressUsable, addressChanged, configReloads, configInfo, clusterMismatch, clusterMismatchN}
 )
 
 func boolValue(b bool) float64 {
@@ -88,6 +95,17 @@ func collectDiscovery(ch chan<- prometheus.Metric, snap *stats.Snapshot) {
 			ch <- prometheus.MustNewConstMetric(addressUsable, prometheus.GaugeValue, boolValue(a.Usable), pool, srv)
 			ch <- prometheus.MustNewConstMetric(addressChanged, prometheus.GaugeValue, float64(a.ChangedAt.UnixNano())/1e9, pool, srv)
 		}
+	}
+	for _, ca := range snap.ClusterAddresses {
+		pool, stale := labelValue(ca.Pool), 0
+		for _, n := range ca.Nodes {
+			if n.Stale {
+				stale++
+				ch <- prometheus.MustNewConstMetric(clusterMismatch, prometheus.GaugeValue, 1,
+					pool, labelValue(n.ID), labelValue(n.Announced), labelValue(n.Dialled), labelValue(n.Pod))
+			}
+		}
+		ch <- prometheus.MustNewConstMetric(clusterMismatchN, prometheus.GaugeValue, float64(stale), pool)
 	}
 	ch <- prometheus.MustNewConstMetric(configReloads, prometheus.CounterValue, float64(snap.Reloads), "ok")
 	ch <- prometheus.MustNewConstMetric(configReloads, prometheus.CounterValue, float64(snap.ReloadsRejected), "rejected")
