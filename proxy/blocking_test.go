@@ -75,23 +75,24 @@ func TestBlockingBLPOPWokenByPush(t *testing.T) {
 
 // The pool's timeout does not cut a longer block short: the timeout's
 // reply is the server's own, byte for byte, for the list and zset
-// commands and XREAD.
+// commands and XREAD. The timeout is wide enough that a loaded machine's
+// late reply is not taken for a stuck server.
 func TestBlockingTimeoutRepliesAsRedis(t *testing.T) {
-	tp := startProxy(t, 3, "  timeout: 100\n")
+	tp := startProxy(t, 3, "  timeout: 500\n")
 	plain := proxytest.StartRedis(t).Client(t)
 	c := tp.client(t)
 	far := tp.keyOn(t, tp.redises[0], "x")
 	near := tp.keyOn(t, tp.owner(t, far), "y")
 	for _, args := range [][]string{
-		{"BLPOP", "t", "0.3"},
-		{"BRPOP", "t", "u", "0.3"},
-		{"BZPOPMIN", "z", "0.3"},
-		{"BZPOPMAX", "z", "0.3"},
-		{"BLMPOP", "0.3", "1", "t", "LEFT"},
-		{"BZMPOP", "0.3", "1", "z", "MIN"},
-		{"BRPOPLPUSH", far, near, "0.3"},
-		{"BLMOVE", far, near, "LEFT", "RIGHT", "0.3"},
-		{"XREAD", "BLOCK", "300", "STREAMS", "s", "$"},
+		{"BLPOP", "t", "0.6"},
+		{"BRPOP", "t", "u", "0.6"},
+		{"BZPOPMIN", "z", "0.6"},
+		{"BZPOPMAX", "z", "0.6"},
+		{"BLMPOP", "0.6", "1", "t", "LEFT"},
+		{"BZMPOP", "0.6", "1", "z", "MIN"},
+		{"BRPOPLPUSH", far, near, "0.6"},
+		{"BLMOVE", far, near, "LEFT", "RIGHT", "0.6"},
+		{"XREAD", "BLOCK", "600", "STREAMS", "s", "$"},
 		{"BLPOP", "t", "-1"},
 		{"BLPOP", "t", "x"},
 		{"XREAD", "BLOCK", "x", "STREAMS", "s", "$"},
