@@ -179,6 +179,15 @@ func (l *layout) noOwner() string {
 	return msgNoServer
 }
 
+// noOwnerOf is noOwner for key, naming in a Redis Cluster pool the slot
+// that no master serves after Redis' own text, which clients match on.
+func (l *layout) noOwnerOf(key []byte) string {
+	if _, ok := l.Placement.(*placement.Slots); ok {
+		return msgSlotNotServed + " (slot " + strconv.Itoa(int(hashring.KeySlot(key))) + ")"
+	}
+	return msgNoServer
+}
+
 // maxRedirects bounds how often one request follows MOVED or ASK; the
 // reply after that is the client's.
 const maxRedirects = 5

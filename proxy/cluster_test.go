@@ -334,7 +334,8 @@ func viewMap(t *testing.T, c *proxytest.Cluster) ClusterMap {
 }
 
 // A key whose slot no master serves gets Redis' CLUSTERDOWN at once, alone
-// or among keys of served slots.
+// or among keys of served slots, in a transaction too, and so does a
+// PUBLISH to a channel of such a slot; the error names the slot.
 func TestClusterPoolSlotNotServed(t *testing.T) {
 	c := proxytest.StartCluster(t, 3, 1)
 	srv, addr := startClusterServer(t, c)
@@ -343,11 +344,20 @@ func TestClusterPoolSlotNotServed(t *testing.T) {
 	m.Slots[lost] = -1
 	srv.SetClusterMap("alpha", m)
 	cl := proxytest.Dial(t, addr)
-	const want = "-CLUSTERDOWN Hash slot not served\r\n"
-	for _, cmd := range [][]string{{"GET", "lost"}, {"SET", "lost", "v"}, {"MGET", "kept", "lost"}, {"DEL", "lost", "kept"}} {
+	want := fmt.Sprintf("-CLUSTERDOWN Hash slot not served (slot %d)\r\n", lost)
+	for _, cmd := range [][]string{{"GET", "lost"}, {"SET", "lost", "v"}, {"MGET", "kept", "lost"}, {"DEL", "lost", "kept"}, {"PUBLISH", "lost", "m"}} {
 		if got := do(t, cl, cmd...); got != want {
 			t.Errorf("%v = %q, want %q", cmd, got, want)
 		}
+	}
+	if got := do(t, cl, "MULTI"); got != "+OK\r\n" {
+		t.Fatalf("MULTI = %q", got)
+	}
+	if got := do(t, cl, "MSET", "lost", "v"); got != want {
+		t.Errorf("MSET lost v in MULTI = %q, want %q", got, want)
+	}
+	if got := do(t, cl, "DISCARD"); got != "+OK\r\n" {
+		t.Fatalf("DISCARD = %q", got)
 	}
 	if got := do(t, cl, "SET", "kept", "v"); got != "+OK\r\n" {
 		t.Errorf("SET kept = %q, want +OK", got)

@@ -84,11 +84,11 @@ func (c *client) split(def *command.Spec, cmd *resp.Command) {
 	if (len(args)-1)/step > indexedSplit && (clustered || len(c.layout.servers) <= hashring.SlotCount) {
 		index = subIndexes.Get().(*[hashring.SlotCount]int32)
 	}
-	ok := true
+	unowned := -1 // the argument of a key no server owns
 	for i := 1; i < len(args); i += step {
 		idx := c.layout.Lookup(args[i])
 		if idx < 0 {
-			ok = false
+			unowned = i
 			break
 		}
 		key := idx
@@ -125,9 +125,9 @@ func (c *client) split(def *command.Spec, cmd *resp.Command) {
 		}
 		subIndexes.Put(index)
 	}
-	if !ok {
+	if unowned >= 0 {
 		c.nfrags--
-		c.replyError(c.layout.noOwner())
+		c.replyError(c.layout.noOwnerOf(args[unowned]))
 		return
 	}
 	if len(f.subSrv) == 1 {

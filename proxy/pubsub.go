@@ -505,7 +505,12 @@ func (c *client) pubsub(def *command.Spec, cmd *resp.Command) {
 	args := cmd.Args
 	switch def.Name {
 	case "publish", "spublish":
-		c.route(c.layout.Lookup(args[1]), cmd)
+		idx := c.layout.Lookup(args[1])
+		if idx < 0 {
+			c.replyError(c.layout.noOwnerOf(args[1]))
+			return
+		}
+		c.route(idx, cmd)
 	case "subscribe", "psubscribe", "ssubscribe":
 		c.subscribe(subscriptionKind(def.Name), args[1:])
 	case "unsubscribe", "punsubscribe", "sunsubscribe":

@@ -124,7 +124,7 @@ func (c *client) owner(def *command.Spec, args [][]byte) (int, string) {
 	}
 	idx := c.layout.Lookup(args[keys[0]])
 	if idx < 0 {
-		return -1, c.layout.noOwner()
+		return -1, c.layout.noOwnerOf(args[keys[0]])
 	}
 	for _, k := range keys[1:] {
 		if c.layout.Lookup(args[k]) != idx {

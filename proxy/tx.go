@@ -353,7 +353,7 @@ func (c *client) txOwner(def *command.Spec, args [][]byte) (int, string) {
 		for i := 1; i < len(args); i += def.Step {
 			j := c.layout.Lookup(args[i])
 			if j < 0 {
-				return -1, c.layout.noOwner()
+				return -1, c.layout.noOwnerOf(args[i])
 			}
 			if idx >= 0 && j != idx {
 				return -1, msgCrossSlot
