@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bytes"
-	"crypto/subtle"
 	"fmt"
 	"math"
 	"net"
@@ -68,8 +67,7 @@ func (c *client) local(def *command.Spec, cmd *resp.Command) {
 		c.trackingOff()
 		c.switchProto(2) // RESET goes back to RESP2, as in Redis
 		c.name = nil
-		c.authPass = ""
-		c.authed = c.pool.cfg.RedisAuth == ""
+		c.logOut()
 		c.reply([]byte("+RESET\r\n"))
 	case "readonly", "readwrite":
 		c.reply([]byte("+OK\r\n"))
@@ -78,6 +76,8 @@ func (c *client) local(def *command.Spec, cmd *resp.Command) {
 	default:
 		if strings.HasPrefix(def.Name, "cluster|") {
 			c.cluster(def.Name, cmd)
+		} else if strings.HasPrefix(def.Name, "acl|") {
+			c.aclCommand(def, args)
 		}
 	}
 }
@@ -104,8 +104,7 @@ func (c *client) isPoolDB(arg []byte) bool {
 	return err != nil || n == c.pool.cfg.RedisDB
 }
 
-// auth checks AUTH password or AUTH default password against redis_auth,
-// in constant time.
+// auth answers AUTH [user] password.
 func (c *client) auth(args [][]byte) {
 	if len(args) > 2 {
 		c.replyError(msgSyntax)
@@ -116,32 +115,6 @@ func (c *client) auth(args [][]byte) {
 		return
 	}
 	c.reply([]byte("+OK\r\n"))
-}
-
-// checkAuth authenticates the client with [user] password and returns the
-// error reply, or "" on success.
-func (c *client) checkAuth(args [][]byte) string {
-	want := c.pool.cfg.RedisAuth
-	user, pass := []byte("default"), args[len(args)-1]
-	if len(args) == 2 {
-		user = args[0]
-	}
-	if want == "" {
-		if len(args) == 1 {
-			return msgNoPassword
-		}
-		if string(user) != "default" {
-			return msgWrongPass
-		}
-		return ""
-	}
-	userOK := subtle.ConstantTimeCompare(user, []byte("default"))
-	passOK := subtle.ConstantTimeCompare(pass, []byte(want))
-	if userOK&passOK != 1 {
-		return msgWrongPass
-	}
-	c.authed, c.authPass = true, want
-	return ""
 }
 
 // hello answers HELLO [2|3 [AUTH user pass] [SETNAME name]] as Redis 7.0
