@@ -6,10 +6,16 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/shardproxy/shardproxy/proxy/acl"
+	"github.com/shardproxy/shardproxy/proxy/config"
 	"github.com/shardproxy/shardproxy/proxy/proxytest"
+	"github.com/shardproxy/shardproxy/proxy/stats"
 )
 
 // aclTestUsers is the ACL file of the users tests: a user of each kind the
@@ -230,5 +236,236 @@ func TestACLCheckAllocatesNothing(t *testing.T) {
 				t.Fatalf("%v allocations per round trip, want none", n)
 			}
 		})
+	}
+}
+
+// reloadUsers reloads tp with its pool's users read again from the
+// acl_file at path, as a reload of the config file does.
+func reloadUsers(t *testing.T, tp *testPool, path string) error {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	users, err := acl.Parse(path, data)
+	if err != nil {
+		return err
+	}
+	cfg := &config.Config{Pools: append([]config.Pool(nil), tp.cfg.Pools...)}
+	cfg.Pools[0].Users = users
+	if err := tp.srv.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	return nil
+}
+
+// A reload that changes the users takes effect for new AUTHs at once, and
+// makes the clients of a user that is gone, off or changed authenticate
+// again, while those of an unchanged user go on.
+func TestACLReload(t *testing.T) {
+	path := writeACLFile(t,
+		"user default off",
+		"user keep on >kpass ~* +@all",
+		"user change on >cpass ~* +@all",
+		"user disable on >dpass ~* +@all",
+		"user remove on >rpass ~* +@all")
+	tp := startProxy(t, 2, "  acl_file: "+path+"\n")
+	clients := map[string]*proxytest.Conn{}
+	for _, u := range []string{"keep", "change", "disable", "remove"} {
+		clients[u] = authAs(t, tp.addr, u, u[:1]+"pass")
+		if got := do(t, clients[u], "SET", "k", u); got != "+OK\r\n" {
+			t.Fatalf("%s: SET = %q", u, got)
+		}
+	}
+	os.WriteFile(path, []byte(strings.Join([]string{
+		"user default off",
+		"user keep on >kpass ~* +@all",
+		"user change on >cpass ~* +@all -set",
+		"user disable off >dpass ~* +@all",
+		"user added on >apass ~* +@all"}, "\n")), 0o600)
+	if err := reloadUsers(t, tp, path); err != nil {
+		t.Fatal(err)
+	}
+	const noAuth = "-NOAUTH Authentication required.\r\n"
+	for u, want := range map[string]string{"keep": "$4\r\nkeep\r\n", "change": noAuth, "disable": noAuth, "remove": noAuth} {
+		if got := do(t, clients[u], "GET", "k"); got != want && !(u == "keep" && strings.HasPrefix(got, "$")) {
+			t.Errorf("%s after the reload: GET = %q, want %q", u, got, want)
+		}
+	}
+	if got := do(t, clients["change"], "AUTH", "change", "cpass"); got != "+OK\r\n" {
+		t.Errorf("AUTH change again = %q", got)
+	}
+	if got := do(t, clients["change"], "SET", "k", "v"); got != "-NOPERM this user has no permissions to run the 'set' command\r\n" {
+		t.Errorf("changed user's SET = %q, want its new rules' refusal", got)
+	}
+	if got := do(t, clients["disable"], "AUTH", "disable", "dpass"); got != "-WRONGPASS invalid username-password pair or user is disabled.\r\n" {
+		t.Errorf("AUTH of a disabled user = %q", got)
+	}
+	authAs(t, tp.addr, "added", "apass")
+
+	// A bad file is refused and the users stay as they were.
+	os.WriteFile(path, []byte("user keep on >kpass ~* +nosuchcommand\n"), 0o600)
+	if err := reloadUsers(t, tp, path); err == nil {
+		t.Fatal("a bad acl_file parsed")
+	}
+	if got := do(t, clients["keep"], "GET", "k"); !strings.HasPrefix(got, "$") {
+		t.Errorf("keep after a refused file: GET = %q", got)
+	}
+}
+
+// ACL WHOAMI, CAT, LIST and USERS are answered from the pool's users, LIST
+// without passwords or their hashes; the subcommands that would change
+// the users are refused.
+func TestACLLocalSubcommands(t *testing.T) {
+	path := writeACLFile(t,
+		"user default on nopass ~* &* +@all",
+		"user alice on >secret #ee79660cb3c15a024733d10eaca3d55e07c1fef3ac417740c05adab34a3c146e ~app:* +@read +acl|whoami")
+	tp := startProxy(t, 1, "  acl_file: "+path+"\n")
+	r := proxytest.StartRedis(t, proxytest.RedisArgs("--aclfile", path))
+	c := tp.client(t)
+	if got := do(t, c, "ACL", "WHOAMI"); got != "$7\r\ndefault\r\n" {
+		t.Errorf("ACL WHOAMI = %q", got)
+	}
+	list := do(t, c, "ACL", "LIST")
+	want := "*2\r\n$63\r\nuser alice on #<redacted> #<redacted> ~app:* +@read +acl|whoami\r\n$34\r\nuser default on nopass ~* &* +@all\r\n"
+	if list != want {
+		t.Errorf("ACL LIST = %q, want %q", list, want)
+	}
+	if strings.Contains(list, "secret") || strings.Contains(list, "ee79660c") {
+		t.Errorf("ACL LIST shows a password: %q", list)
+	}
+	if got := do(t, c, "ACL", "USERS"); got != "*2\r\n$5\r\nalice\r\n$7\r\ndefault\r\n" {
+		t.Errorf("ACL USERS = %q", got)
+	}
+	rc := r.Client(t)
+	for _, args := range [][]string{
+		strings.Fields("ACL CAT"), strings.Fields("ACL CAT read"), strings.Fields("ACL CAT nosuch"), strings.Fields("ACL cat a b"),
+		strings.Fields("ACL DRYRUN alice get app:1"), strings.Fields("ACL DRYRUN alice get x"), strings.Fields("ACL DRYRUN alice set app:1 v"),
+		strings.Fields("ACL DRYRUN nobody get x"), strings.Fields("ACL DRYRUN alice nosuch"), strings.Fields("ACL DRYRUN alice get"),
+		strings.Fields("ACL DRYRUN alice config nosuch"), strings.Fields("ACL WHOAMI x"), strings.Fields("ACL NOSUCH"),
+	} {
+		got, want := do(t, c, args...), do(t, rc, args...)
+		if args[1] == "CAT" && len(args) == 3 && args[2] == "read" {
+			got, want = sortedArray(got), sortedArray(want)
+		}
+		if got != want {
+			t.Errorf("%q: proxy %q, redis %q", args, got, want)
+		}
+	}
+	for _, sub := range []string{"SETUSER", "DELUSER", "LOAD", "SAVE", "LOG", "GETUSER", "GENPASS"} {
+		args := []string{"ACL", sub, "alice"}
+		if sub == "LOAD" || sub == "SAVE" {
+			args = args[:2]
+		}
+		want := "-ERR unsupported command 'acl|" + strings.ToLower(sub) + "' in shardproxy: " + whyACLFile + "\r\n"
+		if got := do(t, c, args...); got != want {
+			t.Errorf("%q = %q, want %q", args, got, want)
+		}
+	}
+	ac := authAs(t, tp.addr, "alice", "secret")
+	if got := do(t, ac, "ACL", "WHOAMI"); got != "$5\r\nalice\r\n" {
+		t.Errorf("alice's ACL WHOAMI = %q", got)
+	}
+	if got := do(t, ac, "ACL", "LIST"); got != "-NOPERM this user has no permissions to run the 'acl|list' command\r\n" {
+		t.Errorf("alice's ACL LIST = %q", got)
+	}
+}
+
+// sortedArray is a RESP array of bulk strings with its elements sorted,
+// for replies in no particular order.
+func sortedArray(raw string) string {
+	lines := strings.Split(strings.TrimSuffix(raw, "\r\n"), "\r\n")
+	if len(lines) < 1 || !strings.HasPrefix(lines[0], "*") {
+		return raw
+	}
+	var elems []string
+	for i := 1; i+1 < len(lines); i += 2 {
+		elems = append(elems, lines[i+1])
+	}
+	slices.Sort(elems)
+	return lines[0] + " " + strings.Join(elems, " ")
+}
+
+// After authFailureLimit failed AUTHs from one address within
+// authFailureWindow, AUTH from that address is refused without a password
+// check until the window has passed; clients already authenticated go on,
+// and every refusal is counted.
+func TestAuthFailuresLimited(t *testing.T) {
+	var now atomic.Int64
+	now.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	testHookAuthNow = func() time.Time { return time.Unix(0, now.Load()) }
+	t.Cleanup(func() { testHookAuthNow = nil })
+	tp := startProxy(t, 1, "  redis_auth: right\n", proxytest.RedisPassword("right"))
+	authed := tp.client(t)
+	if got := do(t, authed, "AUTH", "right"); got != "+OK\r\n" {
+		t.Fatalf("AUTH = %q", got)
+	}
+	c := tp.client(t)
+	const wrongPass = "-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+	for i := 0; i < authFailureLimit; i++ {
+		if got := do(t, c, "AUTH", "wrong"); got != wrongPass {
+			t.Fatalf("failure %d: AUTH = %q", i+1, got)
+		}
+	}
+	throttled := "-" + msgAuthThrottled + "\r\n"
+	if got := do(t, c, "AUTH", "right"); got != throttled {
+		t.Errorf("AUTH after %d failures = %q, want %q", authFailureLimit, got, throttled)
+	}
+	other := tp.client(t)
+	if got := do(t, other, "HELLO", "2", "AUTH", "default", "right"); got != throttled {
+		t.Errorf("HELLO AUTH from the same address = %q, want %q", got, throttled)
+	}
+	if got := do(t, authed, "SET", "k", "v"); got != "+OK\r\n" {
+		t.Errorf("an authenticated client's SET = %q", got)
+	}
+	var snap stats.Snapshot
+	tp.srv.Snapshot(&snap)
+	if got := snap.Pools[0].Values[stats.AuthFailures]; got != authFailureLimit+2 {
+		t.Errorf("auth failures counted = %d, want %d", got, authFailureLimit+2)
+	}
+	now.Add(int64(authFailureWindow))
+	if got := do(t, c, "AUTH", "right"); got != "+OK\r\n" {
+		t.Errorf("AUTH once the window passed = %q", got)
+	}
+}
+
+// With server_auth_user, the proxy's server connections authenticate as
+// that user, on RESP2 and RESP3 connections; what the user may not do
+// reaches the client as the server's refusal, and a refused handshake as
+// an error naming the server and the step.
+func TestServerAuthUser(t *testing.T) {
+	serverACL := writeACLFile(t, "user default off", "user proxy on >ppass ~* &* +@all -flushall -select")
+	tp := startProxy(t, 1, "  server_auth_user: proxy\n  server_auth_password: ppass\n",
+		proxytest.RedisArgs("--aclfile", serverACL))
+	c := tp.client(t)
+	if got := do(t, c, "SET", "k", "v"); got != "+OK\r\n" {
+		t.Fatalf("SET = %q", got)
+	}
+	if got := do(t, c, "GET", "k"); got != "$1\r\nv\r\n" {
+		t.Errorf("GET = %q", got)
+	}
+	if got := do(t, c, "FLUSHALL"); got != "-NOPERM this user has no permissions to run the 'flushall' command\r\n" {
+		t.Errorf("FLUSHALL = %q, want the server's refusal", got)
+	}
+	if got := do(t, tp.redises[0].Client(t), "GET", "k"); got != "-NOAUTH Authentication required.\r\n" {
+		t.Errorf("the server's default user is not off: GET = %q", got)
+	}
+	testHookClientProto.Store(3)
+	c3 := tp.client(t)
+	do(t, c3, "PING") // the client exists, with RESP3
+	testHookClientProto.Store(0)
+	if got := do(t, c3, "GET", "k"); got != "$1\r\nv\r\n" {
+		t.Errorf("RESP3 GET = %q", got)
+	}
+
+	// A user that may not SELECT fails the handshake of a pool with
+	// redis_db.
+	port := proxytest.FreePort(t)
+	yaml := fmt.Sprintf("beta:\n  listen: 127.0.0.1:%d\n  redis: true\n  redis_db: 1\n  server_auth_user: proxy\n  server_auth_password: ppass\n  servers:\n    - %s:1 server0\n", port, tp.redises[0].Addr)
+	startServer(t, yaml, Options{})
+	bc := proxytest.Dial(t, fmt.Sprintf("127.0.0.1:%d", port))
+	got := do(t, bc, "GET", "k")
+	if want := "-ERR server server0 (" + tp.redises[0].Addr + "): SELECT refused: NOPERM this user has no permissions to run the 'select' command\r\n"; got != want {
+		t.Errorf("GET through a handshake the server refuses = %q, want %q", got, want)
 	}
 }
