@@ -15,7 +15,9 @@ import (
 // no password. dispatch checks every command against the user's
 // permissions before it runs, local ones included; a reload that changes
 // the pool's users makes a client whose user is gone, off or changed
-// authenticate again.
+// authenticate again, and closes such a client that is subscribed, which
+// would otherwise go on receiving messages its user may no longer have
+// (Redis 7.0 closes the clients of the users an ACL LOAD replaces).
 
 // poolUsers are the users of a pool: its acl_file's, or Redis' default
 // user with redis_auth as its password.
@@ -35,24 +37,41 @@ func (c *client) rebindUser(users *acl.Users) {
 		if u == nil || !u.Enabled() || !c.user.Same(u) {
 			u = nil
 		}
-		c.user = u
+		c.setUser(u)
 	}
 	c.users = users
 	if c.user == nil {
 		c.logOut()
 	}
-	c.authed = c.user != nil
+}
+
+// setUser makes u the client's user (nil: none until it authenticates).
+func (c *client) setUser(u *acl.User) {
+	c.user, c.authed = u, u != nil
+	c.userNow.Store(u)
+}
+
+// userKept reports whether the client's user is in users, on and
+// unchanged, for a reload that checks its subscribed clients from another
+// goroutine than the client's.
+func (c *client) userKept(users *acl.Users) bool {
+	u := c.userNow.Load()
+	if u == nil {
+		return true
+	}
+	next := users.Lookup([]byte(u.Name()))
+	return next != nil && next.Enabled() && u.Same(next)
 }
 
 // logOut makes the client what a new connection is: the default user, or
 // no user until it authenticates.
 func (c *client) logOut() {
-	c.user = nil
+	var u *acl.User
 	if users := c.pool.users; !users.AuthRequired() {
-		c.user = users.Default()
+		u = users.Default()
 	}
+	c.setUser(u)
 	c.users = c.pool.users
-	c.authed = c.user != nil
 }
 
 // checkAuth authenticates the client with [user] password against the
@@ -77,7 +96,8 @@ func (c *client) checkAuth(args [][]byte) string {
 		c.srv.authLimit.failed(c.conn.RemoteAddr())
 		return msgWrongPass
 	}
-	c.user, c.users, c.authed = u, users, true
+	c.setUser(u)
+	c.users = users
 	return ""
 }
 

@@ -469,3 +469,31 @@ func TestServerAuthUser(t *testing.T) {
 		t.Errorf("GET through a handshake the server refuses = %q, want %q", got, want)
 	}
 }
+
+// A reload closes a subscribed client whose user changed, which could
+// not AUTH again before its next message, and keeps the subscribers of an
+// unchanged user.
+func TestACLReloadClosesSubscribersOfChangedUsers(t *testing.T) {
+	path := writeACLFile(t, "user keep on >kpass &* +@all", "user change on >cpass &* +@all")
+	tp := startProxy(t, 1, "  acl_file: "+path+"\n")
+	keep, change := authAs(t, tp.addr, "keep", "kpass"), authAs(t, tp.addr, "change", "cpass")
+	for _, c := range []*proxytest.Conn{keep, change} {
+		if got := do(t, c, "SUBSCRIBE", "ch"); !strings.HasPrefix(got, "*3\r\n$9\r\nsubscribe\r\n") {
+			t.Fatalf("SUBSCRIBE = %q", got)
+		}
+	}
+	os.WriteFile(path, []byte("user keep on >kpass &* +@all\nuser change on >cpass &other +@all\n"), 0o600)
+	if err := reloadUsers(t, tp, path); err != nil {
+		t.Fatal(err)
+	}
+	pub := tp.client(t)
+	if got := do(t, pub, "PUBLISH", "ch", "hi"); got != ":1\r\n" {
+		t.Errorf("PUBLISH = %q, want one receiver", got)
+	}
+	if r, err := change.Read(); err == nil {
+		t.Errorf("the changed user's subscriber got %q, want its connection closed", r.Raw())
+	}
+	if r, err := keep.Read(); err != nil || !strings.Contains(string(r.Raw()), "hi") {
+		t.Errorf("the unchanged user's subscriber: %q %v", r.Raw(), err)
+	}
+}

@@ -64,8 +64,9 @@ type client struct {
 	// user is who the client is (acl.go): the user it authenticated as,
 	// or the default user when it needs no AUTH; nil until it does.
 	// users are the pool's users that user is one of, and authed says
-	// whether user is set.
+	// whether user is set; userNow is user for other goroutines.
 	user       *acl.User
+	userNow    atomic.Pointer[acl.User]
 	users      *acl.Users
 	authed     bool
 	aclScratch acl.Scratch
