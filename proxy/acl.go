@@ -51,6 +51,15 @@ func (c *client) setUser(u *acl.User) {
 	c.userNow.Store(u)
 }
 
+// userName is the name of the client's user, for other goroutines: the
+// default user's before it authenticates, as in Redis.
+func (c *client) userName() string {
+	if u := c.userNow.Load(); u != nil {
+		return u.Name()
+	}
+	return acl.DefaultUser
+}
+
 // userKept reports whether the client's user is in users, on and
 // unchanged, for a reload that checks its subscribed clients from another
 // goroutine than the client's.

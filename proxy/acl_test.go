@@ -497,3 +497,22 @@ func TestACLReloadClosesSubscribersOfChangedUsers(t *testing.T) {
 		t.Errorf("the unchanged user's subscriber: %q %v", r.Raw(), err)
 	}
 }
+
+// CLIENT KILL USER kills the clients of that user, and only those.
+func TestClientKillUser(t *testing.T) {
+	path := writeACLFile(t, "user alice on >apass ~* +@all", "user bob on >bpass ~* +@all")
+	tp := startProxy(t, 1, "  acl_file: "+path+"\n")
+	alice, bob := authAs(t, tp.addr, "alice", "apass"), authAs(t, tp.addr, "bob", "bpass")
+	if got := do(t, tp.client(t), "CLIENT", "KILL", "USER", "alice"); got != ":1\r\n" {
+		t.Errorf("CLIENT KILL USER alice = %q, want :1", got)
+	}
+	if r, err := alice.Do("PING"); err == nil {
+		t.Errorf("alice's client answered %q after CLIENT KILL USER alice", r.Raw())
+	}
+	if got := do(t, bob, "PING"); got != "+PONG\r\n" {
+		t.Errorf("bob's PING = %q", got)
+	}
+	if got := do(t, bob, "CLIENT", "KILL", "USER", "carol"); got != "-ERR No such user 'carol'\r\n" {
+		t.Errorf("CLIENT KILL USER carol = %q", got)
+	}
+}

@@ -322,13 +322,16 @@ func addrString(a net.Addr) string {
 // clientKill answers CLIENT KILL over the proxy's own clients of this
 // pool, as Redis does over its own: the old form CLIENT KILL addr answers
 // +OK or "No such client", the new form of filters (ID, ADDR, LADDR, TYPE,
-// USER, SKIPME) answers how many it killed. A client may kill itself; it
+// USER, SKIPME) answers how many it killed. A client that has not
+// authenticated is the default user's, as in Redis. A client may kill itself; it
 // gets the reply first.
 func (c *client) clientKill(args [][]byte) {
 	var (
 		id                int64  // 0: any
 		addr, laddr       string // with hasAddr, hasLaddr
 		hasAddr, hasLaddr bool
+		user              string // with hasUser
+		hasUser           bool
 		noneOfType        bool // TYPE of a kind the proxy has no clients of
 		typed, pubsub     bool // TYPE normal or pubsub, and which
 		skipMe            = true
@@ -368,11 +371,11 @@ func (c *client) clientKill(args [][]byte) {
 		case "laddr":
 			laddr, hasLaddr = string(value), true
 		case "user":
-			// Every client of the proxy is Redis' default user.
-			if string(value) != "default" {
+			if c.pool.users.Lookup(value) == nil {
 				c.replyError(noSuchUser(value))
 				return
 			}
+			user, hasUser = string(value), true
 		case "skipme":
 			switch strings.ToLower(string(value)) {
 			case "yes":
@@ -398,6 +401,7 @@ func (c *client) clientKill(args [][]byte) {
 				id != 0 && other.id != id,
 				hasAddr && other.addr() != addr,
 				hasLaddr && other.laddr() != laddr,
+				hasUser && other.userName() != user,
 				other == c && skipMe,
 				typed && other.inPubSub() != pubsub,
 				other.killed.Load(): // gone for Redis, though its goroutine may not have ended yet
