@@ -49,6 +49,10 @@ package config
 //	                       Sentinel (sentinel.go).
 //	redis_cluster: true    servers that are the seed nodes of a Redis
 //	                       Cluster (cluster.go).
+//	acl_file, server_auth_user, server_auth_password,
+//	server_auth_password_file, server_auth_password_env
+//	                       the pool's users, and who the proxy is on its
+//	                       servers (acl.go).
 //
 // A pool gives at most one of redis_auth, redis_auth_file and redis_auth_env;
 // like redis_auth, each needs redis: true, and the password must not be empty.
