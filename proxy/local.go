@@ -322,9 +322,9 @@ func addrString(a net.Addr) string {
 // clientKill answers CLIENT KILL over the proxy's own clients of this
 // pool, as Redis does over its own: the old form CLIENT KILL addr answers
 // +OK or "No such client", the new form of filters (ID, ADDR, LADDR, TYPE,
-// USER, SKIPME) answers how many it killed. A client that has not
-// authenticated is the default user's, as in Redis. A client may kill itself; it
-// gets the reply first.
+// USER, SKIPME) answers how many it killed. A client may kill itself; it
+// gets the reply first. A client that has not authenticated is the default
+// user's, as in Redis.
 func (c *client) clientKill(args [][]byte) {
 	var (
 		id                int64  // 0: any
