@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -75,5 +76,42 @@ func TestACLFileWatched(t *testing.T) {
 	c := proxytest.Dial(t, addr)
 	if rep, err := c.Do("AUTH", "bob", "bpass"); err != nil || string(rep.Raw()) != "+OK\r\n" {
 		t.Errorf("AUTH bob after a bad file = %v %v", rep, err)
+	}
+}
+
+// The ROLE probes of a group without Sentinel authenticate as
+// server_auth_user, as its data connections do: on servers whose default
+// user is off, the group finds its master and takes writes.
+func TestRoleGroupsAuthenticateAsServerUser(t *testing.T) {
+	serverACL := filepath.Join(t.TempDir(), "servers.acl")
+	os.WriteFile(serverACL, []byte("user default off\nuser proxy on >ppass ~* &* +@all\n"), 0o600)
+	master := proxytest.StartRedis(t, proxytest.RedisArgs("--aclfile", serverACL))
+	replica := proxytest.StartRedis(t, proxytest.RedisArgs("--aclfile", serverACL, "--masteruser", "proxy", "--masterauth", "ppass",
+		"--replicaof", "127.0.0.1", fmt.Sprint(master.Port)))
+	rc := proxytest.Dial(t, replica.Addr)
+	if rep, err := rc.Do("AUTH", "proxy", "ppass"); err != nil || rep.IsError() {
+		t.Fatalf("AUTH proxy on the replica = %v %v", rep, err)
+	}
+	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+		if rep, err := rc.Do("ROLE"); err == nil && strings.Contains(string(rep.Raw()), "connected") {
+			break
+		}
+		if time.Since(start) > 30*time.Second {
+			t.Fatal("the replica never connected to its master")
+		}
+	}
+	addr, logs := startBinaryProxy(t, func(port int) string {
+		return fmt.Sprintf("alpha:\n  listen: 127.0.0.1:%d\n  redis: true\n  server_auth_user: proxy\n  server_auth_password: ppass\n"+
+			"  group_members:\n    - g0 %s %s\n  servers:\n    - %s:1 g0\n", port, master.Addr, replica.Addr, master.Addr)
+	}, "--discovery-sync-timeout", "10s")
+	c := proxytest.Dial(t, addr)
+	for start := time.Now(); ; time.Sleep(50 * time.Millisecond) {
+		rep, err := c.Do("SET", "k", "v")
+		if err == nil && string(rep.Raw()) == "+OK\r\n" {
+			break
+		}
+		if time.Since(start) > 15*time.Second {
+			t.Fatalf("SET through the group = %q %v\n%s", rep.Raw(), err, logs.String())
+		}
 	}
 }
