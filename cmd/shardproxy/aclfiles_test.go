@@ -115,3 +115,21 @@ func TestRoleGroupsAuthenticateAsServerUser(t *testing.T) {
 		}
 	}
 }
+
+// A redis_cluster pool's slot-map discovery authenticates as
+// server_auth_user, as its data connections do, so a cluster that takes
+// no password for the default user's is found.
+func TestClusterDiscoveryAuthenticatesAsServerUser(t *testing.T) {
+	nodeACL := filepath.Join(t.TempDir(), "nodes.acl")
+	os.WriteFile(nodeACL, []byte("user default on >dpass ~* &* +@all\nuser proxy on >ppass ~* &* +@all\n"), 0o600)
+	c := proxytest.StartCluster(t, 3, 0, proxytest.RedisPassword("dpass"), proxytest.RedisArgs("--aclfile", nodeACL))
+	addr, logs := startBinaryProxy(t, func(port int) string {
+		return fmt.Sprintf("alpha:\n  listen: 127.0.0.1:%d\n  redis: true\n  redis_cluster: true\n  server_auth_user: proxy\n  server_auth_password: ppass\n  servers:\n    - %s:1\n", port, c.Nodes[0].Addr)
+	}, "--discovery-sync-timeout", "10s")
+	cl := proxytest.Dial(t, addr)
+	for i := range 20 {
+		if r, err := cl.Do("SET", fmt.Sprint("k", i), "v"); err != nil || string(r.Raw()) != "+OK\r\n" {
+			t.Fatalf("SET k%d = %q, %v\n%s", i, r.Raw(), err, logs.String())
+		}
+	}
+}

@@ -25,6 +25,7 @@ type clusterWatch struct {
 type runningCluster struct {
 	watcher  *discovery.ClusterWatcher
 	password string
+	username string
 	seeds    []string
 	cancel   context.CancelFunc
 	done     chan struct{} // closed when Run returned
@@ -70,7 +71,7 @@ func (w *clusterWatch) update(ctx context.Context, srv *proxy.Server) {
 	w.mu.Lock()
 	var stale, started []*runningCluster
 	for name, r := range w.running {
-		if p, ok := pools[name]; !ok || p.Password != r.password {
+		if p, ok := pools[name]; !ok || p.Password != r.password || p.Username != r.username {
 			stale = append(stale, r)
 			delete(w.running, name)
 		}
@@ -83,10 +84,11 @@ func (w *clusterWatch) update(ctx context.Context, srv *proxy.Server) {
 			}
 			continue
 		}
-		r := &runningCluster{password: p.Password, seeds: p.Seeds, done: make(chan struct{}), first: make(chan struct{})}
+		r := &runningCluster{password: p.Password, username: p.Username, seeds: p.Seeds, done: make(chan struct{}), first: make(chan struct{})}
 		pool := name
 		cw, err := discovery.NewClusterWatcher(discovery.ClusterOptions{
 			Seeds:    p.Seeds,
+			Username: p.Username,
 			Password: p.Password,
 			Logger:   w.logger.With("pool", pool),
 			OnChange: func(m discovery.ClusterMap) {
