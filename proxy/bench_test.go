@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"testing"
 
@@ -20,12 +21,24 @@ import (
 // given pipeline depth and reads every reply. Allocations are counted over
 // the whole process, so they include the proxy's per-request work.
 func benchmarkProxy(b *testing.B, depth int) {
-	tp := startProxy(&testing.T{}, 3, "")
+	benchmarkProxyAs(b, depth, "", nil)
+}
+
+// benchmarkProxyAs is benchmarkProxy with extra in the pool's YAML and
+// auth sent first.
+func benchmarkProxyAs(b *testing.B, depth int, extra string, auth []byte) {
+	tp := startProxy(&testing.T{}, 3, extra)
 	conn, err := net.Dial("tcp", tp.addr)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer conn.Close()
+	if auth != nil {
+		conn.Write(auth)
+		if _, err := io.ReadFull(conn, make([]byte, 5)); err != nil {
+			b.Fatal(err)
+		}
+	}
 	var req []byte
 	for i := 0; i < depth; i++ {
 		req = append(req, fmt.Sprintf("*2\r\n$3\r\nGET\r\n$6\r\nkey:%02d\r\n", i)...)
@@ -47,6 +60,17 @@ func benchmarkProxy(b *testing.B, depth int) {
 
 func BenchmarkProxyGet(b *testing.B)           { benchmarkProxy(b, 1) }
 func BenchmarkProxyGetPipeline16(b *testing.B) { benchmarkProxy(b, 16) }
+
+// BenchmarkProxyGetACLUser is BenchmarkProxyGet as a user of an acl_file
+// whose permissions are checked on every request: a key pattern, a
+// denied category and a selector.
+func BenchmarkProxyGetACLUser(b *testing.B) {
+	path := b.TempDir() + "/users.acl"
+	if err := os.WriteFile(path, []byte("user app on >apass ~key:* &* +@all -@dangerous (~sel:* +get)\n"), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	benchmarkProxyAs(b, 1, "  acl_file: "+path+"\n", proxytest.AppendCommand(nil, "AUTH", "app", "apass"))
+}
 
 func BenchmarkDirectRedisGet(b *testing.B) {
 	tp := startProxy(&testing.T{}, 1, "")

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/shardproxy/shardproxy/proxy/acl"
 	"github.com/shardproxy/shardproxy/proxy/backend"
 	"github.com/shardproxy/shardproxy/proxy/internal/rawsock"
 	"github.com/shardproxy/shardproxy/proxy/resp"
@@ -59,9 +60,18 @@ type client struct {
 	direct directReply
 	keys   []int
 
-	proto    int    // 2 or 3: the RESP version the client chose with HELLO
-	authPass string // the password this client proved; "" before AUTH
-	authed   bool   // authPass is the pool's current password (or none is needed)
+	proto int // 2 or 3: the RESP version the client chose with HELLO
+
+	// user is who the client is (acl.go): the user it authenticated as,
+	// or the default user when it needs no AUTH; nil until it does.
+	// users are the pool's users that user is one of, and authed says
+	// whether user is set; userNow is user for other goroutines.
+	user       *acl.User
+	userNow    atomic.Pointer[acl.User]
+	users      *acl.Users
+	authed     bool
+	aclScratch acl.Scratch
+
 	name     []byte
 	libName  []byte // CLIENT SETINFO LIB-NAME
 	libVer   []byte // CLIENT SETINFO LIB-VER
@@ -324,7 +334,7 @@ func (c *client) serve() {
 
 // beginBatch waits for the previous batch's direct reply, then picks up the
 // listener's current pool, which a reload may have replaced, and whether the
-// client's password is still the pool's.
+// client's user is still one of the pool's, unchanged.
 func (c *client) beginBatch() error {
 	if err := c.awaitDirect(); err != nil {
 		return err
@@ -345,7 +355,9 @@ func (c *client) beginBatch() error {
 	if c.tracking != nil {
 		c.layoutChanged()
 	}
-	c.authed = p.cfg.RedisAuth == "" || c.authPass == p.cfg.RedisAuth
+	if p.users != c.users {
+		c.rebindUser(p.users)
+	}
 	return nil
 }
 

@@ -56,7 +56,8 @@ type ClusterMap struct {
 type ClusterPool struct {
 	Pool     string
 	Seeds    []string // host:port of the configured seed nodes
-	Password string   // redis_auth, "" for none
+	Password string   // redis_auth, or server_auth_password; "" for none
+	Username string   // server_auth_user, "" for the default user
 
 	// Service is the pool's kubernetes_service, zero for none: its
 	// EndpointSlices say where each node is dialled, and without a servers
@@ -73,7 +74,8 @@ func (s *Server) ClusterPools() []ClusterPool {
 		if p.seeds == nil {
 			continue
 		}
-		cp := ClusterPool{Pool: p.cfg.Name, Password: p.seeds.RedisAuth}
+		cp := ClusterPool{Pool: p.cfg.Name}
+		cp.Username, cp.Password = p.seeds.ServerAuth()
 		for _, sc := range p.seeds.Servers {
 			cp.Seeds = append(cp.Seeds, sc.DialAddr)
 		}

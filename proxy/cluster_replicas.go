@@ -64,7 +64,9 @@ func (p *pool) replicasChanged(m *ClusterMap) bool {
 
 // clusterReplicaKey is the key of the upstream of p's replica at addr.
 func clusterReplicaKey(p *pool, addr string) backend.Key {
-	return backend.Key{Pool: p.cfg.Name, Network: "tcp", Addr: addr, Auth: p.cfg.RedisAuth, ReadOnly: true}
+	key := backend.Key{Pool: p.cfg.Name, Network: "tcp", Addr: addr, ReadOnly: true}
+	key.User, key.Auth = p.cfg.ServerAuth()
+	return key
 }
 
 // clusterReplicaConfig is what s's pool hands the upstream of s's replica

@@ -11,6 +11,10 @@
 //	route.go     look the command up; answer, refuse, or pick the server
 //	             by the keys (and by SORT's patterns; keyless EVAL goes to
 //	             the placeholder's server)
+//	acl.go       who the client is (AUTH, HELLO AUTH, the pool's users
+//	             after a reload), the check of every command against its
+//	             user's permissions, and ACL WHOAMI, CAT, LIST, USERS, DRYRUN
+//	authlimit.go failed AUTHs limited per client address
 //	fragment.go  split MGET/DEL/UNLINK/EXISTS/TOUCH/MSET per server, merge
 //	fanout.go    SCRIPT, FUNCTION, DBSIZE, KEYS, FLUSHDB, FLUSHALL,
 //	             RANDOMKEY to every server, merge

@@ -301,3 +301,30 @@ func prefixOverlapsProvided(p, other []byte) string {
 func noClusterReplica(master string) string {
 	return serverErrorPrefix(master, master) + "the master has no replica to read from"
 }
+
+// The replies of the users' commands (acl.go). ACL's subcommands that
+// change users are refused with whyACLFile; the others are Redis 7.0's.
+const (
+	whyACLFile       = "the pool's users come from its acl_file, which shardproxy reloads when it changes"
+	msgAuthThrottled = "ERR too many failed AUTH attempts from this address; try again in a few seconds"
+	// msgExecAbortBecause starts Redis' reply to an EXEC it refuses,
+	// followed by the refusal without its '-'.
+	msgExecAbortBecause = "EXECABORT Transaction discarded because of: "
+)
+
+// aclSubcommandUsage is Redis' reply to an ACL subcommand (as the client
+// wrote it) with arguments it does not take.
+func aclSubcommandUsage(sub []byte) string {
+	return "ERR unknown subcommand or wrong number of arguments for '" + string(quoted(sub, 128)) + "'. Try ACL HELP."
+}
+
+// unknownACLCategory is Redis' reply to ACL CAT with a category it does
+// not have.
+func unknownACLCategory(name []byte) string {
+	return "ERR Unknown category '" + string(name) + "'"
+}
+
+// aclNoUser and aclNoCommand are ACL DRYRUN's replies for a user or a
+// command that does not exist.
+func aclNoUser(name []byte) string    { return "ERR User '" + string(name) + "' not found" }
+func aclNoCommand(name []byte) string { return "ERR Command '" + string(name) + "' not found" }

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bytes"
-	"crypto/subtle"
 	"fmt"
 	"math"
 	"net"
@@ -68,8 +67,7 @@ func (c *client) local(def *command.Spec, cmd *resp.Command) {
 		c.trackingOff()
 		c.switchProto(2) // RESET goes back to RESP2, as in Redis
 		c.name = nil
-		c.authPass = ""
-		c.authed = c.pool.cfg.RedisAuth == ""
+		c.logOut()
 		c.reply([]byte("+RESET\r\n"))
 	case "readonly", "readwrite":
 		c.reply([]byte("+OK\r\n"))
@@ -78,6 +76,8 @@ func (c *client) local(def *command.Spec, cmd *resp.Command) {
 	default:
 		if strings.HasPrefix(def.Name, "cluster|") {
 			c.cluster(def.Name, cmd)
+		} else if strings.HasPrefix(def.Name, "acl|") {
+			c.aclCommand(def, args)
 		}
 	}
 }
@@ -104,8 +104,7 @@ func (c *client) isPoolDB(arg []byte) bool {
 	return err != nil || n == c.pool.cfg.RedisDB
 }
 
-// auth checks AUTH password or AUTH default password against redis_auth,
-// in constant time.
+// auth answers AUTH [user] password.
 func (c *client) auth(args [][]byte) {
 	if len(args) > 2 {
 		c.replyError(msgSyntax)
@@ -116,32 +115,6 @@ func (c *client) auth(args [][]byte) {
 		return
 	}
 	c.reply([]byte("+OK\r\n"))
-}
-
-// checkAuth authenticates the client with [user] password and returns the
-// error reply, or "" on success.
-func (c *client) checkAuth(args [][]byte) string {
-	want := c.pool.cfg.RedisAuth
-	user, pass := []byte("default"), args[len(args)-1]
-	if len(args) == 2 {
-		user = args[0]
-	}
-	if want == "" {
-		if len(args) == 1 {
-			return msgNoPassword
-		}
-		if string(user) != "default" {
-			return msgWrongPass
-		}
-		return ""
-	}
-	userOK := subtle.ConstantTimeCompare(user, []byte("default"))
-	passOK := subtle.ConstantTimeCompare(pass, []byte(want))
-	if userOK&passOK != 1 {
-		return msgWrongPass
-	}
-	c.authed, c.authPass = true, want
-	return ""
 }
 
 // hello answers HELLO [2|3 [AUTH user pass] [SETNAME name]] as Redis 7.0
@@ -350,12 +323,15 @@ func addrString(a net.Addr) string {
 // pool, as Redis does over its own: the old form CLIENT KILL addr answers
 // +OK or "No such client", the new form of filters (ID, ADDR, LADDR, TYPE,
 // USER, SKIPME) answers how many it killed. A client may kill itself; it
-// gets the reply first.
+// gets the reply first. A client that has not authenticated is the default
+// user's, as in Redis.
 func (c *client) clientKill(args [][]byte) {
 	var (
 		id                int64  // 0: any
 		addr, laddr       string // with hasAddr, hasLaddr
 		hasAddr, hasLaddr bool
+		user              string // with hasUser
+		hasUser           bool
 		noneOfType        bool // TYPE of a kind the proxy has no clients of
 		typed, pubsub     bool // TYPE normal or pubsub, and which
 		skipMe            = true
@@ -395,11 +371,11 @@ func (c *client) clientKill(args [][]byte) {
 		case "laddr":
 			laddr, hasLaddr = string(value), true
 		case "user":
-			// Every client of the proxy is Redis' default user.
-			if string(value) != "default" {
+			if c.pool.users.Lookup(value) == nil {
 				c.replyError(noSuchUser(value))
 				return
 			}
+			user, hasUser = string(value), true
 		case "skipme":
 			switch strings.ToLower(string(value)) {
 			case "yes":
@@ -425,6 +401,7 @@ func (c *client) clientKill(args [][]byte) {
 				id != 0 && other.id != id,
 				hasAddr && other.addr() != addr,
 				hasLaddr && other.laddr() != laddr,
+				hasUser && other.userName() != user,
 				other == c && skipMe,
 				typed && other.inPubSub() != pubsub,
 				other.killed.Load(): // gone for Redis, though its goroutine may not have ended yet

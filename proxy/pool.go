@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/shardproxy/shardproxy/hashring"
+	"github.com/shardproxy/shardproxy/proxy/acl"
 	"github.com/shardproxy/shardproxy/proxy/backend"
 	"github.com/shardproxy/shardproxy/proxy/config"
 	"github.com/shardproxy/shardproxy/proxy/internal/tlsfiles"
@@ -29,6 +30,8 @@ type pool struct {
 	scanTag uint64                 // fingerprint of the server list in SCAN cursors
 	// readsReplicas is whether read_from sends reads to replicas.
 	readsReplicas bool
+	// users are who the pool's clients authenticate as (acl.go).
+	users *acl.Users
 
 	ejectMu sync.Mutex // serialises ring rebuilds after ejections
 
@@ -123,6 +126,7 @@ func newPool(srv *Server, cfg *config.Pool, prev *pool) (*pool, error) {
 		pl = ring
 	}
 	p := &pool{srv: srv, cfg: cfg, ring: ring, stats: new(stats.Pool), scanTag: scanTag(cfg.Servers), readsReplicas: cfg.ReadsReplicas(), seeds: seeds, clusterMap: clusterMap}
+	p.users = poolUsers(cfg)
 	if prev != nil {
 		p.stats = prev.stats
 	}
@@ -165,7 +169,8 @@ func newPool(srv *Server, cfg *config.Pool, prev *pool) (*pool, error) {
 
 // keyFor is the key of sc's upstream, but for nth.
 func (p *pool) keyFor(sc config.Server) backend.Key {
-	key := backend.Key{Pool: p.cfg.Name, Network: sc.Network, Addr: cmp.Or(sc.DialAddr, sc.Addr), Auth: p.cfg.RedisAuth, DB: p.cfg.RedisDB}
+	key := backend.Key{Pool: p.cfg.Name, Network: sc.Network, Addr: cmp.Or(sc.DialAddr, sc.Addr), DB: p.cfg.RedisDB}
+	key.User, key.Auth = p.cfg.ServerAuth()
 	if sc.Pod != "" {
 		key.Service = p.srv.namespace(p.cfg) + "/" + p.cfg.KubernetesService
 	}

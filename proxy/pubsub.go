@@ -448,7 +448,7 @@ func (s *Server) checkSubscriptions() {
 	}
 	s.mu.Unlock()
 	for _, c := range subscribed {
-		if !c.subs.placedIn(c.l.pool.Load()) {
+		if p := c.l.pool.Load(); !c.subs.placedIn(p) || !c.userKept(p.users) {
 			c.dropSubscriber()
 		}
 	}
@@ -781,7 +781,8 @@ func (c *client) endPubSub() {
 }
 
 // dropSubscriber closes a subscribed client whose subscriptions cannot
-// go on (its server failed, a reload moved them, shutdown).
+// go on (its server failed, a reload moved them or changed its user,
+// shutdown).
 func (c *client) dropSubscriber() {
 	c.stopping.Store(true)
 	c.conn.Close()

@@ -188,8 +188,10 @@ func (g *group) reconcileLocked(s *server, addrs []string) []*replica {
 // replicaKey is the key of the upstream of s's replica at addr.
 func replicaKey(s *server, addr string) backend.Key {
 	p := s.pool.cfg
-	return backend.Key{Pool: p.Name, Network: "tcp", Addr: addr, Auth: p.RedisAuth, DB: p.RedisDB, Group: s.cfg.Name, Replica: true,
+	key := backend.Key{Pool: p.Name, Network: "tcp", Addr: addr, DB: p.RedisDB, Group: s.cfg.Name, Replica: true,
 		TLS: serverTLS(p, config.Server{Name: s.cfg.Name, Addr: addr, DialAddr: addr, Network: "tcp"})}
+	key.User, key.Auth = p.ServerAuth()
+	return key
 }
 
 // replicaConfig is what s's pool hands the upstream of its replica at

@@ -12,8 +12,10 @@ import "github.com/shardproxy/shardproxy/proxy/config"
 // ROLE watcher needs to follow them.
 type RolePool struct {
 	Pool string
-	// Password is the pool's redis_auth, which the members take.
-	Password string
+	// Username and Password are what the pool's server connections
+	// authenticate with (config.Pool.ServerAuth): redis_auth, or the
+	// server_auth_* keys; Username "" for the default user.
+	Username, Password string
 	// Groups are the members of each group, by server name.
 	Groups map[string]RoleGroupMembers
 	// GroupService is the pods' Service (kubernetes_service) that pod
@@ -35,7 +37,8 @@ func (s *Server) RolePools() []RolePool {
 		if !p.cfg.HasRoleGroups() {
 			continue
 		}
-		rp := RolePool{Pool: p.cfg.Name, Password: p.cfg.RedisAuth, Groups: map[string]RoleGroupMembers{}}
+		rp := RolePool{Pool: p.cfg.Name, Groups: map[string]RoleGroupMembers{}}
+		rp.Username, rp.Password = p.cfg.ServerAuth()
 		if p.cfg.KubernetesService != "" {
 			rp.GroupService = Service{Namespace: s.namespace(p.cfg), Name: p.cfg.KubernetesService}
 		}

@@ -36,6 +36,14 @@ func (c *client) dispatch(cmd *resp.Command) {
 		c.replyError(wrongArity(def.Name))
 		return
 	}
+	if c.user != nil {
+		// Redis checks a command queued in MULTI as it is queued: a
+		// refused one aborts the EXEC.
+		if v := c.user.Check(def, args, &c.aclScratch); !v.OK() {
+			c.replyNoPerm(def, v)
+			return
+		}
+	}
 	if c.subs != nil && c.proto == 2 && c.inPubSub() && !allowedSubscribed(def.Name) {
 		c.replyError(notSubscribedMode(def, args))
 		return

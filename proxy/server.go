@@ -44,6 +44,7 @@ type Server struct {
 	started          time.Time
 	ids              atomic.Int64 // client ids for CLIENT ID
 	trackingClients  atomic.Int64 // clients with CLIENT TRACKING on (tracking.go)
+	authLimit        authLimiter  // failed AUTHs by client address (authlimit.go)
 
 	pools    atomic.Pointer[[]*pool] // the current pools, in config order
 	reloadMu sync.Mutex              // serialises Start, Reload and Shutdown's pool changes

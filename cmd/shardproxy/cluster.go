@@ -43,6 +43,7 @@ type clusterWatch struct {
 type runningCluster struct {
 	watcher  *discovery.ClusterWatcher // nil until the pool has seeds
 	password string
+	username string
 	service  proxy.Service
 	seeds    []string
 	cancel   context.CancelFunc
@@ -85,7 +86,7 @@ func (w *clusterWatch) status(pool string) (proxy.ClusterStatus, bool) {
 }
 
 // update makes the watchers those of srv's current redis_cluster pools: a
-// pool whose password or Service changed gets a new watcher, one whose
+// pool whose credentials or Service changed gets a new watcher, one whose
 // seeds changed its new seeds. srv's stats report what they did.
 func (w *clusterWatch) update(ctx context.Context, srv *proxy.Server) {
 	srv.SetClusterStatus(w.status)
@@ -97,7 +98,7 @@ func (w *clusterWatch) update(ctx context.Context, srv *proxy.Server) {
 	w.ctx, w.srv, w.pools = ctx, srv, pools
 	var stale []*runningCluster
 	for name, r := range w.running {
-		if p, ok := pools[name]; !ok || p.Password != r.password || p.Service != r.service {
+		if p, ok := pools[name]; !ok || p.Password != r.password || p.Username != r.username || p.Service != r.service {
 			stale = append(stale, r)
 			delete(w.running, name)
 		}
@@ -105,7 +106,7 @@ func (w *clusterWatch) update(ctx context.Context, srv *proxy.Server) {
 	for name, p := range pools {
 		r := w.running[name]
 		if r == nil {
-			r = &runningCluster{password: p.Password, service: p.Service, done: make(chan struct{}), first: make(chan struct{})}
+			r = &runningCluster{password: p.Password, username: p.Username, service: p.Service, done: make(chan struct{}), first: make(chan struct{})}
 			w.running[name] = r
 		}
 		w.seedLocked(name, r)
@@ -135,6 +136,7 @@ func (w *clusterWatch) seedLocked(pool string, r *runningCluster) {
 	}
 	opts := discovery.ClusterOptions{
 		Seeds:    seeds,
+		Username: p.Username,
 		Password: p.Password,
 		Logger:   w.logger.With("pool", pool),
 		OnChange: func(m discovery.ClusterMap) {

@@ -231,6 +231,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	srv.SetReady(true)
 	logger.Info("stats listening", "addr", statsLn.Addr().String())
 
+	var aclWatch *aclFiles
 	reload := func(data []byte) {
 		cfg, err := config.ParseFile(o.confFile, data)
 		if err == nil {
@@ -247,6 +248,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		sentinels.update(ctx, srv)
 		roles.update(ctx, srv)
 		clusters.update(ctx, srv)
+		if aclWatch != nil {
+			aclWatch.update(ctx, cfg)
+		}
 		if services != nil {
 			if err := services.Set(ctx, serviceKeys(srv)); err != nil {
 				logger.Error("kubernetes discovery", "err", err)
@@ -260,6 +264,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if !o.noWatch {
+		aclWatch = newACLFiles(logger, watcher.Reload)
+		aclWatch.update(ctx, cfg)
+		defer aclWatch.stop()
 		go func() {
 			if err := watcher.Run(ctx); err != nil {
 				logger.Error("configuration watch failed; reload with SIGHUP", "err", err)

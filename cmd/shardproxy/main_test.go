@@ -84,10 +84,17 @@ func TestReadmeExamples(t *testing.T) {
 	if len(blocks) < 2 {
 		t.Fatalf("README has no yaml example")
 	}
+	// The ACL file example is the users.acl the yaml examples name.
+	var users string
+	if _, b, ok := strings.Cut(string(readme), "```acl\n"); ok {
+		users = b[:strings.Index(b, "```")]
+	}
 	for i, b := range blocks[1:] {
 		conf := b[:strings.Index(b, "```")]
-		path := filepath.Join(t.TempDir(), "conf.yml")
+		dir := t.TempDir()
+		path := filepath.Join(dir, "conf.yml")
 		os.WriteFile(path, []byte(conf), 0o644)
+		os.WriteFile(filepath.Join(dir, "users.acl"), []byte(users), 0o600)
 		var out, errOut bytes.Buffer
 		if code := run([]string{"-t", "-c", path}, &out, &errOut); code != 0 {
 			t.Errorf("README yaml example %d fails -t: %s\n%s", i+1, errOut.String(), conf)

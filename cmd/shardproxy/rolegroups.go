@@ -38,6 +38,7 @@ type roleWatch struct {
 type runningRoles struct {
 	watcher  *discovery.RoleGroupWatcher
 	password string
+	username string
 	service  proxy.Service
 	ctx      context.Context // the watcher's, cancelled by stop
 	cancel   context.CancelFunc
@@ -72,7 +73,7 @@ func (w *roleWatch) update(ctx context.Context, srv *proxy.Server) {
 	var stale []*runningRoles
 	for name, r := range w.running {
 		p, ok := pools[name]
-		if !ok || p.Password != r.password || p.GroupService != r.service {
+		if !ok || p.Password != r.password || p.Username != r.username || p.GroupService != r.service {
 			stale = append(stale, r)
 			delete(w.running, name)
 		}
@@ -109,6 +110,7 @@ func (w *roleWatch) startLocked(ctx context.Context, p proxy.RolePool) (*running
 	pool := p.Pool
 	opts := discovery.RoleGroupOptions{
 		Groups:   w.membersLocked(p),
+		Username: p.Username,
 		Password: p.Password,
 		Logger:   w.logger.With("pool", pool),
 		OnChange: func(views map[string]discovery.RoleGroup) { w.feed(pool, views) },
@@ -121,7 +123,7 @@ func (w *roleWatch) startLocked(ctx context.Context, p proxy.RolePool) (*running
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(ctx)
-	return &runningRoles{watcher: rw, password: p.Password, service: p.GroupService, ctx: rctx, cancel: cancel, done: make(chan struct{})}, nil
+	return &runningRoles{watcher: rw, password: p.Password, username: p.Username, service: p.GroupService, ctx: rctx, cancel: cancel, done: make(chan struct{})}, nil
 }
 
 // membersLocked is the host:port of every member of each of p's groups

@@ -20,6 +20,7 @@ type Users struct {
 	byName map[string]*User
 	names  []string // sorted
 	def    *User
+	named  bool // the file names the default user
 }
 
 // User is one user of a Users: whether it is on, its passwords, and its
@@ -32,6 +33,7 @@ type User struct {
 	passwords [][sha256.Size]byte // SHA-256 of each password, as Redis keeps them
 	selectors []*selector         // the root first
 	rules     [sha256.Size]byte   // SHA-256 of the rules as written, for Same
+	masked    string              // the rules as written, passwords masked (Masked)
 }
 
 // Name is the user's name.
@@ -130,7 +132,9 @@ func newUsers(users []*User) *Users {
 		s.byName[u.name] = u
 		s.names = append(s.names, u.name)
 	}
-	if s.def = s.byName[DefaultUser]; s.def == nil {
+	s.def = s.byName[DefaultUser]
+	s.named = s.def != nil
+	if s.def == nil {
 		s.def = redisDefaultUser()
 		s.byName[DefaultUser] = s.def
 		s.names = append(s.names, DefaultUser)
@@ -144,7 +148,7 @@ func newUsers(users []*User) *Users {
 // acl-pubsub-default is resetchannels).
 func newUser(name string, rules []string) *User {
 	return &User{name: name, selectors: []*selector{newSelector()},
-		rules: sha256.Sum256([]byte(strings.Join(rules, " ")))}
+		rules: sha256.Sum256([]byte(strings.Join(rules, " "))), masked: maskRules(name, rules)}
 }
 
 // selector is one set of permissions: a user's root, or one of its "(...)"

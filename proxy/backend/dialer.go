@@ -2,6 +2,7 @@ package backend
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -25,6 +26,7 @@ type dialer struct {
 	network string
 	tls     *tlsDial // nil for plain TCP (tls.go)
 	auth    string   // "" for none
+	user    string   // AUTH's user with auth; "" for the default user
 	db      int      // selected when > 0
 	// group, for a group's connections, makes the handshake end with
 	// ROLE, which must say master; doubt then runs when it does not.
@@ -94,18 +96,22 @@ func (d *dialer) dialSetup(addr string, timeout time.Duration, proto int, setup 
 }
 
 // handshake sends what readies the connection and checks the replies: for
-// RESP3, HELLO 3 (with AUTH default <redis_auth> in it when the pool has a
-// password); for RESP2, AUTH; then SELECT, and READONLY.
+// RESP3, HELLO 3 (with AUTH <user> <password> in it when the pool has a
+// password, user "default" unless server_auth_user names one); for RESP2,
+// AUTH [user] password; then SELECT, and READONLY.
 func (d *dialer) handshake(conn net.Conn, timeout time.Duration, proto int, setup [][][]byte) error {
 	var req []byte
 	var what []string
 	if proto == RESP3 {
 		args := [][]byte{[]byte("HELLO"), []byte("3")}
 		if d.auth != "" {
-			args = append(args, []byte("AUTH"), []byte("default"), []byte(d.auth))
+			args = append(args, []byte("AUTH"), []byte(cmp.Or(d.user, "default")), []byte(d.auth))
 		}
 		req = resp.AppendCommand(req, args...)
 		what = append(what, "HELLO")
+	} else if d.auth != "" && d.user != "" {
+		req = resp.AppendCommand(req, []byte("AUTH"), []byte(d.user), []byte(d.auth))
+		what = append(what, "AUTH")
 	} else if d.auth != "" {
 		req = resp.AppendCommand(req, []byte("AUTH"), []byte(d.auth))
 		what = append(what, "AUTH")

@@ -23,6 +23,7 @@ type Key struct {
 	Addr    string // the configured address; a pod server dials where its pod is
 	Service string // "namespace/name" of a pod server's Service, else ""
 	Auth    string // sent as AUTH on every new connection; "" for none
+	User    string // AUTH's user with Auth (server_auth_user); "" for default
 	DB      int    // sent as SELECT on every new connection when > 0
 	// Nth tells apart servers of one pool at the same address (a server
 	// listed twice under two names), which nutcracker connects to apart.
@@ -252,7 +253,7 @@ func (r *Registry) Acquire(key Key, n int, cfg *Config) (u *Upstream, conns []*C
 	}
 	u = r.upstreams[key]
 	if u == nil {
-		u = &Upstream{key: key, dialer: dialer{network: key.Network, auth: key.Auth, db: key.DB, group: key.Group, replica: key.Replica, readOnly: key.ReadOnly}}
+		u = &Upstream{key: key, dialer: dialer{network: key.Network, auth: key.Auth, user: key.User, db: key.DB, group: key.Group, replica: key.Replica, readOnly: key.ReadOnly}}
 		if key.Group != "" && !key.Replica {
 			u.dialer.doubt = u.doubt
 		}

@@ -163,7 +163,12 @@ func buildPolicies() map[string]policy {
 	set(policy{kind: Unsupported, why: WhyScriptDebug}, "script|debug")
 	set(policy{kind: Unsupported, why: WhyPerServer}, "function|list", "function|dump")
 	set(policy{kind: Unsupported, why: WhyAllServers}, "swapdb", "time", "lastsave")
-	set(policy{kind: Unsupported, why: WhyAdmin}, "config", "acl", "module", "latency",
+	// ACL is answered from the pool's users (proxy/acl.go), which come
+	// from its acl_file: the subcommands that would change them are
+	// refused there.
+	set(policy{kind: Local}, "acl|cat", "acl|deluser", "acl|dryrun", "acl|genpass", "acl|getuser",
+		"acl|help", "acl|list", "acl|load", "acl|log", "acl|save", "acl|setuser", "acl|users", "acl|whoami")
+	set(policy{kind: Unsupported, why: WhyAdmin}, "config", "module", "latency",
 		"slowlog", "role", "asking",
 		// MIGRATE moves keys to a server of its choosing, off the ring.
 		"migrate")

@@ -52,6 +52,10 @@ package config
 //	tls_cert_file, tls_key_file, tls_client_ca_file, server_tls_ca_file,
 //	server_tls_cert_file, server_tls_key_file, server_tls_server_name
 //	                       TLS to the clients and to the servers (tls.go).
+//	acl_file, server_auth_user, server_auth_password,
+//	server_auth_password_file, server_auth_password_env
+//	                       the pool's users, and who the proxy is on its
+//	                       servers (acl.go).
 //
 // A pool gives at most one of redis_auth, redis_auth_file and redis_auth_env;
 // like redis_auth, each needs redis: true, and the password must not be empty.
@@ -102,6 +106,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/shardproxy/shardproxy/hashring"
+	"github.com/shardproxy/shardproxy/proxy/acl"
 )
 
 // Config is a parsed nutcracker.yml.
@@ -153,6 +158,14 @@ type Pool struct {
 	// sends to the servers, "" for none. It comes from redis_auth,
 	// redis_auth_file or redis_auth_env.
 	RedisAuth string
+	// ACLFile (acl_file, ours) is the path of the pool's ACL file, "" for
+	// none; Users are its users as of the load (acl.go), nil without one.
+	ACLFile string
+	Users   *acl.Users
+	// ServerAuthUser and ServerAuthPassword (server_auth_*, ours) are
+	// what the proxy's server connections authenticate with, "" when
+	// absent (see ServerAuth).
+	ServerAuthUser, ServerAuthPassword string
 	// RedisDB is the database selected on every server connection; 0 when
 	// absent (no SELECT is sent).
 	RedisDB int
@@ -731,6 +744,7 @@ type poolBuilder struct {
 	servers           []parsedServer      // in file order
 	clusterSeeds      bool                // redis_cluster: true is among the keys: servers are seeds
 	groupLines        map[string][]string // group_members: server -> members as written
+	acl               aclBuilder
 }
 
 // parsedServer is a servers entry and its index in the file.
@@ -805,6 +819,9 @@ func (b *poolBuilder) set(key, value string) error {
 		return err
 	}
 	if done, err := b.setTLS(key, value); done {
+		return err
+	}
+	if done, err := b.setACL(key, value); done {
 		return err
 	}
 	if b.seen[key] {
@@ -937,7 +954,7 @@ func knownKey(key string) bool {
 		"client_output_buffer_limit_pubsub", "blocking_connections":
 		return true
 	}
-	return sentinelKey(key) || tlsKey(key) || key == "read_from" || key == "replica_max_lag" || key == "group_members" || key == "redis_cluster"
+	return sentinelKey(key) || tlsKey(key) || aclKey(key) || key == "read_from" || key == "replica_max_lag" || key == "group_members" || key == "redis_cluster"
 }
 
 var (
@@ -1372,6 +1389,9 @@ func (b *poolBuilder) finish(dir string) (Pool, error) {
 		return pc, err
 	}
 	if err := b.finishSentinel(&pc, dir); err != nil {
+		return pc, err
+	}
+	if err := b.finishACL(&pc, dir); err != nil {
 		return pc, err
 	}
 	if err := b.finishRoleGroups(&pc); err != nil {

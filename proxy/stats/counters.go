@@ -25,6 +25,7 @@ type Pool struct {
 	Fragments               atomic.Int64
 	ClientOutputLimitCloses atomic.Int64 // also in ClientErr
 	PubSubMessages          atomic.Int64
+	AuthFailures            atomic.Int64
 }
 
 // Read copies the counters into v.
@@ -37,6 +38,7 @@ func (c *Pool) Read(v *PoolValues) {
 	v[Fragments] = c.Fragments.Load()
 	v[ClientOutputLimitCloses] = c.ClientOutputLimitCloses.Load()
 	v[PubSubMessages] = c.PubSubMessages.Load()
+	v[AuthFailures] = c.AuthFailures.Load()
 }
 
 // Server holds a server's counters and its latency histogram.

@@ -66,6 +66,7 @@ const (
 	Fragments
 	ClientOutputLimitCloses
 	PubSubMessages
+	AuthFailures
 	numPool
 )
 
@@ -121,6 +122,8 @@ var Fields = [...]Field{
 		Help: "client connections closed because their unwritten replies went over client_output_buffer_limit, or their unwritten messages over client_output_buffer_limit_pubsub; also counted as client errors"},
 	{Metric: "pubsub_messages_total", Kind: Counter, Scope: PerPool, Index: PubSubMessages,
 		Help: "messages queued for the pool's subscribed clients, one for each client that receives it"},
+	{Metric: "auth_failures_total", Kind: Counter, Scope: PerPool, Index: AuthFailures,
+		Help: "AUTH and HELLO AUTH attempts refused: a wrong user or password, a user that is off, or an address over the failed-AUTH limit"},
 	{Metric: "pool_request_duration_seconds", Kind: Histogram, Scope: PerPool,
 		Help: "time from submitting a request to a server of the pool to reading its reply: the pool's server_request_duration_seconds summed"},
 
