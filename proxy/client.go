@@ -147,6 +147,11 @@ type replySlot struct {
 	redirects int8
 	// again is what req keeps for -TRYAGAIN retries (cluster_tryagain.go).
 	again tryAgainState
+	// tracked is where the pushes of req's tracking client go, when req
+	// went out on one of its tracking connections to a cluster node: a
+	// redirect then reads on a shared connection, which tracks nothing,
+	// and tells the client to drop its cache (cluster.go); else nil.
+	tracked *trackedSink
 }
 
 // request is a forwarded request as it went out: the server it was sent to
@@ -486,12 +491,9 @@ func (c *client) staged(st *stage, start int) *replySlot {
 	}
 	if st.srv.pool.seeds != nil {
 		s.conn, s.redirects = st.conn, 0
-		s.readOnly, s.again = false, tryAgainState{}
+		s.readOnly, s.again, s.tracked = false, tryAgainState{}, nil
 		if c.tracking != nil {
-			// Its connection is its own, opened to track what it
-			// reads; elsewhere its reads would not be tracked, so
-			// it follows no redirect.
-			s.redirects = maxRedirects
+			s.tracked = c.tracking.sink
 		}
 	}
 	st.add(s, start)

@@ -265,6 +265,15 @@ func (s *replySlot) redirect(reply []byte) bool {
 	// hands it to no replica again.
 	s.req.srv, s.conn, s.replica = target, conn, nil
 	s.again.asking = ask
+	if s.tracked != nil {
+		// A tracking client's request leaves its own connections: what
+		// it reads there is not tracked, so the client drops its whole
+		// cache after this reply (its pushes follow its batch's
+		// replies), and a retry sends no CLIENT CACHING, which a shared
+		// connection refuses.
+		s.tracked.Lost()
+		s.tracked, s.caching = nil, nil
+	}
 	target.stats.Requests.Add(1)
 	target.stats.RequestBytes.Add(int64(len(s.req.bytes)))
 	if ask {

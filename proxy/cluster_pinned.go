@@ -5,7 +5,6 @@ import (
 	"errors"
 
 	"github.com/shardproxy/shardproxy/hashring"
-	"github.com/shardproxy/shardproxy/proxy/backend"
 	"github.com/shardproxy/shardproxy/proxy/command"
 	"github.com/shardproxy/shardproxy/proxy/placement"
 	"github.com/shardproxy/shardproxy/proxy/resp"
@@ -167,22 +166,19 @@ func (c *client) clusterExec(reply []byte) ([]byte, error) {
 // txFollow follows reply, a redirect of the pinned node for last (the
 // command being queued, or EXEC when exec), replaying the transaction on
 // the node named, up to maxRedirects times, and returns the reply to last
-// there. The transaction is pinned to that node from then on. A tracking
-// client's transaction stays on its tracking connection: its reply is
-// the redirect.
+// there. The transaction is pinned to that node from then on: a tracking
+// client's on its tracking connection there, so what the transaction
+// reads is tracked where it runs.
 func (c *client) txFollow(reply, last []byte, exec bool) ([]byte, error) {
 	t := &c.tx
-	if _, ok := t.pinned.(*backend.Dedicated); !ok {
-		return reply, nil
-	}
 	for redirects := 0; redirects < maxRedirects && !t.refused; redirects++ {
 		srv, ask := c.redirectTarget(reply)
 		if srv == nil {
 			break
 		}
-		d, err := srv.up.TakeDedicatedProto(c.proto)
+		d, err := c.pinTo(srv)
 		if err != nil {
-			return nil, errors.New(srv.up.ErrorText(err))
+			return nil, err
 		}
 		if reply, err = c.txReplay(d, ask, last); err != nil {
 			d.Close()
@@ -193,11 +189,24 @@ func (c *client) txFollow(reply, last []byte, exec bool) ([]byte, error) {
 	return reply, nil
 }
 
+// pinTo returns a connection to srv for the client's transaction: a
+// dedicated one, or a tracking client's tracking connection there.
+func (c *client) pinTo(srv *server) (pinnedConn, error) {
+	if c.tracking != nil {
+		return &privatePin{t: c.tracking, up: srv.up, b: c.tracking.connFor(srv.up)}, nil
+	}
+	d, err := srv.up.TakeDedicatedProto(c.proto)
+	if err != nil {
+		return nil, errors.New(srv.up.ErrorText(err))
+	}
+	return d, nil
+}
+
 // txReplay sends the transaction on d, a connection to another node:
 // MULTI (after ASKING when ask), the commands queued so far, then last,
 // and returns the reply to last. A queued command that d's node does not
 // queue marks the transaction refused: its EXEC answers EXECABORT there.
-func (c *client) txReplay(d *backend.Dedicated, ask bool, last []byte) ([]byte, error) {
+func (c *client) txReplay(d pinnedConn, ask bool, last []byte) ([]byte, error) {
 	t := &c.tx
 	begin, n := multiRequest, 1
 	if ask {
@@ -224,7 +233,7 @@ func (c *client) txReplay(d *backend.Dedicated, ask bool, last []byte) ([]byte, 
 // pinned to: after a redirected EXEC, which ended the transaction there,
 // as it is; after a redirected queued command, once DISCARD ended the
 // transaction Redis flagged.
-func (c *client) txRepin(d *backend.Dedicated, exec bool) {
+func (c *client) txRepin(d pinnedConn, exec bool) {
 	t := &c.tx
 	old := t.pinned
 	t.pinned, t.pinnedIdx = d, -1
@@ -249,19 +258,16 @@ func (c *client) clusterWatched(cmd *resp.Command, reply []byte, first bool) ([]
 	if !first {
 		return reply, nil
 	}
-	for redirects := 0; redirects < maxRedirects; redirects++ {
-		old, ok := t.pinned.(*backend.Dedicated)
-		if !ok {
-			break
-		}
+	for redirects := 0; redirects < maxRedirects && t.pinned != nil; redirects++ {
+		old := t.pinned
 		srv, ask := c.redirectTarget(reply)
 		if srv == nil {
 			break
 		}
-		d, err := srv.up.TakeDedicatedProto(c.proto)
+		d, err := c.pinTo(srv)
 		if err != nil {
 			t.release()
-			return nil, errors.New(srv.up.ErrorText(err))
+			return nil, err
 		}
 		req, n := t.req[:0], 1
 		if ask {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -421,4 +422,48 @@ func TestClusterTxRefusedNotReplayed(t *testing.T) {
 	steps(t, cl, []string{"EXEC", "-EXECABORT Transaction discarded because of previous errors.\r\n"})
 	nodeDo(t, to, ":0\r\n", "DBSIZE")
 	nodeDo(t, from, ":0\r\n", "DBSIZE")
+}
+
+// A CLIENT TRACKING client whose read meets -MOVED gets the value from the
+// slot's new owner, not the redirect, and then an invalidation of
+// everything: the new owner read the key on a connection that tracks
+// nothing for the client, so nothing it cached may outlive that reply. Its
+// transaction follows the redirect on a tracking connection to the new
+// owner.
+func TestClusterTrackingFollowsMoved(t *testing.T) {
+	c := proxytest.StartCluster(t, 3, 0)
+	cp := startStaleClusterProxy(t, c)
+	const key = "{trk}k"
+	writer := proxytest.Dial(t, cp.addr)
+	steps(t, writer, []string{"SET", key, "v", "+OK\r\n"})
+	tc := trackingClient(t, cp.addr)
+	if r := tc.do("GET", key); r != "$1\r\nv\r\n" {
+		t.Fatalf("GET %s = %q", key, r)
+	}
+	slot, from, to := slotNodes(t, c, key)
+	moveSlot(t, c, slot, from, to)
+	// MIGRATE deleted the key on from, which invalidates it.
+	if r := tc.read(); r != invalidation(key) {
+		t.Fatalf("after the move: %q, want %q", r, invalidation(key))
+	}
+	if r := tc.do("GET", key); r != "$1\r\nv\r\n" {
+		t.Fatalf("GET %s after its slot moved = %q, want the value", key, r)
+	}
+	if r := tc.read(); r != string(invalidateAll) {
+		t.Fatalf("after the redirected read: %q, want the invalidation of everything %q", r, invalidateAll)
+	}
+	// Its transaction, which the stale map pins to from, is replayed on
+	// its tracking connection to to, where what it reads is tracked.
+	for _, step := range [][2]string{{"MULTI", "+OK\r\n"}, {"SET " + key + " v2", "+QUEUED\r\n"}, {"GET " + key, "+QUEUED\r\n"}, {"EXEC", "*2\r\n+OK\r\n$2\r\nv2\r\n"}} {
+		if r := tc.do(strings.Fields(step[0])...); r != step[1] {
+			t.Fatalf("%s = %q, want %q", step[0], r, step[1])
+		}
+	}
+	steps(t, writer, []string{"SET", key, "v3", "+OK\r\n"})
+	if r := tc.read(); r != invalidation(key) {
+		t.Fatalf("after another client's SET of what the transaction read: %q, want %q", r, invalidation(key))
+	}
+	if r := tc.do("PING"); r != "+PONG\r\n" {
+		t.Fatalf("PING = %q", r)
+	}
 }
