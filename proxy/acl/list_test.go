@@ -5,11 +5,11 @@ import "testing"
 // Masked shows the rules as written with no password or hash; a default
 // user given a password replaces Redis' own without changing the others.
 func TestMaskedAndDefaultPassword(t *testing.T) {
-	users, err := Parse("users.acl", []byte("user alice on >secret !0000000000000000000000000000000000000000000000000000000000000000 ~a:* +get\n"))
+	_, err := Parse("users.acl", []byte("user alice on >secret !0000000000000000000000000000000000000000000000000000000000000000 ~a:* +get\n"))
 	if err == nil {
 		t.Fatal("removing a hash alice does not have parsed")
 	}
-	users, err = Parse("users.acl", []byte("user alice on >secret <secret #ee79660cb3c15a024733d10eaca3d55e07c1fef3ac417740c05adab34a3c146e ~a:* +get\n"))
+	users, err := Parse("users.acl", []byte("user alice on >secret <secret #ee79660cb3c15a024733d10eaca3d55e07c1fef3ac417740c05adab34a3c146e ~a:* +get\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
