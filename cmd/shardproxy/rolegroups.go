@@ -39,6 +39,7 @@ type runningRoles struct {
 	watcher  *discovery.RoleGroupWatcher
 	password string
 	service  proxy.Service
+	tls      proxy.ServerTLS
 	ctx      context.Context // the watcher's, cancelled by stop
 	cancel   context.CancelFunc
 	done     chan struct{}
@@ -72,7 +73,7 @@ func (w *roleWatch) update(ctx context.Context, srv *proxy.Server) {
 	var stale []*runningRoles
 	for name, r := range w.running {
 		p, ok := pools[name]
-		if !ok || p.Password != r.password || p.GroupService != r.service {
+		if !ok || p.Password != r.password || p.GroupService != r.service || p.TLS != r.tls {
 			stale = append(stale, r)
 			delete(w.running, name)
 		}
@@ -116,12 +117,13 @@ func (w *roleWatch) startLocked(ctx context.Context, p proxy.RolePool) (*running
 	if p.GroupService != (proxy.Service{}) {
 		opts.MapAddr = func(addr string) (string, bool) { return w.mapAddr(pool, addr) }
 	}
+	opts.TLS = p.TLS.Configs(opts.Logger)
 	rw, err := discovery.NewRoleGroupWatcher(opts)
 	if err != nil {
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(ctx)
-	return &runningRoles{watcher: rw, password: p.Password, service: p.GroupService, ctx: rctx, cancel: cancel, done: make(chan struct{})}, nil
+	return &runningRoles{watcher: rw, password: p.Password, service: p.GroupService, tls: p.TLS, ctx: rctx, cancel: cancel, done: make(chan struct{})}, nil
 }
 
 // membersLocked is the host:port of every member of each of p's groups
