@@ -670,6 +670,11 @@ func dialRedis(ctx context.Context, addr string, deadline time.Time, h redisHand
 		}
 		tc := tls.Client(nc, cfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && ctx.Err() == nil {
+				// A plain-text port never answers a ClientHello.
+				return fail(fmt.Errorf("TLS handshake: no answer in time (does it speak TLS on this port?): %w", err))
+			}
 			return fail(fmt.Errorf("TLS handshake: %w", err))
 		}
 		nc = tc
