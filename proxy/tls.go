@@ -98,6 +98,17 @@ func (t ServerTLS) Configs(logger *slog.Logger) func(server, addr string) (*tls.
 	}
 }
 
+// closeNow closes a client's connection that is closed by force: a TLS
+// connection's socket at once, without the close_notify alert that
+// crypto/tls's Close writes first, with a 5 s deadline, which a client
+// that does not read would hold up.
+func closeNow(conn net.Conn) error {
+	if tc, ok := conn.(*tls.Conn); ok {
+		return tc.NetConn().Close()
+	}
+	return conn.Close()
+}
+
 // handshakeTLS runs the TLS handshake of a client of a TLS listener. A
 // client that speaks plain text gets an error reply in plain text before
 // it is closed.
