@@ -3,6 +3,7 @@ package discovery
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -49,6 +50,10 @@ type ClusterOptions struct {
 	// answer and must not block.
 	MapAddr func(addr string) (string, bool)
 	Logger  *slog.Logger // nil discards logs
+	// TLS, when set, makes every connection to a node speak TLS, with the
+	// config it returns for the node's host:port as dialled (the pool's
+	// server_tls_* settings); nil dials plain TCP.
+	TLS func(addr string) (*tls.Config, error)
 	// OnChange gets the whole map when the slots or the nodes changed;
 	// calls come from one goroutine, one at a time. It may be nil.
 	OnChange func(ClusterMap)
@@ -569,6 +574,7 @@ func (c *clusterConn) ask(ctx context.Context, deadline time.Time) (clusterAnswe
 			clientName: clusterClientName,
 			server:     "cluster node",
 			setting:    "redis_auth",
+			tls:        c.w.opts.TLS,
 		})
 		if err != nil {
 			return clusterAnswer{}, err
@@ -627,7 +633,7 @@ func (c *clusterConn) ask(ctx context.Context, deadline time.Time) (clusterAnswe
 	if c.noShards {
 		layout, err = parseClusterSlots(reps[1])
 	} else {
-		layout, err = parseClusterShards(reps[1])
+		layout, err = parseClusterShards(reps[1], c.w.opts.TLS != nil)
 	}
 	if err != nil {
 		return clusterAnswer{}, err
@@ -1079,8 +1085,12 @@ type layoutNode struct {
 
 // parseClusterShards reads CLUSTER SHARDS: an array of shards, each a map
 // (a flat array in RESP2) with "slots" (pairs of first and last slot) and
-// "nodes" (maps with id, port, ip, endpoint, hostname, role, health...).
-func parseClusterShards(v respValue) (clusterLayout, error) {
+// "nodes" (maps with id, port, tls-port, ip, endpoint, hostname, role,
+// health...). A node's address is at its tls-port for a watcher that
+// speaks TLS (overTLS), at its port otherwise, at the one it has when it
+// has one only: a node with tls-cluster tells both, whatever the
+// connection it is asked on.
+func parseClusterShards(v respValue, overTLS bool) (clusterLayout, error) {
 	if v.kind == '-' {
 		return clusterLayout{}, fmt.Errorf("CLUSTER SHARDS: %s", v.str)
 	}
@@ -1111,9 +1121,13 @@ func parseClusterShards(v respValue) (clusterLayout, error) {
 			if host == "" || host == "?" {
 				host = nf["ip"].str
 			}
-			port := nf["port"]
-			if _, ok := nf["port"]; !ok {
-				port = nf["tls-port"]
+			want, other := "port", "tls-port"
+			if overTLS {
+				want, other = other, want
+			}
+			port, ok := nf[want]
+			if !ok {
+				port = nf[other]
 			}
 			addr, err := roleAddr(respValue{kind: '$', str: host}, port)
 			if err != nil {

@@ -118,7 +118,7 @@ func shardsOwners(t *testing.T, n *proxytest.ClusterNode) [hashring.SlotCount]st
 	if err != nil {
 		t.Fatalf("CLUSTER SHARDS on %s: %v", n.Addr, err)
 	}
-	l, err := parseClusterShards(v)
+	l, err := parseClusterShards(v, false)
 	if err != nil {
 		t.Fatalf("CLUSTER SHARDS on %s: %v", n.Addr, err)
 	}
@@ -593,10 +593,47 @@ func readSeed(t *testing.T, seeds map[string][]byte, name string) respValue {
 	return v
 }
 
+// Guards that a watcher speaking TLS dials the nodes of a tls-cluster at
+// their TLS ports, which CLUSTER SHARDS gives beside the plain ones.
+func TestParseClusterShardsTLSPort(t *testing.T) {
+	const id = "d9c393052ec35c695c9b87abf2590025b3d68964"
+	node := func(fields ...string) string {
+		out := fmt.Sprintf("*%d\r\n", len(fields)+6)
+		for _, f := range append([]string{"id", id, "ip", "10.0.0.1", "role", "master"}, fields...) {
+			out += fmt.Sprintf("$%d\r\n%s\r\n", len(f), f)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		node    string
+		overTLS bool
+		want    string
+	}{
+		{node("port", "6379", "tls-port", "6380"), false, "10.0.0.1:6379"},
+		{node("port", "6379", "tls-port", "6380"), true, "10.0.0.1:6380"},
+		{node("tls-port", "6380"), false, "10.0.0.1:6380"},
+		{node("port", "6379"), true, "10.0.0.1:6379"},
+	} {
+		data := "*1\r\n*4\r\n$5\r\nslots\r\n*2\r\n:0\r\n:16383\r\n$5\r\nnodes\r\n*1\r\n" + tc.node
+		v, err := readRESP(bufio.NewReader(strings.NewReader(data)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := parseClusterShards(v, tc.overTLS)
+		if err != nil {
+			t.Fatalf("parseClusterShards(%q, %v): %v", data, tc.overTLS, err)
+		}
+		if got := l.nodes[id].announced; got != tc.want {
+			t.Errorf("parseClusterShards(%q, %v): node at %q, want %q", data, tc.overTLS, got, tc.want)
+		}
+	}
+}
+
 func TestParseClusterReplies(t *testing.T) {
 	shards, slots, nodes := fuzzSeeds(t, "FuzzClusterShards"), fuzzSeeds(t, "FuzzClusterSlots"), fuzzSeeds(t, "FuzzClusterNodes")
 	const m1, m2, m3 = "d9c393052ec35c695c9b87abf2590025b3d68964", "11bea70e8b7354841e68abef519a72fe85708bfb", "5688660bc58e1d561a5e3b6592060459e7ec858a"
 	const promoted = "638b24d099e54cd98807934f0f1c8b69cab8747b"
+	parseClusterShards := func(v respValue) (clusterLayout, error) { return parseClusterShards(v, false) }
 
 	// The captured 3x1 cluster, with cluster-announce-hostname set.
 	for _, tc := range []struct {
@@ -744,7 +781,7 @@ func FuzzClusterShards(f *testing.F) {
 		if err != nil {
 			return
 		}
-		l, err := parseClusterShards(v)
+		l, err := parseClusterShards(v, false)
 		if err != nil {
 			return
 		}

@@ -204,4 +204,11 @@
 // Warn. MapAddr turns the address a node is announced at (or its hostname)
 // into one to dial, as for Sentinel; a node it does not know serves no
 // slots. OnChange gets the whole map when the slots or the nodes changed.
+//
+// Every watcher's Options take a TLS func: with it each connection runs
+// the TLS handshake, with the config the func gives for the address (and
+// for a group member its group), before AUTH; the proxy hands in its
+// pool's server_tls_* settings. A ClusterWatcher with TLS dials nodes at
+// the tls-port CLUSTER SHARDS gives (a node with tls-cluster gives both
+// ports, whatever the connection).
 package discovery

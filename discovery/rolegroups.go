@@ -3,6 +3,7 @@ package discovery
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -48,6 +49,10 @@ type RoleGroupOptions struct {
 	// called for every answer and must not block.
 	MapAddr func(addr string) (string, bool)
 	Logger  *slog.Logger // nil discards logs
+	// TLS, when set, makes every connection to a member speak TLS, with
+	// the config it returns for the member's group and host:port (the
+	// pool's server_tls_* settings); nil dials plain TCP.
+	TLS func(group, addr string) (*tls.Config, error)
 	// OnChange gets the whole view (every group) whenever anything but
 	// replication offsets changed; calls come from one goroutine, one at a
 	// time, never concurrently. Required.
@@ -672,7 +677,7 @@ func (l *roleGroupLoop) round(ctx context.Context) time.Duration {
 	for _, addr := range members {
 		m := l.members[addr]
 		if m == nil {
-			m = &roleMemberConn{w: l.w, addr: addr, logger: l.logger.With("member", addr)}
+			m = &roleMemberConn{w: l.w, group: l.name, addr: addr, logger: l.logger.With("member", addr)}
 			l.members[addr] = m
 		}
 		if m.conn == nil && now.Before(m.retryAt) {
@@ -743,6 +748,7 @@ func sameHostPort(a, b string) bool {
 // Only its group's loop uses it, one poll at a time.
 type roleMemberConn struct {
 	w      *RoleGroupWatcher
+	group  string // the group's name, for its TLS server name
 	addr   string
 	logger *slog.Logger
 
@@ -808,13 +814,17 @@ func (m *roleMemberConn) ask(ctx context.Context, deadline time.Time) (RoleMembe
 		return RoleMember{}, fmt.Errorf("%q: %w", m.addr, err)
 	}
 	if m.conn == nil {
-		nc, br, err := dialRedis(ctx, m.addr, deadline, redisHandshake{
+		h := redisHandshake{
 			username:   m.w.opts.Username,
 			password:   m.w.opts.Password,
 			clientName: roleClientName,
 			server:     "member",
 			setting:    "redis_auth",
-		})
+		}
+		if m.w.opts.TLS != nil {
+			h.tls = func(addr string) (*tls.Config, error) { return m.w.opts.TLS(m.group, addr) }
+		}
+		nc, br, err := dialRedis(ctx, m.addr, deadline, h)
 		if err != nil {
 			return RoleMember{}, err
 		}

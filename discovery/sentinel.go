@@ -3,6 +3,7 @@ package discovery
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -58,6 +59,10 @@ type SentinelOptions struct {
 	// out. It is called for every answer, so a mapping that changes takes
 	// effect at the next poll; it must not block.
 	MapAddr func(addr string) (string, bool)
+	// TLS, when set, makes every connection to a Sentinel speak TLS, with
+	// the config it returns for the Sentinel's host:port (the pool's
+	// server_tls_* settings); nil dials plain TCP.
+	TLS func(addr string) (*tls.Config, error)
 }
 
 // SentinelMaster is the watcher's view of one master.
@@ -620,6 +625,7 @@ func (w *SentinelWatcher) dial(ctx context.Context, addr string) (net.Conn, *buf
 		clientName: sentinelClientName,
 		server:     "Sentinel",
 		setting:    "sentinel_auth",
+		tls:        w.opts.TLS,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("sentinel %s: %w", addr, err)
@@ -634,6 +640,9 @@ type redisHandshake struct {
 	clientName         string // CLIENT SETNAME, for CLIENT LIST
 	server             string // what is dialed, for errors: "Sentinel"
 	setting            string // where the password comes from, for errors: "sentinel_auth"
+	// tls, when set, gives the TLS config of the connection to addr, whose
+	// handshake comes before anything is sent; nil for plain TCP.
+	tls func(addr string) (*tls.Config, error)
 }
 
 // dialRedis connects to addr, authenticates when a password is set, names
@@ -653,6 +662,22 @@ func dialRedis(ctx context.Context, addr string, deadline time.Time, h redisHand
 	defer stop()
 	if err := nc.SetDeadline(deadline); err != nil {
 		return fail(err)
+	}
+	if h.tls != nil {
+		cfg, err := h.tls(addr)
+		if err != nil {
+			return fail(fmt.Errorf("TLS: %w", err))
+		}
+		tc := tls.Client(nc, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && ctx.Err() == nil {
+				// A plain-text port never answers a ClientHello.
+				return fail(fmt.Errorf("TLS handshake: no answer in time (does it speak TLS on this port?): %w", err))
+			}
+			return fail(fmt.Errorf("TLS handshake: %w", err))
+		}
+		nc = tc
 	}
 	var req []byte
 	if h.password != "" {

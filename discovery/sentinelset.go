@@ -12,6 +12,9 @@ import (
 type SentinelSpec struct {
 	Key     string // the pool's name
 	Options SentinelOptions
+	// TLS names the settings behind Options.TLS, which a func cannot be
+	// compared by: a spec whose TLS changed gets a new watcher.
+	TLS string
 }
 
 // SentinelSet runs a SentinelWatcher per spec, as the configuration asks
@@ -42,7 +45,7 @@ func NewSentinelSet(logger *slog.Logger) *SentinelSet {
 }
 
 // Set makes the running watchers those of specs: a spec whose Sentinels,
-// credentials, masters or timings changed gets a new watcher. Watchers
+// credentials, masters, timings or TLS changed gets a new watcher. Watchers
 // run until ctx ends or Stop. The error is the first spec refused by
 // NewSentinelWatcher; the other specs are set all the same.
 func (s *SentinelSet) Set(ctx context.Context, specs []SentinelSpec) error {
@@ -108,7 +111,7 @@ func sameSentinelSpec(a, b SentinelSpec) bool {
 	x, y := a.Options, b.Options
 	return slices.Equal(x.Sentinels, y.Sentinels) && slices.Equal(x.Masters, y.Masters) &&
 		x.Username == y.Username && x.Password == y.Password &&
-		x.Poll == y.Poll && x.Timeout == y.Timeout
+		x.Poll == y.Poll && x.Timeout == y.Timeout && a.TLS == b.TLS
 }
 
 // Poke asks the Sentinels of spec key about master now.

@@ -63,8 +63,9 @@ type ClusterPool struct {
 	// EndpointSlices say where each node is dialled, and without a servers
 	// list its pods are the seeds, on Port.
 	Service Service
-	Port    int      // kubernetes_port, or 6379; for a pool without servers
-	Pods    []string // beside Seeds: the pod a seed's host names, "" for an IP
+	Port    int       // kubernetes_port, or 6379; for a pool without servers
+	Pods    []string  // beside Seeds: the pod a seed's host names, "" for an IP
+	TLS     ServerTLS // how the nodes are spoken to: server_tls_*
 }
 
 // ClusterPools lists the current redis_cluster pools.
@@ -74,7 +75,7 @@ func (s *Server) ClusterPools() []ClusterPool {
 		if p.seeds == nil {
 			continue
 		}
-		cp := ClusterPool{Pool: p.cfg.Name}
+		cp := ClusterPool{Pool: p.cfg.Name, TLS: serverTLSOf(p.seeds)}
 		cp.Username, cp.Password = p.seeds.ServerAuth()
 		for _, sc := range p.seeds.Servers {
 			cp.Seeds = append(cp.Seeds, sc.DialAddr)

@@ -42,7 +42,8 @@
 //	             wording where Redis has one
 //	direct.go    a lone request's reply written by the server's reader
 //	tls.go       TLS listeners: the handshake on the client's goroutine;
-//	             the server TLS settings a pool hands its upstreams
+//	             the server TLS settings a pool hands its upstreams, and
+//	             discovery's watchers (ServerTLS)
 //	output.go    backpressure and client_output_buffer_limit
 //	pool.go      servers, ring, ejection; the layout (placement and
 //	             servers) clients load once per batch

@@ -55,6 +55,9 @@ type SentinelPool struct {
 	// GroupService is the groups' pods' Service (kubernetes_service); zero
 	// for none.
 	GroupService Service
+	// TLS is how the Sentinels are spoken to: the pool's server_tls_*
+	// settings.
+	TLS ServerTLS
 }
 
 // SentinelPools lists the current pools that have sentinels.
@@ -64,7 +67,7 @@ func (s *Server) SentinelPools() []SentinelPool {
 		if !p.cfg.HasSentinels() {
 			continue
 		}
-		sp := SentinelPool{Pool: p.cfg.Name, Sentinels: p.cfg.Sentinels, Username: p.cfg.SentinelUsername, Password: p.cfg.SentinelAuth, Masters: map[string]string{}}
+		sp := SentinelPool{Pool: p.cfg.Name, Sentinels: p.cfg.Sentinels, Username: p.cfg.SentinelUsername, Password: p.cfg.SentinelAuth, Masters: map[string]string{}, TLS: serverTLSOf(p.cfg)}
 		if p.cfg.SentinelService != "" {
 			sp.SentinelService = Service{Namespace: s.namespace(p.cfg), Name: p.cfg.SentinelService}
 			sp.SentinelPort = p.cfg.SentinelPort

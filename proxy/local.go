@@ -432,7 +432,7 @@ func (c *client) clientKill(args [][]byte) {
 func (c *client) kill() {
 	c.killed.Store(true)
 	c.stopping.Store(true)
-	c.conn.Close()
+	closeNow(c.conn) // a TLS client gets no close_notify, which could wait on a full socket
 }
 
 // clientUnblock answers CLIENT UNBLOCK id [TIMEOUT|ERROR]. A blocked

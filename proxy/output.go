@@ -222,7 +222,7 @@ func (c *client) closeOverLimit(which string, n int64) error {
 			"pool", c.pool.cfg.Name, "client", c.conn.RemoteAddr().String(), "limit", which,
 			"unwritten_bytes", n, "hard_limit_bytes", lim.Hard, "soft_limit_bytes", lim.Soft,
 			"soft_seconds", int64(lim.SoftTime/time.Second))
-		c.conn.Close()
+		closeNow(c.conn)
 	}
 	return errOutputLimit
 }

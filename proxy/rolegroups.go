@@ -21,6 +21,9 @@ type RolePool struct {
 	// GroupService is the pods' Service (kubernetes_service) that pod
 	// members are found in; zero for none.
 	GroupService Service
+	// TLS is how the members are spoken to: the pool's server_tls_*
+	// settings.
+	TLS ServerTLS
 }
 
 // RoleGroupMembers are one group's members as configured.
@@ -37,7 +40,7 @@ func (s *Server) RolePools() []RolePool {
 		if !p.cfg.HasRoleGroups() {
 			continue
 		}
-		rp := RolePool{Pool: p.cfg.Name, Groups: map[string]RoleGroupMembers{}}
+		rp := RolePool{Pool: p.cfg.Name, Groups: map[string]RoleGroupMembers{}, TLS: serverTLSOf(p.cfg)}
 		rp.Username, rp.Password = p.cfg.ServerAuth()
 		if p.cfg.KubernetesService != "" {
 			rp.GroupService = Service{Namespace: s.namespace(p.cfg), Name: p.cfg.KubernetesService}

@@ -474,7 +474,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err = ctx.Err()
 		s.mu.Lock()
 		for c := range s.clients {
-			c.conn.Close()
+			closeNow(c.conn)
 		}
 		s.mu.Unlock()
 		// Closing every server connection, pinned ones included, fails

@@ -4,7 +4,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/shardproxy/shardproxy/proxy/backend"
@@ -50,6 +52,61 @@ func serverTLS(cfg *config.Pool, sc config.Server) backend.TLS {
 		return backend.TLS{}
 	}
 	return backend.TLS{CAFile: cfg.ServerTLSCAFile, CertFile: cfg.ServerTLSCertFile, KeyFile: cfg.ServerTLSKeyFile, ServerName: cfg.ServerName(sc)}
+}
+
+// ServerTLS is a pool's server_tls_* settings, for the connections that
+// discovery opens on its own to the pool's servers, cluster nodes, group
+// members and Sentinels. The zero ServerTLS is plain TCP.
+type ServerTLS struct {
+	CAFile, CertFile, KeyFile string
+	ServerName                string // server_tls_server_name as written, "" when absent
+}
+
+// serverTLSOf is cfg's ServerTLS.
+func serverTLSOf(cfg *config.Pool) ServerTLS {
+	return ServerTLS{CAFile: cfg.ServerTLSCAFile, CertFile: cfg.ServerTLSCertFile, KeyFile: cfg.ServerTLSKeyFile, ServerName: cfg.ServerTLSServerName}
+}
+
+// Configs returns the TLS config of a new connection to addr (host:port),
+// for the server (group) named server: the one the pool's own server
+// connections use, for the name server_tls_server_name gives. Sentinels
+// and cluster nodes have no server name (""); for them a name with
+// "{server}" in it gives way to the host of addr. The files are read again
+// when they change on disk; files that changed and do not load are logged
+// once and the previous ones are used. Configs is nil for the zero
+// ServerTLS.
+func (t ServerTLS) Configs(logger *slog.Logger) func(server, addr string) (*tls.Config, error) {
+	if t.CAFile == "" {
+		return nil
+	}
+	files := &tlsfiles.Files{CertFile: t.CertFile, KeyFile: t.KeyFile, CAFile: t.CAFile}
+	unnamed := &config.Pool{ServerTLSCAFile: t.CAFile, ServerTLSServerName: t.ServerName}
+	if strings.Contains(t.ServerName, "{server}") {
+		// A Sentinel's or a cluster node's name: the host of its address.
+		unnamed.ServerTLSServerName = ""
+	}
+	named := &config.Pool{ServerTLSCAFile: t.CAFile, ServerTLSServerName: t.ServerName}
+	reloadFailed := func(err error) {
+		logger.Error("server TLS files not reloaded; the previous ones stay in use", "err", err)
+	}
+	return func(server, addr string) (*tls.Config, error) {
+		p := named
+		if server == "" {
+			p = unnamed
+		}
+		return files.ClientConfig(p.ServerName(config.Server{Name: server, Addr: addr, DialAddr: addr, Network: "tcp"}), reloadFailed)
+	}
+}
+
+// closeNow closes a client's connection that is closed by force: a TLS
+// connection's socket at once, without the close_notify alert that
+// crypto/tls's Close writes first, with a 5 s deadline, which a client
+// that does not read would hold up.
+func closeNow(conn net.Conn) error {
+	if tc, ok := conn.(*tls.Conn); ok {
+		return tc.NetConn().Close()
+	}
+	return conn.Close()
 }
 
 // handshakeTLS runs the TLS handshake of a client of a TLS listener. A

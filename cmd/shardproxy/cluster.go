@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"net"
 	"slices"
@@ -45,6 +46,7 @@ type runningCluster struct {
 	password string
 	username string
 	service  proxy.Service
+	tls      proxy.ServerTLS
 	seeds    []string
 	cancel   context.CancelFunc
 	done     chan struct{} // closed when Run returned
@@ -98,7 +100,7 @@ func (w *clusterWatch) update(ctx context.Context, srv *proxy.Server) {
 	w.ctx, w.srv, w.pools = ctx, srv, pools
 	var stale []*runningCluster
 	for name, r := range w.running {
-		if p, ok := pools[name]; !ok || p.Password != r.password || p.Username != r.username || p.Service != r.service {
+		if p, ok := pools[name]; !ok || p.Password != r.password || p.Username != r.username || p.Service != r.service || p.TLS != r.tls {
 			stale = append(stale, r)
 			delete(w.running, name)
 		}
@@ -106,7 +108,7 @@ func (w *clusterWatch) update(ctx context.Context, srv *proxy.Server) {
 	for name, p := range pools {
 		r := w.running[name]
 		if r == nil {
-			r = &runningCluster{password: p.Password, username: p.Username, service: p.Service, done: make(chan struct{}), first: make(chan struct{})}
+			r = &runningCluster{password: p.Password, username: p.Username, service: p.Service, tls: p.TLS, done: make(chan struct{}), first: make(chan struct{})}
 			w.running[name] = r
 		}
 		w.seedLocked(name, r)
@@ -146,6 +148,9 @@ func (w *clusterWatch) seedLocked(pool string, r *runningCluster) {
 	}
 	if p.Service != (proxy.Service{}) {
 		opts.MapAddr = func(addr string) (string, bool) { return w.mapAddr(pool, addr) }
+	}
+	if configs := p.TLS.Configs(opts.Logger); configs != nil {
+		opts.TLS = func(addr string) (*tls.Config, error) { return configs("", addr) }
 	}
 	cw, err := discovery.NewClusterWatcher(opts)
 	if err != nil {

@@ -40,6 +40,7 @@ type runningRoles struct {
 	password string
 	username string
 	service  proxy.Service
+	tls      proxy.ServerTLS
 	ctx      context.Context // the watcher's, cancelled by stop
 	cancel   context.CancelFunc
 	done     chan struct{}
@@ -73,7 +74,7 @@ func (w *roleWatch) update(ctx context.Context, srv *proxy.Server) {
 	var stale []*runningRoles
 	for name, r := range w.running {
 		p, ok := pools[name]
-		if !ok || p.Password != r.password || p.Username != r.username || p.GroupService != r.service {
+		if !ok || p.Password != r.password || p.Username != r.username || p.GroupService != r.service || p.TLS != r.tls {
 			stale = append(stale, r)
 			delete(w.running, name)
 		}
@@ -118,12 +119,13 @@ func (w *roleWatch) startLocked(ctx context.Context, p proxy.RolePool) (*running
 	if p.GroupService != (proxy.Service{}) {
 		opts.MapAddr = func(addr string) (string, bool) { return w.mapAddr(pool, addr) }
 	}
+	opts.TLS = p.TLS.Configs(opts.Logger)
 	rw, err := discovery.NewRoleGroupWatcher(opts)
 	if err != nil {
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(ctx)
-	return &runningRoles{watcher: rw, password: p.Password, username: p.Username, service: p.GroupService, ctx: rctx, cancel: cancel, done: make(chan struct{})}, nil
+	return &runningRoles{watcher: rw, password: p.Password, username: p.Username, service: p.GroupService, tls: p.TLS, ctx: rctx, cancel: cancel, done: make(chan struct{})}, nil
 }
 
 // membersLocked is the host:port of every member of each of p's groups

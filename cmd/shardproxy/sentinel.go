@@ -3,6 +3,8 @@ package main
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
+	"fmt"
 	"log/slog"
 	"net"
 	"slices"
@@ -117,7 +119,10 @@ func (w *sentinelWatch) set() {
 		if p.GroupService != (proxy.Service{}) {
 			opts.MapAddr = func(addr string) (string, bool) { return w.mapAddr(pool, addr) }
 		}
-		specs = append(specs, discovery.SentinelSpec{Key: pool, Options: opts})
+		if configs := p.TLS.Configs(opts.Logger); configs != nil {
+			opts.TLS = func(addr string) (*tls.Config, error) { return configs("", addr) }
+		}
+		specs = append(specs, discovery.SentinelSpec{Key: pool, Options: opts, TLS: fmt.Sprintf("%+v", p.TLS)})
 	}
 	w.mu.Unlock()
 	if ctx == nil {

@@ -18,6 +18,11 @@ package config
 //	                         "{server}" in it is replaced by the server's
 //	                         name in the pool and "{host}" by the host of its
 //	                         address. When absent, the host of its address.
+//	                         Discovery's own connections (the slot map,
+//	                         ROLE, Sentinels) use the same settings; a
+//	                         Sentinel, having no name, is checked for the
+//	                         host of its address when N holds "{server}",
+//	                         and N may not hold it with redis_cluster.
 
 import (
 	"fmt"
@@ -122,13 +127,10 @@ func (b *poolBuilder) finishTLS(pc *Pool, dir string) error {
 		}
 		return nil
 	}
-	// Their discovery reads the slot map or the members' ROLE on
-	// connections of its own, which do not speak TLS in this version.
-	if pc.RedisCluster {
-		return b.errorf("server_tls_ca_file", "not with redis_cluster in this version: the slot map is read without TLS")
-	}
-	if len(b.groupLines) > 0 {
-		return b.errorf("server_tls_ca_file", "not with group_members in this version: the members' ROLE is read without TLS")
+	// A cluster's servers are its nodes, named by their addresses: no
+	// name a certificate holds.
+	if pc.RedisCluster && strings.Contains(pc.ServerTLSServerName, "{server}") {
+		return b.errorf("server_tls_server_name", "%q: a redis_cluster pool's nodes have no names: use {host}", pc.ServerTLSServerName)
 	}
 	for _, s := range b.servers {
 		if s.Network == "unix" {

@@ -99,15 +99,21 @@ func TestConfigTLS(t *testing.T) {
 			}
 		})
 	}
-	t.Run("discovery without TLS", func(t *testing.T) {
-		for _, tc := range []struct{ keys, want string }{
-			{"  redis_cluster: true\n", `pool "alpha": server_tls_ca_file: not with redis_cluster in this version: the slot map is read without TLS`},
-			{"  group_members:\n    - redis0 127.0.0.1:6380\n", `pool "alpha": server_tls_ca_file: not with group_members in this version: the members' ROLE is read without TLS`},
+	// Guards that discovery's connections, which speak TLS too, no longer
+	// refuse server_tls_ca_file, and that a cluster's nodes, named by
+	// address, are not given {server}.
+	t.Run("discovery with TLS", func(t *testing.T) {
+		for _, keys := range []string{
+			"  redis_cluster: true\n  server_tls_server_name: \"{host}.nodes.test\"\n",
+			"  group_members:\n    - redis0 127.0.0.1:6380\n  server_tls_server_name: \"{server}.redis.test\"\n",
 		} {
-			_, err := Parse([]byte(head + "  server_tls_ca_file: " + files.CA + "\n" + tc.keys + one))
-			if err == nil || err.Error() != tc.want {
-				t.Errorf("Parse with %q: error = %v, want %q", tc.keys, err, tc.want)
+			if _, err := Parse([]byte(head + "  server_tls_ca_file: " + files.CA + "\n" + keys + one)); err != nil {
+				t.Errorf("Parse with %q: %v", keys, err)
 			}
+		}
+		_, err := Parse([]byte(head + "  server_tls_ca_file: " + files.CA + "\n  redis_cluster: true\n  server_tls_server_name: \"{server}.nodes.test\"\n" + one))
+		if want := `pool "alpha": server_tls_server_name: "{server}.nodes.test": a redis_cluster pool's nodes have no names: use {host}`; err == nil || err.Error() != want {
+			t.Errorf("Parse error = %v, want %q", err, want)
 		}
 	})
 	t.Run("unix server", func(t *testing.T) {

@@ -42,7 +42,11 @@ type ClusterNode struct {
 // waits until every node says cluster_state:ok and all agree on who serves
 // every slot. redis-cli picks which nodes become masters; ask Masters and
 // Replicas. opts apply to every node; with RedisPassword the nodes also use
-// it as masterauth. Everything is killed in t's cleanup.
+// it as masterauth. With RedisTLS the nodes also speak TLS to each other,
+// on the cluster bus and for replication (tls-cluster, tls-replication),
+// and are joined over TLS: a client connected with TLS is told the nodes'
+// TLS addresses (TLSAddr), a plain one their plain ones (Addr), as Redis
+// does. Everything is killed in t's cleanup.
 func StartCluster(t testing.TB, masters, replicasPerMaster int, opts ...RedisOption) *Cluster {
 	t.Helper()
 	if masters < 3 {
@@ -66,12 +70,22 @@ func StartCluster(t testing.TB, masters, replicasPerMaster int, opts ...RedisOpt
 	if o.password != "" {
 		args = append(args, "--masterauth", o.password)
 	}
-	nodeOpts := append([]RedisOption{RedisArgs(args...)}, opts...)
 	create := []string{"--cluster", "create"}
+	if o.tls != nil {
+		args = append(args, "--tls-cluster", "yes", "--tls-replication", "yes")
+		// The cluster bus is meant at the addresses the nodes are
+		// joined at: their TLS ones.
+		create = append([]string{"--tls", "--cacert", o.tls.CA, "--cert", o.tls.Cert, "--key", o.tls.Key}, create...)
+	}
+	nodeOpts := append([]RedisOption{RedisArgs(args...)}, opts...)
 	for range masters * (1 + replicasPerMaster) {
 		r := StartRedis(t, nodeOpts...)
 		c.Nodes = append(c.Nodes, &ClusterNode{Redis: r})
-		create = append(create, r.Addr)
+		if r.tls != nil {
+			create = append(create, r.TLSAddr)
+		} else {
+			create = append(create, r.Addr)
+		}
 	}
 	for _, n := range c.Nodes {
 		rep := c.do(t, n, "CLUSTER", "MYID")
