@@ -26,7 +26,7 @@
 #   SHARDPROXY_BIN    use this shardproxy binary instead of building ./cmd/shardproxy
 #   BENCH_KEEP=1      keep the temporary directory with configs and logs
 #
-# The defaults take about 3 minutes on 2 cores.
+# The defaults take about 2 minutes on 2 cores.
 set -euo pipefail
 
 REQUESTS=${BENCH_REQUESTS:-100000}
