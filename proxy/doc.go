@@ -94,6 +94,9 @@
 //	internal/tlsfiles
 //	             TLS certificates, keys and CA files, read again when they
 //	             change on disk
+//	internal/boundedfile
+//	             the bounded read of a file an operator names (config,
+//	             passwords, users, certificates): regular, size-limited
 //	stats        counters, latency histograms, snapshots and the field table
 //	             of the stats JSON, /metrics and -D
 //	statsport    the stats port, rendering a Snapshot (cmd serves it)

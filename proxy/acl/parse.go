@@ -4,14 +4,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/shardproxy/shardproxy/proxy/command"
+	"github.com/shardproxy/shardproxy/proxy/internal/boundedfile"
 )
 
 // MaxFileSize bounds an ACL file: 4 MiB is tens of thousands of users.
@@ -61,22 +59,9 @@ func (e *Error) add(line int, format string, args ...any) {
 // symlink to one) of at most MaxFileSize bytes, so that a FIFO or a
 // runaway file costs an error, not a hang. Errors name the path.
 func Load(path string) (*Users, error) {
-	// Without O_NONBLOCK, opening a FIFO waits for a writer.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	data, err := boundedfile.Read(path, MaxFileSize)
 	if err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	return Parse(path, data)
 }

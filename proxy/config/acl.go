@@ -31,6 +31,7 @@ import (
 	"strings"
 
 	"github.com/shardproxy/shardproxy/proxy/acl"
+	"github.com/shardproxy/shardproxy/proxy/internal/boundedfile"
 )
 
 // aclBuilder is what the pool's user keys said, until finishACL reads the
@@ -92,7 +93,7 @@ func (b *poolBuilder) finishACL(pc *Pool, dir string) error {
 	switch {
 	case b.seen["server_auth_password_file"]:
 		path := resolvePath(dir, b.acl.passFile)
-		data, err := readFileLimit(path, maxAuthFileSize)
+		data, err := boundedfile.Read(path, maxAuthFileSize)
 		if err != nil {
 			return fmt.Errorf("pool %q: server_auth_password_file: %w", pc.Name, err)
 		}
@@ -117,7 +118,7 @@ func (b *poolBuilder) finishACL(pc *Pool, dir string) error {
 		return nil
 	}
 	path := resolvePath(dir, b.acl.file)
-	data, err := readFileLimit(path, acl.MaxFileSize)
+	data, err := boundedfile.Read(path, acl.MaxFileSize)
 	if err != nil {
 		return fmt.Errorf("pool %q: acl_file: %w", pc.Name, err)
 	}

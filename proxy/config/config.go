@@ -99,7 +99,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -107,6 +106,7 @@ import (
 
 	"github.com/shardproxy/shardproxy/hashring"
 	"github.com/shardproxy/shardproxy/proxy/acl"
+	"github.com/shardproxy/shardproxy/proxy/internal/boundedfile"
 )
 
 // Config is a parsed nutcracker.yml.
@@ -401,7 +401,7 @@ const (
 // of at most 4 MiB (maxConfigSize). A FIFO or a device is refused, not
 // read: it could block or never end. Errors name the path.
 func ReadFile(path string) ([]byte, error) {
-	return readFileLimit(path, maxConfigSize)
+	return boundedfile.Read(path, maxConfigSize)
 }
 
 // ParseFile parses data read from path (by ReadFile): relative paths in it
@@ -418,34 +418,6 @@ func ParseFile(path string, data []byte) (*Config, error) {
 // redis_auth_file is read from the working directory.
 func Parse(data []byte) (*Config, error) {
 	return parseConfig(data, "")
-}
-
-// readFileLimit reads the regular file at path (or a symlink to one, as
-// Kubernetes mounts secrets), refusing one larger than limit; a FIFO or a
-// device could block or never end. Errors name the path.
-func readFileLimit(path string, limit int64) ([]byte, error) {
-	// Without O_NONBLOCK, opening a FIFO waits for a writer, before Stat
-	// can tell that it is one; a regular file reads the same either way.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("%s: larger than %d bytes", path, limit)
-	}
-	return data, nil
 }
 
 func parseConfig(data []byte, dir string) (*Config, error) {
@@ -1359,7 +1331,7 @@ func (b *poolBuilder) finish(dir string) (Pool, error) {
 		if dir != "" && !filepath.IsAbs(path) {
 			path = filepath.Join(dir, path)
 		}
-		data, err := readFileLimit(path, maxAuthFileSize)
+		data, err := boundedfile.Read(path, maxAuthFileSize)
 		if err != nil {
 			return pc, fmt.Errorf("pool %q: redis_auth_file: %w", pc.Name, err)
 		}

@@ -15,12 +15,13 @@
 // a duplicate, a value out of range or an address nutcracker would not
 // take is an error naming the pool, the key and the value
 // (pool "alpha": servers[2]: "10.0.0.1:6379:x": weight is not a number),
-// and every check runs before the proxy uses any of the file. Addresses follow nutcracker's syntax ("host:port:weight
-// [name]", "/path/to.sock:weight [name]", IPv6 hosts without brackets) and
-// are checked, not resolved. Hash and distribution names are checked
-// against hashring, TLS files are loaded with internal/tlsfiles, as the
-// proxy loads them, and an acl_file is parsed by proxy/acl: the only
-// packages of the project this one imports.
+// and every check runs before the proxy uses any of the file. Addresses
+// follow nutcracker's syntax ("host:port:weight [name]",
+// "/path/to.sock:weight [name]", IPv6 hosts without brackets) and are
+// checked, not resolved. Hash and distribution names are checked against
+// hashring, TLS files are loaded with internal/tlsfiles, as the proxy
+// loads them, an acl_file is parsed by proxy/acl, and files are read with
+// internal/boundedfile: the only packages of the project this one imports.
 //
 // Start-up and every reload read the file with ReadFile: a regular file
 // (or a symlink to one) of at most 4 MiB, so that a FIFO, a device or a

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/shardproxy/shardproxy/proxy/internal/boundedfile"
 )
 
 // Keys of a pool whose servers are groups that Redis Sentinel watches
@@ -184,7 +186,7 @@ func (b *poolBuilder) finishSentinel(pc *Pool, dir string) error {
 		if dir != "" && !filepath.IsAbs(path) {
 			path = filepath.Join(dir, path)
 		}
-		data, err := readFileLimit(path, maxAuthFileSize)
+		data, err := boundedfile.Read(path, maxAuthFileSize)
 		if err != nil {
 			return fmt.Errorf("pool %q: sentinel_auth_file: %w", pc.Name, err)
 		}

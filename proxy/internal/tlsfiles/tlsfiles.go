@@ -20,10 +20,10 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"sync"
-	"syscall"
+
+	"github.com/shardproxy/shardproxy/proxy/internal/boundedfile"
 )
 
 // maxFileSize bounds each file: a certificate chain or a CA bundle of a
@@ -44,11 +44,11 @@ func Load(certFile, keyFile, caFile string) (*Contents, error) {
 		return nil, errors.New("a certificate needs its key, and a key its certificate")
 	}
 	if certFile != "" {
-		certPEM, err := readFile(certFile)
+		certPEM, err := boundedfile.Read(certFile, maxFileSize)
 		if err != nil {
 			return nil, err
 		}
-		keyPEM, err := readFile(keyFile)
+		keyPEM, err := boundedfile.Read(keyFile, maxFileSize)
 		if err != nil {
 			return nil, err
 		}
@@ -59,7 +59,7 @@ func Load(certFile, keyFile, caFile string) (*Contents, error) {
 		c.Cert = &cert
 	}
 	if caFile != "" {
-		pem, err := readFile(caFile)
+		pem, err := boundedfile.Read(caFile, maxFileSize)
 		if err != nil {
 			return nil, err
 		}
@@ -69,32 +69,6 @@ func Load(certFile, keyFile, caFile string) (*Contents, error) {
 		}
 	}
 	return &c, nil
-}
-
-// readFile reads the regular file at path (or a symlink to one); a FIFO or
-// a device could block or never end.
-func readFile(path string) ([]byte, error) {
-	// Without O_NONBLOCK, opening a FIFO waits for a writer.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	if len(data) > maxFileSize {
-		return nil, fmt.Errorf("%s: larger than %d bytes", path, maxFileSize)
-	}
-	return data, nil
 }
 
 // Files are a certificate, its key and a CA bundle on disk, any of them
