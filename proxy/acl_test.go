@@ -515,4 +515,11 @@ func TestClientKillUser(t *testing.T) {
 	if got := do(t, bob, "CLIENT", "KILL", "USER", "carol"); got != "-ERR No such user 'carol'\r\n" {
 		t.Errorf("CLIENT KILL USER carol = %q", got)
 	}
+	// CLIENT INFO names the client's user, as Redis does.
+	if got := do(t, bob, "CLIENT", "INFO"); !strings.Contains(got, " user=bob ") {
+		t.Errorf("bob's CLIENT INFO = %q, want user=bob", got)
+	}
+	if got := do(t, tp.client(t), "CLIENT", "INFO"); !strings.Contains(got, " user=default ") {
+		t.Errorf("an unauthenticated client's CLIENT INFO = %q, want user=default", got)
+	}
 }

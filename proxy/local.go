@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shardproxy/shardproxy/proxy/acl"
 	"github.com/shardproxy/shardproxy/proxy/backend"
 	"github.com/shardproxy/shardproxy/proxy/command"
 	"github.com/shardproxy/shardproxy/proxy/resp"
@@ -251,8 +252,12 @@ func (c *client) clientCommand(args [][]byte) {
 			c.replyError(wrongArity("client|info"))
 			return
 		}
-		line := fmt.Sprintf("id=%d addr=%s laddr=%s name=%s db=%d resp=%d lib-name=%s lib-ver=%s\n",
-			c.id, c.addr(), c.laddr(), c.name, c.pool.cfg.RedisDB, c.proto, c.libName, c.libVer)
+		user := acl.DefaultUser
+		if c.user != nil {
+			user = c.user.Name()
+		}
+		line := fmt.Sprintf("id=%d addr=%s laddr=%s name=%s db=%d user=%s resp=%d lib-name=%s lib-ver=%s\n",
+			c.id, c.addr(), c.laddr(), c.name, c.pool.cfg.RedisDB, user, c.proto, c.libName, c.libVer)
 		c.reply(c.appendText(nil, line))
 	case "reply":
 		if len(args) == 2 && bytes.EqualFold(args[1], []byte("on")) {
