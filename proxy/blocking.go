@@ -113,6 +113,7 @@ func (c *client) watchBlocked(conns ...*backend.Dedicated) {
 		b.done = make(chan error, 1)
 	}
 	b.conns = append(b.conns[:0], conns...)
+	c.disarmIdle()
 	go c.watchWhileBlocked()
 }
 

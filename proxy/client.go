@@ -33,7 +33,13 @@ const (
 // client is one client connection. Its goroutine reads a batch of complete
 // commands, routes them, submits each touched server's share at once, waits
 // for the replies and writes them back in request order with one write.
+//
+// What a client needs only while it is served is its session, which it
+// holds from the moment its goroutine starts until it parks (idle.go): an
+// idle client is the fields below and its socket, not its buffers.
 type client struct {
+	*session
+
 	srv  *Server
 	l    *listener
 	pool *pool // the listener's pool as of the current batch
@@ -41,12 +47,49 @@ type client struct {
 	sock *rawsock.Socket // reads and writes conn
 	id   int64
 
+	limit int // commands the next batch may hold (output.go)
+	proto int // 2 or 3: the RESP version the client chose with HELLO
+
+	// user is who the client is (acl.go): the user it authenticated as,
+	// or the default user when it needs no AUTH; nil until it does.
+	// users are the pool's users that user is one of, and authed says
+	// whether user is set; userNow is user for other goroutines.
+	user    *acl.User
+	userNow atomic.Pointer[acl.User]
+	users   *acl.Users
+	authed  bool
+
+	name     []byte
+	libName  []byte         // CLIENT SETINFO LIB-NAME
+	libVer   []byte         // CLIENT SETINFO LIB-VER
+	subs     *subState      // made at the first subscription (pubsub.go)
+	tracking *trackingState // while CLIENT TRACKING is on (tracking.go)
+	// hasTracking is whether tracking is on and trackingStale whether the
+	// pool's layout changed since, for the Server (tracking.go).
+	hasTracking, trackingStale atomic.Bool
+	quit                       bool
+	stopping                   atomic.Bool
+	killed                     atomic.Bool // by CLIENT KILL, and on its way out
+
+	limitClosed atomic.Bool // closed for its output buffer limit
+
+	subscriptions atomic.Int32 // channels, patterns and shard channels subscribed to now
+
+	// reads counts the reads that brought bytes, for the idle watch.
+	reads uint64
+	idle  idleState // idle.go
+}
+
+// session is the state of a client that is being served: its buffers, its
+// batch and the modes that last across batches but keep it from parking
+// (a transaction). Other goroutines reach it only through a batch in
+// flight (reply slots, a direct reply), which a parked client never has.
+type session struct {
 	rbuf         []byte
 	rstart, rend int
 	parser       resp.Parser
 	cmd          resp.Command
 	out          []byte
-	limit        int  // commands the next batch may hold (output.go)
 	overSoft     bool // the replies being written are over the soft limit (output.go)
 
 	layout *layout // the pool's, loaded once per batch
@@ -60,35 +103,17 @@ type client struct {
 	direct directReply
 	keys   []int
 
-	proto int // 2 or 3: the RESP version the client chose with HELLO
-
-	// user is who the client is (acl.go): the user it authenticated as,
-	// or the default user when it needs no AUTH; nil until it does.
-	// users are the pool's users that user is one of, and authed says
-	// whether user is set; userNow is user for other goroutines.
-	user       *acl.User
-	userNow    atomic.Pointer[acl.User]
-	users      *acl.Users
-	authed     bool
 	aclScratch acl.Scratch
+	tx         txState
+	blocked    blockedState
+}
 
-	name     []byte
-	libName  []byte // CLIENT SETINFO LIB-NAME
-	libVer   []byte // CLIENT SETINFO LIB-VER
-	tx       txState
-	blocked  blockedState
-	subs     *subState      // made at the first subscription (pubsub.go)
-	tracking *trackingState // while CLIENT TRACKING is on (tracking.go)
-	// hasTracking is whether tracking is on and trackingStale whether the
-	// pool's layout changed since, for the Server (tracking.go).
-	hasTracking, trackingStale atomic.Bool
-	quit                       bool
-	stopping                   atomic.Bool
-	killed                     atomic.Bool // by CLIENT KILL, and on its way out
-
-	limitClosed atomic.Bool // closed for its output buffer limit
-
-	subscriptions atomic.Int32 // channels, patterns and shard channels subscribed to now
+// newSession returns the state a client starts or resumes with.
+func newSession() *session {
+	s := &session{}
+	s.batch.done = make(chan struct{}, 1)
+	s.direct.wake = make(chan struct{}, 1)
+	return s
 }
 
 // call is one command of a batch and where its reply will be.
@@ -250,9 +275,11 @@ func newClient(s *Server, l *listener, p *pool, conn net.Conn) *client {
 	if v := testHookClientProto.Load(); v != 0 {
 		c.proto = int(v)
 	}
-	c.batch.done = make(chan struct{}, 1)
 	c.sock = rawsock.New(conn)
-	c.direct.wake = make(chan struct{}, 1)
+	c.idle.fd = -1
+	if c.sock.Raw() && lot() != nil {
+		c.idle.fd = c.sock.Fd()
+	}
 	return c
 }
 
@@ -264,18 +291,35 @@ const stopReadGrace = 100 * time.Millisecond
 func (c *client) stopWhenIdle() {
 	c.stopping.Store(true)
 	c.conn.SetReadDeadline(time.Now().Add(stopReadGrace))
+	c.unpark()
 }
 
+// serve is the client's goroutine from its accept.
 func (c *client) serve() {
-	defer c.srv.removeClient(c)
-	defer c.close()
+	c.session = newSession()
 	if tc, ok := c.conn.(*tls.Conn); ok {
 		if err := c.handshakeTLS(tc); err != nil {
 			c.pool.stats.ClientErr.Add(1)
+			c.close()
+			c.srv.removeClient(c)
 			return
 		}
 	}
-	c.rbuf = make([]byte, readBufferSize)
+	c.run()
+}
+
+// run serves the client until it leaves, or parks (idle.go).
+func (c *client) run() {
+	if c.serveBatches() {
+		return // parked: the client is no longer this goroutine's
+	}
+	c.close()
+	c.srv.removeClient(c)
+}
+
+// serveBatches serves batch after batch until the client leaves, or until
+// it parks, which it reports.
+func (c *client) serveBatches() (parked bool) {
 	for {
 		if err := c.beginBatch(); err != nil {
 			c.pool.stats.ClientErr.Add(1)
@@ -322,6 +366,10 @@ func (c *client) serve() {
 		if err := c.fill(); err != nil {
 			var ne net.Error
 			switch {
+			case err == errParked:
+				return true
+			case err == errIdleTimeout:
+				c.pool.stats.ClientIdleTimeouts.Add(1)
 			case errors.Is(err, io.EOF):
 				c.pool.stats.ClientEOF.Add(1)
 			case c.stopping.Load() && (errors.As(err, &ne) && ne.Timeout() || errors.Is(err, net.ErrClosed)):
@@ -369,12 +417,16 @@ func (c *client) beginBatch() error {
 // fill reads more bytes, first making room: it moves an unfinished command
 // to the front of the buffer, or grows the buffer for a large one.
 func (c *client) fill() error {
+	if c.idle.timedOut.Load() {
+		return errIdleTimeout
+	}
 	if c.rstart == c.rend {
 		c.rstart, c.rend = 0, 0
 		if len(c.rbuf) > maxKeptBuffer {
-			c.rbuf = make([]byte, readBufferSize)
+			c.rbuf = nil
 		}
 	}
+	c.takeReadBuffer()
 	if c.rend == len(c.rbuf) {
 		if c.rstart > 0 {
 			c.rend = copy(c.rbuf, c.rbuf[c.rstart:c.rend])
@@ -388,15 +440,25 @@ func (c *client) fill() error {
 			c.rbuf = nb
 		}
 	}
-	n, err := c.sock.Read(c.rbuf[c.rend:])
-	c.rend += n
-	if n > 0 {
-		return nil
+	c.watchIdle()
+	for {
+		n, err := c.sock.Read(c.rbuf[c.rend:])
+		c.rend += n
+		if n > 0 {
+			c.reads++
+			return nil
+		}
+		if err == nil {
+			err = io.ErrNoProgress
+		}
+		if c.idle.armed && isTimeout(err) && !c.stopping.Load() {
+			if err := c.idleDeadline(); err != nil {
+				return err
+			}
+			continue
+		}
+		return err
 	}
-	if err == nil {
-		err = io.ErrNoProgress
-	}
-	return err
 }
 
 // write writes p after any direct reply still on its way.

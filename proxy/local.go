@@ -437,6 +437,7 @@ func (c *client) clientKill(args [][]byte) {
 func (c *client) kill() {
 	c.killed.Store(true)
 	c.stopping.Store(true)
+	c.unpark()
 	closeNow(c.conn) // a TLS client gets no close_notify, which could wait on a full socket
 }
 

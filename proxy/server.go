@@ -81,6 +81,12 @@ type Server struct {
 	// clusterStatus reports what discovery did for each redis_cluster
 	// pool (SetClusterStatus); nil without discovery.
 	clusterStatus atomic.Pointer[clusterStatusSource]
+
+	// sweepStop ends sweepIdle at Shutdown; sweepScratch is its list of
+	// clients, kept between sweeps (idle.go).
+	sweepStop    chan struct{}
+	sweepScratch []*client
+	memory       memoryReturn
 }
 
 // listener is a pool's listening socket. Its pool is replaced on reload;
@@ -100,6 +106,7 @@ func NewServer(cfg *config.Config, opts Options) (*Server, error) {
 	s := &Server{logger: logger, listeners: map[string]*listener{}, clients: make(map[*client]struct{}), started: time.Now(), defaultNamespace: opts.Namespace}
 	s.resolveGroup = opts.ResolveGroup
 	s.resolveCluster = opts.ResolveCluster
+	s.sweepStop = make(chan struct{})
 	if s.defaultNamespace == "" {
 		s.defaultNamespace = "default"
 	}
@@ -176,6 +183,10 @@ func (s *Server) Start() error {
 		return err
 	}
 	s.mu.Lock()
+	if !s.running {
+		s.wg.Add(1)
+		go s.sweepIdle()
+	}
 	s.running = true
 	s.mu.Unlock()
 	s.switchListeners(pools, opened)
@@ -431,11 +442,12 @@ func (s *Server) acceptLoop(l *listener) {
 		s.mu.Unlock()
 		p.stats.ClientConnections.Add(1)
 		s.stats.CurrConnections.Add(1)
-		go c.serve()
+		c.start()
 	}
 }
 
 func (s *Server) removeClient(c *client) {
+	s.memory.given.Add(int64(cap(c.rbuf) + cap(c.out) + stackEstimate))
 	s.mu.Lock()
 	delete(s.clients, c)
 	s.mu.Unlock()
@@ -453,6 +465,9 @@ const shutdownStragglers = time.Second
 // or ctx ends (then it closes the rest).
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
+	if !s.closing {
+		close(s.sweepStop)
+	}
 	s.closing = true
 	for _, l := range s.listeners {
 		l.ln.Close()
@@ -474,6 +489,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err = ctx.Err()
 		s.mu.Lock()
 		for c := range s.clients {
+			c.unpark()
 			closeNow(c.conn)
 		}
 		s.mu.Unlock()

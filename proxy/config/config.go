@@ -280,6 +280,11 @@ type Pool struct {
 	// is server_tls_server_name as written, "" when absent (see
 	// ServerName).
 	ServerTLSCAFile, ServerTLSCertFile, ServerTLSKeyFile, ServerTLSServerName string
+	// ClientTimeout (client_timeout, ours, msec) closes a client connection
+	// that has sent nothing for that long; 0, the default, never does.
+	// Subscribed clients and clients waiting on a blocking command are not
+	// idle, as in Redis' timeout.
+	ClientTimeout time.Duration
 	// Servers are in nutcracker's server order (hashring.SortNodes): by ring
 	// name, shorter first, then bytewise. A server's index in this slice is
 	// its index in the ring.
@@ -826,6 +831,10 @@ func (b *poolBuilder) set(key, value string) error {
 		b.pc.Timeout = time.Duration(ms) * time.Millisecond
 	case "backlog":
 		b.pc.Backlog, err = parseNumber(value)
+	case "client_timeout":
+		var ms int
+		ms, err = parseNumber(value)
+		b.pc.ClientTimeout = time.Duration(ms) * time.Millisecond
 	case "client_connections":
 		b.pc.ClientConnections, err = parseNumber(value)
 	case "redis_db":
@@ -923,7 +932,7 @@ func knownKey(key string) bool {
 		"server_retry_timeout", "server_failure_limit", "servers",
 		"redis_auth_file", "redis_auth_env", "kubernetes_service", "kubernetes_namespace",
 		"kubernetes_port", "kubernetes_weight", "client_output_buffer_limit",
-		"client_output_buffer_limit_pubsub", "blocking_connections":
+		"client_output_buffer_limit_pubsub", "blocking_connections", "client_timeout":
 		return true
 	}
 	return sentinelKey(key) || tlsKey(key) || aclKey(key) || key == "read_from" || key == "replica_max_lag" || key == "group_members" || key == "redis_cluster"

@@ -6,6 +6,12 @@ import "sync/atomic"
 type Process struct {
 	TotalConnections atomic.Int64
 	CurrConnections  atomic.Int64
+	// ParkedConnections are the client connections parked now (idle long
+	// enough to give back their buffers and goroutine).
+	ParkedConnections atomic.Int64
+	// MemoryReturns counts the times freed memory was handed back to the
+	// OS after clients gave much of it up.
+	MemoryReturns atomic.Int64
 }
 
 // Read copies the counters into v. The fields Process does not hold are
@@ -13,6 +19,8 @@ type Process struct {
 func (c *Process) Read(v *ProcessValues) {
 	v[TotalConnections] = c.TotalConnections.Load()
 	v[CurrConnections] = c.CurrConnections.Load()
+	v[ParkedConnections] = c.ParkedConnections.Load()
+	v[MemoryReturns] = c.MemoryReturns.Load()
 }
 
 // Pool holds a pool's counters.
@@ -26,6 +34,7 @@ type Pool struct {
 	ClientOutputLimitCloses atomic.Int64 // also in ClientErr
 	PubSubMessages          atomic.Int64
 	AuthFailures            atomic.Int64
+	ClientIdleTimeouts      atomic.Int64
 }
 
 // Read copies the counters into v.
@@ -39,6 +48,7 @@ func (c *Pool) Read(v *PoolValues) {
 	v[ClientOutputLimitCloses] = c.ClientOutputLimitCloses.Load()
 	v[PubSubMessages] = c.PubSubMessages.Load()
 	v[AuthFailures] = c.AuthFailures.Load()
+	v[ClientIdleTimeouts] = c.ClientIdleTimeouts.Load()
 }
 
 // Server holds a server's counters and its latency histogram.

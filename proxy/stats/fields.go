@@ -53,6 +53,8 @@ const (
 	CurrConnections
 	Ready
 	Cores
+	ParkedConnections
+	MemoryReturns
 	numProcess
 )
 
@@ -67,6 +69,7 @@ const (
 	ClientOutputLimitCloses
 	PubSubMessages
 	AuthFailures
+	ClientIdleTimeouts
 	numPool
 )
 
@@ -105,6 +108,10 @@ var Fields = [...]Field{
 		Help: "1 while /readyz answers 200, else 0"},
 	{Metric: "cores", Kind: Gauge, Scope: PerProcess, Index: Cores,
 		Help: "cores the proxy runs on now (GOMAXPROCS; see --cores)"},
+	{Metric: "parked_connections", Kind: Gauge, Scope: PerProcess, Index: ParkedConnections,
+		Help: "client connections that were idle long enough to park: they hold no read buffer and no goroutine until they send again"},
+	{Metric: "memory_returns_total", Kind: Counter, Scope: PerProcess, Index: MemoryReturns,
+		Help: "times freed memory was handed back to the OS at once because clients that parked or left gave up more than 32 MiB"},
 
 	{Nutcracker: "client_eof", Metric: "client_eof_total", Kind: Counter, Scope: PerPool, Index: ClientEOF,
 		Help: "client connections closed by the client"},
@@ -124,6 +131,8 @@ var Fields = [...]Field{
 		Help: "messages queued for the pool's subscribed clients, one for each client that receives it"},
 	{Metric: "auth_failures_total", Kind: Counter, Scope: PerPool, Index: AuthFailures,
 		Help: "AUTH and HELLO AUTH attempts refused: a wrong user or password, a user that is off, or an address over the failed-AUTH limit"},
+	{Metric: "client_idle_timeouts_total", Kind: Counter, Scope: PerPool, Index: ClientIdleTimeouts,
+		Help: "client connections closed because they sent nothing for the pool's client_timeout"},
 	{Metric: "pool_request_duration_seconds", Kind: Histogram, Scope: PerPool,
 		Help: "time from submitting a request to a server of the pool to reading its reply: the pool's server_request_duration_seconds summed"},
 

@@ -130,3 +130,14 @@ func (s *Socket) writeSome(fd uintptr) bool {
 	}
 	return true
 }
+
+// Fd returns the socket's descriptor, or -1 when it is not raw. It is
+// only a number: the caller must not use it once the connection may be
+// closed.
+func (s *Socket) Fd() int {
+	fd := -1
+	if s.rc != nil {
+		s.rc.Control(func(f uintptr) { fd = int(f) })
+	}
+	return fd
+}
