@@ -41,6 +41,9 @@
 //	errors.go    the error replies the proxy writes itself, in Redis'
 //	             wording where Redis has one
 //	direct.go    a lone request's reply written by the server's reader
+//	idle.go      idle clients parked without a goroutine or buffers
+//	             (internal/parking), client_timeout, memory handed back
+//	             to the OS after a burst
 //	tls.go       TLS listeners: the handshake on the client's goroutine;
 //	             the server TLS settings a pool hands its upstreams, and
 //	             discovery's watchers (ServerTLS)
@@ -141,6 +144,11 @@
 // goroutine of its own), while the client's goroutine is already reading
 // again. A client waits for such a reply before anything else it writes,
 // so replies stay in order.
+//
+// A client that has sent nothing for a second parks: its session (buffers
+// and batch state) is dropped, its socket waits in an epoll set of the
+// proxy's own and its goroutine ends, until its next bytes start a new one
+// (idle.go). So an idle connection costs a small struct and its socket.
 //
 // A transaction (WATCH, MULTI ... EXEC) runs on a dedicated connection to
 // the server of its keys, pinned to the client until it ends; idle ones are
