@@ -35,9 +35,13 @@
 #
 # Environment (defaults in brackets):
 #   BENCH_CONNECTIONS  client connections held open to each proxy [10000]
-#   BENCH_DIALERS     connections idleconns dials, and then pings, at a time;
-#                     pinging many at once also measures the buffers of
-#                     requests in flight together [64]
+#   BENCH_DIALERS     connections idleconns dials at a time [64]
+#   BENCH_PINGERS     connections whose PINGs are in flight together:
+#                     idleconns sends PING on that many, then reads their
+#                     replies, and so on; the default has every client's
+#                     request in the proxy at once, which is what a proxy
+#                     that keeps buffers for its busiest moment (nutcracker's
+#                     free lists) holds on to [BENCH_CONNECTIONS]
 #   BENCH_SETTLE      also read the memory this many seconds after the
 #                     clients closed, more than 10; 0 = not [0]
 #   BENCH_OUT_DIR     also write the readings to memory.tsv there: target,
@@ -53,6 +57,7 @@ set -euo pipefail
 
 CONNECTIONS=${BENCH_CONNECTIONS:-10000}
 DIALERS=${BENCH_DIALERS:-64}
+PINGERS=${BENCH_PINGERS:-$CONNECTIONS}
 SETTLE=${BENCH_SETTLE:-0}
 OUT_DIR=${BENCH_OUT_DIR:-}
 KEEP=${BENCH_KEEP:-0}
@@ -63,7 +68,7 @@ BENCH_SCRIPT=memory.sh
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 
-need_counts "$CONNECTIONS" "$DIALERS"
+need_counts "$CONNECTIONS" "$DIALERS" "$PINGERS"
 if ! [[ $SETTLE =~ ^[0-9]+$ ]] || { [ "$SETTLE" -ne 0 ] && [ "$SETTLE" -le 10 ]; }; then
 	die "BENCH_SETTLE must be 0 or a number of seconds above 10, got \"$SETTLE\""
 fi
@@ -85,7 +90,7 @@ need_fds "$((CONNECTIONS + 1000))"
 bench_tmp shardproxy-memory
 
 print_machine nutcracker
-echo "params:   BENCH_CONNECTIONS=$CONNECTIONS BENCH_DIALERS=$DIALERS BENCH_SETTLE=$SETTLE"
+echo "params:   BENCH_CONNECTIONS=$CONNECTIONS BENCH_DIALERS=$DIALERS BENCH_PINGERS=$PINGERS BENCH_SETTLE=$SETTLE"
 
 echo
 echo "== build"
@@ -157,7 +162,7 @@ phases+=(peak)
 declare -A label_of=(
 	[start]="at start"
 	[connected]="$CONNECTIONS connections open, idle"
-	[pinged]="after one PING on each"
+	[pinged]="after one PING on each, $PINGERS at a time"
 	[closed]="right after the clients closed"
 	[closed+10s]="10 s after the clients closed"
 	[closed+${SETTLE}s]="$SETTLE s after the clients closed"
@@ -219,7 +224,8 @@ measure() {
 	fds_start=$(fds "$pid")
 	reading "$target" start
 
-	local idle=("$tmp/idleconns" --addr "127.0.0.1:${port[$target]}" --connections "$CONNECTIONS" --dialers "$DIALERS")
+	local idle=("$tmp/idleconns" --addr "127.0.0.1:${port[$target]}" --connections "$CONNECTIONS" \
+		--dialers "$DIALERS" --pingers "$PINGERS")
 	show "${idle[@]}"
 	coproc IDLE { exec "${idle[@]}"; }
 	idle_pid=$IDLE_PID

@@ -71,7 +71,7 @@ func TestPhasesWaitForStdin(t *testing.T) {
 	srv := proxytest.StartRedis(t)
 	admin := srv.Client(t)
 	pings := infoField(t, admin, "commandstats", "cmdstat_ping") // StartRedis' own
-	out, in, code := phases(t, "--addr", srv.Addr, "--connections", "50", "--dialers", "8")
+	out, in, code := phases(t, "--addr", srv.Addr, "--connections", "50", "--dialers", "8", "--pingers", "7")
 
 	next(t, out, "connected 50")
 	if n := infoField(t, admin, "clients", "connected_clients"); n != 51 {
@@ -156,6 +156,7 @@ func TestBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"--connections", "0"},
 		{"--dialers", "0"},
+		{"--pingers", "-1"},
 		{"--per-source", "10", "--connections", "2541"},
 		{"--pause", "-1s"},
 		{"extra"},

@@ -2,12 +2,14 @@
 // Redis proxy such as shardproxy or twemproxy, so that a script can measure
 // what each client connection costs the proxy in memory (bench/memory.sh).
 //
-// It opens --connections connections to --addr, --dialers at a time. To a
-// loopback address it dials from the source addresses 127.0.0.1, 127.0.0.2,
-// ... in turn, --per-source connections from each, since the kernel has about
-// 28,000 ephemeral ports per source and destination address. It raises its
-// own open file limit to hold them. Then it goes through three phases and
-// prints a line on stdout at the end of each:
+// It opens --connections connections to --addr, --dialers at a time (more
+// at once than the server's listen backlog holds makes the kernel drop some
+// unseen by the client). To a loopback address it dials from the source
+// addresses 127.0.0.1, 127.0.0.2, ... in turn, --per-source connections from
+// each, since the kernel has about 28,000 ephemeral ports per source and
+// destination address. It raises its own open file limit to hold them. Then
+// it goes through three phases and prints a line on stdout at the end of
+// each:
 //
 //	connected N   all N connections are open and have sent nothing
 //	pinged N      every connection has sent one PING and read its +PONG
@@ -15,15 +17,17 @@
 //
 // After "connected" and after "pinged" it waits for a line on stdin (end of
 // file counts as one), or with --pause D for D instead, so that the script
-// can measure the proxy in between. A connection that cannot be dialed, or
-// whose PING is not answered with +PONG within --timeout, is an error:
-// idleconns says so on stderr, closes every connection and exits 1. Bad
-// flags exit 2.
+// can measure the proxy in between. The PINGs go out in waves of --pingers
+// connections, a PING on each connection of the wave and then their
+// replies, so --pingers is how many requests the server has in flight
+// together; by default all connections are one wave. A connection that cannot be dialed, or whose PING is not
+// answered with +PONG within --timeout, is an error: idleconns says so on
+// stderr, closes every connection and exits 1. Bad flags exit 2.
 //
 // It writes the RESP bytes of PING on plain TCP sockets, with no client
 // library, no goroutine per connection and no buffer per connection, so that
-// its own memory stays small (about a kilobyte per connection, mostly the
-// Go runtime's state of each socket).
+// its own memory stays small (under 2 KB per connection, mostly the Go
+// runtime's state of each socket).
 package main
 
 import (
@@ -64,6 +68,7 @@ type config struct {
 	Addr        string
 	Connections int
 	Dialers     int
+	Pingers     int
 	PerSource   int
 	Timeout     time.Duration
 	Pause       time.Duration
@@ -89,7 +94,8 @@ flags:
 	}
 	fs.StringVar(&c.Addr, "addr", "127.0.0.1:22121", "`host:port` to connect to")
 	fs.IntVar(&c.Connections, "connections", 10000, "connections to open")
-	fs.IntVar(&c.Dialers, "dialers", 64, "connections dialed, or pinged, at a time")
+	fs.IntVar(&c.Dialers, "dialers", 64, "connections dialed at a time")
+	fs.IntVar(&c.Pingers, "pingers", 0, "connections whose PINGs are in flight together; 0 = all: every PING is sent before a reply is read")
 	fs.IntVar(&c.PerSource, "per-source", 20000, "connections from each loopback source address 127.0.0.1, 127.0.0.2, ... when --addr is a loopback address")
 	fs.DurationVar(&c.Timeout, "timeout", 10*time.Second, "timeout for dialing a connection and for its PING")
 	fs.DurationVar(&c.Pause, "pause", 0, "wait this long after each phase instead of for a line on stdin; 0 = read stdin")
@@ -111,6 +117,8 @@ func (c *config) check() error {
 		return fmt.Errorf("--connections: %d: must be at least 1", c.Connections)
 	case c.Dialers < 1:
 		return fmt.Errorf("--dialers: %d: must be at least 1", c.Dialers)
+	case c.Pingers < 0:
+		return fmt.Errorf("--pingers: %d: must not be negative", c.Pingers)
 	case c.PerSource < 1:
 		return fmt.Errorf("--per-source: %d: must be at least 1", c.PerSource)
 	case c.Timeout <= 0:
@@ -259,37 +267,63 @@ func leavePortToConnect(network, address string, rc syscall.RawConn) error {
 	return nil
 }
 
-// pingAll sends one PING on every connection and reads its reply, --dialers
-// connections at a time.
+// pingAll sends one PING on every connection and reads its reply, in waves
+// of --pingers connections: first the PING of every connection of the wave,
+// then their replies, so that the PINGs of a wave are in flight together.
 func (h *holder) pingAll() error {
-	var failed atomic.Int64
+	waveSize := len(h.conns)
+	if h.cfg.Pingers > 0 {
+		waveSize = min(h.cfg.Pingers, waveSize)
+	}
+	reply := make([]byte, len(pong))
+	sent := make([]bool, waveSize)
+	failed := 0
 	var first error
-	var once sync.Once
-	bufs := sync.Pool{New: func() any { return make([]byte, len(pong)) }}
-	_ = h.each(func(i int) error {
-		buf := bufs.Get().([]byte)
-		defer bufs.Put(buf)
-		if err := pingOne(h.conns[i], buf, h.cfg.Timeout); err != nil {
-			failed.Add(1)
-			once.Do(func() { first = fmt.Errorf("connection %d: %w", i+1, err) })
+	fail := func(i int, err error) {
+		failed++
+		if first == nil {
+			first = fmt.Errorf("connection %d: %w", i+1, err)
 		}
-		return nil
-	})
-	if n := failed.Load(); n > 0 {
-		return fmt.Errorf("%d of %d connections failed PING; the first: %w", n, len(h.conns), first)
+	}
+	for start := 0; start < len(h.conns); start += len(sent) {
+		wave := h.conns[start:min(start+len(sent), len(h.conns))]
+		deadline := time.Now().Add(h.cfg.Timeout)
+		for j, c := range wave {
+			err := sendPing(c, deadline)
+			sent[j] = err == nil
+			if err != nil {
+				fail(start+j, err)
+			}
+		}
+		for j, c := range wave {
+			if !sent[j] {
+				continue
+			}
+			if err := readPong(c, reply); err != nil {
+				fail(start+j, err)
+			}
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d connections failed PING; the first: %w", failed, len(h.conns), first)
 	}
 	return nil
 }
 
-// pingOne sends PING on c and checks that the reply is +PONG, reading it
-// into buf.
-func pingOne(c *net.TCPConn, buf []byte, timeout time.Duration) error {
-	if err := c.SetDeadline(time.Now().Add(timeout)); err != nil {
+// sendPing sets c's deadline and sends PING on it.
+func sendPing(c *net.TCPConn, deadline time.Time) error {
+	if err := c.SetDeadline(deadline); err != nil {
 		return err
 	}
 	if _, err := c.Write(ping); err != nil {
 		return fmt.Errorf("sending PING: %w", err)
 	}
+	return nil
+}
+
+// readPong reads the reply to PING on c into buf and checks that it is
+// +PONG.
+func readPong(c *net.TCPConn, buf []byte) error {
 	if n, err := io.ReadFull(c, buf); err != nil {
 		return fmt.Errorf("reading the reply to PING: %w (read %q)", err, buf[:n])
 	}
