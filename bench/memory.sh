@@ -24,8 +24,8 @@
 # queued but the proxy has not yet accepted is not counted as measured. It
 # prints every command before it runs and ends with a markdown table of the
 # KB per connection at each phase, (VmRSS at the phase - VmRSS at start) /
-# BENCH_CONNECTIONS, and the shardproxy/nutcracker ratio (paste it into
-# bench/RESULTS.md). Only loopback addresses are used. Everything it started
+# BENCH_CONNECTIONS, and the shardproxy/nutcracker ratio ("-" where either
+# is below 0.1 KB, mostly noise) (paste it into bench/RESULTS.md). Only loopback addresses are used. Everything it started
 # is stopped on exit.
 #
 # The Go runtime returns freed memory to the kernel only after a garbage
