@@ -65,6 +65,7 @@ bench: deps
 	bash bench/pubsub.sh
 	bash bench/cluster.sh
 	bash bench/tls.sh
+	bash bench/memory.sh
 
 clean:
 	rm -rf bin

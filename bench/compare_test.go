@@ -37,3 +37,36 @@ func TestCompareRejectsBadSettings(t *testing.T) {
 		}
 	}
 }
+
+// TestMemoryRejectsBadSettings guards that memory.sh refuses settings it
+// cannot honour before it builds or starts anything.
+func TestMemoryRejectsBadSettings(t *testing.T) {
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Fatal("bash is not installed: memory.sh needs it")
+	}
+	for _, tc := range []struct {
+		env  []string
+		want string
+	}{
+		{[]string{"BENCH_CONNECTIONS=0"}, `BENCH_* counts must be positive integers, got "0"`},
+		{[]string{"BENCH_DIALERS=many"}, `BENCH_* counts must be positive integers, got "many"`},
+		{[]string{"BENCH_SETTLE=10"}, `BENCH_SETTLE must be 0 or a number of seconds above 10, got "10"`},
+		{[]string{"BENCH_SETTLE=2m"}, `BENCH_SETTLE must be 0 or a number of seconds above 10, got "2m"`},
+		{[]string{"SHARDPROXY_BIN=/nonexistent/shardproxy"}, "SHARDPROXY_BIN=/nonexistent/shardproxy is not an executable"},
+		{[]string{"SHARDPROXY_BASE_BIN=/nonexistent/shardproxy"}, "SHARDPROXY_BASE_BIN=/nonexistent/shardproxy is not an executable"},
+	} {
+		cmd := exec.Command("bash", "memory.sh")
+		cmd.Env = append([]string{"PATH=/usr/bin:/bin"}, tc.env...)
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			t.Errorf("%v: memory.sh exited 0, want an error\n%s", tc.env, out)
+			continue
+		}
+		if !strings.HasPrefix(string(out), "memory.sh: ") || !strings.Contains(string(out), tc.want) {
+			t.Errorf("%v: output %q does not say %q", tc.env, out, tc.want)
+		}
+		if strings.Contains(string(out), "== build") {
+			t.Errorf("%v: memory.sh got as far as building:\n%s", tc.env, out)
+		}
+	}
+}
