@@ -471,6 +471,10 @@ func run(ctx context.Context, cfg config, progress io.Writer) (res result) {
 		}
 	}
 
+	if cfg.Rate > 0 && !cfg.Warmup {
+		connect(workers)
+	}
+
 	var wg sync.WaitGroup
 	start := time.Now()
 	for _, w := range workers {
@@ -575,6 +579,24 @@ func warmup(workers []*worker, keys uint64, progress io.Writer) int64 {
 	fmt.Fprintf(progress, "warmup: set %d keys in %.2fs, %d errors\n",
 		keys, time.Since(start).Seconds(), failed.Load())
 	return failed.Load()
+}
+
+// connect has every worker send a PING at once, so that the client's
+// connections are open before a --rate schedule starts and dialing them
+// does not count in the first requests' latencies (warmup does the same).
+// A failed PING is left for the run to report.
+func connect(workers []*worker) {
+	var wg sync.WaitGroup
+	for _, w := range workers {
+		wg.Add(1)
+		go w.ping(&wg)
+	}
+	wg.Wait()
+}
+
+func (w *worker) ping(wg *sync.WaitGroup) {
+	defer wg.Done()
+	w.client.Ping(context.Background())
 }
 
 func closeWhenDone(wg *sync.WaitGroup, done chan<- struct{}) {
