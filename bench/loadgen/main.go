@@ -19,19 +19,20 @@
 // when it was sent, so a stall shows in the percentiles of every request it
 // held up (no coordinated omission). The summary then gives the target and
 // achieved rates, how many requests were sent more than one interval late
-// ("behind"), and how late units were sent after they were due (loadgen's
-// own timer lag, part of every latency; Go's timers wake up to about a
-// millisecond late on an idle process). An achieved rate more than 5%
-// below the target is flagged, in the summary and on stderr: the target,
-// or loadgen, could not keep up, and the percentiles are of what was sent.
+// ("behind"), and the send lag, how late units were sent after they were
+// due: loadgen's own lateness, part of every latency. On Linux a connection
+// sleeps on a timerfd, which wakes it within tens of microseconds, where a
+// Go timer can be up to a millisecond late. An achieved rate more than 5%
+// below the target is flagged, in the summary and on stderr: the target, or
+// loadgen, could not keep up, and the percentiles are of what was sent.
 //
 // A progress line goes to stderr every second; the summary goes to stdout,
 // as one JSON object with --json. Latency is the time from sending a request,
 // or a whole pipeline, to reading its last reply (with --rate, from when it
-// was due). Each goroutine records it in
-// its own fixed-bucket histogram (no allocation or lock per request); the
-// histograms are merged at the end. Failed requests count as errors and are
-// left out of the latencies; a GET answered with nil is a miss, not an error.
+// was due). Each goroutine records it in its own fixed-bucket histogram (no
+// allocation or lock per request); the histograms are merged at the end.
+// Failed requests count as errors and are left out of the latencies; a GET
+// answered with nil is a miss, not an error.
 //
 // The exit code is 0 when requests were sent and at most --max-error-rate of
 // them failed, 1 otherwise, and 2 for bad flags, so a Kubernetes Job that
