@@ -148,7 +148,7 @@ echo "== warmup: every key written once through nutcracker (so through the three
 # servers for both; direct sends every key to redis-server 1.
 for target in nutcracker direct; do
 	run "$tmp/loadgen" --addr "127.0.0.1:${port[$target]}" --connections "$CLIENTS" --keys "$KEYS" \
-		--value-size "$VALUE_SIZE" --warmup --requests 1 --json >/dev/null ||
+		--value-size "$VALUE_SIZE" --warmup --requests 1 --json ||
 		die "writing the key space through $target failed"
 done
 
