@@ -234,6 +234,17 @@ us_cell() {
 	esac
 }
 
+# ratio_cell A B prints median_ratio to two decimals (the median of an even
+# number of rounds is a mean), or "-"/"error" as it is.
+ratio_cell() {
+	local r
+	r=$(median_ratio "$1" "$2")
+	case "$r" in
+	- | error) echo "$r" ;;
+	*) awk -v r="$r" 'BEGIN { printf "%.2f", r }' ;;
+	esac
+}
+
 echo
 echo "== results ($(nproc) CPUs shared by loadgen, the proxies and the servers; median of $ROUNDS round(s);" \
 	"load avg at end: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown))"
@@ -261,9 +272,9 @@ for pct in "${PCTS[@]}"; do
 		row+=" $(us_cell "$(median "${p50[$pct/$target]:-}")") | $(us_cell "$(median "${p99[$pct/$target]:-}")")"
 		row+=" | $(us_cell "$(median "${p999[$pct/$target]:-}")") |"
 	done
-	row+=" $(median_ratio "${p99[$pct/shardproxy]:-}" "${p99[$pct/nutcracker]:-}") |"
+	row+=" $(ratio_cell "${p99[$pct/shardproxy]:-}" "${p99[$pct/nutcracker]:-}") |"
 	if [ -n "$base_bin" ]; then
-		row+=" $(median_ratio "${p99[$pct/baseline]:-}" "${p99[$pct/nutcracker]:-}") |"
+		row+=" $(ratio_cell "${p99[$pct/baseline]:-}" "${p99[$pct/nutcracker]:-}") |"
 	fi
 	echo "$row"
 done
