@@ -61,6 +61,7 @@ bench: deps
 	$(GO) test -run XXX -bench . -benchmem ./hashring ./proxy/...
 	bash bench/compare.sh
 	BENCH_GROUPS=1 bash bench/compare.sh
+	bash bench/latency.sh
 	bash bench/blocked.sh
 	bash bench/pubsub.sh
 	bash bench/cluster.sh

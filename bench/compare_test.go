@@ -6,67 +6,67 @@ import (
 	"testing"
 )
 
+// badSetting is an environment a bench script must refuse, and what its
+// error must say.
+type badSetting struct {
+	env  []string
+	want string
+}
+
+// checkRejects runs script with each bad setting and checks that it exits
+// with an error naming itself and saying want, before it builds or starts
+// anything.
+func checkRejects(t *testing.T, script string, cases []badSetting) {
+	t.Helper()
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Fatalf("bash is not installed: %s needs it", script)
+	}
+	for _, tc := range cases {
+		cmd := exec.Command("bash", script)
+		cmd.Env = append([]string{"PATH=/usr/bin:/bin"}, tc.env...)
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			t.Errorf("%v: %s exited 0, want an error\n%s", tc.env, script, out)
+			continue
+		}
+		if !strings.HasPrefix(string(out), script+": ") || !strings.Contains(string(out), tc.want) {
+			t.Errorf("%v: output %q does not say %q", tc.env, out, tc.want)
+		}
+		if strings.Contains(string(out), "== build") {
+			t.Errorf("%v: %s got as far as building:\n%s", tc.env, script, out)
+		}
+	}
+}
+
 // TestCompareRejectsBadSettings guards that compare.sh refuses settings it
 // cannot honour before it builds or starts anything.
 func TestCompareRejectsBadSettings(t *testing.T) {
-	if _, err := exec.LookPath("bash"); err != nil {
-		t.Fatal("bash is not installed: compare.sh needs it")
-	}
-	for _, tc := range []struct {
-		env  []string
-		want string
-	}{
+	checkRejects(t, "compare.sh", []badSetting{
 		{[]string{"BENCH_GROUPS=2"}, `BENCH_GROUPS must be 0 or 1, got "2"`},
 		{[]string{"BENCH_GROUPS=yes"}, `BENCH_GROUPS must be 0 or 1, got "yes"`},
 		{[]string{"BENCH_GROUPS=1", "BENCH_SKIP_SHARDPROXY=1"}, "cannot be combined with BENCH_SKIP_SHARDPROXY=1"},
 		{[]string{"BENCH_GROUPS=1", "SHARDPROXY_BASE_BIN=/bin/true"}, "cannot be combined with SHARDPROXY_BASE_BIN"},
 		{[]string{"BENCH_ROUNDS=0"}, `BENCH_* counts must be positive integers, got "0"`},
-	} {
-		cmd := exec.Command("bash", "compare.sh")
-		cmd.Env = append([]string{"PATH=/usr/bin:/bin"}, tc.env...)
-		out, err := cmd.CombinedOutput()
-		if err == nil {
-			t.Errorf("%v: compare.sh exited 0, want an error\n%s", tc.env, out)
-			continue
-		}
-		if !strings.HasPrefix(string(out), "compare.sh: ") || !strings.Contains(string(out), tc.want) {
-			t.Errorf("%v: output %q does not say %q", tc.env, out, tc.want)
-		}
-		if strings.Contains(string(out), "== build") {
-			t.Errorf("%v: compare.sh got as far as building:\n%s", tc.env, out)
-		}
-	}
+	})
 }
 
-// TestMemoryRejectsBadSettings guards that memory.sh refuses settings it
-// cannot honour before it builds or starts anything.
+// TestMemoryRejectsBadSettings guards the same for memory.sh.
 func TestMemoryRejectsBadSettings(t *testing.T) {
-	if _, err := exec.LookPath("bash"); err != nil {
-		t.Fatal("bash is not installed: memory.sh needs it")
-	}
-	for _, tc := range []struct {
-		env  []string
-		want string
-	}{
+	checkRejects(t, "memory.sh", []badSetting{
 		{[]string{"BENCH_CONNECTIONS=0"}, `BENCH_* counts must be positive integers, got "0"`},
 		{[]string{"BENCH_DIALERS=many"}, `BENCH_* counts must be positive integers, got "many"`},
 		{[]string{"BENCH_SETTLE=10"}, `BENCH_SETTLE must be 0 or a number of seconds above 10, got "10"`},
 		{[]string{"BENCH_SETTLE=2m"}, `BENCH_SETTLE must be 0 or a number of seconds above 10, got "2m"`},
 		{[]string{"SHARDPROXY_BIN=/nonexistent/shardproxy"}, "SHARDPROXY_BIN=/nonexistent/shardproxy is not an executable"},
 		{[]string{"SHARDPROXY_BASE_BIN=/nonexistent/shardproxy"}, "SHARDPROXY_BASE_BIN=/nonexistent/shardproxy is not an executable"},
-	} {
-		cmd := exec.Command("bash", "memory.sh")
-		cmd.Env = append([]string{"PATH=/usr/bin:/bin"}, tc.env...)
-		out, err := cmd.CombinedOutput()
-		if err == nil {
-			t.Errorf("%v: memory.sh exited 0, want an error\n%s", tc.env, out)
-			continue
-		}
-		if !strings.HasPrefix(string(out), "memory.sh: ") || !strings.Contains(string(out), tc.want) {
-			t.Errorf("%v: output %q does not say %q", tc.env, out, tc.want)
-		}
-		if strings.Contains(string(out), "== build") {
-			t.Errorf("%v: memory.sh got as far as building:\n%s", tc.env, out)
-		}
-	}
+	})
+}
+
+// TestLatencyRejectsBadSettings guards the same for latency.sh.
+func TestLatencyRejectsBadSettings(t *testing.T) {
+	checkRejects(t, "latency.sh", []badSetting{
+		{[]string{"BENCH_ROUNDS=0"}, `BENCH_* counts must be positive integers, got "0"`},
+		{[]string{"BENCH_CLIENTS=many"}, `BENCH_* counts must be positive integers, got "many"`},
+		{[]string{"BENCH_DURATION=5"}, `BENCH_DURATION must be a duration such as 5s or 500ms, got "5"`},
+	})
 }

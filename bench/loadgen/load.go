@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"strconv"
 	"sync"
@@ -102,11 +103,22 @@ type worker struct {
 	keyBuf    []byte
 
 	stop   *atomic.Bool  // set when the run is over
+	pacer  pacer         // --rate: sleeps until the next unit is due
 	budget *atomic.Int64 // requests left in --requests mode, nil otherwise
+
+	// With --rate, the worker's schedule (see runPaced): its unit k is due at
+	// start+offset+k*interval, and none is due at or after end (zero in
+	// --requests mode).
+	start    time.Time
+	end      time.Time
+	offset   time.Duration
+	interval float64 // ns; a float, so that k*interval does not drift
 
 	// Owned by the worker; read after it has finished.
 	hist     histogram
-	misses   int64 // GETs answered with nil
+	lag      histogram // --rate: how late each unit was sent after it was due
+	behind   int64     // --rate: requests sent more than one interval late
+	misses   int64     // GETs answered with nil
 	firstErr error
 }
 
@@ -152,18 +164,60 @@ func (w *worker) run(wg *sync.WaitGroup) {
 			return
 		}
 		if pipe == nil {
-			w.one(ctx)
+			w.one(ctx, time.Time{})
 		} else {
-			w.pipelined(ctx, pipe, n)
+			w.pipelined(ctx, pipe, n, time.Time{})
 		}
 	}
 }
 
-// one sends a single GET or SET.
-func (w *worker) one(ctx context.Context) {
+// runPaced is run for --rate: it sends a request, or a pipeline, when each
+// is due, whatever the replies do. A unit that is due while the one before
+// is still waiting for its reply is sent as soon as that reply is in, and
+// any overdue units after it at once, back to back; each one's latency is
+// still measured from when it was due, so a stall counts for every request
+// it held up and not only for the one that met it.
+func (w *worker) runPaced(wg *sync.WaitGroup) {
+	defer wg.Done()
+	ctx := context.Background()
+	var pipe redis.Pipeliner
+	if w.depth > 1 {
+		pipe = w.client.Pipeline()
+	}
+	for k := 0; !w.stop.Load(); k++ {
+		due := w.start.Add(w.offset + time.Duration(float64(k)*w.interval))
+		if !w.end.IsZero() && !due.Before(w.end) {
+			return
+		}
+		if wait := time.Until(due); wait > 0 && !w.pacer.sleep(wait) {
+			return
+		}
+		n := w.claim(w.depth)
+		if n == 0 {
+			return
+		}
+		late := time.Since(due)
+		w.lag.record(late)
+		if late > time.Duration(w.interval) {
+			w.behind += int64(n)
+		}
+		if pipe == nil {
+			w.one(ctx, due)
+		} else {
+			w.pipelined(ctx, pipe, n, due)
+		}
+	}
+}
+
+// one sends a single GET or SET. Its latency is measured from due, when it
+// was scheduled (--rate), or from when it is sent if due is zero.
+func (w *worker) one(ctx context.Context, due time.Time) {
 	key := w.key(w.keys.next())
 	read := w.rng.Float64() < w.readRatio
-	start := time.Now()
+	start := due
+	if start.IsZero() {
+		start = time.Now()
+	}
 	var err error
 	if read {
 		err = w.client.Get(ctx, key).Err()
@@ -185,8 +239,9 @@ func (w *worker) one(ctx context.Context) {
 }
 
 // pipelined sends n GETs and SETs in one pipeline. Each request that
-// succeeded is recorded with the latency of the whole round trip.
-func (w *worker) pipelined(ctx context.Context, pipe redis.Pipeliner, n int) {
+// succeeded is recorded with the latency of the whole round trip, measured
+// from due as in one.
+func (w *worker) pipelined(ctx context.Context, pipe redis.Pipeliner, n int, due time.Time) {
 	for range n {
 		key := w.key(w.keys.next())
 		if w.rng.Float64() < w.readRatio {
@@ -195,7 +250,10 @@ func (w *worker) pipelined(ctx context.Context, pipe redis.Pipeliner, n int) {
 			pipe.Set(ctx, key, w.value, 0)
 		}
 	}
-	start := time.Now()
+	start := due
+	if start.IsZero() {
+		start = time.Now()
+	}
 	cmds, _ := pipe.Exec(ctx) // the first error is in cmds too
 	d := time.Since(start)
 	var failed int
@@ -254,6 +312,7 @@ type result struct {
 	Seconds     float64 `json:"seconds"`
 	RPS         int64   `json:"rps"`
 	P50us       float64 `json:"p50_us"`
+	P90us       float64 `json:"p90_us"`
 	P99us       float64 `json:"p99_us"`
 	P999us      float64 `json:"p999_us"`
 	MaxUs       float64 `json:"max_us"`
@@ -266,12 +325,28 @@ type result struct {
 	Passed      bool    `json:"passed"`
 	Failure     string  `json:"failure,omitempty"` // why Passed is false
 
+	// --rate: the requests per second asked for and sent; how many requests
+	// were sent more than one interval after they were due; whether the
+	// achieved rate is more than belowTargetBy short of the target, so
+	// that the target (or loadgen) could not keep up; and how late units
+	// were sent after they were due, which the latencies include.
+	TargetRate   float64 `json:"target_rate,omitempty"`
+	AchievedRate float64 `json:"achieved_rate,omitempty"`
+	Behind       *int64  `json:"behind,omitempty"`
+	BelowTarget  bool    `json:"below_target,omitempty"`
+	SendLagP50us float64 `json:"send_lag_p50_us,omitempty"`
+	SendLagP99us float64 `json:"send_lag_p99_us,omitempty"`
+
 	// --blocked: the connections held in BLPOP, and how many of them were
 	// answered, which they must not be.
 	Blocked         int    `json:"blocked,omitempty"`
 	BlockedAnswered int    `json:"blocked_answered,omitempty"`
 	BlockedFirst    string `json:"blocked_first_answer,omitempty"`
 }
+
+// belowTargetBy is how far short of --rate the achieved rate may fall
+// before the result says the target could not keep up.
+const belowTargetBy = 0.05
 
 // failure says why the run failed, or returns "" if it passed: nothing was
 // sent, or more than the allowed fraction of requests or warmup SETs failed.
@@ -297,6 +372,19 @@ func run(ctx context.Context, cfg config, progress io.Writer) (res result) {
 	defer client.Close()
 
 	var stop atomic.Bool
+	var workers []*worker
+	halted := false
+	stopAll := func() { // called from this goroutine only
+		stop.Store(true)
+		if !halted {
+			halted = true
+			for _, w := range workers {
+				if w.pacer != nil {
+					w.pacer.halt()
+				}
+			}
+		}
+	}
 	var budget *atomic.Int64
 	if cfg.Requests > 0 {
 		budget = new(atomic.Int64)
@@ -306,7 +394,7 @@ func run(ctx context.Context, cfg config, progress io.Writer) (res result) {
 	for i := range value {
 		value[i] = 'a' + byte(i%26)
 	}
-	workers := make([]*worker, cfg.Connections)
+	workers = make([]*worker, cfg.Connections)
 	for i := range workers {
 		rng := rand.New(rand.NewPCG(cfg.Seed, uint64(i)))
 		keys, err := newKeyGen(cfg.Dist, cfg.Keys, cfg.ZipfS, rng)
@@ -324,6 +412,15 @@ func run(ctx context.Context, cfg config, progress io.Writer) (res result) {
 			keyBuf:    make([]byte, 0, len(cfg.KeyPrefix)+20),
 			stop:      &stop,
 			budget:    budget,
+		}
+		if cfg.Rate > 0 {
+			// The connections share the rate evenly, and connection i's
+			// schedule is shifted by i/connections of an interval, so that
+			// the units are spread over time rather than sent together.
+			interval := float64(cfg.Connections*cfg.Pipeline) * 1e9 / cfg.Rate
+			workers[i].pacer = newPacer()
+			workers[i].interval = interval
+			workers[i].offset = time.Duration(interval * float64(i) / float64(cfg.Connections))
 		}
 	}
 
@@ -374,11 +471,23 @@ func run(ctx context.Context, cfg config, progress io.Writer) (res result) {
 		}
 	}
 
+	if cfg.Rate > 0 && !cfg.Warmup {
+		connect(workers)
+	}
+
 	var wg sync.WaitGroup
 	start := time.Now()
 	for _, w := range workers {
 		wg.Add(1)
-		go w.run(&wg)
+		if cfg.Rate > 0 {
+			w.start = start
+			if budget == nil {
+				w.end = start.Add(cfg.Duration)
+			}
+			go w.runPaced(&wg)
+		} else {
+			go w.run(&wg)
+		}
 	}
 	done := make(chan struct{})
 	go closeWhenDone(&wg, done)
@@ -403,18 +512,22 @@ wait:
 				now.Sub(start).Seconds(), rate, errs-lastErr)
 			lastReq, lastErr, last = req, errs, now
 		case <-deadline:
-			stop.Store(true)
+			stopAll()
 		case <-ctx.Done():
-			stop.Store(true)
+			stopAll()
 		case <-done:
 			break wait
 		}
 	}
 	elapsed := time.Since(start)
+	stopAll() // frees the pacers
 
-	var h histogram
+	var h, lag histogram
+	var behind int64
 	for _, w := range workers {
 		h.merge(&w.hist)
+		lag.merge(&w.lag)
+		behind += w.behind
 		res.Misses += w.misses
 		if res.FirstError == "" && w.firstErr != nil {
 			res.FirstError = w.firstErr.Error()
@@ -430,10 +543,21 @@ wait:
 	}
 	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
 	res.P50us = us(h.quantile(0.50))
+	res.P90us = us(h.quantile(0.90))
 	res.P99us = us(h.quantile(0.99))
 	res.P999us = us(h.quantile(0.999))
 	res.MaxUs = us(time.Duration(h.max))
 	res.MeanUs = us(h.mean())
+	if cfg.Rate > 0 {
+		res.TargetRate = cfg.Rate
+		if res.Seconds > 0 {
+			res.AchievedRate = math.Round(float64(res.Requests)/res.Seconds*10) / 10
+		}
+		res.Behind = &behind
+		res.BelowTarget = res.AchievedRate < res.TargetRate*(1-belowTargetBy)
+		res.SendLagP50us = us(lag.quantile(0.50))
+		res.SendLagP99us = us(lag.quantile(0.99))
+	}
 	res.Failure = res.failure()
 	res.Passed = res.Failure == ""
 	return res
@@ -455,6 +579,24 @@ func warmup(workers []*worker, keys uint64, progress io.Writer) int64 {
 	fmt.Fprintf(progress, "warmup: set %d keys in %.2fs, %d errors\n",
 		keys, time.Since(start).Seconds(), failed.Load())
 	return failed.Load()
+}
+
+// connect has every worker send a PING at once, so that the client's
+// connections are open before a --rate schedule starts and dialing them
+// does not count in the first requests' latencies (warmup does the same).
+// A failed PING is left for the run to report.
+func connect(workers []*worker) {
+	var wg sync.WaitGroup
+	for _, w := range workers {
+		wg.Add(1)
+		go w.ping(&wg)
+	}
+	wg.Wait()
+}
+
+func (w *worker) ping(wg *sync.WaitGroup) {
+	defer wg.Done()
+	w.client.Ping(context.Background())
 }
 
 func closeWhenDone(wg *sync.WaitGroup, done chan<- struct{}) {

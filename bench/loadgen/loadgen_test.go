@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -191,6 +195,8 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"--timeout", "0"}, "--timeout"},
 		{[]string{"--max-error-rate", "2"}, "--max-error-rate"},
 		{[]string{"--blocked", "-1"}, "--blocked"},
+		{[]string{"--rate", "5000", "--pipeline", "4"}, ""},
+		{[]string{"--rate", "-1"}, "--rate"},
 		{[]string{"extra"}, "flags only"},
 		{[]string{"--no-such-flag"}, "not defined"},
 	}
@@ -287,5 +293,126 @@ func TestRunAgainstCluster(t *testing.T) {
 	}
 	if _, err := parseFlags([]string{"--cluster", "--blocked", "1"}, io.Discard); err == nil || !strings.Contains(err.Error(), "--blocked: not with --cluster") {
 		t.Errorf("--cluster --blocked 1: err = %v", err)
+	}
+}
+
+// With --rate, a run against a real redis-server sends about the rate asked
+// for, spread over the connections, and reports ordered percentiles.
+func TestRateAgainstRedis(t *testing.T) {
+	addr := startRedis(t)
+	tests := []struct {
+		name string
+		edit func(*config)
+	}{
+		{"single requests", func(c *config) {}},
+		{"pipeline", func(c *config) { c.Pipeline = 4 }},
+		{"request budget", func(c *config) { c.Requests, c.Duration = 1001, 0 }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(addr)
+			cfg.Rate, cfg.Duration = 2000, time.Second
+			tc.edit(&cfg)
+			res := run(context.Background(), cfg, testWriter{t})
+			checkClean(t, res)
+			t.Logf("target %v achieved %v behind %v send lag p50 %vµs p99 %vµs; p50 %v p90 %v p99 %v p999 %v max %v µs",
+				res.TargetRate, res.AchievedRate, *res.Behind, res.SendLagP50us, res.SendLagP99us,
+				res.P50us, res.P90us, res.P99us, res.P999us, res.MaxUs)
+			if res.TargetRate != 2000 || res.Behind == nil {
+				t.Errorf("target rate %v, behind %v: want 2000 and a count", res.TargetRate, res.Behind)
+			}
+			// Wide bounds: a noisy machine may fall short, but never far
+			// beyond the schedule.
+			if res.AchievedRate < 1000 || res.AchievedRate > 2100 {
+				t.Errorf("achieved rate %v, want about --rate 2000", res.AchievedRate)
+			}
+			if cfg.Requests > 0 && res.Requests != cfg.Requests {
+				t.Errorf("requests = %d, want exactly --requests %d", res.Requests, cfg.Requests)
+			}
+			if !(res.P50us <= res.P90us && res.P90us <= res.P99us) {
+				t.Errorf("p50 %v p90 %v p99 %v µs, want them in order", res.P50us, res.P90us, res.P99us)
+			}
+		})
+	}
+}
+
+// With --rate, latency runs from when a request was due: a server that
+// stalls once for 200ms holds up every request due during the stall, and
+// that shows in p99 and max instead of in one sample only.
+func TestRateCountsStalls(t *testing.T) {
+	const stall = 200 * time.Millisecond
+	addr := startStallingServer(t, 100, stall)
+	cfg := testConfig(addr)
+	cfg.Connections, cfg.ReadRatio = 1, 0
+	cfg.Rate, cfg.Requests, cfg.Duration = 200, 300, 0 // a request due every 5ms
+	res := run(context.Background(), cfg, testWriter{t})
+	checkClean(t, res)
+	t.Logf("achieved %v behind %v; p50 %v p90 %v p99 %v p999 %v max %v µs",
+		res.AchievedRate, *res.Behind, res.P50us, res.P90us, res.P99us, res.P999us, res.MaxUs)
+	// About 40 requests fell due during the stall and waited up to 200ms,
+	// 6 of them at least 100ms later than due.
+	if res.MaxUs < 150e3 || res.P99us < 100e3 {
+		t.Errorf("p99 %vµs, max %vµs: want the 200ms stall in both (p99 >= 100ms, max >= 150ms)", res.P99us, res.MaxUs)
+	}
+	if *res.Behind < 10 {
+		t.Errorf("behind = %d, want the requests held up by the stall (at least 10)", *res.Behind)
+	}
+}
+
+// startStallingServer starts a server that answers every command with +OK,
+// holding back the reply to its stallAt'th command for stall, and returns
+// its address.
+func startStallingServer(t *testing.T, stallAt int64, stall time.Duration) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	s := &stallingServer{stallAt: stallAt, stall: stall}
+	go s.accept(ln)
+	return ln.Addr().String()
+}
+
+type stallingServer struct {
+	stallAt  int64
+	stall    time.Duration
+	commands atomic.Int64
+}
+
+func (s *stallingServer) accept(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go s.serve(c)
+	}
+}
+
+// serve reads RESP arrays of bulk strings and answers each with +OK.
+func (s *stallingServer) serve(c net.Conn) {
+	defer c.Close()
+	r := bufio.NewReader(c)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "*")))
+		if err != nil || !strings.HasPrefix(line, "*") {
+			return
+		}
+		for range 2 * n { // each argument: its $length line, then its bytes
+			if _, err := r.ReadString('\n'); err != nil {
+				return
+			}
+		}
+		if s.commands.Add(1) == s.stallAt {
+			time.Sleep(s.stall)
+		}
+		if _, err := c.Write([]byte("+OK\r\n")); err != nil {
+			return
+		}
 	}
 }

@@ -8,12 +8,31 @@
 // [0, --keys), picked uniformly or by a zipf distribution; a request is a GET
 // with probability --read-ratio and otherwise a SET of --value-size bytes.
 //
+// With --rate N the load is open-loop instead: requests are scheduled at N
+// per second in all, whatever the replies do, the connections sharing the
+// rate evenly, each connection's schedule shifted by a fraction of its
+// interval so that they do not all send at once. With --pipeline P a
+// scheduled unit is a pipeline of P requests, N/P of them a second. A
+// connection still has one unit in flight at a time: when a reply is late,
+// the units that fell due meanwhile are sent as soon as it is in, back to
+// back, and each one's latency is measured from when it was due, not from
+// when it was sent, so a stall shows in the percentiles of every request it
+// held up (no coordinated omission). The summary then gives the target and
+// achieved rates, how many requests were sent more than one interval late
+// ("behind"), and the send lag, how late units were sent after they were
+// due: loadgen's own lateness, part of every latency. On Linux a connection
+// sleeps on a timerfd, which wakes it within tens of microseconds, where a
+// Go timer can be up to a millisecond late. An achieved rate more than 5%
+// below the target is flagged, in the summary and on stderr: the target, or
+// loadgen, could not keep up, and the percentiles are of what was sent.
+//
 // A progress line goes to stderr every second; the summary goes to stdout,
 // as one JSON object with --json. Latency is the time from sending a request,
-// or a whole pipeline, to reading its last reply. Each goroutine records it in
-// its own fixed-bucket histogram (no allocation or lock per request); the
-// histograms are merged at the end. Failed requests count as errors and are
-// left out of the latencies; a GET answered with nil is a miss, not an error.
+// or a whole pipeline, to reading its last reply (with --rate, from when it
+// was due). Each goroutine records it in its own fixed-bucket histogram (no
+// allocation or lock per request); the histograms are merged at the end.
+// Failed requests count as errors and are left out of the latencies; a GET
+// answered with nil is a miss, not an error.
 //
 // The exit code is 0 when requests were sent and at most --max-error-rate of
 // them failed, 1 otherwise, and 2 for bad flags, so a Kubernetes Job that
@@ -62,6 +81,7 @@ type config struct {
 	Seed         uint64
 	Blocked      int
 	Cluster      bool
+	Rate         float64
 }
 
 // parseFlags parses args (without the program name) and checks the values.
@@ -74,7 +94,8 @@ func parseFlags(args []string, output io.Writer) (config, error) {
 		fmt.Fprint(output, `usage: loadgen [flags]
 
 Sends GET and SET requests to a Redis server or proxy (shardproxy,
-twemproxy) and reports requests/s, errors and p50/p99/p999 latency.
+twemproxy) and reports requests/s, errors and p50/p90/p99/p999 latency;
+with --rate, at a fixed rate whatever the replies do (open loop).
 Progress goes to stderr each second, the summary to stdout. Exits 1 when
 the error rate is above --max-error-rate or nothing was sent.
 
@@ -101,6 +122,7 @@ flags:
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the key and command choices (each connection derives its own stream)")
 	fs.IntVar(&c.Blocked, "blocked", 0, "before the load, open this many more connections, each blocked in BLPOP <key-prefix>blocked:<i> 0 for the whole run; the run fails if one is answered")
 	fs.BoolVar(&c.Cluster, "cluster", false, "--addr is a node of a Redis Cluster: send each key to the node serving its slot, as a cluster-aware client (go-redis ClusterClient) does")
+	fs.Float64Var(&c.Rate, "rate", 0, "open loop: send this many requests per second in all, spread evenly over the connections, whatever the replies do, and measure each latency from when the request was due; 0 = closed loop, each connection sends as soon as its last reply is in")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -131,6 +153,8 @@ func (c *config) check() error {
 		return fmt.Errorf("--timeout: %v: must be positive", c.Timeout)
 	case !(c.MaxErrorRate >= 0 && c.MaxErrorRate <= 1):
 		return fmt.Errorf("--max-error-rate: %v: must be between 0 and 1", c.MaxErrorRate)
+	case !(c.Rate >= 0 && c.Rate <= 1e9):
+		return fmt.Errorf("--rate: %v: must be between 0 and 1e9 requests per second", c.Rate)
 	case c.Blocked < 0:
 		return fmt.Errorf("--blocked: %d: must not be negative", c.Blocked)
 	case c.Blocked > 0 && c.Cluster:
@@ -168,6 +192,10 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	} else {
 		printSummary(stdout, res)
 	}
+	if res.BelowTarget {
+		fmt.Fprintf(stderr, "loadgen: BELOW TARGET: achieved %.0f req/s, %.1f%% short of --rate %g: the target (or loadgen) could not keep up\n",
+			res.AchievedRate, 100*(1-res.AchievedRate/res.TargetRate), res.TargetRate)
+	}
 	if !res.Passed {
 		fmt.Fprintf(stderr, "loadgen: FAIL: %s\n", res.Failure)
 		return 1
@@ -191,6 +219,20 @@ func printSummary(w io.Writer, r result) {
 	}
 	fmt.Fprintf(w, "requests    %d in %.2fs  (GET misses %d)\n", r.Requests, r.Seconds, r.Misses)
 	fmt.Fprintf(w, "req/s       %d\n", r.RPS)
+	if r.TargetRate > 0 {
+		var behind int64
+		if r.Behind != nil {
+			behind = *r.Behind
+		}
+		short := ""
+		if r.BelowTarget {
+			short = "  BELOW TARGET: the target could not keep up"
+		}
+		fmt.Fprintf(w, "rate        target %g/s  achieved %.0f/s  behind %d (sent more than one interval late)%s\n",
+			r.TargetRate, r.AchievedRate, behind, short)
+		fmt.Fprintf(w, "send lag    p50 %v  p99 %v (after the due time; in every latency)\n",
+			us(r.SendLagP50us), us(r.SendLagP99us))
+	}
 	fmt.Fprintf(w, "errors      %d (%.3f%%)\n", r.Errors, r.ErrorRate*100)
 	if r.FirstError != "" {
 		fmt.Fprintf(w, "first error %s\n", r.FirstError)
@@ -198,6 +240,6 @@ func printSummary(w io.Writer, r result) {
 	if r.Blocked > 0 {
 		fmt.Fprintf(w, "blocked     %d connections in BLPOP, %d answered\n", r.Blocked, r.BlockedAnswered)
 	}
-	fmt.Fprintf(w, "latency     p50 %v  p99 %v  p999 %v  max %v  mean %v\n",
-		us(r.P50us), us(r.P99us), us(r.P999us), us(r.MaxUs), us(r.MeanUs))
+	fmt.Fprintf(w, "latency     p50 %v  p90 %v  p99 %v  p999 %v  max %v  mean %v\n",
+		us(r.P50us), us(r.P90us), us(r.P99us), us(r.P999us), us(r.MaxUs), us(r.MeanUs))
 }

@@ -1,0 +1,7 @@
+//go:build !linux
+
+package main
+
+func newPacer() pacer {
+	return newTimerPacer()
+}
