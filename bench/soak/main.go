@@ -23,8 +23,9 @@
 //     pool's timeout changed and a second pool added or taken away), checked
 //     in shardproxy_config_reloads_total: it must count an ok reload and no
 //     rejected one;
-//   - a restart of one redis-server every --restart-every, round robin:
-//     SIGTERM, wait for the exit, start on the same port and directory.
+//   - a restart of one redis-server every --restart-every, round robin,
+//     the first after half an interval: SIGTERM, wait for the exit, start
+//     on the same port and directory.
 //
 // A value is "<key>#<sequence>". Every GET checks that the value is its key's
 // (else the reply is misrouted) and that it is the last acknowledged SET of

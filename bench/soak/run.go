@@ -152,7 +152,7 @@ func run(ctx context.Context, o *options, w io.Writer) error {
 
 func (s *soak) setUp() error {
 	for i := range 3 {
-		port, err := freePort()
+		port, err := freePort(reopenHost)
 		if err != nil {
 			return err
 		}
@@ -162,15 +162,15 @@ func (s *soak) setUp() error {
 			return err
 		}
 	}
-	listenPort, err := freePort()
+	listenPort, err := freePort("127.0.0.1")
 	if err != nil {
 		return err
 	}
-	extraPort, err := freePort()
+	extraPort, err := freePort(reopenHost)
 	if err != nil {
 		return err
 	}
-	statsPort, err := freePort()
+	statsPort, err := freePort("127.0.0.1")
 	if err != nil {
 		return err
 	}
@@ -329,20 +329,23 @@ func (s *soak) reloader(ctx context.Context, wg *sync.WaitGroup) {
 	}
 }
 
-// restarter restarts one redis-server every --restart-every, round robin.
+// restarter restarts one redis-server every --restart-every, round robin,
+// half an interval out of step with the start, so that no restart falls on
+// the end of the run.
 func (s *soak) restarter(ctx context.Context, wg *sync.WaitGroup) {
 	defer wg.Done()
-	if s.opts.restartEvery <= 0 {
+	every := s.opts.restartEvery
+	if every <= 0 {
 		return
 	}
-	tick := time.NewTicker(s.opts.restartEvery)
-	defer tick.Stop()
+	next := time.Now().Add(every / 2)
 	for n := 0; ; n++ {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-time.After(time.Until(next)):
 		}
+		next = next.Add(every)
 		i := n % len(s.servers)
 		r := s.servers[i]
 		avail := s.env.avail

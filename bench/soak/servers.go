@@ -32,7 +32,14 @@ type redisServer struct {
 	done chan struct{} // closed when cmd exits
 }
 
-func (r *redisServer) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port)) }
+// reopenHost is the loopback address of what closes and opens its port again
+// during the run: the redis-servers, which restart, and the second pool,
+// which reloads take away and bring back. No client socket is bound to it
+// (they all use 127.0.0.x), so while such a port is closed no client
+// connection can take it as its local port and make the next bind fail.
+const reopenHost = "127.0.1.1"
+
+func (r *redisServer) addr() string { return net.JoinHostPort(reopenHost, strconv.Itoa(r.port)) }
 
 // start runs redis-server with an append-only file fsynced on every write,
 // so that a write it acknowledged survives a SIGTERM and a start.
@@ -45,7 +52,7 @@ func (r *redisServer) start(binary string) error {
 		return fmt.Errorf("redis %s: %w", r.name, err)
 	}
 	cmd := exec.Command(binary,
-		"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
+		"--port", strconv.Itoa(r.port), "--bind", reopenHost,
 		"--dir", r.dir, "--appendonly", "yes", "--appendfsync", "always",
 		"--save", "", "--daemonize", "no", "--maxclients", "1000")
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -107,9 +114,9 @@ func waitPing(addr string, timeout time.Duration) error {
 	}
 }
 
-// freePort returns a loopback TCP port nothing listens on now.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+// freePort returns a TCP port of host nothing listens on now.
+func freePort(host string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		return 0, err
 	}
@@ -152,7 +159,7 @@ func (c *configFile) text() string {
 	}
 	pool("soak", c.listen)
 	if c.variant%2 == 1 {
-		pool("soak_extra", net.JoinHostPort("127.0.0.1", strconv.Itoa(c.extraPort)))
+		pool("soak_extra", net.JoinHostPort(reopenHost, strconv.Itoa(c.extraPort)))
 	}
 	return b.String()
 }

@@ -29,7 +29,7 @@ func TestSoakShort(t *testing.T) {
 	o, err := parseFlags([]string{
 		"--shardproxy", bin, "--redis-server", redis,
 		"--duration", "40s", "--connections", "500", "--churn", "50", "--rate", "500", "--workers", "10",
-		"--reload-every", "10s", "--restart-every", "15s", "--report-every", "5s", "--warmup", "10s",
+		"--reload-every", "10s", "--restart-every", "20s", "--report-every", "5s", "--warmup", "10s",
 		"--idle-ping", "10s",
 		// The proxy's heap is still growing toward its first GC goal in so
 		// short a run; this test checks the run, not the drift.
