@@ -39,7 +39,8 @@
 // with an acceptable value, and on no other server.
 //
 // Every --report-every it prints one line: elapsed time; the proxy's RSS
-// (/proc/PID/status VmRSS), goroutines (go_goroutines from /metrics), open
+// (/proc/PID/status VmRSS), Go heap in use (go_memstats_heap_inuse_bytes
+// from /metrics), goroutines (go_goroutines), open
 // file descriptors (/proc/PID/fd) and client connections
 // (shardproxy_curr_connections); requests, errors, unavailable, misrouted,
 // lost in that interval; and the latency p50, p99 and p99.9 of that
