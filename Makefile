@@ -8,7 +8,7 @@ BIN         := bin/shardproxy
 STATICCHECK_VERSION := v0.8.2
 GOBIN       := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: build run test lint bench fuzz deps node-deps clean e2e-binaries
+.PHONY: build run test lint bench soak fuzz deps node-deps clean e2e-binaries
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/shardproxy
@@ -67,6 +67,16 @@ bench: deps
 	bash bench/cluster.sh
 	bash bench/tls.sh
 	bash bench/memory.sh
+
+# A bounded soak run (bench/soak): 10,000 connections, churn, GET/SET load,
+# a reload a minute and a redis-server restart every five minutes; fails on
+# RSS or goroutine drift, a lost write or a misrouted reply.
+SOAK_DURATION    ?= 30m
+SOAK_CONNECTIONS ?= 10000
+SOAK_FLAGS       ?=
+
+soak: deps build
+	$(GO) run ./bench/soak --shardproxy $(BIN) --duration $(SOAK_DURATION) --connections $(SOAK_CONNECTIONS) $(SOAK_FLAGS)
 
 clean:
 	rm -rf bin
