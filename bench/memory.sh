@@ -14,6 +14,8 @@
 #   start       before any client connected
 #   connected   every connection open, nothing sent on it
 #   pinged      every connection has sent one PING and read its PONG
+#   pinged+10s  10 seconds later, every connection still open and idle:
+#               what an idle connection that has been used costs
 #   closed      right after the clients closed their connections
 #   closed+10s  10 seconds later
 #   closed+Ns   N seconds later, with BENCH_SETTLE=N
@@ -156,13 +158,14 @@ pid_of[nutcracker]=${pids[-1]}
 echo "pool: $tmp/nutcracker.yml"
 cat "$tmp/nutcracker.yml"
 
-phases=(start connected pinged closed closed+10s)
+phases=(start connected pinged pinged+10s closed closed+10s)
 [ "$SETTLE" = 0 ] || phases+=("closed+${SETTLE}s")
 phases+=(peak)
 declare -A label_of=(
 	[start]="at start"
 	[connected]="$CONNECTIONS connections open, idle"
 	[pinged]="after one PING on each, $PINGERS at a time"
+	[pinged+10s]="10 s after the PINGs, still connected"
 	[closed]="right after the clients closed"
 	[closed+10s]="10 s after the clients closed"
 	[closed+${SETTLE}s]="$SETTLE s after the clients closed"
@@ -243,6 +246,8 @@ measure() {
 	expect "pinged $CONNECTIONS"
 	sleep 1
 	reading "$target" pinged
+	sleep 9
+	reading "$target" pinged+10s
 	fds_open=$(fds "$pid")
 
 	echo >&"$idle_in"
