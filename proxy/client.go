@@ -44,7 +44,6 @@ type client struct {
 	l    *listener
 	pool *pool // the listener's pool as of the current batch
 	conn net.Conn
-	sock *rawsock.Socket // reads and writes conn
 	id   int64
 
 	limit int // commands the next batch may hold (output.go)
@@ -85,6 +84,7 @@ type client struct {
 // (a transaction). Other goroutines reach it only through a batch in
 // flight (reply slots, a direct reply), which a parked client never has.
 type session struct {
+	sock         *rawsock.Socket // reads and writes conn
 	rbuf         []byte
 	rstart, rend int
 	parser       resp.Parser
@@ -108,9 +108,9 @@ type session struct {
 	blocked    blockedState
 }
 
-// newSession returns the state a client starts or resumes with.
-func newSession() *session {
-	s := &session{}
+// newSession returns the state a client on conn starts or resumes with.
+func newSession(conn net.Conn) *session {
+	s := &session{sock: rawsock.New(conn)}
 	s.batch.done = make(chan struct{}, 1)
 	s.direct.wake = make(chan struct{}, 1)
 	return s
@@ -275,10 +275,9 @@ func newClient(s *Server, l *listener, p *pool, conn net.Conn) *client {
 	if v := testHookClientProto.Load(); v != 0 {
 		c.proto = int(v)
 	}
-	c.sock = rawsock.New(conn)
 	c.idle.fd = -1
-	if c.sock.Raw() && lot() != nil {
-		c.idle.fd = c.sock.Fd()
+	if lot() != nil {
+		c.idle.fd = rawsock.Fd(conn)
 	}
 	return c
 }
@@ -296,7 +295,7 @@ func (c *client) stopWhenIdle() {
 
 // serve is the client's goroutine from its accept.
 func (c *client) serve() {
-	c.session = newSession()
+	c.session = newSession(c.conn)
 	if tc, ok := c.conn.(*tls.Conn); ok {
 		if err := c.handshakeTLS(tc); err != nil {
 			c.pool.stats.ClientErr.Add(1)

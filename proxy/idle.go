@@ -230,7 +230,7 @@ func (c *client) park(timeout time.Duration) bool {
 	if c.parkSocket(c.idle.since, timeout) {
 		return true
 	}
-	c.session = newSession()
+	c.session = newSession(c.conn)
 	return false
 }
 
@@ -290,7 +290,7 @@ func (c *client) resume() {
 	c.idle.parked = false
 	c.idle.mu.Unlock()
 	c.srv.stats.ParkedConnections.Add(-1)
-	c.session = newSession()
+	c.session = newSession(c.conn)
 	c.run()
 }
 

@@ -131,13 +131,14 @@ func (s *Socket) writeSome(fd uintptr) bool {
 	return true
 }
 
-// Fd returns the socket's descriptor, or -1 when it is not raw. It is
-// only a number: the caller must not use it once the connection may be
-// closed.
-func (s *Socket) Fd() int {
+// Fd returns the descriptor of conn when New would use it raw, else -1.
+// It is only a number: the caller must not use it once conn may be closed.
+func Fd(conn net.Conn) int {
 	fd := -1
-	if s.rc != nil {
-		s.rc.Control(func(f uintptr) { fd = int(f) })
+	if sc, ok := conn.(syscall.Conn); ok && canRawSyscall {
+		if rc, err := sc.SyscallConn(); err == nil {
+			rc.Control(func(f uintptr) { fd = int(f) })
+		}
 	}
 	return fd
 }

@@ -107,3 +107,16 @@ func TestRawSocketFallsBackToConn(t *testing.T) {
 		t.Fatalf("Read = %q, %v; want hello", buf[:n], err)
 	}
 }
+
+func TestFd(t *testing.T) {
+	a, _ := tcpPair(t)
+	if fd := Fd(a); fd < 0 {
+		t.Fatalf("Fd of a TCP connection = %d", fd)
+	}
+	p, q := net.Pipe()
+	defer p.Close()
+	defer q.Close()
+	if fd := Fd(p); fd != -1 {
+		t.Fatalf("Fd of a net.Pipe end = %d, want -1", fd)
+	}
+}
