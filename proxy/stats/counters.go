@@ -6,6 +6,9 @@ import "sync/atomic"
 type Process struct {
 	TotalConnections atomic.Int64
 	CurrConnections  atomic.Int64
+	// RejectedConnections counts the clients closed on accept for a
+	// client limit.
+	RejectedConnections atomic.Int64
 }
 
 // Read copies the counters into v. The fields Process does not hold are
@@ -13,6 +16,7 @@ type Process struct {
 func (c *Process) Read(v *ProcessValues) {
 	v[TotalConnections] = c.TotalConnections.Load()
 	v[CurrConnections] = c.CurrConnections.Load()
+	v[RejectedConnections] = c.RejectedConnections.Load()
 }
 
 // Pool holds a pool's counters.

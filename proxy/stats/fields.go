@@ -53,6 +53,9 @@ const (
 	CurrConnections
 	Ready
 	Cores
+	RejectedConnections
+	OpenFilesLimit
+	MaxClientConnections
 	numProcess
 )
 
@@ -105,6 +108,12 @@ var Fields = [...]Field{
 		Help: "1 while /readyz answers 200, else 0"},
 	{Metric: "cores", Kind: Gauge, Scope: PerProcess, Index: Cores,
 		Help: "cores the proxy runs on now (GOMAXPROCS; see --cores)"},
+	{Metric: "rejected_connections_total", Kind: Counter, Scope: PerProcess, Index: RejectedConnections,
+		Help: "client connections closed as soon as they were accepted because the proxy had max_client_connections clients, or their pool client_connections"},
+	{Metric: "open_files_limit", Kind: Gauge, Scope: PerProcess, Index: OpenFilesLimit,
+		Help: "the open file limit of the process (soft RLIMIT_NOFILE), 0 if unknown"},
+	{Metric: "max_client_connections", Kind: Gauge, Scope: PerProcess, Index: MaxClientConnections,
+		Help: "client connections the proxy serves at once over all pools: --max-clients, else what the open file limit leaves beside the pools' server connections; 0 for no limit"},
 
 	{Nutcracker: "client_eof", Metric: "client_eof_total", Kind: Counter, Scope: PerPool, Index: ClientEOF,
 		Help: "client connections closed by the client"},
