@@ -109,7 +109,7 @@ var Fields = [...]Field{
 	{Metric: "cores", Kind: Gauge, Scope: PerProcess, Index: Cores,
 		Help: "cores the proxy runs on now (GOMAXPROCS; see --cores)"},
 	{Metric: "rejected_connections_total", Kind: Counter, Scope: PerProcess, Index: RejectedConnections,
-		Help: "client connections closed as soon as they were accepted because the proxy had max_client_connections clients, or their pool client_connections"},
+		Help: "client connections closed as soon as they were accepted, with -ERR max number of clients reached: the proxy had max_client_connections clients, or their pool client_connections"},
 	{Metric: "open_files_limit", Kind: Gauge, Scope: PerProcess, Index: OpenFilesLimit,
 		Help: "the open file limit of the process (soft RLIMIT_NOFILE), 0 if unknown"},
 	{Metric: "max_client_connections", Kind: Gauge, Scope: PerProcess, Index: MaxClientConnections,
