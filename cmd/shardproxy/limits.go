@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -76,18 +74,18 @@ const (
 // cgroupMemoryLimit returns the memory limit of the cgroup the process is
 // in and the file it was read from, or 0 when there is none. root is where
 // the cgroup file systems are mounted and selfCgroup the process's
-// /proc/self/cgroup. cgroup v2 first: memory.max of the process's cgroup
-// and of each above it, the lowest, "max" meaning none; then cgroup v1's
-// memory/memory.limit_in_bytes, where a value near 2^63 means none. In a
-// container the process's cgroup is usually the root of what is mounted;
-// without a cgroup namespace it is the path /proc/self/cgroup names.
+// /proc/self/cgroup. With cgroup v2 (root has cgroup.controllers) it is
+// the lowest memory.max of the process's cgroup and of those above it,
+// "max" meaning none; with v1 the same of memory/.../memory.limit_in_bytes,
+// where a value near 2^63 means none. In a container the process's cgroup
+// is usually the root of what is mounted; without a cgroup namespace it is
+// the path /proc/self/cgroup names, and the files it has are read.
 func cgroupMemoryLimit(root, selfCgroup string) (limit int64, from string, err error) {
 	v2Path, v1Path := "/", "/"
 	if b, err := os.ReadFile(selfCgroup); err == nil {
-		sc := bufio.NewScanner(bytes.NewReader(b))
-		for sc.Scan() {
+		for _, line := range strings.Split(string(b), "\n") {
 			// hierarchy-ID:controller-list:cgroup-path
-			id, rest, _ := strings.Cut(sc.Text(), ":")
+			id, rest, _ := strings.Cut(line, ":")
 			controllers, p, _ := strings.Cut(rest, ":")
 			switch {
 			case id == "0" && controllers == "":
@@ -98,32 +96,29 @@ func cgroupMemoryLimit(root, selfCgroup string) (limit int64, from string, err e
 		}
 	}
 	if _, err := os.Stat(filepath.Join(root, "cgroup.controllers")); err == nil {
-		for dir := path.Clean("/" + v2Path); ; dir = path.Dir(dir) {
-			file := filepath.Join(root, dir, "memory.max")
-			n, err := readCgroupLimit(file)
-			switch {
-			case errors.Is(err, os.ErrNotExist):
-			case err != nil:
-				return 0, file, err
-			case n > 0 && (limit == 0 || n < limit):
-				limit, from = n, file
-			}
-			if dir == "/" {
-				return limit, from, nil
-			}
-		}
+		return lowestCgroupLimit(root, v2Path, "memory.max")
 	}
-	for _, file := range []string{
-		filepath.Join(root, "memory", v1Path, "memory.limit_in_bytes"),
-		filepath.Join(root, "memory", "memory.limit_in_bytes"),
-	} {
+	return lowestCgroupLimit(filepath.Join(root, "memory"), v1Path, "memory.limit_in_bytes")
+}
+
+// lowestCgroupLimit reads the limit file name of the cgroup at cgroupPath
+// under the hierarchy mounted at base and of every cgroup above it, and
+// returns the lowest limit and its file; 0 when none has a limit.
+func lowestCgroupLimit(base, cgroupPath, name string) (limit int64, from string, err error) {
+	for dir := path.Clean("/" + cgroupPath); ; dir = path.Dir(dir) {
+		file := filepath.Join(base, dir, name)
 		n, err := readCgroupLimit(file)
-		if errors.Is(err, os.ErrNotExist) {
-			continue
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+		case err != nil:
+			return 0, file, err
+		case n > 0 && (limit == 0 || n < limit):
+			limit, from = n, file
 		}
-		return n, file, err
+		if dir == "/" {
+			return limit, from, nil
+		}
 	}
-	return 0, "", nil
 }
 
 // noCgroupLimit is where cgroup v1 values mean no limit: its "unlimited"
