@@ -1,8 +1,6 @@
 package proxy
 
 import (
-	"context"
-	"log/slog"
 	"math"
 	"net"
 )
@@ -31,7 +29,9 @@ func clientLimit(openFiles int64, pools []*pool) int64 {
 // become current, unless Options.MaxClients fixed it.
 func (s *Server) setClientLimit(pools []*pool) {
 	if s.fixedMaxClients > 0 {
-		s.maxClients.Store(s.fixedMaxClients)
+		if prev := s.maxClients.Swap(s.fixedMaxClients); prev != s.fixedMaxClients {
+			s.logger.Info("client limit", "max_clients", s.fixedMaxClients, "fixed", true)
+		}
 		return
 	}
 	files := openFilesLimit()
@@ -40,12 +40,11 @@ func (s *Server) setClientLimit(pools []*pool) {
 		return
 	}
 	n := clientLimit(files, pools)
-	if prev := s.maxClients.Swap(n); prev != n {
-		level, msg := slog.LevelInfo, "client limit"
-		if n == 0 {
-			level, msg = slog.LevelError, "the open file limit leaves no room for clients: every client is refused"
-		}
-		s.logger.Log(context.Background(), level, msg, "max_clients", n, "open_files_limit", files)
+	switch prev := s.maxClients.Swap(n); {
+	case n == 0:
+		s.logger.Error("the open file limit leaves no room for clients: every client is refused", "max_clients", n, "open_files_limit", files)
+	case prev != n:
+		s.logger.Info("client limit", "max_clients", n, "open_files_limit", files)
 	}
 }
 

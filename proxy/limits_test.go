@@ -140,8 +140,12 @@ func TestManyClients(t *testing.T) {
 	srv.setClientLimit(srv.poolList())
 
 	conns := make([]net.Conn, n)
+	// From an address of their own: ten thousand ports taken from
+	// 127.0.0.1's ephemeral range would collide with the ports other
+	// tests on the machine pick there to listen on.
+	dialer := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 77)}}
 	forEachClient(t, n, func(i int) error {
-		c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+		c, err := dialer.Dial("tcp", addr)
 		if err != nil {
 			return err
 		}
