@@ -7,6 +7,8 @@
 // A request travels top to bottom through these files:
 //
 //	server.go    listeners, accept, Reload, Shutdown
+//	limits.go    the client limit over all pools, from the open file
+//	             limit as nutcracker computes it, or Options.MaxClients
 //	client.go    read a batch of complete commands, reply in order
 //	route.go     look the command up; answer, refuse, or pick the server
 //	             by the keys (and by SORT's patterns; keyless EVAL goes to

@@ -33,6 +33,12 @@ type Options struct {
 	// 100 ms per pool: discovery should read the slot map again. It must
 	// not block. nil: the proxy waits for the next SetClusterMap.
 	ResolveCluster func(pool string)
+	// MaxClients is the most client connections the Server serves at once
+	// over all pools; the next is answered -ERR max number of clients
+	// reached and closed. 0: what the open file limit leaves beside the
+	// pools' listeners and server connections, computed again at every
+	// Reload (limits.go).
+	MaxClients int
 }
 
 // Server serves every pool of a Config, each on its own listen address.
@@ -87,6 +93,10 @@ type Server struct {
 	sweepStop    chan struct{}
 	sweepScratch []*client
 	memory       memoryReturn
+	// maxClients is the client limit in force (limits.go);
+	// fixedMaxClients is Options.MaxClients.
+	maxClients      atomic.Int64
+	fixedMaxClients int64
 }
 
 // listener is a pool's listening socket. Its pool is replaced on reload;
@@ -107,6 +117,7 @@ func NewServer(cfg *config.Config, opts Options) (*Server, error) {
 	s.resolveGroup = opts.ResolveGroup
 	s.resolveCluster = opts.ResolveCluster
 	s.sweepStop = make(chan struct{})
+	s.fixedMaxClients = int64(opts.MaxClients)
 	if s.defaultNamespace == "" {
 		s.defaultNamespace = "default"
 	}
@@ -117,6 +128,7 @@ func NewServer(cfg *config.Config, opts Options) (*Server, error) {
 	for _, p := range pools {
 		p.activate()
 	}
+	s.setClientLimit(pools)
 	s.pools.Store(&pools)
 	return s, nil
 }
@@ -299,6 +311,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 	for _, p := range pools {
 		p.activate()
 	}
+	s.setClientLimit(pools)
 	s.pools.Store(&pools)
 	s.retireGroups(pools)
 	if running {
@@ -320,6 +333,7 @@ func (s *Server) replacePool(old, next *pool) {
 			pools[i] = next
 		}
 	}
+	s.setClientLimit(pools)
 	s.pools.Store(&pools)
 	s.mu.Lock()
 	if l := s.listeners[next.cfg.Name]; l != nil {
@@ -414,11 +428,8 @@ func (s *Server) acceptLoop(l *listener) {
 		delay = 0
 		s.stats.TotalConnections.Add(1)
 		p := l.pool.Load()
-		if limit := p.cfg.ClientConnections; limit > 0 && p.stats.ClientConnections.Load() >= int64(limit) {
-			if p.tls == nil { // a TLS client could not read it
-				conn.Write([]byte("-" + msgMaxClients + "\r\n"))
-			}
-			conn.Close()
+		if s.overClientLimit(p) {
+			s.refuseClient(p, conn)
 			continue
 		}
 		// Client connections get TCP keepalive only with tcpkeepalive, as in

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"math"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -33,6 +34,10 @@ func (s *Server) Snapshot(dst *stats.Snapshot) {
 	v[stats.Uptime] = now.Unix() - s.started.Unix()
 	v[stats.Timestamp] = now.Unix()
 	v[stats.Cores] = int64(runtime.GOMAXPROCS(0))
+	v[stats.OpenFilesLimit] = openFilesLimit()
+	if n := s.maxClients.Load(); n != math.MaxInt64 {
+		v[stats.MaxClientConnections] = n
+	}
 
 	services := s.serviceStatus()
 	dst.NotReady = s.notReady(services)

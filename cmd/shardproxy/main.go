@@ -49,6 +49,10 @@ type options struct {
 	syncTimeout   time.Duration
 	noWatch       bool
 	cores         string
+
+	// --max-clients and --memory-limit-ratio (limits.go)
+	maxClients       int
+	memoryLimitRatio float64
 }
 
 func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
@@ -85,6 +89,8 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.syncTimeout, "discovery-sync-timeout", 10*time.Second, "how long to wait at start for the first list of EndpointSlices, for every Sentinel-watched group's first master, and for every Redis Cluster pool's first slot map, before serving anyway (/readyz stays false until the EndpointSlices arrive)")
 	fs.BoolVar(&o.noWatch, "no-watch", false, "do not reload the configuration when its file changes (SIGHUP still reloads)")
 	fs.StringVar(&o.cores, "cores", "auto", "cores to run on: a number, or auto to use as many as the load keeps busy, up to those available (a set GOMAXPROCS also fixes the number)")
+	fs.IntVar(&o.maxClients, "max-clients", 0, "client connections served at once over all pools; the next gets -ERR max number of clients reached (0: what the open file limit leaves beside the pools' server connections, as nutcracker computes it)")
+	fs.Float64Var(&o.memoryLimitRatio, "memory-limit-ratio", defaultMemoryLimitRatio, "without GOMEMLIMIT, Go's soft memory limit as a share of the container's (cgroup's) memory limit; 0 for none")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "This is shardproxy-%s, a Redis sharding proxy compatible with nutcracker 0.5.0.\n\n", proxy.Version)
 		fmt.Fprintf(out, "Usage: shardproxy [-c conf-file] [-s stats-port] [-a stats-addr] [-t] [-v level] [-o output] [-p pid-file] [-V] [-D]\n\nOptions:\n")
@@ -135,6 +141,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	fixedCores, err := parseCores(o.cores)
+	if err == nil {
+		err = checkLimitFlags(o)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "shardproxy: %v\n", err)
 		return 2
@@ -176,6 +185,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	logger.Info("shardproxy starting", "version", proxy.Version, "conf", o.confFile, "pools", len(cfg.Pools), "pid", os.Getpid())
 	scaler := setCores(fixedCores, logger)
+	setOpenFiles(logger)
+	setMemoryLimit(o.memoryLimitRatio, cgroupRoot, selfCgroup, logger)
 	discovery.RouteKlog(logger)
 
 	sentinels, roles := newSentinelWatch(logger), newRoleWatch(logger)
@@ -184,7 +195,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		roles.resolve(pool, server)
 	}
 	clusters := newClusterWatch(logger)
-	srv, err := proxy.NewServer(cfg, proxy.Options{Logger: logger, Namespace: namespace(o.namespace), ResolveGroup: resolveGroup, ResolveCluster: clusters.resolve})
+	srv, err := proxy.NewServer(cfg, proxy.Options{Logger: logger, Namespace: namespace(o.namespace), ResolveGroup: resolveGroup, ResolveCluster: clusters.resolve, MaxClients: o.maxClients})
 	if err != nil {
 		logger.Error("configuration refused", "file", o.confFile, "err", err)
 		return 1

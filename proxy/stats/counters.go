@@ -12,6 +12,9 @@ type Process struct {
 	// MemoryReturns counts the times freed memory was handed back to the
 	// OS after clients gave much of it up.
 	MemoryReturns atomic.Int64
+	// RejectedConnections counts the clients closed on accept for a
+	// client limit.
+	RejectedConnections atomic.Int64
 }
 
 // Read copies the counters into v. The fields Process does not hold are
@@ -21,6 +24,7 @@ func (c *Process) Read(v *ProcessValues) {
 	v[CurrConnections] = c.CurrConnections.Load()
 	v[ParkedConnections] = c.ParkedConnections.Load()
 	v[MemoryReturns] = c.MemoryReturns.Load()
+	v[RejectedConnections] = c.RejectedConnections.Load()
 }
 
 // Pool holds a pool's counters.

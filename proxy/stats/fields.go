@@ -55,6 +55,9 @@ const (
 	Cores
 	ParkedConnections
 	MemoryReturns
+	RejectedConnections
+	OpenFilesLimit
+	MaxClientConnections
 	numProcess
 )
 
@@ -112,6 +115,12 @@ var Fields = [...]Field{
 		Help: "client connections that were idle long enough to park: they hold no read buffer and no goroutine until they send again"},
 	{Metric: "memory_returns_total", Kind: Counter, Scope: PerProcess, Index: MemoryReturns,
 		Help: "times freed memory was handed back to the OS at once because clients that parked or left gave up more than 32 MiB"},
+	{Metric: "rejected_connections_total", Kind: Counter, Scope: PerProcess, Index: RejectedConnections,
+		Help: "client connections closed as soon as they were accepted, with -ERR max number of clients reached: the proxy had max_client_connections clients, or their pool client_connections"},
+	{Metric: "open_files_limit", Kind: Gauge, Scope: PerProcess, Index: OpenFilesLimit,
+		Help: "the open file limit of the process (soft RLIMIT_NOFILE), 0 if unknown"},
+	{Metric: "max_client_connections", Kind: Gauge, Scope: PerProcess, Index: MaxClientConnections,
+		Help: "client connections the proxy serves at once over all pools: --max-clients, else what the open file limit leaves beside the pools' server connections; 0 for no limit"},
 
 	{Nutcracker: "client_eof", Metric: "client_eof_total", Kind: Counter, Scope: PerPool, Index: ClientEOF,
 		Help: "client connections closed by the client"},
