@@ -66,32 +66,14 @@ shardproxy_binary
 
 echo
 echo "== servers"
-redis_ports=()
-for i in 1 2 3; do
-	free_port
-	redis_ports+=("$free")
-	mkdir -p "$tmp/redis$i"
-	start "redis-server $i" "$free" "$tmp/redis$i.log" \
-		redis-server --port "$free" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp/redis$i"
-done
+start_redis_servers
 free_port
 sp_port=$free
 free_port
 sp_stats=$free
 # blocking_connections bounds blocked clients per server: BENCH_BLOCKED
 # lets every blocked client have its connection however the keys fall.
-cat >"$tmp/shardproxy.yml" <<EOF
-bench:
-  listen: 127.0.0.1:$sp_port
-  hash: fnv1a_64
-  distribution: ketama
-  redis: true
-  blocking_connections: $BLOCKED
-  servers:
-   - 127.0.0.1:${redis_ports[0]}:1 redis1
-   - 127.0.0.1:${redis_ports[1]}:1 redis2
-   - 127.0.0.1:${redis_ports[2]}:1 redis3
-EOF
+write_pool_conf "$sp_port" "$tmp/shardproxy.yml" "  blocking_connections: $BLOCKED"
 start shardproxy "$sp_port" "$tmp/shardproxy.log" \
 	"$shardproxy_bin" -c "$tmp/shardproxy.yml" -s "$sp_stats" -a 127.0.0.1
 sp_pid=${pids[-1]}

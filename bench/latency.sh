@@ -77,43 +77,21 @@ fi
 
 echo
 echo "== servers"
-redis_ports=()
-for i in 1 2 3; do
-	free_port
-	redis_ports+=("$free")
-	mkdir -p "$tmp/redis$i"
-	start "redis-server $i" "$free" "$tmp/redis$i.log" \
-		redis-server --port "$free" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp/redis$i"
-done
+start_redis_servers
 
-# write_conf PORT FILE writes the pool of the three servers, listening on
-# PORT; the proxies' files differ only in that.
-write_conf() {
-	{
-		echo "bench:"
-		echo "  listen: 127.0.0.1:$1"
-		echo "  hash: fnv1a_64"
-		echo "  distribution: ketama"
-		echo "  redis: true"
-		echo "  servers:"
-		echo "   - 127.0.0.1:${redis_ports[0]}:1 redis1"
-		echo "   - 127.0.0.1:${redis_ports[1]}:1 redis2"
-		echo "   - 127.0.0.1:${redis_ports[2]}:1 redis3"
-	} >"$2"
-}
 
 declare -A port=([direct]=${redis_ports[0]})
 free_port
 port[nutcracker]=$free
 free_port
-write_conf "${port[nutcracker]}" "$tmp/nutcracker.yml"
+write_pool_conf "${port[nutcracker]}" "$tmp/nutcracker.yml"
 start nutcracker "${port[nutcracker]}" "$tmp/nutcracker.log" \
 	nutcracker -c "$tmp/nutcracker.yml" -s "$free" -a 127.0.0.1 -o "$tmp/nutcracker.log"
 
 free_port
 port[shardproxy]=$free
 free_port
-write_conf "${port[shardproxy]}" "$tmp/shardproxy.yml"
+write_pool_conf "${port[shardproxy]}" "$tmp/shardproxy.yml"
 start shardproxy "${port[shardproxy]}" "$tmp/shardproxy.log" \
 	"$shardproxy_bin" -c "$tmp/shardproxy.yml" -s "$free" -a 127.0.0.1
 targets=(shardproxy nutcracker direct)
@@ -122,7 +100,7 @@ if [ -n "$base_bin" ]; then
 	free_port
 	port[baseline]=$free
 	free_port
-	write_conf "${port[baseline]}" "$tmp/baseline.yml"
+	write_pool_conf "${port[baseline]}" "$tmp/baseline.yml"
 	start baseline "${port[baseline]}" "$tmp/baseline.log" \
 		"$base_bin" -c "$tmp/baseline.yml" -s "$free" -a 127.0.0.1
 	targets=(shardproxy baseline nutcracker direct)

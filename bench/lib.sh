@@ -6,7 +6,8 @@
 #
 # It gives die, need_counts, need_tools, need_fds, print_machine, show, run,
 # run_to, free_port, start (a server that answers PING, stopped at exit),
-# shardproxy_binary, record, median and median_ratio. Every process started
+# start_redis_servers, write_pool_conf, shardproxy_binary, record, median
+# and median_ratio. Every process started
 # with start, or whose pid is added to pids, is stopped when the script
 # exits.
 
@@ -192,6 +193,39 @@ median() {
 	*) tr ' ' '\n' <<<"$1" | sort -g |
 		awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }' ;;
 	esac
+}
+
+# start_redis_servers starts the three redis-servers most scripts measure
+# over (no persistence), their ports in redis_ports.
+start_redis_servers() {
+	local i
+	redis_ports=()
+	for i in 1 2 3; do
+		free_port
+		redis_ports+=("$free")
+		mkdir -p "$tmp/redis$i"
+		start "redis-server $i" "$free" "$tmp/redis$i.log" \
+			redis-server --port "$free" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp/redis$i"
+	done
+}
+
+# write_pool_conf PORT FILE [EXTRA] writes the pool of start_redis_servers'
+# servers (ketama over fnv1a_64, servers named redis1..3) listening on
+# PORT, with the YAML lines EXTRA; the files of the proxies a script runs
+# side by side differ only in that.
+write_pool_conf() {
+	{
+		echo "bench:"
+		echo "  listen: 127.0.0.1:$1"
+		echo "  hash: fnv1a_64"
+		echo "  distribution: ketama"
+		echo "  redis: true"
+		[ -n "${3:-}" ] && printf '%s\n' "$3"
+		echo "  servers:"
+		echo "   - 127.0.0.1:${redis_ports[0]}:1 redis1"
+		echo "   - 127.0.0.1:${redis_ports[1]}:1 redis2"
+		echo "   - 127.0.0.1:${redis_ports[2]}:1 redis3"
+	} >"$2"
 }
 
 # shardproxy_binary sets $shardproxy_bin to $SHARDPROXY_BIN when set, after

@@ -68,37 +68,14 @@ run openssl x509 -req -in "$tmp/tls.csr" -CA "$tmp/ca.crt" -CAkey "$tmp/ca.key" 
 
 echo
 echo "== servers"
-redis_ports=()
-for i in 1 2 3; do
-	free_port
-	redis_ports+=("$free")
-	mkdir -p "$tmp/redis$i"
-	start "redis-server $i" "$free" "$tmp/redis$i.log" \
-		redis-server --port "$free" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp/redis$i"
-done
+start_redis_servers
 
-# write_conf PORT FILE [EXTRA] writes a pool of the three servers listening
-# on PORT, with the YAML lines EXTRA.
-write_conf() {
-	{
-		echo "bench:"
-		echo "  listen: 127.0.0.1:$1"
-		echo "  hash: fnv1a_64"
-		echo "  distribution: ketama"
-		echo "  redis: true"
-		[ -n "${3:-}" ] && printf '%s\n' "$3"
-		echo "  servers:"
-		echo "   - 127.0.0.1:${redis_ports[0]}:1 redis1"
-		echo "   - 127.0.0.1:${redis_ports[1]}:1 redis2"
-		echo "   - 127.0.0.1:${redis_ports[2]}:1 redis3"
-	} >"$2"
-}
 
 declare -A port pid_of
 free_port
 port[nutcracker]=$free
 free_port
-write_conf "${port[nutcracker]}" "$tmp/nutcracker.yml"
+write_pool_conf "${port[nutcracker]}" "$tmp/nutcracker.yml"
 start nutcracker "${port[nutcracker]}" "$tmp/nutcracker.log" \
 	nutcracker -c "$tmp/nutcracker.yml" -s "$free" -a 127.0.0.1 -o "$tmp/nutcracker.log"
 pid_of[nutcracker]=${pids[-1]}
@@ -106,7 +83,7 @@ pid_of[nutcracker]=${pids[-1]}
 free_port
 port[shardproxy]=$free
 free_port
-write_conf "${port[shardproxy]}" "$tmp/shardproxy.yml"
+write_pool_conf "${port[shardproxy]}" "$tmp/shardproxy.yml"
 start shardproxy "${port[shardproxy]}" "$tmp/shardproxy.log" \
 	"$shardproxy_bin" -c "$tmp/shardproxy.yml" -s "$free" -a 127.0.0.1
 pid_of[shardproxy]=${pids[-1]}
@@ -115,7 +92,7 @@ pid_of[shardproxy]=${pids[-1]}
 free_port
 port[shardproxy-tls]=$free
 free_port
-write_conf "${port[shardproxy-tls]}" "$tmp/shardproxy-tls.yml" \
+write_pool_conf "${port[shardproxy-tls]}" "$tmp/shardproxy-tls.yml" \
 	"  tls_cert_file: $tmp/tls.crt
   tls_key_file: $tmp/tls.key"
 show "$shardproxy_bin" -c "$tmp/shardproxy-tls.yml" -s "$free" -a 127.0.0.1
