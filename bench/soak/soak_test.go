@@ -14,9 +14,6 @@ import (
 // A short soak against real redis-servers and a freshly built shardproxy
 // passes, with its reports, reloads, restarts and final check.
 func TestSoakShort(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs for 40 s")
-	}
 	redis, err := exec.LookPath("redis-server")
 	if err != nil {
 		t.Fatalf("redis-server: %v", err)
