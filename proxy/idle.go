@@ -45,6 +45,10 @@ func parkDelay() time.Duration {
 	return parkAfter
 }
 
+// testHookPark, when set, parks sockets in place of the lot, for tests of
+// a lot that refuses them.
+var testHookPark atomic.Pointer[func(fd int, w parking.Waker) error]
+
 // errParked ends a client's goroutine with the client parked: nothing of
 // the client may be touched after it.
 var errParked = errors.New("parked")
@@ -226,11 +230,13 @@ func (c *client) canPark() bool {
 // goroutine must end without touching it.
 func (c *client) park(timeout time.Duration) bool {
 	c.srv.memory.given.Add(int64(c.giveBackReadBuffer() + cap(c.out) + stackEstimate))
+	kept := c.session
 	c.session = nil
 	if c.parkSocket(c.idle.since, timeout) {
 		return true
 	}
-	c.session = newSession(c.conn)
+	c.session = kept
+	c.takeReadBuffer()
 	return false
 }
 
@@ -257,7 +263,11 @@ func (c *client) parkSocket(since time.Time, timeout time.Duration) bool {
 	if timeout > 0 {
 		c.idle.timeoutAt = since.Add(timeout)
 	}
-	if err := lot().Park(c.idle.fd, c); err != nil {
+	park := lot().Park
+	if f := testHookPark.Load(); f != nil {
+		park = *f
+	}
+	if err := park(c.idle.fd, c); err != nil {
 		c.idle.refused = true
 		c.srv.logger.Warn("client cannot park", "id", c.id, "err", err)
 		return false

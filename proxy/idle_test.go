@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/shardproxy/shardproxy/proxy/internal/parking"
 	"github.com/shardproxy/shardproxy/proxy/proxytest"
 	"github.com/shardproxy/shardproxy/proxy/stats"
 )
@@ -217,5 +219,37 @@ func TestClientTimeoutTLS(t *testing.T) {
 	}
 	if _, err := conn.Read(buf); !errors.Is(err, io.EOF) {
 		t.Fatalf("read on an idle TLS client past client_timeout: %v, want EOF", err)
+	}
+}
+
+// A client whose socket the lot refuses keeps its session and is served on
+// its goroutine as before, once and for all.
+func TestParkRefused(t *testing.T) {
+	shortParkAfter(t, 50*time.Millisecond)
+	var parks atomic.Int32
+	refuse := func(fd int, w parking.Waker) error {
+		if parks.Add(1) == 1 {
+			return lot().Park(fd, w) // the accept's
+		}
+		return errors.New("refused for the test")
+	}
+	testHookPark.Store(&refuse)
+	t.Cleanup(func() { testHookPark.Store(nil) })
+	tp := startProxy(t, 1, "")
+	c := tp.client(t)
+	for i := range 3 {
+		if got := do(t, c, "SET", "k", fmt.Sprint(i)); got != "+OK\r\n" {
+			t.Fatalf("SET after a refused park = %q", got)
+		}
+		time.Sleep(150 * time.Millisecond) // past the park delay
+	}
+	if got := do(t, c, "GET", "k"); got != "$1\r\n2\r\n" {
+		t.Fatalf("GET after refused parks = %q", got)
+	}
+	if n := parkedNow(tp.srv); n != 0 {
+		t.Fatalf("parked = %d with a lot that refuses", n)
+	}
+	if n := parks.Load(); n != 2 {
+		t.Fatalf("%d parks tried, want 2: the accept's, and one refused that is not tried again", n)
 	}
 }
