@@ -214,13 +214,12 @@ func (c *client) keepStopGrace() {
 	}
 }
 
-// canPark reports whether the client is in a state that can wait without
-// its goroutine: between batches with nothing read and no reply owed, and
-// in no mode whose state other goroutines write to it (pub/sub,
-// tracking) or that holds a server connection (a transaction).
+// canPark reports whether the client can wait without its goroutine now:
+// it may park, it is between batches with nothing read and no reply owed,
+// and it holds no server connection (a transaction).
 func (c *client) canPark() bool {
 	return c.mayPark() && c.rstart == c.rend && c.direct.state.Load() == directIdle &&
-		c.subs == nil && c.tracking == nil && !c.tx.active() && !c.quit && !c.stopping.Load()
+		!c.tx.active() && !c.quit && !c.stopping.Load()
 }
 
 // park hands the client's socket to the lot. Before it does, the client
