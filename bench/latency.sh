@@ -79,30 +79,14 @@ echo
 echo "== servers"
 start_redis_servers
 
+declare -A pid_of port=([direct]=${redis_ports[0]})
+start_pool_proxy nutcracker nutcracker
 
-declare -A port=([direct]=${redis_ports[0]})
-free_port
-port[nutcracker]=$free
-free_port
-write_pool_conf "${port[nutcracker]}" "$tmp/nutcracker.yml"
-start nutcracker "${port[nutcracker]}" "$tmp/nutcracker.log" \
-	nutcracker -c "$tmp/nutcracker.yml" -s "$free" -a 127.0.0.1 -o "$tmp/nutcracker.log"
-
-free_port
-port[shardproxy]=$free
-free_port
-write_pool_conf "${port[shardproxy]}" "$tmp/shardproxy.yml"
-start shardproxy "${port[shardproxy]}" "$tmp/shardproxy.log" \
-	"$shardproxy_bin" -c "$tmp/shardproxy.yml" -s "$free" -a 127.0.0.1
+start_pool_proxy shardproxy "$shardproxy_bin"
 targets=(shardproxy nutcracker direct)
 
 if [ -n "$base_bin" ]; then
-	free_port
-	port[baseline]=$free
-	free_port
-	write_pool_conf "${port[baseline]}" "$tmp/baseline.yml"
-	start baseline "${port[baseline]}" "$tmp/baseline.log" \
-		"$base_bin" -c "$tmp/baseline.yml" -s "$free" -a 127.0.0.1
+	start_pool_proxy baseline "$base_bin"
 	targets=(shardproxy baseline nutcracker direct)
 fi
 echo "pool: $tmp/nutcracker.yml"

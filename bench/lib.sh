@@ -6,8 +6,8 @@
 #
 # It gives die, need_counts, need_tools, need_fds, print_machine, show, run,
 # run_to, free_port, start (a server that answers PING, stopped at exit),
-# start_redis_servers, write_pool_conf, shardproxy_binary, record, median
-# and median_ratio. Every process started
+# start_redis_servers, write_pool_conf, start_pool_proxy, shardproxy_binary,
+# record, median and median_ratio. Every process started
 # with start, or whose pid is added to pids, is stopped when the script
 # exits.
 
@@ -226,6 +226,28 @@ write_pool_conf() {
 		echo "   - 127.0.0.1:${redis_ports[1]}:1 redis2"
 		echo "   - 127.0.0.1:${redis_ports[2]}:1 redis3"
 	} >"$2"
+}
+
+# start_pool_proxy TARGET BIN starts BIN (a shardproxy binary, or
+# nutcracker) over write_pool_conf's pool as TARGET, on free ports: its
+# listen port in port[TARGET], its pid in pid_of[TARGET], its config in
+# $tmp/TARGET.yml and its log in $tmp/TARGET.log. The caller declares the
+# associative arrays port and pid_of.
+start_pool_proxy() {
+	local target=$1 bin=$2 stats
+	free_port
+	port[$target]=$free
+	free_port
+	stats=$free
+	write_pool_conf "${port[$target]}" "$tmp/$target.yml"
+	if [ "$bin" = nutcracker ]; then
+		start "$target" "${port[$target]}" "$tmp/$target.log" \
+			nutcracker -c "$tmp/$target.yml" -s "$stats" -a 127.0.0.1 -o "$tmp/$target.log"
+	else
+		start "$target" "${port[$target]}" "$tmp/$target.log" \
+			"$bin" -c "$tmp/$target.yml" -s "$stats" -a 127.0.0.1
+	fi
+	pid_of[$target]=${pids[-1]}
 }
 
 # shardproxy_binary sets $shardproxy_bin to $SHARDPROXY_BIN when set, after

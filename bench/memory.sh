@@ -103,36 +103,17 @@ echo
 echo "== servers"
 start_redis_servers
 
-
 declare -A port pid_of
 targets=(shardproxy)
-free_port
-port[shardproxy]=$free
-free_port
-write_pool_conf "${port[shardproxy]}" "$tmp/shardproxy.yml"
-start shardproxy "${port[shardproxy]}" "$tmp/shardproxy.log" \
-	"$shardproxy_bin" -c "$tmp/shardproxy.yml" -s "$free" -a 127.0.0.1
-pid_of[shardproxy]=${pids[-1]}
+start_pool_proxy shardproxy "$shardproxy_bin"
 
 if [ -n "$base_bin" ]; then
 	targets+=(baseline)
-	free_port
-	port[baseline]=$free
-	free_port
-	write_pool_conf "${port[baseline]}" "$tmp/baseline.yml"
-	start baseline "${port[baseline]}" "$tmp/baseline.log" \
-		"$base_bin" -c "$tmp/baseline.yml" -s "$free" -a 127.0.0.1
-	pid_of[baseline]=${pids[-1]}
+	start_pool_proxy baseline "$base_bin"
 fi
 
 targets+=(nutcracker)
-free_port
-port[nutcracker]=$free
-free_port
-write_pool_conf "${port[nutcracker]}" "$tmp/nutcracker.yml"
-start nutcracker "${port[nutcracker]}" "$tmp/nutcracker.log" \
-	nutcracker -c "$tmp/nutcracker.yml" -s "$free" -a 127.0.0.1 -o "$tmp/nutcracker.log"
-pid_of[nutcracker]=${pids[-1]}
+start_pool_proxy nutcracker nutcracker
 echo "pool: $tmp/nutcracker.yml"
 cat "$tmp/nutcracker.yml"
 

@@ -70,23 +70,10 @@ echo
 echo "== servers"
 start_redis_servers
 
-
 declare -A port pid_of
-free_port
-port[nutcracker]=$free
-free_port
-write_pool_conf "${port[nutcracker]}" "$tmp/nutcracker.yml"
-start nutcracker "${port[nutcracker]}" "$tmp/nutcracker.log" \
-	nutcracker -c "$tmp/nutcracker.yml" -s "$free" -a 127.0.0.1 -o "$tmp/nutcracker.log"
-pid_of[nutcracker]=${pids[-1]}
+start_pool_proxy nutcracker nutcracker
 
-free_port
-port[shardproxy]=$free
-free_port
-write_pool_conf "${port[shardproxy]}" "$tmp/shardproxy.yml"
-start shardproxy "${port[shardproxy]}" "$tmp/shardproxy.log" \
-	"$shardproxy_bin" -c "$tmp/shardproxy.yml" -s "$free" -a 127.0.0.1
-pid_of[shardproxy]=${pids[-1]}
+start_pool_proxy shardproxy "$shardproxy_bin"
 
 # The TLS one cannot be pinged in plain text: wait for redis-cli --tls.
 free_port
