@@ -125,6 +125,9 @@ var typed = map[string]func() any{
 	"StatefulSet":         func() any { return new(appsv1.StatefulSet) },
 	"PodDisruptionBudget": func() any { return new(policyv1.PodDisruptionBudget) },
 	"Job":                 func() any { return new(batchv1.Job) },
+	// The Prometheus Operator's, in monitoring_test.go.
+	"PodMonitor":     func() any { return new(podMonitor) },
+	"PrometheusRule": func() any { return new(prometheusRule) },
 }
 
 // baseObjects are the objects deploy/base makes.
@@ -146,7 +149,9 @@ func TestRender(t *testing.T) {
 	production := slices.DeleteFunc(slices.Clone(baseObjects), func(k string) bool {
 		return k == "Secret/redis-auth" // created outside the repository
 	})
-	production = append(production, "Namespace/shardproxy-production")
+	production = append(production, "Namespace/shardproxy-production",
+		// The monitoring component.
+		"PodMonitor/shardproxy", "PrometheusRule/shardproxy", "ConfigMap/shardproxy-dashboard")
 	tests := []struct {
 		dir       string
 		want      []string

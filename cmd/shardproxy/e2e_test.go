@@ -84,8 +84,11 @@ func TestKubernetesEndToEnd(t *testing.T) {
 	production := renderKustomization(t, filepath.Join("overlays", "production"), "")
 	bench := renderKustomization(t, "bench", e2eNamespace)
 	// As with kubectl apply --dry-run=server, the overlay's namespace must
-	// exist for the objects in it to be admitted; it is dry-run too.
+	// exist for the objects in it to be admitted; it is dry-run too. So must
+	// the CRDs of the monitoring component's PodMonitor and PrometheusRule:
+	// the Prometheus Operator's own, so a misspelt field is refused.
 	cp.Apply(t, production.yaml(t, production.keysOfKind("Namespace")...))
+	cp.ApplyCRDs(t, prometheusOperatorCRDs(t, "podmonitors", "prometheusrules"))
 	for _, k := range []*kustomization{base, production, bench} {
 		k.serverDryRun(t, cp)
 	}
@@ -593,6 +596,27 @@ type manifest struct {
 }
 
 func (m manifest) key() string { return m.Kind + "/" + m.Name }
+
+// The Prometheus Operator release whose CRDs the monitoring component is
+// checked against.
+const (
+	prometheusOperatorModule  = "github.com/prometheus-operator/prometheus-operator"
+	prometheusOperatorVersion = "v0.89.0"
+)
+
+// prometheusOperatorCRDs returns the operator's CustomResourceDefinitions
+// of the monitoring.coreos.com resources named, as the operator publishes
+// them in its module.
+func prometheusOperatorCRDs(t *testing.T, resources ...string) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	for _, r := range resources {
+		b.WriteString("---\n")
+		b.Write(kubetest.ModuleFile(t, prometheusOperatorModule, prometheusOperatorVersion,
+			"example/prometheus-operator-crd/monitoring.coreos.com_"+r+".yaml"))
+	}
+	return b.Bytes()
+}
 
 // renderKustomization renders deploy/dir in process with the kustomize
 // library kubectl embeds, with its default options. A non-empty namespace

@@ -258,8 +258,9 @@ func build(ctx context.Context, tmp string, logf func(string, ...any)) error {
 	return nil
 }
 
-// runGo runs the go command in dir and returns its standard output. The
-// command dies with the test binary, and is killed when ctx is done.
+// runGo runs the go command in dir and returns its standard output, also
+// when it fails. The command dies with the test binary, and is killed when
+// ctx is done.
 func runGo(ctx context.Context, goBin, dir string, args ...string) ([]byte, error) {
 	cmd := exec.Command(goBin, args...)
 	cmd.Dir = dir
@@ -277,7 +278,7 @@ func runGo(ctx context.Context, goBin, dir string, args ...string) ([]byte, erro
 		return nil, fmt.Errorf("go %s: %w", strings.Join(args, " "), ctx.Err())
 	}
 	if !cmd.ProcessState.Success() {
-		return nil, fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), cmd.ProcessState, tail(stderr.String(), 40))
+		return stdout.Bytes(), fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), cmd.ProcessState, tail(stderr.String(), 40))
 	}
 	return stdout.Bytes(), nil
 }

@@ -19,6 +19,10 @@
 // program under test does is checked against its RBAC rules. Apply and
 // ServerDryRun take multi-document YAML and use server-side apply (for real
 // or with dryRun=All) through the dynamic client: no kubectl is needed.
+// ApplyCRDs applies CustomResourceDefinitions and waits until the API server
+// serves them, and ModuleFile reads a file, such as a published CRD, from a
+// Go module fetched into the module cache, so that custom resources are
+// checked against the real schema without a copy in the repository.
 // WaitEndpointSlices and WaitEndpointReady watch a Service's EndpointSlices
 // and return the time they saw the awaited state.
 //

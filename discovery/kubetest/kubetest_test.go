@@ -3,6 +3,9 @@ package kubetest
 import (
 	"maps"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -113,5 +116,35 @@ items:
 	}
 	if _, err := decodeObjects([]byte("a: [")); err == nil {
 		t.Error("decodeObjects(bad YAML): no error")
+	}
+}
+
+// ModuleFile reads from the module cache; sigs.k8s.io/yaml is one of the
+// project's own modules, so it is there already, and the test asks no
+// module proxy.
+func TestModuleFile(t *testing.T) {
+	t.Setenv("GOPROXY", "off")
+	gomod, err := os.ReadFile(filepath.Join("..", "..", "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^\s*sigs\.k8s\.io/yaml (v\S+)`).FindSubmatch(gomod)
+	if m == nil {
+		t.Fatal("go.mod does not require sigs.k8s.io/yaml")
+	}
+	const module = "sigs.k8s.io/yaml"
+	version := string(m[1])
+	data, err := moduleFile(t.Context(), t.TempDir(), module, version, "go.mod")
+	if err != nil || !strings.HasPrefix(string(data), "module "+module+"\n") {
+		t.Errorf("moduleFile(%s@%s, go.mod) = %.40q, %v; want its go.mod", module, version, data, err)
+	}
+	for _, tc := range []struct{ version, file, want string }{
+		{version, "no-such-file", "no such file"},
+		{version, "../go.mod", "not a path inside the module"},
+		{"v1.999.0", "go.mod", "go mod download " + module + "@v1.999.0: "},
+	} {
+		if _, err := moduleFile(t.Context(), t.TempDir(), module, tc.version, tc.file); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("moduleFile(%s@%s, %s): %v, want an error with %q", module, tc.version, tc.file, err, tc.want)
+		}
 	}
 }
