@@ -237,6 +237,16 @@ func TestThroughputChart(t *testing.T) {
 	}
 }
 
+func TestGroupsVariantSaysWhatItsRatiosAre(t *testing.T) {
+	c := drawSample(t, "cpu", "cpu-groups.tsv")
+	if !strings.HasSuffix(c.Title, " over single servers and Sentinel-watched groups") {
+		t.Errorf("title = %q, want it to say the run was over groups", c.Title)
+	}
+	if got := strings.Join(c.Subtitle, "\n"); !strings.Contains(got, "to nutcracker over the masters") {
+		t.Errorf("subtitle = %q, want it to say what the ratios are to", got)
+	}
+}
+
 func TestLatencyChartGroupsByRateThenPercentile(t *testing.T) {
 	c := drawSample(t, "latency", "latency.tsv")
 	var headings []string

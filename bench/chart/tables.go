@@ -45,10 +45,16 @@ var targetStyles = map[string]Series{
 // otherColours are for targets not in targetStyles, in turn.
 var otherColours = []string{"#000000", "#882255", "#44AA99", "#332288"}
 
-// variantTitles say what a variant's run measured, after the title.
-var variantTitles = map[string]string{
-	"-groups": " over single servers and Sentinel-watched groups",
-}
+// variantTitles say what a variant's run measured, after the title, and
+// variantNotes how to read it, under the subtitle.
+var (
+	variantTitles = map[string]string{
+		"-groups": " over single servers and Sentinel-watched groups",
+	}
+	variantNotes = map[string]string{
+		"-groups": "The ratios of the targets over the groups are to nutcracker over the masters.",
+	}
+)
 
 // A builder collects bars into a Chart, the groups and series in the
 // order they first appear in the table.
@@ -78,6 +84,9 @@ func newBuilder(title, variant string, t *table, axisLabel string, notes ...stri
 		sub = append(sub, p)
 	}
 	sub = append(sub, notes...)
+	if n, ok := variantNotes[variant]; ok {
+		sub = append(sub, n)
+	}
 	return &builder{
 		chart:  Chart{Title: title, Subtitle: sub, Axis: axisLabel},
 		group:  map[string]int{},
