@@ -63,6 +63,8 @@ const (
 	barGap        = 3  // between the bars of a group
 	groupGap      = 10 // between groups
 	labelGap      = 4  // between a bar's end and its label
+	baselineLift  = 3  // a value label's baseline above the bottom of its bar
+	tickLabelGap  = 2  // between a tick and its label
 	tickLength    = 4
 	axisRoom      = 48 // under the plot: ticks and the axis label
 	linearTicks   = 5  // about this many steps on a linear axis
@@ -70,6 +72,7 @@ const (
 	gridColour    = "#d9d9d9"
 	textColour    = "#222222"
 	mutedColour   = "#555555"
+	tickSlack     = 1e-9 // relative: a tick at the axis' end is not lost to rounding
 )
 
 // plotLeft and plotRight bound the value axis.
@@ -154,16 +157,16 @@ func (a axis) ticks() []float64 {
 		if decades <= 3 {
 			mults = []float64{1, 2, 5}
 		}
-		for d := a.lo; d <= a.hi*(1+1e-9); d *= 10 {
+		for d := a.lo; d <= a.hi*(1+tickSlack); d *= 10 {
 			for _, m := range mults {
-				if v := d * m; v <= a.hi*(1+1e-9) {
+				if v := d * m; v <= a.hi*(1+tickSlack) {
 					ts = append(ts, v)
 				}
 			}
 		}
 		return ts
 	}
-	for i := 0.0; a.lo+i*a.step <= a.hi*(1+1e-9); i++ {
+	for i := 0.0; a.lo+i*a.step <= a.hi*(1+tickSlack); i++ {
 		ts = append(ts, a.lo+i*a.step)
 	}
 	return ts
@@ -248,6 +251,7 @@ func (r *renderer) legend() {
 		}
 		fmt.Fprintf(&r.buf, `<rect class="swatch" x="%.1f" y="%.1f" width="%d" height="%d" fill="%s"/>`+"\n",
 			x, r.y, swatchSize, swatchSize, s.Colour)
+		// The name's baseline a unit above the swatch's bottom looks level with it.
 		r.text(x+swatchSize+swatchGap, r.y+swatchSize-1, textSize, textColour, "", s.Name)
 		x += w + legendGap
 	}
@@ -265,7 +269,7 @@ func (r *renderer) plot() {
 		x := r.axis.x(v)
 		fmt.Fprintf(&r.buf, `<line class="grid" x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="1"/>`+"\n",
 			x, top, x, bottom+tickLength, gridColour)
-		r.text(x, bottom+tickLength+smallSize+2, smallSize, mutedColour, ` text-anchor="middle"`, tickLabel(v))
+		r.text(x, bottom+tickLength+tickLabelGap+smallSize, smallSize, mutedColour, ` text-anchor="middle"`, tickLabel(v))
 	}
 	fmt.Fprintf(&r.buf, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="%s" stroke-width="1"/>`+"\n",
 		plotLeft, bottom, plotRight, bottom, mutedColour)
@@ -292,5 +296,5 @@ func (r *renderer) bar(b Bar) {
 		fmt.Fprintf(&r.buf, `<rect class="bar" x="%d" y="%.1f" width="%.2f" height="%d" fill="%s"><title>%s</title></rect>`+"\n",
 			plotLeft, r.y, end-plotLeft, barHeight, s.Colour, escape(s.Name+": "+b.Label))
 	}
-	r.text(end+labelGap, r.y+barHeight-3, textSize, textColour, "", b.Label)
+	r.text(end+labelGap, r.y+barHeight-baselineLift, textSize, textColour, "", b.Label)
 }
