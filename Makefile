@@ -8,7 +8,7 @@ BIN         := bin/shardproxy
 STATICCHECK_VERSION := v0.8.2
 GOBIN       := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: build run test lint bench soak fuzz deps node-deps clean e2e-binaries
+.PHONY: build run test lint bench bench-charts soak fuzz deps node-deps clean e2e-binaries
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/shardproxy
@@ -57,16 +57,27 @@ fuzz:
 	$(GO) test -run XXX -fuzz FuzzParseConfig -fuzztime 30s ./proxy/config
 	$(GO) test -run XXX -fuzz FuzzLookup -fuzztime 30s ./hashring
 
+# The scripts that print a table also write it to BENCH_OUT_DIR as TSV;
+# bench-charts draws those as the SVG charts bench/RESULTS.md shows, and
+# redraws them from an earlier run's BENCH_OUT_DIR without measuring again.
+BENCH_OUT_DIR ?= bench/out
+BENCH_CHARTS  ?= bench/charts
+
 bench: deps
+	rm -f $(BENCH_OUT_DIR)/*.tsv
 	$(GO) test -run XXX -bench . -benchmem ./hashring ./proxy/...
-	bash bench/compare.sh
-	BENCH_GROUPS=1 bash bench/compare.sh
-	bash bench/latency.sh
+	BENCH_OUT_DIR=$(BENCH_OUT_DIR) bash bench/compare.sh
+	BENCH_OUT_DIR=$(BENCH_OUT_DIR) BENCH_GROUPS=1 bash bench/compare.sh
+	BENCH_OUT_DIR=$(BENCH_OUT_DIR) bash bench/latency.sh
 	bash bench/blocked.sh
 	bash bench/pubsub.sh
 	bash bench/cluster.sh
 	bash bench/tls.sh
-	bash bench/memory.sh
+	BENCH_OUT_DIR=$(BENCH_OUT_DIR) bash bench/memory.sh
+	$(MAKE) bench-charts
+
+bench-charts:
+	$(GO) run ./bench/chart -in $(BENCH_OUT_DIR) -out $(BENCH_CHARTS)
 
 # A bounded soak run (bench/soak): 10,000 connections, churn, GET/SET load,
 # a reload a minute and a redis-server restart every five minutes; fails on

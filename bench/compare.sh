@@ -32,6 +32,13 @@
 #                     master 1, and a second shardproxy over the groups with
 #                     `read_from: prefer_replica`; adds tables comparing the
 #                     ratios and the spread of its calls over the servers [0]
+#   BENCH_OUT_DIR     also write the tables to that directory (relative to
+#                     the repository root), after comment lines naming the
+#                     run: throughput.tsv (workload, target, req_s,
+#                     vs_nutcracker) and cpu.tsv (target, workload, cpu_us,
+#                     vs_nutcracker), or with BENCH_GROUPS=1
+#                     throughput-groups.tsv and cpu-groups.tsv, every target
+#                     of the run in them; `go run ./bench/chart` draws them
 #   BENCH_KEEP=1      keep the temporary directory with configs and logs
 #
 # The defaults take about 2-4 minutes on 2 cores (twice that with
@@ -48,6 +55,7 @@ VALUE_SIZE=${BENCH_VALUE_SIZE:-64}
 ROUNDS=${BENCH_ROUNDS:-3}
 SKIP_SHARDPROXY=${BENCH_SKIP_SHARDPROXY:-0}
 GROUPS_MODE=${BENCH_GROUPS:-0}
+OUT_DIR=${BENCH_OUT_DIR:-}
 KEEP=${BENCH_KEEP:-0}
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -66,6 +74,7 @@ case "$GROUPS_MODE" in
 	;;
 *) die "BENCH_GROUPS must be 0 or 1, got \"$GROUPS_MODE\"" ;;
 esac
+need_out_dir
 
 need_tools go redis-server redis-cli redis-benchmark nutcracker
 
@@ -688,6 +697,44 @@ if [ "$GROUPS_MODE" = 1 ]; then
 	print_replicas_tables
 fi
 
+# reference_of TARGET prints the nutcracker its ratios are taken to: the one
+# over the groups for the targets over the groups.
+reference_of() {
+	case "$1" in
+	*-groups | shardproxy-replicas) echo nutcracker-groups ;;
+	*) echo nutcracker ;;
+	esac
+}
+
+# write_tsvs writes the throughput and CPU of every target, the medians and
+# ratios of the tables above, to $OUT_DIR, the files of a BENCH_GROUPS=1 run
+# named apart so that both runs of `make bench` keep theirs.
+write_tsvs() {
+	local sfx="" id target ref depth
+	[ "$GROUPS_MODE" = 0 ] || sfx=-groups
+	tsv_params="BENCH_REQUESTS=$REQUESTS BENCH_DURATION=$DURATION BENCH_CLIENTS=$CLIENTS BENCH_PIPELINE=$PIPELINE BENCH_ROUNDS=$ROUNDS"
+	tsv_header "$OUT_DIR/throughput$sfx.tsv" workload target req_s vs_nutcracker
+	for id in "${workloads[@]}"; do
+		for target in "${forward[@]}"; do
+			ref=$(reference_of "$target")
+			printf '%s\t%s\t%s\t%s\n' "${label_of[$id]}" "$target" "$(cell "$(median "${rps[$id/$target]:-}")")" \
+				"$(ratio_cell "${rps[$id/$target]:-}" "${rps[$id/$ref]:-}")"
+		done
+	done >>"$OUT_DIR/throughput$sfx.tsv"
+	tsv_header "$OUT_DIR/cpu$sfx.tsv" target workload cpu_us vs_nutcracker
+	for target in "${forward[@]}"; do
+		[ -n "${pid_of[$target]:-}" ] || continue
+		ref=$(reference_of "$target")
+		for depth in 1 "$PIPELINE"; do
+			printf '%s\t%s\t%s\t%s\n' "$target" "redis-benchmark SET+GET, $CLIENTS clients, pipeline $depth" \
+				"$(median "${cpu[rb-$depth/$target]:-}")" \
+				"$(ratio_cell "${cpu[rb-$depth/$target]:-}" "${cpu[rb-$depth/$ref]:-}")"
+		done
+	done >>"$OUT_DIR/cpu$sfx.tsv"
+	echo "tables written to $OUT_DIR/throughput$sfx.tsv and $OUT_DIR/cpu$sfx.tsv"
+}
+
+[ -z "$OUT_DIR" ] || write_tsvs
 echo "total time: ${SECONDS}s"
 if [ "$failures" -gt 0 ]; then
 	die "$failures measurement(s) failed; see the output above"

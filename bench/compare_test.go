@@ -47,6 +47,8 @@ func TestCompareRejectsBadSettings(t *testing.T) {
 		{[]string{"BENCH_GROUPS=1", "BENCH_SKIP_SHARDPROXY=1"}, "cannot be combined with BENCH_SKIP_SHARDPROXY=1"},
 		{[]string{"BENCH_GROUPS=1", "SHARDPROXY_BASE_BIN=/bin/true"}, "cannot be combined with SHARDPROXY_BASE_BIN"},
 		{[]string{"BENCH_ROUNDS=0"}, `BENCH_* counts must be positive integers, got "0"`},
+		{[]string{"BENCH_OUT_DIR=/dev/null"}, "BENCH_OUT_DIR=/dev/null is not a directory"},
+		{[]string{"BENCH_OUT_DIR=/dev/null/out"}, "BENCH_OUT_DIR=/dev/null/out cannot be made"},
 	})
 }
 
@@ -59,6 +61,7 @@ func TestMemoryRejectsBadSettings(t *testing.T) {
 		{[]string{"BENCH_SETTLE=2m"}, `BENCH_SETTLE must be 0 or a number of seconds above 10, got "2m"`},
 		{[]string{"SHARDPROXY_BIN=/nonexistent/shardproxy"}, "SHARDPROXY_BIN=/nonexistent/shardproxy is not an executable"},
 		{[]string{"SHARDPROXY_BASE_BIN=/nonexistent/shardproxy"}, "SHARDPROXY_BASE_BIN=/nonexistent/shardproxy is not an executable"},
+		{[]string{"BENCH_OUT_DIR=/dev/null"}, "BENCH_OUT_DIR=/dev/null is not a directory"},
 	})
 }
 
@@ -68,5 +71,6 @@ func TestLatencyRejectsBadSettings(t *testing.T) {
 		{[]string{"BENCH_ROUNDS=0"}, `BENCH_* counts must be positive integers, got "0"`},
 		{[]string{"BENCH_CLIENTS=many"}, `BENCH_* counts must be positive integers, got "many"`},
 		{[]string{"BENCH_DURATION=5"}, `BENCH_DURATION must be a duration such as 5s or 500ms, got "5"`},
+		{[]string{"BENCH_OUT_DIR=/dev/null"}, "BENCH_OUT_DIR=/dev/null is not a directory"},
 	})
 }

@@ -26,8 +26,10 @@
 #   BENCH_VALUE_SIZE  SET value size in bytes [64]
 #   BENCH_ROUNDS      run every measurement this many times, reversing the
 #                     order of the targets every round, and report medians [3]
-#   BENCH_OUT_DIR     also write the medians to latency.tsv there: target,
-#                     rate, pct, p50_us, p99_us, p99_9_us
+#   BENCH_OUT_DIR     also write the medians to latency.tsv there (a
+#                     directory, relative to the repository root): target,
+#                     rate, pct, p50_us, p99_us, p99_9_us, after comment lines
+#                     naming the run; `go run ./bench/chart` draws it
 #   SHARDPROXY_BIN    use this shardproxy binary instead of building ./cmd/shardproxy
 #   SHARDPROXY_BASE_BIN  also run this shardproxy binary (say, a build of the
 #                     commit before a change) as the target "baseline", so
@@ -56,6 +58,7 @@ source bench/lib.sh
 
 need_counts "$CLIENTS" "$KEYS" "$VALUE_SIZE" "$ROUNDS"
 [[ $DURATION =~ ^[0-9]+(ms|s|m)$ ]] || die "BENCH_DURATION must be a duration such as 5s or 500ms, got \"$DURATION\""
+need_out_dir
 need_tools go redis-server redis-cli nutcracker
 
 bench_tmp shardproxy-latency
@@ -249,9 +252,9 @@ else
 fi
 
 if [ -n "$OUT_DIR" ]; then
-	mkdir -p "$OUT_DIR"
+	tsv_params="BENCH_DURATION=$DURATION BENCH_CLIENTS=$CLIENTS BENCH_ROUNDS=$ROUNDS; nutcracker's max $max_rps req/s"
+	tsv_header "$OUT_DIR/latency.tsv" target rate pct p50_us p99_us p99_9_us
 	{
-		printf 'target\trate\tpct\tp50_us\tp99_us\tp99_9_us\n'
 		for target in "${forward[@]}"; do
 			for pct in "${PCTS[@]}"; do
 				printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "${rate_of[$pct]}" "$pct" \
@@ -260,7 +263,7 @@ if [ -n "$OUT_DIR" ]; then
 					"$(us_cell "$(median "${p999[$pct/$target]:-}")")"
 			done
 		done
-	} >"$OUT_DIR/latency.tsv"
+	} >>"$OUT_DIR/latency.tsv"
 	echo "medians written to $OUT_DIR/latency.tsv"
 fi
 echo "total time: ${SECONDS}s"

@@ -7,7 +7,7 @@
 # It gives die, need_counts, need_tools, need_fds, print_machine, show, run,
 # run_to, free_port, start (a server that answers PING, stopped at exit),
 # start_redis_servers, write_pool_conf, start_pool_proxy, shardproxy_binary,
-# record, median and median_ratio. Every process started
+# record, median, median_ratio, need_out_dir and tsv_header. Every process started
 # with start, or whose pid is added to pids, is stopped when the script
 # exits.
 
@@ -280,4 +280,35 @@ median_ratio() {
 			if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) printf "%.2f", a / b; else print "error" }')"
 	done
 	median "${r# }"
+}
+
+# need_out_dir makes the directory $OUT_DIR (BENCH_OUT_DIR, relative to the
+# repository root), when it is set, or dies if it cannot: before the run,
+# so that a run of minutes does not end without its tables.
+need_out_dir() {
+	[ -n "${OUT_DIR:-}" ] || return 0
+	[ ! -e "$OUT_DIR" ] || [ -d "$OUT_DIR" ] || die "BENCH_OUT_DIR=$OUT_DIR is not a directory"
+	mkdir -p "$OUT_DIR" 2>/dev/null || die "BENCH_OUT_DIR=$OUT_DIR cannot be made"
+}
+
+# tsv_header FILE COLUMN... starts the table FILE (replacing it) that a
+# script writes into BENCH_OUT_DIR for bench/chart: comment lines
+# "# KEY: VALUE" that name the run (date, machine, commit, and $tsv_params
+# when set), then the column names, tab-separated. The rows follow, one a
+# line, appended by the caller.
+tsv_header() {
+	local file=$1 cpu_model mem_total commit
+	shift
+	cpu_model=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)
+	mem_total=$(free -h 2>/dev/null | awk '/^Mem:/ {print $2}')
+	commit=$(git describe --always --dirty 2>/dev/null || echo unknown)
+	[ -z "${SHARDPROXY_BIN:-}" ] || commit+=" (shardproxy: SHARDPROXY_BIN=$SHARDPROXY_BIN)"
+	{
+		echo "# date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+		echo "# machine: $(nproc) x ${cpu_model:-unknown}, ${mem_total:-unknown} memory"
+		echo "# commit: $commit"
+		[ -z "${tsv_params:-}" ] || echo "# params: $tsv_params"
+		local IFS=$'\t'
+		echo "$*"
+	} >"$file"
 }

@@ -46,8 +46,11 @@
 #                     free lists) holds on to [BENCH_CONNECTIONS]
 #   BENCH_SETTLE      also read the memory this many seconds after the
 #                     clients closed, more than 10; 0 = not [0]
-#   BENCH_OUT_DIR     also write the readings to memory.tsv there: target,
-#                     phase, rss_kb (VmHWM for peak), kb_per_conn
+#   BENCH_OUT_DIR     also write the readings to memory.tsv there (a
+#                     directory, relative to the repository root): target,
+#                     phase, rss_kb (VmHWM for peak), kb_per_conn, after
+#                     comment lines naming the run; `go run ./bench/chart`
+#                     draws it
 #   SHARDPROXY_BIN    use this shardproxy binary instead of building ./cmd/shardproxy
 #   SHARDPROXY_BASE_BIN  also measure this shardproxy binary (say, a build of
 #                     the commit before a change) as the target "baseline",
@@ -82,6 +85,7 @@ if [ -n "$base_bin" ] && [ ! -x "$base_bin" ]; then
 	die "SHARDPROXY_BASE_BIN=$base_bin is not an executable"
 fi
 
+need_out_dir
 need_tools go redis-server redis-cli nutcracker
 
 # Each proxy holds a socket per client: nutcracker accepts only as many
@@ -246,15 +250,15 @@ ratio() {
 }
 
 if [ -n "$OUT_DIR" ]; then
-	mkdir -p "$OUT_DIR"
+	tsv_params="BENCH_CONNECTIONS=$CONNECTIONS BENCH_PINGERS=$PINGERS BENCH_SETTLE=$SETTLE"
+	tsv_header "$OUT_DIR/memory.tsv" target phase rss_kb kb_per_conn
 	{
-		printf 'target\tphase\trss_kb\tkb_per_conn\n'
 		for target in "${targets[@]}"; do
 			for phase in "${phases[@]}"; do
 				printf '%s\t%s\t%s\t%s\n' "$target" "$phase" "${rss[$target/$phase]}" "$(kb_per_conn "$target" "$phase")"
 			done
 		done
-	} >"$OUT_DIR/memory.tsv"
+	} >>"$OUT_DIR/memory.tsv"
 fi
 
 echo
