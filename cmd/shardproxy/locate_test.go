@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -194,7 +195,7 @@ beta:
 
 	local := locateJSON(t, append([]string{"-c", path}, args...)...)
 	remote := locateJSON(t, append([]string{"--stats", statsAddr}, args...)...)
-	if fmt.Sprint(local) != fmt.Sprint(remote) || len(local) != 2*len(args) {
+	if !reflect.DeepEqual(local, remote) || len(local) != 2*len(args) {
 		t.Errorf("--json and --stats differ:\n%+v\n%+v", local, remote)
 	}
 	if code, remoteTable, errOut := runCmd(t, append([]string{"locate", "--stats", statsAddr}, args...)...); code != 0 || remoteTable != table {
