@@ -19,7 +19,7 @@
 //	GET /readyz     200 "ok" while the Source is ready, else 503 and the reason
 //	GET /discovery  each server's address and where it came from, discovery's
 //	                watches and the configuration's hash and reloads, as JSON
-//	GET /locate     ?key=K (repeatable) and optional pool=P: for each key and
+//	GET /locate     ?key=K (up to 1000 times) and optional pool=P: for each key and
 //	                pool, the server that owns the key now and the address it
 //	                is dialled at, as a JSON array; 400 without a key or for
 //	                an unknown pool
