@@ -168,7 +168,9 @@ func locateLocal(o locateOptions, keys []string, stderr io.Writer) ([]stats.Loca
 		return nil, fmt.Errorf("kubernetes discovery: %w", err)
 	}
 	defer ws.stop()
-	waitGroupsConfirmed(ws.srv, began.Add(o.syncTimeout))
+	deadline := began.Add(o.syncTimeout)
+	ws.waitEndpoints(deadline)
+	waitGroupsConfirmed(ws.srv, deadline)
 	var out []stats.Location
 	for _, k := range keys {
 		l, err := ws.srv.Locate([]byte(k), o.pool)
@@ -187,6 +189,26 @@ func hasPool(cfg *config.Config, name string) bool {
 		}
 	}
 	return false
+}
+
+// waitEndpoints waits until the endpoints of every watched Service were
+// handed to the Server, or until deadline: a watch reports its first list
+// just before it hands it on.
+func (ws *watchedServer) waitEndpoints(deadline time.Time) {
+	for {
+		ws.mu.Lock()
+		missing := false
+		for _, k := range serviceKeys(ws.srv) {
+			if !ws.delivered[k] {
+				missing = true
+			}
+		}
+		ws.mu.Unlock()
+		if !missing || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // waitGroupsConfirmed waits until every group's master is confirmed (ROLE

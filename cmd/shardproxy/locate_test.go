@@ -280,8 +280,14 @@ func TestLocateCommandSentinel(t *testing.T) {
 	key := keys[0][0]
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		locs := locateJSON(t, "-c", path, "--pool", "alpha", "--discovery-sync-timeout", "2s", key)
-		if locs[0].Addr == next.Addr && locs[0].Usable {
+		// While Sentinel fails over, g0 may have no confirmed master:
+		// locate says so and exits 1.
+		code, out, errOut := runCmd(t, "locate", "--json", "-c", path, "--pool", "alpha", "--discovery-sync-timeout", "2s", key)
+		var locs []stats.Location
+		if err := json.Unmarshal([]byte(out), &locs); err != nil || len(locs) != 1 || code != 0 && code != 1 {
+			t.Fatalf("locate %s: exit %d, %v\n%s%s", key, code, err, out, errOut)
+		}
+		if code == 0 && locs[0].Addr == next.Addr && locs[0].Usable {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -335,7 +341,9 @@ func TestLocateCommandCluster(t *testing.T) {
 
 // For a pool with kubernetes_service, locate watches the EndpointSlices
 // (of a real kube-apiserver) as the proxy does and gives the pod's IP
-// (one nothing listens at: locate dials no ring server).
+// (one nothing listens at: locate dials no ring server). It guards against
+// locating before the first list was handed on: a watch says it synced just
+// before it hands the list to the proxy.
 func TestLocateCommandKubernetes(t *testing.T) {
 	cp := kubetest.Start(t)
 	const ns = "locate"

@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -349,6 +350,9 @@ type watchedServer struct {
 	sentinels *sentinelWatch
 	roles     *roleWatch
 	clusters  *clusterWatch
+
+	mu        sync.Mutex                    // guards delivered
+	delivered map[discovery.ServiceKey]bool // Services whose endpoints were handed to srv
 }
 
 // newWatchedServer builds the Server for cfg, wired to the watches that
@@ -376,6 +380,12 @@ func (ws *watchedServer) startDiscovery(ctx context.Context, o options, logger *
 		ws.sentinels.endpointsChanged(svc, eps)
 		ws.roles.endpointsChanged(svc, eps)
 		ws.clusters.endpointsChanged(svc, eps)
+		ws.mu.Lock()
+		if ws.delivered == nil {
+			ws.delivered = map[discovery.ServiceKey]bool{}
+		}
+		ws.delivered[discovery.ServiceKey{Namespace: svc.Namespace, Name: svc.Name}] = true
+		ws.mu.Unlock()
 	}, logger)
 	if err != nil {
 		return err
