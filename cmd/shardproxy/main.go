@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -93,7 +94,8 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.Float64Var(&o.memoryLimitRatio, "memory-limit-ratio", defaultMemoryLimitRatio, "without GOMEMLIMIT, Go's soft memory limit as a share of the container's (cgroup's) memory limit; 0 for none")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "This is shardproxy-%s, a Redis sharding proxy compatible with nutcracker 0.5.0.\n\n", proxy.Version)
-		fmt.Fprintf(out, "Usage: shardproxy [-c conf-file] [-s stats-port] [-a stats-addr] [-t] [-v level] [-o output] [-p pid-file] [-V] [-D]\n\nOptions:\n")
+		fmt.Fprintf(out, "Usage: shardproxy [-c conf-file] [-s stats-port] [-a stats-addr] [-t] [-v level] [-o output] [-p pid-file] [-V] [-D]\n")
+		fmt.Fprintf(out, "       shardproxy locate [-c conf-file] [--pool pool] [--json] [--stats host:port] key...  (where keys live: shardproxy locate -h)\n\nOptions:\n")
 		printUsage(fs, out)
 	}
 	return fs
@@ -128,6 +130,9 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "locate" {
+		return runLocate(args[1:], stdout, stderr)
+	}
 	var o options
 	fs := newFlagSet(&o, stderr)
 	if err := fs.Parse(args); err != nil {
@@ -189,17 +194,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	setMemoryLimit(o.memoryLimitRatio, cgroupRoot, selfCgroup, logger)
 	discovery.RouteKlog(logger)
 
-	sentinels, roles := newSentinelWatch(logger), newRoleWatch(logger)
-	resolveGroup := func(pool, server string) {
-		sentinels.resolve(pool, server)
-		roles.resolve(pool, server)
-	}
-	clusters := newClusterWatch(logger)
-	srv, err := proxy.NewServer(cfg, proxy.Options{Logger: logger, Namespace: namespace(o.namespace), ResolveGroup: resolveGroup, ResolveCluster: clusters.resolve, MaxClients: o.maxClients})
+	ws, err := newWatchedServer(cfg, o, logger)
 	if err != nil {
 		logger.Error("configuration refused", "file", o.confFile, "err", err)
 		return 1
 	}
+	srv := ws.srv
 	srv.SetConfigHash(fmt.Sprintf("%x", sha256.Sum256(data)))
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
@@ -207,24 +207,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		go scaler.Run(ctx)
 	}
 
-	services, err := startDiscovery(ctx, o, srv, func(svc proxy.Service, eps map[string]discovery.Endpoint) {
-		sentinels.endpointsChanged(svc, eps)
-		roles.endpointsChanged(svc, eps)
-		clusters.endpointsChanged(svc, eps)
-	}, logger)
-	if err != nil {
+	if err := ws.startDiscovery(ctx, o, logger); err != nil {
 		logger.Error("kubernetes discovery", "err", err)
 		return 1
 	}
-	sentinels.update(ctx, srv)
-	defer sentinels.stop()
-	roles.update(ctx, srv)
-	defer roles.stop()
-	clusters.update(ctx, srv)
-	defer clusters.stop()
-	sentinels.waitFirst(ctx, o.syncTimeout)
-	roles.waitFirst(ctx, o.syncTimeout)
-	clusters.waitFirst(ctx, o.syncTimeout)
+	defer ws.stop()
+	services := ws.services
 
 	statsLn, err := net.Listen("tcp", net.JoinHostPort(o.statsAddr, strconv.Itoa(o.statsPort)))
 	if err != nil {
@@ -256,9 +244,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		sum := fmt.Sprintf("%x", sha256.Sum256(data))
 		srv.SetConfigHash(sum)
-		sentinels.update(ctx, srv)
-		roles.update(ctx, srv)
-		clusters.update(ctx, srv)
+		ws.update(ctx)
 		if aclWatch != nil {
 			aclWatch.update(ctx, cfg)
 		}
@@ -353,6 +339,79 @@ func setCores(n int, logger *slog.Logger) *proxy.CoreScaler {
 		return &proxy.CoreScaler{Max: available, Logger: logger}
 	}
 	return nil
+}
+
+// watchedServer is a proxy.Server and the discovery that feeds it: the
+// Services' EndpointSlices, the Sentinel-watched and role groups, the Redis
+// Cluster maps. The proxy and `shardproxy locate` build it alike.
+type watchedServer struct {
+	srv       *proxy.Server
+	services  *discovery.Services // nil when no pool uses Kubernetes
+	sentinels *sentinelWatch
+	roles     *roleWatch
+	clusters  *clusterWatch
+
+	mu        sync.Mutex                    // guards delivered
+	delivered map[discovery.ServiceKey]bool // Services whose endpoints were handed to srv
+}
+
+// newWatchedServer builds the Server for cfg, wired to the watches that
+// its groups and clusters ask to look again; nothing is watched until
+// startDiscovery.
+func newWatchedServer(cfg *config.Config, o options, logger *slog.Logger) (*watchedServer, error) {
+	ws := &watchedServer{sentinels: newSentinelWatch(logger), roles: newRoleWatch(logger), clusters: newClusterWatch(logger)}
+	resolveGroup := func(pool, server string) {
+		ws.sentinels.resolve(pool, server)
+		ws.roles.resolve(pool, server)
+	}
+	srv, err := proxy.NewServer(cfg, proxy.Options{Logger: logger, Namespace: namespace(o.namespace), ResolveGroup: resolveGroup, ResolveCluster: ws.clusters.resolve, MaxClients: o.maxClients})
+	if err != nil {
+		return nil, err
+	}
+	ws.srv = srv
+	return ws, nil
+}
+
+// startDiscovery watches the pools' Services, Sentinels, role groups and
+// clusters, and waits (each up to --discovery-sync-timeout) for their
+// first answers. Once it returned nil, stop ends the watches.
+func (ws *watchedServer) startDiscovery(ctx context.Context, o options, logger *slog.Logger) error {
+	services, err := startDiscovery(ctx, o, ws.srv, func(svc proxy.Service, eps map[string]discovery.Endpoint) {
+		ws.sentinels.endpointsChanged(svc, eps)
+		ws.roles.endpointsChanged(svc, eps)
+		ws.clusters.endpointsChanged(svc, eps)
+		ws.mu.Lock()
+		if ws.delivered == nil {
+			ws.delivered = map[discovery.ServiceKey]bool{}
+		}
+		ws.delivered[discovery.ServiceKey{Namespace: svc.Namespace, Name: svc.Name}] = true
+		ws.mu.Unlock()
+	}, logger)
+	if err != nil {
+		return err
+	}
+	ws.services = services
+	ws.update(ctx)
+	ws.sentinels.waitFirst(ctx, o.syncTimeout)
+	ws.roles.waitFirst(ctx, o.syncTimeout)
+	ws.clusters.waitFirst(ctx, o.syncTimeout)
+	return nil
+}
+
+// update makes the group and cluster watches those of the Server's
+// current pools, after a reload.
+func (ws *watchedServer) update(ctx context.Context) {
+	ws.sentinels.update(ctx, ws.srv)
+	ws.roles.update(ctx, ws.srv)
+	ws.clusters.update(ctx, ws.srv)
+}
+
+// stop ends the group and cluster watches; the Services' watch is the
+// caller's to stop (after Shutdown).
+func (ws *watchedServer) stop() {
+	ws.clusters.stop()
+	ws.roles.stop()
+	ws.sentinels.stop()
 }
 
 // startDiscovery watches the EndpointSlices of every Service the pools

@@ -19,6 +19,10 @@
 //	GET /readyz     200 "ok" while the Source is ready, else 503 and the reason
 //	GET /discovery  each server's address and where it came from, discovery's
 //	                watches and the configuration's hash and reloads, as JSON
+//	GET /locate     ?key=K (up to 1000 times) and optional pool=P: for each key and
+//	                pool, the server that owns the key now and the address it
+//	                is dialled at, as a JSON array; 400 without a key or for
+//	                an unknown pool
 //
 // The JSON document and /metrics are rendered from stats.Fields, nutcracker's
 // fields in nutcracker's order, so the document is nutcracker's byte for

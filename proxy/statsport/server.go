@@ -118,6 +118,7 @@ func New(src Source, opts Options) *Server {
 	mux.HandleFunc("GET /healthz", serveHealthz)
 	mux.HandleFunc("GET /readyz", ss.serveReadyz)
 	mux.HandleFunc("GET /discovery", ss.serveDiscovery)
+	mux.HandleFunc("GET /locate", ss.serveLocate)
 	ss.http = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
