@@ -121,7 +121,7 @@ type EndpointSlices struct {
 	reg      cache.ResourceEventHandlerRegistration
 
 	kick     chan struct{} // capacity 1: a snapshot changed since notifyLoop last looked
-	syncedCh chan struct{} // closed once the initial list has been delivered
+	syncedCh chan struct{} // closed once the initial list has been handed to OnChange
 	started  atomic.Bool
 
 	mu           sync.Mutex             // guards everything below
@@ -260,13 +260,6 @@ func (e *EndpointSlices) notifyLoop(ctx context.Context) {
 	if !cache.WaitForCacheSync(ctx.Done(), e.reg.HasSynced) {
 		return
 	}
-	e.mu.Lock()
-	e.synced = true
-	n := len(e.snap)
-	e.mu.Unlock()
-	close(e.syncedCh)
-	e.logger.Info("EndpointSlices synced", "endpoints", n)
-
 	var last map[string]Endpoint
 	deliver := func(first bool) {
 		snap := e.Snapshot()
@@ -279,6 +272,14 @@ func (e *EndpointSlices) notifyLoop(ctx context.Context) {
 		}
 	}
 	deliver(true)
+	// Synced only now: who waits for it (readiness, locate) must find the
+	// first list already applied.
+	e.mu.Lock()
+	e.synced = true
+	n := len(e.snap)
+	e.mu.Unlock()
+	close(e.syncedCh)
+	e.logger.Info("EndpointSlices synced", "endpoints", n)
 	for {
 		select {
 		case <-ctx.Done():

@@ -463,6 +463,48 @@ func TestEndpointSlicesInitialObjects(t *testing.T) {
 	}
 }
 
+// Sync is reported only once the first list has been handed to OnChange,
+// so a proxy is not ready, nor a locate answered, before it has the pods'
+// addresses.
+func TestEndpointSlicesSyncedAfterFirstDelivery(t *testing.T) {
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	h := startHarness(t, func(o *EndpointSlicesOptions) {
+		inner := o.OnChange
+		first := true
+		o.OnChange = func(m map[string]Endpoint) {
+			if first {
+				first = false
+				close(entered)
+				<-release
+			}
+			inner(m)
+		}
+	}, newSlice("redis-a", testSvc, podEP("redis-0", "10.0.0.1", cond(true, true, false))))
+	select {
+	case <-entered:
+	case <-time.After(waitFor):
+		t.Fatalf("no OnChange within %v", waitFor)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if h.es.WaitForSync(ctx) {
+		t.Error("WaitForSync = true while the first OnChange has not returned")
+	}
+	if h.es.Status().Synced {
+		t.Error("Status().Synced = true while the first OnChange has not returned")
+	}
+	close(release)
+	ctx2, cancel2 := context.WithTimeout(context.Background(), waitFor)
+	defer cancel2()
+	if !h.es.WaitForSync(ctx2) {
+		t.Fatal("WaitForSync = false after the first OnChange returned")
+	}
+	if !h.es.Status().Synced {
+		t.Error("Status().Synced = false after the first OnChange returned")
+	}
+}
+
 func TestEndpointSlicesAddressType(t *testing.T) {
 	v6 := newSlice("redis-v6", testSvc, podEP("redis-0", "fd00::1", cond(true, true, false)))
 	v6.AddressType = discoveryv1.AddressTypeIPv6
