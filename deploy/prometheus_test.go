@@ -234,9 +234,12 @@ func alertClauses(t *testing.T, a alertRule) [][2]string {
 		if !more {
 			return clauses
 		}
-		rest = after
+		rest = matchingRE.ReplaceAllString(after, "")
 	}
 }
+
+// matchingRE is the vector matching that may follow and, unless or or.
+var matchingRE = regexp.MustCompile(`^(?:on|ignoring)\s*\([^)]*\)\s*`)
 
 // promAPI talks to Prometheus' HTTP API.
 type promAPI struct{ base string }
@@ -565,8 +568,8 @@ func TestPrometheusAlertsAndDashboard(t *testing.T) {
 	step("shardproxy and prometheus up")
 
 	// Enough scrapes for rate() over the dashboard's window.
-	waitFor(t, "40 scrapes", 90*time.Second, func() bool {
-		s, err := prom.query(`count_over_time(shardproxy_uptime_seconds[1m]) >= 40`)
+	waitFor(t, "25 scrapes", 90*time.Second, func() bool {
+		s, err := prom.query(`count_over_time(shardproxy_uptime_seconds[1m]) >= 25`)
 		return err == nil && len(s) > 0
 	})
 	step("scraped")
@@ -728,6 +731,26 @@ func checkRunbook(t *testing.T, alerts []alertRule) {
 	for _, a := range alerts {
 		if !strings.Contains(section, "\n##### "+a.Alert+"\n") {
 			t.Errorf("deploy/README.md's runbook has no ##### %s", a.Alert)
+		}
+	}
+}
+
+// alertClauses finds the signal of an alert at the comparison outside any
+// parentheses, braces or strings, so the test queries the right half.
+func TestAlertClauses(t *testing.T) {
+	for _, tc := range []struct {
+		expr string
+		want [][2]string
+	}{
+		{`shardproxy_server_up == 0`, [][2]string{{"shardproxy_server_up", "0"}}},
+		{`up{job="a>b"} == 0`, [][2]string{{`up{job="a>b"}`, "0"}}},
+		{`x > 0.9 * (y > 0)`, [][2]string{{"x", "0.9 * (y > 0)"}}},
+		{`sum by (pool) (rate(a[5m])) / (sum by (pool) (rate(b[5m])) + 1) >= 0.01`, [][2]string{{"sum by (pool) (rate(a[5m])) / (sum by (pool) (rate(b[5m])) + 1)", "0.01"}}},
+		{`a{l!="x"} != 1 and on (pool) b < 2`, [][2]string{{`a{l!="x"}`, "1"}, {"b", "2"}}},
+		{`operand > 1 unless other_metric == 0`, [][2]string{{"operand", "1"}, {"other_metric", "0"}}},
+	} {
+		if got := alertClauses(t, alertRule{Alert: "A", Expr: tc.expr}); !slices.Equal(got, tc.want) {
+			t.Errorf("alertClauses(%q) = %q, want %q", tc.expr, got, tc.want)
 		}
 	}
 }
