@@ -47,6 +47,9 @@ func (s *Server) Snapshot(dst *stats.Snapshot) {
 	_, dst.Warning = discoveryNotReady(services)
 	dst.Services = services
 	dst.Reloads, dst.ReloadsRejected = s.reloads.Load(), s.failed.Load()
+	if !s.lastRejected.Load() {
+		v[stats.LastReloadSuccessful] = 1
+	}
 	if h := s.discovery.configHash.Load(); h != nil {
 		dst.ConfigSHA256 = *h
 	}

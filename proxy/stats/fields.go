@@ -58,6 +58,7 @@ const (
 	RejectedConnections
 	OpenFilesLimit
 	MaxClientConnections
+	LastReloadSuccessful
 	numProcess
 )
 
@@ -123,6 +124,8 @@ var Fields = [...]Field{
 		Help: "the open file limit of the process (soft RLIMIT_NOFILE), 0 if unknown"},
 	{Metric: "max_client_connections", Kind: Gauge, Scope: PerProcess, Index: MaxClientConnections,
 		Help: "client connections the proxy serves at once over all pools: --max-clients, else what the open file limit leaves beside the pools' server connections; 0 for no limit"},
+	{Metric: "config_last_reload_successful", Kind: Gauge, Scope: PerProcess, Index: LastReloadSuccessful,
+		Help: "0 from a rejected reload of the configuration until a reload is applied, else 1"},
 
 	{Nutcracker: "client_eof", Metric: "client_eof_total", Kind: Counter, Scope: PerPool, Index: ClientEOF,
 		Help: "client connections closed by the client"},

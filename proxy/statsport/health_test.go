@@ -1,9 +1,13 @@
 package statsport
 
 import (
+	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shardproxy/shardproxy/proxy/config"
 )
 
 // server_up follows a pool's server without auto_eject_hosts down and back
@@ -61,4 +65,39 @@ func TestClientConnectionsLimitMetric(t *testing.T) {
 			t.Errorf("the stats JSON has %s, which nutcracker's does not", path)
 		}
 	}
+}
+
+// config_last_reload_successful is 0 from a rejected reload until one is
+// applied, and stays out of nutcracker's JSON document.
+func TestConfigLastReloadSuccessfulMetric(t *testing.T) {
+	tp := startProxy(t, poolSpec{name: "alpha", servers: []string{"a0"}})
+	checkStats(t, tp.stats, []stat{{field: "config_last_reload_successful", want: 1}})
+	good := fmt.Sprintf("alpha:\n  listen: %s\n  redis: true\n  servers:\n    - %s:1 a0\n", tp.listen["alpha"], tp.redis["alpha/a0"].Addr)
+	tp.srv.RejectReload() // a file that did not parse
+	checkStats(t, tp.stats, []stat{{field: "config_last_reload_successful", want: 0}})
+	if _, ok := statsDoc(t, tp.stats)["config_last_reload_successful"]; ok {
+		t.Error("the stats JSON has config_last_reload_successful, which nutcracker's does not")
+	}
+	cfg, err := config.Parse([]byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tp.srv.Reload(cfg); err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+	checkStats(t, tp.stats, []stat{{field: "config_last_reload_successful", want: 1}})
+
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	bad, err := config.Parse([]byte(good + fmt.Sprintf("beta:\n  listen: %s\n  redis: true\n  servers:\n    - %s:1 b0\n", busy.Addr(), tp.redis["alpha/a0"].Addr)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tp.srv.Reload(bad); err == nil {
+		t.Fatal("Reload with a listen address in use succeeded")
+	}
+	checkStats(t, tp.stats, []stat{{field: "config_last_reload_successful", want: 0}})
 }
