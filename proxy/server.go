@@ -56,6 +56,9 @@ type Server struct {
 	reloadMu sync.Mutex              // serialises Start, Reload and Shutdown's pool changes
 	reloads  atomic.Int64            // successful reloads
 	failed   atomic.Int64            // rejected reloads
+	// lastRejected is set by a rejected reload and cleared by one applied:
+	// the configuration file is not what runs while it is set.
+	lastRejected atomic.Bool
 
 	// registry keeps server connections, health and counters across
 	// configs.
@@ -289,7 +292,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 	old := s.poolList()
 	pools, err := s.buildPools(cfg, old)
 	if err != nil {
-		s.failed.Add(1)
+		s.rejectReload()
 		return err
 	}
 	s.mu.Lock()
@@ -297,14 +300,14 @@ func (s *Server) Reload(cfg *config.Config) error {
 	s.mu.Unlock()
 	if closing {
 		s.discard(pools)
-		s.failed.Add(1)
+		s.rejectReload()
 		return errors.New("shutting down")
 	}
 	var opened map[string]*listener
 	if running {
 		if opened, err = s.openListeners(pools); err != nil {
 			s.discard(pools)
-			s.failed.Add(1)
+			s.rejectReload()
 			return err
 		}
 	}
@@ -318,6 +321,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 		s.switchListeners(pools, opened)
 	}
 	s.reloads.Add(1)
+	s.lastRejected.Store(false)
 	s.checkSubscriptions()
 	go s.drain(old)
 	return nil
@@ -367,7 +371,12 @@ func (s *Server) drain(pools []*pool) {
 
 // RejectReload counts a configuration that was refused before it reached
 // Reload, such as one that does not parse.
-func (s *Server) RejectReload() { s.failed.Add(1) }
+func (s *Server) RejectReload() { s.rejectReload() }
+
+func (s *Server) rejectReload() {
+	s.failed.Add(1)
+	s.lastRejected.Store(true)
+}
 
 // listen opens a pool's listener: TCP, or a unix socket whose stale file is
 // removed first and whose permissions are set as configured.

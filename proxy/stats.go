@@ -47,6 +47,9 @@ func (s *Server) Snapshot(dst *stats.Snapshot) {
 	_, dst.Warning = discoveryNotReady(services)
 	dst.Services = services
 	dst.Reloads, dst.ReloadsRejected = s.reloads.Load(), s.failed.Load()
+	if !s.lastRejected.Load() {
+		v[stats.LastReloadSuccessful] = 1
+	}
 	if h := s.discovery.configHash.Load(); h != nil {
 		dst.ConfigSHA256 = *h
 	}
@@ -55,6 +58,7 @@ func (s *Server) Snapshot(dst *stats.Snapshot) {
 	for _, p := range s.poolList() {
 		ps := dst.AddPool(p.cfg.Name)
 		p.stats.Read(&ps.Values)
+		ps.Values[stats.ClientConnectionsLimit] = int64(p.cfg.ClientConnections)
 		var clusterMap *ClusterMap
 		if p.seeds != nil {
 			ps.Cluster, clusterMap = s.clusterSnapshot(p), s.clusterMapFor(p.cfg.Name)
@@ -65,6 +69,9 @@ func (s *Server) Snapshot(dst *stats.Snapshot) {
 			ss.Values[stats.ServerEjectedAt] = srv.health.EjectedAt()
 			if srv.health.EjectedUntil() > nowNanos {
 				ss.Values[stats.ServerEjected] = 1
+			}
+			if srv.health.Up() {
+				ss.Values[stats.ServerUp] = 1
 			}
 			ss.Latency = srv.stats.Latency.Snapshot()
 			ps.Latency.Add(&ss.Latency)

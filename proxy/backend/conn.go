@@ -252,6 +252,7 @@ func (b *Conn) dial() {
 	b.sock = rawsock.New(conn)
 	b.gen++
 	b.backoff = 0
+	up.health.connected()
 	up.stats.Connections.Add(1)
 	cfg.TotalConnections.Add(1)
 	go b.readLoop(conn, b.sock, b.gen)

@@ -215,6 +215,9 @@ type Health struct {
 	failures     atomic.Int32 // consecutive failures
 	ejectedUntil atomic.Int64 // unix nanoseconds; 0 when live
 	ejectedAt    atomic.Int64 // unix microseconds of the last ejection, as nutcracker reports it
+	// down is set by a failed connect or connection and cleared by a
+	// connect that succeeds, with or without auto_eject_hosts.
+	down atomic.Bool
 
 	mu    sync.Mutex  // guards timer
 	timer *time.Timer // brings the upstream back at ejectedUntil
@@ -441,11 +444,14 @@ func (u *Upstream) ok() {
 // ring for server_retry_timeout; it comes back without a health check, as in
 // nutcracker, in the ring of whichever pool uses the upstream by then.
 func (u *Upstream) failed() {
+	h := &u.health
+	if !h.down.Load() {
+		h.down.Store(true)
+	}
 	cfg := u.config.Load()
 	if !cfg.AutoEject {
 		return
 	}
-	h := &u.health
 	if h.failures.Add(1) < cfg.FailureLimit {
 		return
 	}
@@ -479,6 +485,17 @@ func (u *Upstream) ejectionOver() {
 // Failures reports the consecutive failures counted since the last
 // success or ejection.
 func (h *Health) Failures() int32 { return h.failures.Load() }
+
+// Up reports whether the server's last connect or connection did not
+// fail: false from a failure until a connect succeeds again.
+func (h *Health) Up() bool { return !h.down.Load() }
+
+// connected records a connect that succeeded.
+func (h *Health) connected() {
+	if h.down.Load() {
+		h.down.Store(false)
+	}
+}
 
 // EjectedUntil reports when the ejection ends, in unix nanoseconds; 0 when
 // the server is live.

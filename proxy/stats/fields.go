@@ -58,6 +58,7 @@ const (
 	RejectedConnections
 	OpenFilesLimit
 	MaxClientConnections
+	LastReloadSuccessful
 	numProcess
 )
 
@@ -73,6 +74,7 @@ const (
 	PubSubMessages
 	AuthFailures
 	ClientIdleTimeouts
+	ClientConnectionsLimit
 	numPool
 )
 
@@ -92,6 +94,7 @@ const (
 	OutQueue
 	OutQueueBytes
 	ServerEjected
+	ServerUp
 	numServer
 )
 
@@ -121,6 +124,8 @@ var Fields = [...]Field{
 		Help: "the open file limit of the process (soft RLIMIT_NOFILE), 0 if unknown"},
 	{Metric: "max_client_connections", Kind: Gauge, Scope: PerProcess, Index: MaxClientConnections,
 		Help: "client connections the proxy serves at once over all pools: --max-clients, else what the open file limit leaves beside the pools' server connections; 0 for no limit"},
+	{Metric: "config_last_reload_successful", Kind: Gauge, Scope: PerProcess, Index: LastReloadSuccessful,
+		Help: "0 from a rejected reload of the configuration until a reload is applied, else 1"},
 
 	{Nutcracker: "client_eof", Metric: "client_eof_total", Kind: Counter, Scope: PerPool, Index: ClientEOF,
 		Help: "client connections closed by the client"},
@@ -144,6 +149,8 @@ var Fields = [...]Field{
 		Help: "client connections closed because they sent nothing for the pool's client_timeout"},
 	{Metric: "pool_request_duration_seconds", Kind: Histogram, Scope: PerPool,
 		Help: "time from submitting a request to a server of the pool to reading its reply: the pool's server_request_duration_seconds summed"},
+	{Metric: "client_connections_limit", Kind: Gauge, Scope: PerPool, Index: ClientConnectionsLimit,
+		Help: "the pool's client_connections: client connections it serves at once, 0 for no limit"},
 
 	{Nutcracker: "server_eof", Metric: "server_eof_total", Kind: Counter, Scope: PerServer, Index: ServerEOF,
 		Help: "server connections closed by the server"},
@@ -175,6 +182,8 @@ var Fields = [...]Field{
 		Help: "1 while the server is out of the ring, else 0"},
 	{Metric: "server_request_duration_seconds", Kind: Histogram, Scope: PerServer,
 		Help: "time from submitting a request to the server's connection to reading its reply"},
+	{Metric: "server_up", Kind: Gauge, Scope: PerServer, Index: ServerUp,
+		Help: "0 from a failed connect or a failed connection to the server until a connect succeeds again, else 1; with or without auto_eject_hosts"},
 }
 
 // MetricHelp is the help text of f's metric: its Help, and the nutcracker
