@@ -422,10 +422,10 @@ subjects: [{kind: ServiceAccount, name: shardproxy}]
 `
 
 // startMonitoredProxy builds and runs shardproxy over a ring pool with
-// auto_eject_hosts over ring, a pool of one Sentinel-watched group and a
-// pool of a Kubernetes Service, and returns its pools' and stats port's
-// addresses.
-func startMonitoredProxy(t *testing.T, ring []*proxytest.Redis, master *proxytest.Redis, sentinel *proxytest.Sentinel, kubeconfig string) (ringAddr, groupAddr, statsAddr string) {
+// auto_eject_hosts over ring, a pool of one Sentinel-watched group, a pool
+// of a Kubernetes Service and a redis_cluster pool over cluster, and
+// returns its pools' and stats port's addresses.
+func startMonitoredProxy(t *testing.T, ring []*proxytest.Redis, master *proxytest.Redis, sentinel *proxytest.Sentinel, kubeconfig string, cluster *proxytest.Cluster) (ringAddr, groupAddr, clusterAddr, statsAddr string) {
 	t.Helper()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "shardproxy")
@@ -435,6 +435,7 @@ func startMonitoredProxy(t *testing.T, ring []*proxytest.Redis, master *proxytes
 	ringAddr = fmt.Sprintf("127.0.0.1:%d", proxytest.FreePort(t))
 	groupAddr = fmt.Sprintf("127.0.0.1:%d", proxytest.FreePort(t))
 	kubeAddr := fmt.Sprintf("127.0.0.1:%d", proxytest.FreePort(t))
+	clusterAddr = fmt.Sprintf("127.0.0.1:%d", proxytest.FreePort(t))
 	statsPort := proxytest.FreePort(t)
 	statsAddr = fmt.Sprintf("127.0.0.1:%d", statsPort)
 	conf := fmt.Sprintf(`ring:
@@ -466,7 +467,13 @@ kube:
   kubernetes_namespace: %s
   servers:
     - redis-0:6379:1 k0
-`, ringAddr, ring[0].Addr, ring[1].Addr, ring[2].Addr, groupAddr, sentinel.Addr, master.Addr, kubeAddr, promNamespace)
+cluster:
+  listen: %s
+  redis: true
+  redis_cluster: true
+  servers:
+    - %s:1
+`, ringAddr, ring[0].Addr, ring[1].Addr, ring[2].Addr, groupAddr, sentinel.Addr, master.Addr, kubeAddr, promNamespace, clusterAddr, cluster.Nodes[0].Addr)
 	confPath := filepath.Join(dir, "nutcracker.yml")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
@@ -492,7 +499,7 @@ kube:
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
-	return ringAddr, groupAddr, statsAddr
+	return ringAddr, groupAddr, clusterAddr, statsAddr
 }
 
 // runTraffic sends SETs and GETs to each address until ctx ends, errors
@@ -544,7 +551,8 @@ func TestPrometheusAlertsAndDashboard(t *testing.T) {
 	checkRunbook(t, alerts)
 
 	// A ring of three servers, a group of a master, its replica and a
-	// Sentinel, and a Service of a real API server.
+	// Sentinel, a Service of a real API server and a Redis Cluster of
+	// three masters.
 	var ring []*proxytest.Redis
 	for range 3 {
 		ring = append(ring, proxytest.StartRedis(t))
@@ -557,13 +565,14 @@ func TestPrometheusAlertsAndDashboard(t *testing.T) {
 	cp.CreateNamespace(t, promNamespace)
 	cp.Apply(t, []byte(promKubeObjects))
 	kubeconfig := cp.Kubeconfig(t, promNamespace, "shardproxy")
-	step("redis-servers, Sentinel and API server up")
+	cluster := proxytest.StartCluster(t, 3, 0)
+	step("redis-servers, Sentinel, API server and cluster up")
 
-	ringAddr, groupAddr, statsAddr := startMonitoredProxy(t, ring, master, sentinel, kubeconfig)
+	ringAddr, groupAddr, clusterAddr, statsAddr := startMonitoredProxy(t, ring, master, sentinel, kubeconfig, cluster)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	runTraffic(ctx, &wg, ringAddr, groupAddr)
+	runTraffic(ctx, &wg, ringAddr, groupAddr, clusterAddr)
 	prom := startPrometheus(t, statsAddr, rulesFile)
 	step("shardproxy and prometheus up")
 
