@@ -48,11 +48,14 @@ need_fds() {
 # (each printed by "TOOL -V").
 print_machine() {
 	local cpu_model mem_total tools tool
-	cpu_model=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)
+	cpu_model=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | sed -n 1p)
 	mem_total=$(free -h 2>/dev/null | awk '/^Mem:/ {print $2}')
 	tools="$(redis-server --version | cut -d' ' -f1-3)"
+	# sed -n 1p, not head: head exits after its line, and the writer's
+	# SIGPIPE (nutcracker -V prints three) would end the script under
+	# pipefail.
 	for tool in "$@"; do
-		tools="$tools, $("$tool" -V 2>&1 | head -n 1)"
+		tools="$tools, $("$tool" -V 2>&1 | sed -n 1p)"
 	done
 	echo "== machine"
 	echo "date:     $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
@@ -299,7 +302,7 @@ need_out_dir() {
 tsv_header() {
 	local file=$1 cpu_model mem_total commit
 	shift
-	cpu_model=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)
+	cpu_model=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | sed -n 1p)
 	mem_total=$(free -h 2>/dev/null | awk '/^Mem:/ {print $2}')
 	commit=$(git describe --always --dirty 2>/dev/null || echo unknown)
 	[ -z "${SHARDPROXY_BIN:-}" ] || commit+=" (shardproxy: SHARDPROXY_BIN=$SHARDPROXY_BIN)"
