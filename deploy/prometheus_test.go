@@ -338,30 +338,42 @@ scrape_configs:
 		t.Fatal(err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", proxytest.FreePort(t))
+	startProcess(t, "prometheus", exec.Command(bin, "--config.file="+confPath, "--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+addr, "--log.level=warn"))
+	api := promAPI{base: "http://" + addr}
+	waitHTTPOK(t, "prometheus to be ready", api.base+"/-/ready", 30*time.Second)
+	return api
+}
+
+// startProcess starts cmd, named name in the test's log, and kills it in
+// t's cleanup, logging its output when t failed.
+func startProcess(t *testing.T, name string, cmd *exec.Cmd) {
+	t.Helper()
 	logs := &syncBuffer{}
-	cmd := exec.Command(bin, "--config.file="+confPath, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr, "--log.level=warn")
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		t.Fatalf("start %s: %v", name, err)
 	}
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		cmd.Wait()
 		if t.Failed() {
-			t.Logf("prometheus' log:\n%s", logs.String())
+			t.Logf("%s's log:\n%s", name, logs.String())
 		}
 	})
-	api := promAPI{base: "http://" + addr}
-	waitFor(t, "prometheus to be ready", 30*time.Second, func() bool {
-		resp, err := http.Get(api.base + "/-/ready")
+}
+
+// waitHTTPOK waits until a GET of url answers 200.
+func waitHTTPOK(t *testing.T, what, url string, timeout time.Duration) {
+	t.Helper()
+	waitFor(t, what, timeout, func() bool {
+		resp, err := http.Get(url)
 		if err != nil {
 			return false
 		}
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
-	return api
 }
 
 // syncBuffer collects a process's output for the test's log.
@@ -478,27 +490,8 @@ cluster:
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
-	cmd := exec.Command(bin, "-c", confPath, "-s", strconv.Itoa(statsPort), "-a", "127.0.0.1", "--kubeconfig", kubeconfig)
-	cmd.Stderr = logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("shardproxy's log:\n%s", logs.String())
-		}
-	})
-	waitFor(t, "shardproxy to be ready", 60*time.Second, func() bool {
-		resp, err := http.Get("http://" + statsAddr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	startProcess(t, "shardproxy", exec.Command(bin, "-c", confPath, "-s", strconv.Itoa(statsPort), "-a", "127.0.0.1", "--kubeconfig", kubeconfig))
+	waitHTTPOK(t, "shardproxy to be ready", "http://"+statsAddr+"/readyz", 60*time.Second)
 	return ringAddr, groupAddr, clusterAddr, statsAddr
 }
 
