@@ -292,7 +292,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 	old := s.poolList()
 	pools, err := s.buildPools(cfg, old)
 	if err != nil {
-		s.rejectReload()
+		s.RejectReload()
 		return err
 	}
 	s.mu.Lock()
@@ -300,14 +300,14 @@ func (s *Server) Reload(cfg *config.Config) error {
 	s.mu.Unlock()
 	if closing {
 		s.discard(pools)
-		s.rejectReload()
+		s.RejectReload()
 		return errors.New("shutting down")
 	}
 	var opened map[string]*listener
 	if running {
 		if opened, err = s.openListeners(pools); err != nil {
 			s.discard(pools)
-			s.rejectReload()
+			s.RejectReload()
 			return err
 		}
 	}
@@ -370,10 +370,8 @@ func (s *Server) drain(pools []*pool) {
 }
 
 // RejectReload counts a configuration that was refused before it reached
-// Reload, such as one that does not parse.
-func (s *Server) RejectReload() { s.rejectReload() }
-
-func (s *Server) rejectReload() {
+// Reload, such as one that does not parse; Reload counts its own.
+func (s *Server) RejectReload() {
 	s.failed.Add(1)
 	s.lastRejected.Store(true)
 }
