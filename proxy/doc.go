@@ -44,7 +44,7 @@
 //	             wording where Redis has one
 //	direct.go    a lone request's reply written by the server's reader
 //	idle.go      idle clients parked without a goroutine or buffers
-//	             (internal/parking), client_timeout, memory handed back
+//	             (a rawsock.Lot), client_timeout, memory handed back
 //	             to the OS after a burst
 //	tls.go       TLS listeners: the handshake on the client's goroutine;
 //	             the server TLS settings a pool hands its upstreams, and
@@ -94,8 +94,10 @@
 //	             registry of upstreams with their health, ejection and
 //	             counters, which outlives a config
 //	internal/rawsock
-//	             socket reads and writes as raw non-blocking syscalls, for
-//	             the client connections and the server connections alike
+//	             the I/O layer: socket reads and writes as raw non-blocking
+//	             syscalls, for the client connections and the server
+//	             connections alike, the peek at an idle connection, and the
+//	             epoll set idle clients park in
 //	internal/tlsfiles
 //	             TLS certificates, keys and CA files, read again when they
 //	             change on disk

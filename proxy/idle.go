@@ -7,14 +7,14 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/shardproxy/shardproxy/proxy/internal/parking"
+	"github.com/shardproxy/shardproxy/proxy/internal/rawsock"
 )
 
 // Idle clients. A proxy in front of a fleet holds every application pod's
 // connections, and most of them are idle most of the time. While a client
 // is busy its goroutine keeps its session (buffers, batch state); once it
 // has sent nothing for parkAfter, it gives its session up and parks: its
-// socket waits in the process's parking.Lot and its goroutine ends, so an
+// socket waits in the process's rawsock.Lot and its goroutine ends, so an
 // idle client costs its client struct and its socket, not a stack and
 // buffers. Its next bytes start a new goroutine with a new session that
 // carries on where the old one stopped. A client is parked from its accept
@@ -47,7 +47,7 @@ func parkDelay() time.Duration {
 
 // testHookPark, when set, parks sockets in place of the lot, for tests of
 // a lot that refuses them.
-var testHookPark atomic.Pointer[func(fd int, w parking.Waker) error]
+var testHookPark atomic.Pointer[func(fd int, w rawsock.Waker) error]
 
 // errParked ends a client's goroutine with the client parked: nothing of
 // the client may be touched after it.
@@ -80,8 +80,8 @@ type idleState struct {
 }
 
 // lot is the process's parking lot, nil where parking is not available.
-var lot = sync.OnceValue(func() *parking.Lot {
-	l, err := parking.Default()
+var lot = sync.OnceValue(func() *rawsock.Lot {
+	l, err := rawsock.DefaultLot()
 	if err != nil {
 		return nil
 	}

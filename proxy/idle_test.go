@@ -12,7 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/shardproxy/shardproxy/proxy/internal/parking"
+	"github.com/shardproxy/shardproxy/proxy/internal/rawsock"
 	"github.com/shardproxy/shardproxy/proxy/proxytest"
 	"github.com/shardproxy/shardproxy/proxy/stats"
 )
@@ -227,7 +227,7 @@ func TestClientTimeoutTLS(t *testing.T) {
 func TestParkRefused(t *testing.T) {
 	shortParkAfter(t, 50*time.Millisecond)
 	var parks atomic.Int32
-	refuse := func(fd int, w parking.Waker) error {
+	refuse := func(fd int, w rawsock.Waker) error {
 		if parks.Add(1) == 1 {
 			return lot().Park(fd, w) // the accept's
 		}

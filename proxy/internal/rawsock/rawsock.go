@@ -1,8 +1,3 @@
-// Package rawsock reads and writes sockets with raw non-blocking syscalls,
-// for both sides of the proxy: the client connections (package proxy) and
-// the server connections (package backend). It is internal because it is
-// plumbing, not an API: neither side owns the other's sockets, and nothing
-// outside the proxy needs it.
 package rawsock
 
 import (

@@ -221,3 +221,32 @@ func waitPeer(t *testing.T, conn net.Conn, want bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// BenchmarkReadEAGAIN is the cost of the read that finds nothing: the one a
+// goroutine per connection makes after each request before it waits in the
+// poller (bench/RESULTS.md weighs it against an event loop's reads).
+func BenchmarkReadEAGAIN(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	a, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer a.Close()
+	conn, err := ln.Accept()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	fd := uintptr(Fd(conn))
+	buf := make([]byte, 16<<10)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, errno := rawRead(fd, buf); errno != syscall.EAGAIN {
+			b.Fatalf("read of an empty socket: %v, want EAGAIN", errno)
+		}
+	}
+}

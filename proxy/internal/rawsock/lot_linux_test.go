@@ -1,4 +1,4 @@
-package parking
+package rawsock
 
 import (
 	"net"
@@ -8,7 +8,7 @@ import (
 
 // tcpPair returns both ends of a loopback TCP connection and the
 // descriptor of the first.
-func tcpPair(t *testing.T) (a, b net.Conn, fd int) {
+func parkedPair(t *testing.T) (a, b net.Conn, fd int) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -34,7 +34,7 @@ func tcpPair(t *testing.T) (a, b net.Conn, fd int) {
 
 func newLot(t *testing.T) *Lot {
 	t.Helper()
-	l, err := New()
+	l, err := NewLot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func waitWake(t *testing.T, woken <-chan struct{}, what string) {
 
 func TestParkWakesWhenReadable(t *testing.T) {
 	l := newLot(t)
-	a, b, fd := tcpPair(t)
+	a, b, fd := parkedPair(t)
 	woken := make(chan struct{}, 2)
 	w := wakes(func() { woken <- struct{}{} })
 	if err := l.Park(fd, w); err != nil {
@@ -96,7 +96,7 @@ func TestParkWakesWhenReadable(t *testing.T) {
 // giving up is missed.
 func TestParkWithDataWaiting(t *testing.T) {
 	l := newLot(t)
-	_, b, fd := tcpPair(t)
+	_, b, fd := parkedPair(t)
 	b.Write([]byte("x"))
 	time.Sleep(10 * time.Millisecond) // let the byte arrive; the wake is what is tested
 	woken := make(chan struct{}, 1)
@@ -108,7 +108,7 @@ func TestParkWithDataWaiting(t *testing.T) {
 
 func TestParkWakesOnHangUp(t *testing.T) {
 	l := newLot(t)
-	_, b, fd := tcpPair(t)
+	_, b, fd := parkedPair(t)
 	woken := make(chan struct{}, 1)
 	if err := l.Park(fd, wakes(func() { woken <- struct{}{} })); err != nil {
 		t.Fatal(err)
@@ -119,7 +119,7 @@ func TestParkWakesOnHangUp(t *testing.T) {
 
 func TestUnpark(t *testing.T) {
 	l := newLot(t)
-	_, b, fd := tcpPair(t)
+	_, b, fd := parkedPair(t)
 	woken := make(chan struct{}, 1)
 	w := wakes(func() { woken <- struct{}{} })
 	if err := l.Park(fd, w); err != nil {
@@ -153,11 +153,11 @@ func TestParkRefusesBadDescriptor(t *testing.T) {
 }
 
 func TestCloseWakesParked(t *testing.T) {
-	l, err := New()
+	l, err := NewLot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _, fd := tcpPair(t)
+	_, _, fd := parkedPair(t)
 	woken := make(chan struct{}, 1)
 	if err := l.Park(fd, wakes(func() { woken <- struct{}{} })); err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package parking
+package rawsock
 
 import (
 	"errors"
@@ -6,7 +6,7 @@ import (
 )
 
 // ErrUnsupported is Park's error where the platform cannot park sockets.
-var ErrUnsupported = errors.New("parking: not supported on this platform")
+var ErrUnsupported = errors.New("rawsock: parking sockets is not supported on this platform")
 
 // Waker is what a socket is parked for: Wake is called, on the Lot's
 // goroutine, when the socket is ready. It must not block; it is usually a
@@ -19,12 +19,12 @@ var (
 	defaultErr  error
 )
 
-// Default returns the process's Lot, started at its first use. It is never
+// DefaultLot returns the process's Lot, started at its first use. It is never
 // closed: like the runtime's poller it lives as long as the process, and
 // one goroutine serves every parked socket of every listener.
-func Default() (*Lot, error) {
+func DefaultLot() (*Lot, error) {
 	defaultOnce.Do(func() {
-		defaultLot, defaultErr = New()
+		defaultLot, defaultErr = NewLot()
 	})
 	return defaultLot, defaultErr
 }

@@ -1,12 +1,12 @@
 //go:build !linux
 
-package parking
+package rawsock
 
 // Lot parks nothing where the platform has no epoll.
 type Lot struct{}
 
-// New returns a Lot whose Park always fails.
-func New() (*Lot, error) { return &Lot{}, nil }
+// NewLot returns a Lot whose Park always fails.
+func NewLot() (*Lot, error) { return &Lot{}, nil }
 
 // Park reports ErrUnsupported.
 func (*Lot) Park(int, Waker) error { return ErrUnsupported }

@@ -1,4 +1,4 @@
-package parking
+package rawsock
 
 import (
 	"fmt"
@@ -22,8 +22,8 @@ type Lot struct {
 // socket can have.
 const stopMark = -1
 
-// New starts a Lot. Most callers want Default.
-func New() (*Lot, error) {
+// NewLot starts a Lot. Most callers want DefaultLot.
+func NewLot() (*Lot, error) {
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("parking: epoll_create1: %w", err)
