@@ -159,8 +159,20 @@ start nutcracker "$nc_port" "$tmp/nutcracker.log" \
 	nutcracker -c "$tmp/nutcracker.yml" -s "$nc_stats" -a 127.0.0.1 -o "$tmp/nutcracker.log"
 declare -A pid_of=([nutcracker]=${pids[-1]})
 
-targets=(nutcracker direct)
-declare -A port=([nutcracker]=$nc_port [direct]=${redis_port[1]})
+# nutcracker-again is a second nutcracker over the same servers, measured
+# like the others: its ratio to nutcracker is the run's noise floor, what a
+# ratio looks like when nothing differs.
+free_port
+again_port=$free
+free_port
+again_stats=$free
+write_conf "$again_port" "$tmp/nutcracker-again.yml" redis "$single_ports"
+start nutcracker-again "$again_port" "$tmp/nutcracker-again.log" \
+	nutcracker -c "$tmp/nutcracker-again.yml" -s "$again_stats" -a 127.0.0.1 -o "$tmp/nutcracker-again.log"
+pid_of[nutcracker-again]=${pids[-1]}
+
+targets=(nutcracker nutcracker-again direct)
+declare -A port=([nutcracker]=$nc_port [nutcracker-again]=$again_port [direct]=${redis_port[1]})
 if [ -n "$shardproxy_bin" ]; then
 	free_port
 	sp_port=$free
@@ -170,7 +182,7 @@ if [ -n "$shardproxy_bin" ]; then
 	start shardproxy "$sp_port" "$tmp/shardproxy.log" \
 		"$shardproxy_bin" -c "$tmp/shardproxy.yml" -s "$sp_stats" -a 127.0.0.1
 	pid_of[shardproxy]=${pids[-1]}
-	targets=(shardproxy nutcracker direct)
+	targets=(shardproxy nutcracker nutcracker-again direct)
 	port[shardproxy]=$sp_port
 fi
 if [ -n "$base_bin" ]; then
@@ -182,7 +194,7 @@ if [ -n "$base_bin" ]; then
 	start baseline "${port[baseline]}" "$tmp/baseline.log" \
 		"$base_bin" -c "$tmp/baseline.yml" -s "$base_stats" -a 127.0.0.1
 	pid_of[baseline]=${pids[-1]}
-	targets=(shardproxy baseline nutcracker direct)
+	targets=(shardproxy baseline nutcracker nutcracker-again direct)
 fi
 echo "pool: $tmp/nutcracker.yml"
 cat "$tmp/nutcracker.yml"
@@ -551,26 +563,28 @@ echo
 # print_tables SUFFIX prints the throughput and CPU tables of the targets
 # shardproxy, nutcracker and direct, each name followed by SUFFIX.
 print_tables() {
-	local sfx=$1 id depth sp nc dr bl ratio bratio
-	# The baseline's columns appear only when SHARDPROXY_BASE_BIN was given.
+	local sfx=$1 id depth sp nc dr bl ratio bratio noise
+	# The baseline's columns appear only when SHARDPROXY_BASE_BIN was given;
+	# the noise floor (nutcracker-again/nutcracker) only over single servers.
 	if [ -n "$base_bin" ]; then
-		echo "| workload | shardproxy req/s | baseline req/s | nutcracker req/s | direct redis req/s | shardproxy/nutcracker | baseline/nutcracker |"
-		echo "|---|---:|---:|---:|---:|---:|---:|"
+		echo "| workload | shardproxy req/s | baseline req/s | nutcracker req/s | direct redis req/s | shardproxy/nutcracker | baseline/nutcracker | noise: nutcracker/nutcracker |"
+		echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 	else
-		echo "| workload | shardproxy req/s | nutcracker req/s | direct redis req/s | shardproxy/nutcracker |"
-		echo "|---|---:|---:|---:|---:|"
+		echo "| workload | shardproxy req/s | nutcracker req/s | direct redis req/s | shardproxy/nutcracker | noise: nutcracker/nutcracker |"
+		echo "|---|---:|---:|---:|---:|---:|"
 	fi
 	for id in "${workloads[@]}"; do
 		sp=$(median "${rps[$id/shardproxy$sfx]:-}")
 		nc=$(median "${rps[$id/nutcracker$sfx]:-}")
 		dr=$(median "${rps[$id/direct$sfx]:-}")
 		ratio=$(ratio_cell "${rps[$id/shardproxy$sfx]:-}" "${rps[$id/nutcracker$sfx]:-}")
+		noise=$(ratio_cell "${rps[$id/nutcracker-again$sfx]:-}" "${rps[$id/nutcracker$sfx]:-}")
 		if [ -n "$base_bin" ]; then
 			bl=$(median "${rps[$id/baseline]:-}")
 			bratio=$(ratio_cell "${rps[$id/baseline]:-}" "${rps[$id/nutcracker$sfx]:-}")
-			echo "| ${label_of[$id]} | $(cell "$sp") | $(cell "$bl") | $(cell "$nc") | $(cell "$dr") | $ratio | $bratio |"
+			echo "| ${label_of[$id]} | $(cell "$sp") | $(cell "$bl") | $(cell "$nc") | $(cell "$dr") | $ratio | $bratio | $noise |"
 		else
-			echo "| ${label_of[$id]} | $(cell "$sp") | $(cell "$nc") | $(cell "$dr") | $ratio |"
+			echo "| ${label_of[$id]} | $(cell "$sp") | $(cell "$nc") | $(cell "$dr") | $ratio | $noise |"
 		fi
 	done
 	echo
@@ -578,22 +592,23 @@ print_tables() {
 	echo "in microseconds (/proc/<pid>/stat user+system; a tick is $((1000000 / hz)) us):"
 	echo
 	if [ -n "$base_bin" ]; then
-		echo "| workload | shardproxy CPU us/request | baseline CPU us/request | nutcracker CPU us/request | shardproxy/nutcracker | baseline/nutcracker |"
-		echo "|---|---:|---:|---:|---:|---:|"
+		echo "| workload | shardproxy CPU us/request | baseline CPU us/request | nutcracker CPU us/request | shardproxy/nutcracker | baseline/nutcracker | noise: nutcracker/nutcracker |"
+		echo "|---|---:|---:|---:|---:|---:|---:|"
 	else
-		echo "| workload | shardproxy CPU us/request | nutcracker CPU us/request | shardproxy/nutcracker |"
-		echo "|---|---:|---:|---:|"
+		echo "| workload | shardproxy CPU us/request | nutcracker CPU us/request | shardproxy/nutcracker | noise: nutcracker/nutcracker |"
+		echo "|---|---:|---:|---:|---:|"
 	fi
 	for depth in 1 "$PIPELINE"; do
 		sp=$(median "${cpu[rb-$depth/shardproxy$sfx]:-}")
 		nc=$(median "${cpu[rb-$depth/nutcracker$sfx]:-}")
 		ratio=$(ratio_cell "${cpu[rb-$depth/shardproxy$sfx]:-}" "${cpu[rb-$depth/nutcracker$sfx]:-}")
+		noise=$(ratio_cell "${cpu[rb-$depth/nutcracker-again$sfx]:-}" "${cpu[rb-$depth/nutcracker$sfx]:-}")
 		if [ -n "$base_bin" ]; then
 			bl=$(median "${cpu[rb-$depth/baseline]:-}")
 			bratio=$(ratio_cell "${cpu[rb-$depth/baseline]:-}" "${cpu[rb-$depth/nutcracker$sfx]:-}")
-			echo "| redis-benchmark SET+GET, $CLIENTS clients, pipeline $depth | $sp | $bl | $nc | $ratio | $bratio |"
+			echo "| redis-benchmark SET+GET, $CLIENTS clients, pipeline $depth | $sp | $bl | $nc | $ratio | $bratio | $noise |"
 		else
-			echo "| redis-benchmark SET+GET, $CLIENTS clients, pipeline $depth | $sp | $nc | $ratio |"
+			echo "| redis-benchmark SET+GET, $CLIENTS clients, pipeline $depth | $sp | $nc | $ratio | $noise |"
 		fi
 	done
 	echo

@@ -74,3 +74,14 @@ func TestLatencyRejectsBadSettings(t *testing.T) {
 		{[]string{"BENCH_OUT_DIR=/dev/null"}, "BENCH_OUT_DIR=/dev/null is not a directory"},
 	})
 }
+
+// TestCostRejectsBadSettings guards the same for cost.sh.
+func TestCostRejectsBadSettings(t *testing.T) {
+	checkRejects(t, "cost.sh", []badSetting{
+		{[]string{"BENCH_REQUESTS=0"}, `BENCH_* counts must be positive integers, got "0"`},
+		{[]string{"BENCH_PIPELINE=deep"}, `BENCH_* counts must be positive integers, got "deep"`},
+		{[]string{"BENCH_PROFILE=yes"}, `BENCH_PROFILE must be 0 or 1, got "yes"`},
+		{[]string{"SHARDPROXY_BIN=/nonexistent/shardproxy"}, "SHARDPROXY_BIN=/nonexistent/shardproxy is not an executable"},
+		{[]string{"SHARDPROXY_BASE_BIN=/nonexistent/shardproxy"}, "SHARDPROXY_BASE_BIN=/nonexistent/shardproxy is not an executable"},
+	})
+}

@@ -85,12 +85,16 @@ start_redis_servers
 declare -A pid_of port=([direct]=${redis_ports[0]})
 start_pool_proxy nutcracker nutcracker
 
+# nutcracker-again, a second nutcracker over the same servers, gives the
+# run's noise floor: its ratios to nutcracker are what no difference looks
+# like.
+start_pool_proxy nutcracker-again nutcracker
 start_pool_proxy shardproxy "$shardproxy_bin"
-targets=(shardproxy nutcracker direct)
+targets=(shardproxy nutcracker nutcracker-again direct)
 
 if [ -n "$base_bin" ]; then
 	start_pool_proxy baseline "$base_bin"
-	targets=(shardproxy baseline nutcracker direct)
+	targets=(shardproxy baseline nutcracker nutcracker-again direct)
 fi
 echo "pool: $tmp/nutcracker.yml"
 cat "$tmp/nutcracker.yml"
@@ -215,7 +219,8 @@ echo "== results ($(nproc) CPUs shared by loadgen, the proxies and the servers; 
 	"load avg at end: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown))"
 echo "Open-loop loadgen, $CLIENTS connections, pipeline 1, 80/20 GET/SET zipf; latency in us from each"
 echo "request's scheduled time to its reply. The rates are shares of nutcracker's closed-loop throughput"
-echo "($max_rps req/s); the ratio is the median of each round's shardproxy/nutcracker p99."
+echo "($max_rps req/s). A ratio is the median of each round's ratio to nutcracker's percentile;"
+echo "nutcracker-again's ratios are the run's noise floor."
 echo
 header="| rate req/s | % of nutcracker max |"
 rule="|---:|---:|"
@@ -223,12 +228,6 @@ for target in "${forward[@]}"; do
 	header+=" $target p50 | $target p99 | $target p99.9 |"
 	rule+="---:|---:|---:|"
 done
-header+=" shardproxy/nutcracker p99 |"
-rule+="---:|"
-if [ -n "$base_bin" ]; then
-	header+=" baseline/nutcracker p99 |"
-	rule+="---:|"
-fi
 echo "$header"
 echo "$rule"
 for pct in "${PCTS[@]}"; do
@@ -237,10 +236,28 @@ for pct in "${PCTS[@]}"; do
 		row+=" $(us_cell "$(median "${p50[$pct/$target]:-}")") | $(us_cell "$(median "${p99[$pct/$target]:-}")")"
 		row+=" | $(us_cell "$(median "${p999[$pct/$target]:-}")") |"
 	done
-	row+=" $(ratio_cell "${p99[$pct/shardproxy]:-}" "${p99[$pct/nutcracker]:-}") |"
-	if [ -n "$base_bin" ]; then
-		row+=" $(ratio_cell "${p99[$pct/baseline]:-}" "${p99[$pct/nutcracker]:-}") |"
-	fi
+	echo "$row"
+done
+echo
+# The ratios to nutcracker, in a table of their own.
+ratio_targets=(shardproxy)
+[ -z "$base_bin" ] || ratio_targets+=(baseline)
+ratio_targets+=(nutcracker-again)
+header="| rate req/s | % of nutcracker max |"
+rule="|---:|---:|"
+for target in "${ratio_targets[@]}"; do
+	header+=" $target/nutcracker p50 | p99 | p99.9 |"
+	rule+="---:|---:|---:|"
+done
+echo "$header"
+echo "$rule"
+for pct in "${PCTS[@]}"; do
+	row="| ${rate_of[$pct]} | $pct% |"
+	for target in "${ratio_targets[@]}"; do
+		row+=" $(ratio_cell "${p50[$pct/$target]:-}" "${p50[$pct/nutcracker]:-}")"
+		row+=" | $(ratio_cell "${p99[$pct/$target]:-}" "${p99[$pct/nutcracker]:-}")"
+		row+=" | $(ratio_cell "${p999[$pct/$target]:-}" "${p999[$pct/nutcracker]:-}") |"
+	done
 	echo "$row"
 done
 echo
