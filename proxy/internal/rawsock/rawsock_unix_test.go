@@ -134,39 +134,6 @@ func TestPeerReset(t *testing.T) {
 	}
 }
 
-// TryWrite writes what the socket takes and reports it; a partial write
-// leaves the rest to the caller, and the bytes that went are not repeated.
-func TestTryWritePartial(t *testing.T) {
-	a, b := tcpPair(t)
-	sa, sb := New(a), New(b)
-	big := bytes.Repeat([]byte("0123456789abcdef"), 4<<20) // 64 MiB
-	n, err := sa.TryWrite(big)
-	if err != nil || n == 0 || n >= len(big) {
-		t.Fatalf("TryWrite = %d, %v; want part of %d", n, err, len(big))
-	}
-	// Read everything that went, then write the rest and read it too.
-	done := make(chan error, 1)
-	go func() {
-		_, err := sa.Write(big[n:])
-		done <- err
-	}()
-	got := make([]byte, 0, len(big))
-	buf := make([]byte, 1<<20)
-	for len(got) < len(big) {
-		k, err := sb.Read(buf)
-		if err != nil {
-			t.Fatalf("Read after %d bytes: %v", len(got), err)
-		}
-		got = append(got, buf[:k]...)
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, big) {
-		t.Fatal("the bytes read are not the bytes written, in order, once each")
-	}
-}
-
 // PeerClosed tells an open idle connection from one whose peer closed it,
 // reset it or sent something unasked, without waiting and without taking
 // the byte it peeked at.
