@@ -4,10 +4,11 @@
 #
 #   bash bench/compare.sh          (what `make bench` runs)
 #
-# It starts 3 redis-servers and both proxies on free loopback ports, runs
-# redis-benchmark and bench/loadgen against each target, printing every
-# command before it runs, and ends with a markdown table (paste it into
-# bench/RESULTS.md). Only loopback addresses are used. Everything it started
+# It starts 3 redis-servers and both proxies on free loopback ports, and a
+# second nutcracker (nutcracker-again) whose ratio to the first is the
+# run's noise floor, runs redis-benchmark and bench/loadgen against each
+# target, printing every command before it runs, and ends with markdown
+# tables (paste them into bench/RESULTS.md). Only loopback addresses are used. Everything it started
 # is stopped on exit.
 #
 # Environment (defaults in brackets):

@@ -5,8 +5,8 @@
 #
 #   bash bench/latency.sh          (`make bench` runs it after compare.sh)
 #
-# It starts 3 redis-servers and both proxies on free loopback ports (a
-# ketama, fnv1a_64 pool of the three), measures nutcracker's throughput
+# It starts 3 redis-servers, both proxies and a second nutcracker (for the
+# noise floor) on free loopback ports (a ketama, fnv1a_64 pool of the three), measures nutcracker's throughput
 # without pipelining with closed-loop bench/loadgen (BENCH_CLIENTS
 # connections, each sending as soon as its last reply is in; the median of
 # BENCH_ROUNDS runs), then runs `loadgen --rate` at 25%, 50% and 75% of that
@@ -15,8 +15,9 @@
 # due, so a stall counts for every request it held up. The workload is
 # compare.sh's: 80% GET / 20% SET over zipf keys, the key space written
 # first. Direct is redis-server 1 alone, as in compare.sh. It prints every
-# command before it runs and ends with a markdown table of the median over
-# rounds of each percentile (paste it into bench/RESULTS.md). Only loopback
+# command before it runs and ends with markdown tables of the median over
+# rounds of each percentile and of each target's ratios to nutcracker
+# (paste them into bench/RESULTS.md). Only loopback
 # addresses are used. Everything it started is stopped on exit.
 #
 # Environment (defaults in brackets):
