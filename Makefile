@@ -69,7 +69,7 @@ bench: deps
 	BENCH_OUT_DIR=$(BENCH_OUT_DIR) bash bench/compare.sh
 	BENCH_OUT_DIR=$(BENCH_OUT_DIR) BENCH_GROUPS=1 bash bench/compare.sh
 	BENCH_OUT_DIR=$(BENCH_OUT_DIR) bash bench/latency.sh
-	bash bench/cost.sh
+	BENCH_OUT_DIR=$(BENCH_OUT_DIR) bash bench/cost.sh
 	bash bench/blocked.sh
 	bash bench/pubsub.sh
 	bash bench/cluster.sh

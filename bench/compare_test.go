@@ -81,6 +81,7 @@ func TestCostRejectsBadSettings(t *testing.T) {
 		{[]string{"BENCH_REQUESTS=0"}, `BENCH_* counts must be positive integers, got "0"`},
 		{[]string{"BENCH_PIPELINE=deep"}, `BENCH_* counts must be positive integers, got "deep"`},
 		{[]string{"BENCH_PROFILE=yes"}, `BENCH_PROFILE must be 0 or 1, got "yes"`},
+		{[]string{"BENCH_OUT_DIR=/dev/null"}, "BENCH_OUT_DIR=/dev/null is not a directory"},
 		{[]string{"SHARDPROXY_BIN=/nonexistent/shardproxy"}, "SHARDPROXY_BIN=/nonexistent/shardproxy is not an executable"},
 		{[]string{"SHARDPROXY_BASE_BIN=/nonexistent/shardproxy"}, "SHARDPROXY_BASE_BIN=/nonexistent/shardproxy is not an executable"},
 	})

@@ -21,6 +21,10 @@
 #   SHARDPROXY_BASE_BIN  also measure this binary as "baseline"
 #   BENCH_PROFILE=1   also record each proxy's CPU profile with perf record
 #                     and print its top symbols (build without -s -w)
+#   BENCH_OUT_DIR     also write each target's user, system and total CPU
+#                     per request to cpu-cost.tsv there (a directory,
+#                     relative to the repository root), after comment lines
+#                     naming the run; `go run ./bench/chart` draws it
 #   BENCH_KEEP=1      keep the temporary directory
 set -euo pipefail
 
@@ -29,6 +33,7 @@ CLIENTS=${BENCH_CLIENTS:-50}
 PIPELINE=${BENCH_PIPELINE:-1}
 ROUNDS=${BENCH_ROUNDS:-2}
 PROFILE=${BENCH_PROFILE:-0}
+OUT_DIR=${BENCH_OUT_DIR:-}
 KEEP=${BENCH_KEEP:-0}
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -48,6 +53,7 @@ fi
 if [ -n "${SHARDPROXY_BASE_BIN:-}" ] && [ ! -x "$SHARDPROXY_BASE_BIN" ]; then
 	die "SHARDPROXY_BASE_BIN=$SHARDPROXY_BASE_BIN is not an executable"
 fi
+need_out_dir
 need_tools go redis-server redis-cli redis-benchmark nutcracker
 have_perf=0
 if command -v perf >/dev/null && perf stat -e syscalls:sys_enter_read -- true >/dev/null 2>&1; then
@@ -213,6 +219,25 @@ if [ "$have_perf" = 1 ]; then
 		done
 		[ "$used" = 0 ] || row "$s" "$s"
 	done
+fi
+
+if [ -n "$OUT_DIR" ]; then
+	tsv_params="BENCH_REQUESTS=$REQUESTS BENCH_CLIENTS=$CLIENTS BENCH_PIPELINE=$PIPELINE BENCH_ROUNDS=$ROUNDS"
+	tsv_header "$OUT_DIR/cpu-cost.tsv" target workload cpu_us vs_nutcracker
+	for target in "${targets[@]}"; do
+		for part in user sys total; do
+			awk -v t="$target" -v part="$part" -v clients="$CLIENTS" -v depth="$PIPELINE" \
+				-v u="${sums[$target/user_us]}" -v s="${sums[$target/sys_us]}" -v n="${sums[$target/requests]}" \
+				-v nu="${sums[nutcracker/user_us]}" -v ns="${sums[nutcracker/sys_us]}" -v nn="${sums[nutcracker/requests]}" 'BEGIN {
+				if (part == "user") { v = u / n; r = nu / nn; name = "user" }
+				else if (part == "sys") { v = s / n; r = ns / nn; name = "system" }
+				else { v = (u + s) / n; r = (nu + ns) / nn; name = "user+system" }
+				printf "%s\t%s time, redis-benchmark SET+GET, %d clients, pipeline %d\t%.2f\t%s\n", t, name, clients, depth, v,
+					(r > 0 ? sprintf("%.2f", v / r) : "-")
+			}'
+		done
+	done >>"$OUT_DIR/cpu-cost.tsv"
+	echo "table written to $OUT_DIR/cpu-cost.tsv"
 fi
 
 if [ "$PROFILE" = 1 ]; then

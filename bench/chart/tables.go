@@ -40,19 +40,23 @@ var targetStyles = map[string]Series{
 	"shardproxy-replicas": {"shardproxy over groups, prefer_replica", "#D55E00"},
 	"nutcracker-groups":   {"nutcracker over the masters", "#8C6D1F"},
 	"direct-groups":       {"direct to master 1", "#999999"},
+	"nutcracker-again":    {"a second nutcracker (the noise floor)", "#F0E442"},
+	"floor":               {"floorproxy (an epoll loop, no features)", "#000000"},
 }
 
 // otherColours are for targets not in targetStyles, in turn.
-var otherColours = []string{"#000000", "#882255", "#44AA99", "#332288"}
+var otherColours = []string{"#882255", "#44AA99", "#332288", "#AA4499"}
 
 // variantTitles say what a variant's run measured, after the title, and
 // variantNotes how to read it, under the subtitle.
 var (
 	variantTitles = map[string]string{
 		"-groups": " over single servers and Sentinel-watched groups",
+		"-cost":   ", user and system, beside Redis directly and floorproxy",
 	}
 	variantNotes = map[string]string{
 		"-groups": "The ratios of the targets over the groups are to nutcracker over the masters.",
+		"-cost":   "bench/cost.sh: totals over all its rounds; direct Redis's one read and one write per request are the floor of a proxy's client side.",
 	}
 )
 
