@@ -62,6 +62,13 @@ func TestRoleGroupManualFailoverUnderLoad(t *testing.T) {
 		replicas = append(replicas, proxytest.StartRedis(t, proxytest.RedisArgs("--replicaof", "127.0.0.1", strconv.Itoa(m.Port))))
 	}
 	extra := proxytest.StartRedis(t, proxytest.RedisArgs("--replicaof", "127.0.0.1", strconv.Itoa(masters[0].Port)))
+	// Every link up before the proxy starts: a group whose replica is still
+	// in its handshake has no confirmed master yet, and the load below
+	// must begin with both groups serving.
+	for i, r := range replicas {
+		replicaOf(t, r, masters[i])
+	}
+	replicaOf(t, extra, masters[0])
 	addr, logs := startRoleGroupProxy(t,
 		[]string{"g0 " + replicas[0].Addr + " " + extra.Addr, "g1 " + replicas[1].Addr},
 		[]string{masters[0].Addr + ":1 g0", masters[1].Addr + ":1 g1"})
