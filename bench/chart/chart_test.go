@@ -426,3 +426,19 @@ func TestThousands(t *testing.T) {
 		}
 	}
 }
+
+// The references' bars carry no ratio; a second nutcracker's does, since
+// it is the run's noise floor.
+func TestRatioLabels(t *testing.T) {
+	r := measure{value: 0.94}
+	for target, want := range map[string]string{
+		"nutcracker":        "x",
+		"nutcracker-groups": "x",
+		"nutcracker-again":  "x (0.94× nutcracker)",
+		"shardproxy":        "x (0.94× nutcracker)",
+	} {
+		if got := withRatio("x", target, r); got != want {
+			t.Errorf("withRatio for %s = %q, want %q", target, got, want)
+		}
+	}
+}

@@ -152,7 +152,9 @@ func (b *builder) done(allowLog bool) (Chart, error) {
 // withRatio appends " (1.67× nutcracker)" to label, unless the target is a
 // nutcracker itself or the ratio was not measured.
 func withRatio(label, target string, ratio measure) string {
-	if strings.HasPrefix(target, "nutcracker") || ratio.absent || ratio.failed {
+	// The references' ratios are 1.00 by definition; a second nutcracker's
+	// is the noise floor, and is shown.
+	if target == "nutcracker" || target == "nutcracker-groups" || ratio.absent || ratio.failed {
 		return label
 	}
 	return label + " (" + strconv.FormatFloat(ratio.value, 'f', 2, 64) + "× nutcracker)"
@@ -188,8 +190,11 @@ func throughputChart(t *table, variant string) (Chart, error) {
 }
 
 func cpuChart(t *table, variant string) (Chart, error) {
-	b := newBuilder("Proxy CPU time per request", variant, t, "CPU µs per request (user+system of the proxy process)",
-		"Over each redis-benchmark run (SET and GET); median of the rounds.")
+	over := "Over each redis-benchmark run (SET and GET); median of the rounds."
+	if variant == "-cost" {
+		over = "Over each redis-benchmark run (SET and GET)."
+	}
+	b := newBuilder("Proxy CPU time per request", variant, t, "CPU µs per request (user+system of the proxy process)", over)
 	for _, r := range t.rows {
 		us, err := t.number(r, 2)
 		if err != nil {
