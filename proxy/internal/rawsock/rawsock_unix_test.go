@@ -193,21 +193,7 @@ func waitPeer(t *testing.T, conn net.Conn, want bool) {
 // goroutine per connection makes after each request before it waits in the
 // poller (bench/RESULTS.md weighs it against an event loop's reads).
 func BenchmarkReadEAGAIN(b *testing.B) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	a, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer a.Close()
-	conn, err := ln.Accept()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
+	_, conn := tcpPair(b)
 	fd := uintptr(Fd(conn))
 	buf := make([]byte, 16<<10)
 	b.ResetTimer()
